@@ -1,0 +1,188 @@
+"""The typed, frozen settings object, built once from the environment.
+
+Every field has a docstring-style comment and a default so that ``liverelay serve`` runs with zero
+configuration: SQLite in the data directory and segments on local disk. ``Settings`` is passed
+explicitly to whatever needs it; nothing reads the environment after start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ENV_PREFIX = "LIVERELAY_"
+
+
+class SettingsError(ValueError):
+    """A setting from the environment could not be parsed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A string that never shows itself in ``repr`` or logs."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything liverelay can be told, with safe defaults. Field names map to
+    ``LIVERELAY_<FIELD_NAME_UPPER>`` environment variables."""
+
+    http_host: str = "0.0.0.0"
+    """Address the HTTP API and HLS playback listen on."""
+    http_port: int = 8080
+    """Port of the HTTP API and HLS playback (0 picks a free port)."""
+    rtmp_host: str = "0.0.0.0"
+    """Address the RTMP ingest listens on."""
+    rtmp_port: int = 1935
+    """Port of the RTMP ingest (0 picks a free port)."""
+    data_dir: Path = Path("./data")
+    """Directory for the SQLite file, live HLS output and recordings."""
+    database_url: Secret | None = None
+    """SQLAlchemy URL; default ``sqlite+aiosqlite:///<data_dir>/liverelay.db``.
+    PostgreSQL: ``postgresql+asyncpg://user:pass@host/db``."""
+    public_rtmp_url: str | None = None
+    """Base of ``upstreamUrl``/``streamUrl`` (e.g. ``rtmp://live.example.com``); default from the
+    RTMP listen address."""
+    public_http_url: str | None = None
+    """Base of ``downstreamUrl``/``recordingUrl`` (e.g. ``https://live.example.com``); default
+    from the HTTP listen address."""
+    ffmpeg: str | None = None
+    """Path of the ffmpeg binary; default: the imageio-ffmpeg binary, then ``ffmpeg`` on PATH."""
+    hls_segment_seconds: float = 2.0
+    """Target HLS segment duration in seconds (segments cut on keyframes)."""
+    hls_list_size: int = 6
+    """Segments kept in the live playlist window."""
+    log_level: str = "INFO"
+    """Python log level name."""
+    cors_allow_origin: str = "*"
+    """``Access-Control-Allow-Origin`` sent with playlists and segments."""
+    max_request_bytes: int = 1_048_576
+    """Largest accepted HTTP request body."""
+    rtmp_handshake_timeout: float = 10.0
+    """Seconds a client has to complete the RTMP handshake and publish."""
+    rtmp_idle_timeout: float = 30.0
+    """Seconds without data after which a publisher is dropped."""
+    rtmp_max_connections: int = 1000
+    """Concurrent RTMP connections accepted in total."""
+    rtmp_max_message_size: int = 16 * 1024 * 1024
+    """Largest RTMP message (one video frame) accepted, in bytes."""
+    rtmp_max_chunk_size: int = 16 * 1024 * 1024
+    """Largest chunk size a peer may announce."""
+    hub_queue_bytes: int = 8 * 1024 * 1024
+    """Bytes of media buffered per output before it drops frames until the next keyframe."""
+    output_stall_seconds: float = 15.0
+    """An ffmpeg output making no progress for this long is restarted."""
+    output_backoff_max_seconds: float = 30.0
+    """Cap of the exponential backoff between restarts of a failing output."""
+    allow_private_targets: bool = False
+    """Allow restream/webhook targets on loopback, link-local and private addresses."""
+    token_ttl_seconds: int = 86_400
+    """Lifetime of tokens printed by ``liverelay apikey create``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``LIVERELAY_*`` variables, then apply ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        if self.hls_segment_seconds <= 0:
+            raise SettingsError("LIVERELAY_HLS_SEGMENT_SECONDS must be > 0")
+        if self.hls_list_size < 2:
+            raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
+        for name in ("http_port", "rtmp_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"LIVERELAY_{name.upper()} must be a port number")
+
+    @property
+    def database_url_value(self) -> str:
+        """The database URL in clear (for the engine only; never log it)."""
+        if self.database_url is not None:
+            return self.database_url.value
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'liverelay.db').resolve()}"
+
+    @property
+    def live_dir(self) -> Path:
+        """Where live HLS output is written, one directory per stream id."""
+        return self.data_dir / "live"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Where recordings are kept, one directory per recording id."""
+        return self.data_dir / "recordings"
+
+    def rtmp_base_url(self, bound_port: int | None = None) -> str:
+        """Public base of RTMP URLs (no trailing slash)."""
+        if self.public_rtmp_url:
+            return self.public_rtmp_url.rstrip("/")
+        port = bound_port if bound_port is not None else self.rtmp_port
+        host = _public_host(self.rtmp_host)
+        return f"rtmp://{host}" if port == 1935 else f"rtmp://{host}:{port}"
+
+    def http_base_url(self, bound_port: int | None = None) -> str:
+        """Public base of HTTP playback URLs (no trailing slash)."""
+        if self.public_http_url:
+            return self.public_http_url.rstrip("/")
+        port = bound_port if bound_port is not None else self.http_port
+        return f"http://{_public_host(self.http_host)}:{port}"
+
+
+def _public_host(listen_host: str) -> str:
+    return "localhost" if listen_host in ("0.0.0.0", "::", "") else listen_host
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _parse(name: str, annotation: object, raw: str) -> object:
+    var = ENV_PREFIX + name.upper()
+    kind = str(annotation)
+    try:
+        if "Secret" in kind:
+            return Secret(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None
+    return raw

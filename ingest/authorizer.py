@@ -1,0 +1,40 @@
+"""The seam between ingest and whoever knows which stream keys are valid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PublishGrant:
+    """What a successful authorization tells the ingest about the stream."""
+
+    stream_id: str
+    """Public id of the live stream (24 hex); used for playback paths and logs."""
+    record: bool = False
+    """Whether this session is recorded."""
+    restream: tuple[RestreamTarget, ...] = ()
+    """Targets to relay the stream to."""
+
+
+@dataclass(frozen=True)
+class RestreamTarget:
+    """One restream destination; ``publish_url`` contains the secret stream key."""
+
+    target_id: str
+    """The ``_id`` of the restream target."""
+    publish_url: str
+    """Full URL (``url`` + ``/`` + ``streamKey``); secret, never log it."""
+
+
+class PublishDenied(Exception):
+    """The key is unknown, deleted or disabled; the message is safe to send to the client."""
+
+
+class PublishAuthorizer(Protocol):
+    """Decides whether a stream key may publish. Implemented by ``api`` against the database."""
+
+    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+        """Return the grant for ``stream_key`` or raise :class:`PublishDenied`."""
+        ...
