@@ -1,0 +1,246 @@
+"""The fan-out hub: one publisher, many bounded subscriptions.
+
+The publisher calls :meth:`StreamHub.publish_media` and never waits: each subscription has its
+own byte-bounded queue. A subscription that falls behind drops frames until the next video
+keyframe (or, for audio-only streams, the next frame that fits), counts the drops and warns at a
+limited rate. The hub caches the metadata and the sequence headers so a subscription that starts
+(or restarts) late begins with a decodable stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ingest.flv import (
+    TAG_SCRIPT,
+    TAG_VIDEO,
+    file_header,
+    frame_tag,
+    inspect_audio,
+    inspect_video,
+)
+
+log = logging.getLogger(__name__)
+
+DROP_WARNING_INTERVAL = 10.0
+AUDIO_ONLY_AFTER_MS = 1000
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """Which elementary streams the publish carries."""
+
+    has_audio: bool
+    has_video: bool
+
+
+@dataclass(frozen=True)
+class _Tag:
+    data: bytes
+    random_access: bool
+    """A point a lagging subscription may resume at (video keyframe; any audio frame of an
+    audio-only stream)."""
+    config: bool
+    """A sequence header: always delivered, it is tiny and decoding depends on it."""
+
+
+class Subscription:
+    """One consumer's view of a stream: a bounded queue of complete FLV tags."""
+
+    def __init__(self, name: str, *, max_bytes: int, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.max_bytes = max_bytes
+        self.dropped_frames = 0
+        """Frames dropped because this subscription lagged."""
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._waiting_for_keyframe = False
+        self._closed = False
+        self._wakeup = asyncio.Event()
+        self._clock = clock
+        self._last_warning = -DROP_WARNING_INTERVAL
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting to be read."""
+        return self._queued_bytes
+
+    def _start(self, preamble: list[bytes], *, wait_for_keyframe: bool) -> None:
+        self._queue.clear()
+        self._queue.extend(preamble)
+        self._queued_bytes = sum(map(len, preamble))
+        self._waiting_for_keyframe = wait_for_keyframe
+        self._wakeup.set()
+
+    def _offer(self, tag: _Tag, *, video_keyframes: bool) -> None:
+        if self._closed:
+            return
+        if self._waiting_for_keyframe and not tag.config:
+            if not tag.random_access:
+                self.dropped_frames += 1
+                return
+            self._waiting_for_keyframe = False
+        size = len(tag.data)
+        if self._queued_bytes + size > self.max_bytes and not tag.config:
+            self.dropped_frames += 1
+            self._waiting_for_keyframe = video_keyframes
+            self._warn_lagging()
+            return
+        self._queue.append(tag.data)
+        self._queued_bytes += size
+        self._wakeup.set()
+
+    def _warn_lagging(self) -> None:
+        now = self._clock()
+        if now - self._last_warning >= DROP_WARNING_INTERVAL:
+            self._last_warning = now
+            log.warning(
+                "output %s is lagging: dropping until next keyframe (%d frames dropped)",
+                self.name,
+                self.dropped_frames,
+            )
+
+    def _close(self) -> None:
+        self._closed = True
+        self._wakeup.set()
+
+    async def read(self) -> list[bytes] | None:
+        """Everything queued so far (waiting if nothing is), or ``None`` once the publish ended
+        and the queue is drained."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        batch = list(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        return batch
+
+
+class StreamHub:
+    """Fans one stream's media out to subscriptions. One hub per live stream (kept across a
+    publisher reconnect so outputs keep running)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        queue_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream_id = stream_id
+        self._queue_bytes = queue_bytes
+        self._clock = clock
+        self._subscriptions: list[Subscription] = []
+        self._metadata: bytes | None = None
+        self._video_header: bytes | None = None
+        self._audio_header: bytes | None = None
+        self._tracks: Tracks | None = None
+        self._first_audio_ts: int | None = None
+        self._closed = False
+        self.bytes_in = 0
+        """Media payload bytes received from the publisher."""
+        self.ready = asyncio.Event()
+        """Set once the tracks are known and outputs can start with a decodable stream."""
+
+    @property
+    def tracks(self) -> Tracks | None:
+        """The tracks, once known."""
+        return self._tracks
+
+    def publish_metadata(self, payload: bytes, metadata: dict[str, object]) -> None:
+        """Record ``onMetaData`` (the FLV script tag body) and learn the tracks from it."""
+        self._metadata = frame_tag(TAG_SCRIPT, 0, payload)
+        if self._tracks is None and ("videocodecid" in metadata or "audiocodecid" in metadata):
+            self._set_tracks(
+                Tracks(
+                    has_audio=_declared(metadata, "audiocodecid"),
+                    has_video=_declared(metadata, "videocodecid"),
+                )
+            )
+
+    def publish_media(self, kind: int, timestamp: int, body: bytes | memoryview) -> None:
+        """Frame one audio/video message and hand it to every subscription without waiting."""
+        self.bytes_in += len(body)
+        data = frame_tag(kind, timestamp, body)
+        if kind == TAG_VIDEO:
+            info = inspect_video(body)
+            if info.sequence_header:
+                self._video_header = data
+            random_access = info.keyframe
+        else:
+            info = inspect_audio(body)
+            if info.sequence_header:
+                self._audio_header = data
+            random_access = not self._expects_video()
+        if self._tracks is None:
+            self._guess_tracks(kind, timestamp, info.keyframe)
+        tag = _Tag(data, random_access, info.sequence_header)
+        video_keyframes = self._expects_video()
+        for sub in self._subscriptions:
+            sub._offer(tag, video_keyframes=video_keyframes)
+
+    def _expects_video(self) -> bool:
+        return self._tracks.has_video if self._tracks else self._video_header is not None
+
+    def _guess_tracks(self, kind: int, timestamp: int, keyframe: bool) -> None:
+        """Without metadata: video is known at the first keyframe; a stream is audio-only once
+        its audio has advanced :data:`AUDIO_ONLY_AFTER_MS` without any video."""
+        if kind == TAG_VIDEO:
+            if keyframe:
+                self._set_tracks(Tracks(has_audio=self._first_audio_ts is not None, has_video=True))
+            return
+        if self._first_audio_ts is None:
+            self._first_audio_ts = timestamp
+        elif self._video_header is None and timestamp - self._first_audio_ts >= AUDIO_ONLY_AFTER_MS:
+            self._set_tracks(Tracks(has_audio=True, has_video=False))
+
+    def _set_tracks(self, tracks: Tracks) -> None:
+        if tracks.has_audio or tracks.has_video:
+            self._tracks = tracks
+            self.ready.set()
+
+    def subscribe(self, name: str) -> Subscription:
+        """A new subscription that starts with the FLV header and cached headers. Call after
+        :attr:`ready` is set."""
+        sub = Subscription(name, max_bytes=self._queue_bytes, clock=self._clock)
+        self._subscriptions.append(sub)
+        self.restart(sub)
+        if self._closed:
+            sub._close()
+        return sub
+
+    def restart(self, sub: Subscription) -> None:
+        """Begin ``sub`` again from a clean FLV header (used when its consumer restarts)."""
+        tracks = self._tracks or Tracks(has_audio=True, has_video=True)
+        preamble = [file_header(has_audio=tracks.has_audio, has_video=tracks.has_video)]
+        preamble += [h for h in (self._metadata, self._video_header, self._audio_header) if h]
+        sub._start(preamble, wait_for_keyframe=tracks.has_video)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop feeding ``sub``."""
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+        sub._close()
+
+    def close(self) -> None:
+        """The publish ended: readers drain what is queued, then read ``None``."""
+        self._closed = True
+        for sub in self._subscriptions:
+            sub._close()
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """Current subscriptions (read-only view)."""
+        return tuple(self._subscriptions)
+
+
+def _declared(metadata: dict[str, object], key: str) -> bool:
+    value = metadata.get(key)
+    return value is not None and value != 0 and value != ""

@@ -1,0 +1,181 @@
+"""One RTMP client connection: turns protocol events into authorization and hub calls.
+
+The session is the only place that decides what a peer may do. It knows nothing about sockets
+(:mod:`ingest.server` feeds it bytes and sends what it returns) and nothing about the database
+(a :class:`~ingest.authorizer.PublishAuthorizer` answers for stream keys) or ffmpeg (a
+:class:`PublishSink` receives the media).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn, Protocol
+
+from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
+from ingest.hub import StreamHub
+from ingest.live import LiveEntry, LiveStreams
+from ingest.rtmp.connection import RTMPServerConnection
+from ingest.rtmp.events import (
+    ConnectRequested,
+    Event,
+    MediaReceived,
+    MetadataReceived,
+    PlayRequested,
+    PublishRequested,
+    UnpublishRequested,
+)
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "live"
+
+
+class LiveOutputs(Protocol):
+    """What a publish feeds: the stream's hub and its outputs."""
+
+    hub: StreamHub
+
+    async def end(self, *, clean: bool, reason: str) -> None:
+        """The publisher left: ``clean`` after an unpublish, not after a dropped connection."""
+        ...
+
+
+class PublishSink(Protocol):
+    """Starts a stream's outputs when its publish is accepted (implemented by workers)."""
+
+    async def open(self, grant: PublishGrant, client_address: str) -> LiveOutputs:
+        """Create the hub and start the outputs for ``grant``."""
+        ...
+
+
+class SessionClosed(Exception):
+    """The session decided to end the connection; the message is the logged reason."""
+
+
+@dataclass
+class _Publishing:
+    stream_id: int
+    grant: PublishGrant
+    outputs: LiveOutputs
+    entry: LiveEntry
+
+
+class PublishSession:
+    """Handles the events of one RTMP connection."""
+
+    def __init__(
+        self,
+        conn: RTMPServerConnection,
+        *,
+        client_address: str,
+        authorizer: PublishAuthorizer,
+        sink: PublishSink,
+        live: LiveStreams,
+        close_transport: Callable[[], None],
+    ) -> None:
+        self.conn = conn
+        self.client_address = client_address
+        self._authorizer = authorizer
+        self._sink = sink
+        self._live = live
+        self._close_transport = close_transport
+        self._publishing: _Publishing | None = None
+        self._ended = False
+
+    @property
+    def publishing(self) -> bool:
+        """Whether a publish was accepted and is running."""
+        return self._publishing is not None
+
+    async def handle(self, event: Event) -> None:
+        """React to one protocol event; raises :class:`SessionClosed` to end the connection."""
+        if isinstance(event, MediaReceived):
+            if self._publishing is not None:
+                self._publishing.outputs.hub.publish_media(
+                    event.kind, event.timestamp, event.payload
+                )
+        elif isinstance(event, MetadataReceived):
+            if self._publishing is not None:
+                self._publishing.outputs.hub.publish_metadata(event.payload, event.metadata)
+        elif isinstance(event, ConnectRequested):
+            self._on_connect(event)
+        elif isinstance(event, PublishRequested):
+            await self._on_publish(event)
+        elif isinstance(event, UnpublishRequested):
+            await self._on_unpublish(event)
+        elif isinstance(event, PlayRequested):
+            self.conn.send_status(
+                event.stream_id,
+                "error",
+                "NetStream.Play.Failed",
+                "RTMP playback is not offered; play the stream over HLS",
+            )
+            raise SessionClosed("play requested")
+
+    def _on_connect(self, event: ConnectRequested) -> None:
+        app = event.app.strip("/")
+        if app != APP_NAME:
+            self.conn.reject_connect(event.transaction_id, f"unknown application '{app}'")
+            raise SessionClosed(f"connect to unknown application {app!r}")
+        self.conn.accept_connect(event.transaction_id)
+
+    async def _on_publish(self, event: PublishRequested) -> None:
+        if self._publishing is not None:
+            self._reject(event, "NetStream.Publish.BadName", "already publishing")
+        try:
+            grant = await self._authorizer.authorize_publish(event.name, self.client_address)
+        except PublishDenied as exc:
+            self._reject(event, "NetStream.Publish.BadName", str(exc))
+        stale = self._live.get(grant.stream_id)
+        if stale is not None:
+            log.info(
+                "stream %s: new publisher from %s replaces %s",
+                grant.stream_id,
+                self.client_address,
+                stale.client_address,
+            )
+            await stale.disconnect("replaced by a new publisher with the same key")
+        outputs = await self._sink.open(grant, self.client_address)
+        entry = LiveEntry(grant.stream_id, self.client_address, time.time(), self._disconnect)
+        self._publishing = _Publishing(event.stream_id, grant, outputs, entry)
+        self._live.add(entry)
+        self.conn.accept_publish(event.stream_id)
+        log.info("stream %s: publishing from %s", grant.stream_id, self.client_address)
+
+    def _reject(self, event: PublishRequested, code: str, reason: str) -> NoReturn:
+        self.conn.reject_publish(event.stream_id, code=code, description=reason)
+        log.warning("publish refused from %s: %s", self.client_address, reason)
+        raise SessionClosed(f"publish refused: {reason}")
+
+    async def _on_unpublish(self, event: UnpublishRequested) -> None:
+        if self._publishing is None:
+            return
+        if event.command == "FCUnpublish" or event.stream_id in (0, self._publishing.stream_id):
+            await self.finish(clean=True, reason=f"publisher sent {event.command}")
+
+    async def _disconnect(self, reason: str) -> None:
+        """End this publish from outside (API delete, replaced by a reconnect, shutdown)."""
+        if self._publishing is not None:
+            self.conn.send_status(
+                self._publishing.stream_id, "status", "NetStream.Unpublish.Success", reason
+            )
+        await self.finish(clean=True, reason=reason)
+        self._close_transport()
+
+    async def finish(self, *, clean: bool, reason: str) -> None:
+        """End the publish once (idempotent): unregister it and let its outputs wind down."""
+        publishing, self._publishing = self._publishing, None
+        if publishing is None or self._ended:
+            return
+        self._ended = True
+        self._live.remove(publishing.entry)
+        log.info(
+            "stream %s: publish from %s ended (%s)",
+            publishing.grant.stream_id,
+            self.client_address,
+            reason,
+        )
+        await publishing.outputs.end(clean=clean, reason=reason)

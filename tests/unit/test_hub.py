@@ -1,0 +1,129 @@
+"""StreamHub fan-out: bounded subscriptions, keyframe-aligned drops, cached headers."""
+
+import asyncio
+
+from ingest.flv import TAG_AUDIO, TAG_VIDEO, file_header
+from ingest.hub import StreamHub, Tracks
+
+AVC_SEQ = b"\x17\x00\x00\x00\x00\x01\x64"
+AAC_SEQ = b"\xaf\x00\x12\x10"
+META = {"videocodecid": 7.0, "audiocodecid": 10.0}
+
+
+def key(n: int = 100) -> bytes:
+    return b"\x17\x01\x00\x00\x00" + bytes(n)
+
+
+def inter(n: int = 100) -> bytes:
+    return b"\x27\x01\x00\x00\x00" + bytes(n)
+
+
+def started_hub(queue_bytes: int = 10_000) -> StreamHub:
+    hub = StreamHub("s" * 24, queue_bytes=queue_bytes)
+    hub.publish_metadata(b"\x02\x00\x0aonMetaData\x03\x00\x00\x09", META)
+    hub.publish_media(TAG_VIDEO, 0, AVC_SEQ)
+    hub.publish_media(TAG_AUDIO, 0, AAC_SEQ)
+    return hub
+
+
+async def drain(sub) -> list[bytes]:
+    return await asyncio.wait_for(sub.read(), 1)
+
+
+async def test_tracks_from_metadata_and_preamble() -> None:
+    hub = started_hub()
+    assert hub.ready.is_set()
+    assert hub.tracks == Tracks(has_audio=True, has_video=True)
+    sub = hub.subscribe("hls")
+    batch = await drain(sub)
+    assert batch[0] == file_header(has_audio=True, has_video=True)
+    assert len(batch) == 4  # header, metadata, AVC and AAC sequence headers
+    assert AVC_SEQ in batch[2] and AAC_SEQ in batch[3]
+
+
+async def test_new_subscription_starts_at_a_keyframe() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("late")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 33, inter())
+    hub.publish_media(TAG_AUDIO, 40, b"\xaf\x01\x00")
+    hub.publish_media(TAG_VIDEO, 66, key())
+    hub.publish_media(TAG_AUDIO, 70, b"\xaf\x01\x00")
+    batch = await drain(sub)
+    assert len(batch) == 2
+    assert key() in batch[0]
+    assert sub.dropped_frames == 2
+
+
+async def test_lagging_subscription_drops_until_next_keyframe_and_never_blocks() -> None:
+    hub = started_hub(queue_bytes=1_000)
+    slow = hub.subscribe("slow")
+    fast = hub.subscribe("fast")
+    hub.publish_media(TAG_VIDEO, 0, key(100))
+    for ts in range(1, 30):
+        hub.publish_media(TAG_VIDEO, ts, inter(100))
+        fast_batch = await drain(fast)  # the fast reader keeps up
+        assert len(fast_batch) >= 1
+    assert slow.queued_bytes <= 1_000 + 200
+    dropped = slow.dropped_frames
+    assert dropped > 0
+    hub.publish_media(TAG_VIDEO, 31, inter(100))  # still dropping: not a keyframe
+    assert slow.dropped_frames == dropped + 1
+    await drain(slow)  # the reader catches up
+    hub.publish_media(TAG_VIDEO, 32, inter(100))
+    assert slow.dropped_frames == dropped + 2
+    hub.publish_media(TAG_VIDEO, 33, key(100))
+    batch = await drain(slow)
+    assert len(batch) == 1 and key(100) in batch[0]
+    assert fast.dropped_frames == 0
+
+
+async def test_sequence_headers_pass_a_full_queue() -> None:
+    hub = started_hub(queue_bytes=300)
+    sub = hub.subscribe("s")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key(250))
+    hub.publish_media(TAG_VIDEO, 1, inter(250))
+    hub.publish_media(TAG_VIDEO, 2, AVC_SEQ)
+    batch = await drain(sub)
+    assert any(AVC_SEQ in tag for tag in batch)
+
+
+async def test_audio_only_stream_without_metadata() -> None:
+    hub = StreamHub("a" * 24, queue_bytes=10_000)
+    hub.publish_media(TAG_AUDIO, 0, AAC_SEQ)
+    for ts in range(0, 1100, 23):
+        hub.publish_media(TAG_AUDIO, ts, b"\xaf\x01" + bytes(50))
+    assert hub.tracks == Tracks(has_audio=True, has_video=False)
+    sub = hub.subscribe("hls")
+    hub.publish_media(TAG_AUDIO, 1200, b"\xaf\x01" + bytes(50))
+    batch = await drain(sub)
+    assert batch[0] == file_header(has_audio=True, has_video=False)
+    assert len(batch) == 3  # header, AAC config, the new frame (no waiting for video)
+
+
+async def test_video_only_stream_without_metadata() -> None:
+    hub = StreamHub("v" * 24, queue_bytes=10_000)
+    hub.publish_media(TAG_VIDEO, 0, AVC_SEQ)
+    assert not hub.ready.is_set()
+    hub.publish_media(TAG_VIDEO, 0, key())
+    assert hub.tracks == Tracks(has_audio=False, has_video=True)
+
+
+async def test_close_lets_readers_drain_then_end() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("s")
+    hub.publish_media(TAG_VIDEO, 0, key())
+    hub.close()
+    assert await drain(sub)
+    assert await drain(sub) is None
+
+
+async def test_restart_begins_again_with_headers() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("s")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key())
+    hub.restart(sub)
+    batch = await drain(sub)
+    assert batch[0].startswith(b"FLV") and len(batch) == 4
