@@ -1,0 +1,33 @@
+"""The application factory: the composition root of liverelay."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api import openapi
+from api.database import database_context
+from api.keys import SETTINGS
+from api.media import media_context
+from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.routes import health, livestreams, playback
+from config import Settings
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the aiohttp app for ``settings``.
+
+    Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
+    session factory, publish authorizer), (2) media (live registry, RTMP port).
+    """
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(media_context)
+    health.register(app.router)
+    livestreams.register(app.router)
+    playback.register(app.router)
+    openapi.register(app.router, settings)
+    return app

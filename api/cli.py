@@ -1,0 +1,189 @@
+"""The ``liverelay`` command: serve, migrate, manage API keys, mint tokens.
+
+Settings are built once from the environment. Logs go to stderr; commands that answer with data
+print only that data (JSON, or the bare token) on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import queries
+from api.app import create_app
+from api.auth import issue_token
+from api.database import create_engine, upgrade_to_head
+from api.schemas import iso_timestamp
+from config import Settings, SettingsError
+
+log = logging.getLogger("liverelay")
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``liverelay`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"liverelay: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    command: Command = args.command
+    return command(settings, args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liverelay", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub.add_parser("serve", help="run the HTTP API, playback and RTMP ingest").set_defaults(
+        command=serve
+    )
+    sub.add_parser("migrate", help="migrate the database to the latest schema").set_defaults(
+        command=migrate
+    )
+    apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    create = apikey.add_parser("create", help="create an account with a new API key")
+    create.add_argument("--name", required=True, help="account name shown as user.name")
+    create.set_defaults(command=apikey_create)
+    apikey.add_parser("list", help="list active API keys (no secrets)").set_defaults(
+        command=apikey_list
+    )
+    delete = apikey.add_parser("delete", help="delete an API key; its tokens stop working")
+    delete.add_argument("apikey")
+    delete.set_defaults(command=apikey_delete)
+    token = sub.add_parser("token", help="print a JWT for an API key and secret")
+    token.add_argument("--apikey", required=True)
+    token.add_argument("--secret", required=True)
+    token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    token.set_defaults(command=token_command)
+    return parser
+
+
+def _configure_logging(level_name: str) -> None:
+    level = logging.getLevelName(level_name.upper())
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level if isinstance(level, int) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not isinstance(level, int):
+        log.warning("unknown LIVERELAY_LOG_LEVEL %r, using INFO", level_name)
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay serve``: run the app until interrupted."""
+    _log_ffmpeg(settings)
+    log.info("serving HTTP on %s:%s", settings.http_host, settings.http_port)
+    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port, print=None)
+    return 0
+
+
+def _log_ffmpeg(settings: Settings) -> None:
+    try:
+        from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
+
+        path = resolve_ffmpeg(settings)
+        log.info("ffmpeg %s: %s", path, asyncio.run(ffmpeg_version(path)))
+    except ImportError:
+        log.debug("workers.ffmpeg_binary not available; not checking ffmpeg")
+    except Exception as exc:
+        log.warning("ffmpeg is not usable: %s", exc)
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay migrate``: apply pending migrations."""
+    asyncio.run(_with_session(settings, _nothing))
+    log.info("database is at the latest schema")
+    return 0
+
+
+async def _nothing(session: AsyncSession) -> None:
+    return None
+
+
+def apikey_create(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay apikey create --name NAME``: print apikey, secret, userId and a token."""
+    name = args.name.strip()
+    if not 0 < len(name) <= 256:
+        log.error("--name must be 1 to 256 characters")
+        return 2
+
+    async def create(session: AsyncSession) -> dict[str, str]:
+        account = await queries.create_account(session, name)
+        return {"apikey": account.apikey, "secret": account.secret, "userId": account.id}
+
+    created = asyncio.run(_with_session(settings, create))
+    token = issue_token(created["apikey"], created["secret"], settings.token_ttl_seconds)
+    log.info("created account %s (%s)", created["userId"], name)
+    _print_json({**created, "token": token})
+    return 0
+
+
+def apikey_list(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay apikey list``: active API keys as JSON (no secrets)."""
+
+    async def listing(session: AsyncSession) -> list[dict[str, str]]:
+        return [
+            {
+                "apikey": a.apikey,
+                "userId": a.id,
+                "name": a.name,
+                "createdAt": iso_timestamp(a.created_at),
+            }
+            for a in await queries.list_active_accounts(session)
+        ]
+
+    _print_json(asyncio.run(_with_session(settings, listing)))
+    return 0
+
+
+def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay apikey delete APIKEY``: refuse its tokens from now on."""
+
+    async def delete(session: AsyncSession) -> bool:
+        return await queries.delete_account(session, args.apikey)
+
+    if not asyncio.run(_with_session(settings, delete)):
+        log.error("no active API key %s", args.apikey)
+        return 1
+    log.info("deleted API key %s", args.apikey)
+    _print_json({"apikey": args.apikey, "deleted": True})
+    return 0
+
+
+def token_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay token --apikey K --secret S [--ttl SECONDS]``: print a JWT."""
+    ttl = settings.token_ttl_seconds if args.ttl is None else args.ttl
+    if ttl <= 0:
+        log.error("--ttl must be a positive number of seconds")
+        return 2
+    print(issue_token(args.apikey, args.secret, ttl))
+    return 0
+
+
+async def _with_session(settings: Settings, work: Callable[[AsyncSession], Any]) -> Any:
+    """Migrate to head, then run ``work`` in one committed transaction."""
+    engine = create_engine(settings)
+    try:
+        await upgrade_to_head(engine)
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            async with session.begin():
+                return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))

@@ -1,0 +1,97 @@
+"""Engine creation, migrations to head, and the app's database context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+import migrations
+from api.keys import AUTHORIZER, DB_ENGINE, DB_SESSIONMAKER, SETTINGS
+from api.publish_auth import DatabasePublishAuthorizer
+from config import Settings
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for another process (e.g. the CLI) to finish writing."""
+
+_MIGRATION_LOCK_ID = 0x6C69766572  # "liver": serialises migrations of nodes sharing PostgreSQL
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def database_url(settings: Settings) -> str:
+    """The configured URL with an async driver (``postgresql://`` becomes ``+asyncpg``)."""
+    url = make_url(settings.database_url_value)
+    driver = _ASYNC_DRIVERS.get(url.drivername)
+    if driver is not None:
+        url = url.set(drivername=driver)
+    return url.render_as_string(hide_password=False)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL and a busy timeout so several processes can
+    write (``liverelay apikey create`` while ``liverelay serve`` runs)."""
+    url = make_url(database_url(settings))
+    if url.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def alembic_config() -> Config:
+    """An Alembic config built in code, pointing at the installed ``migrations`` package."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
+async def upgrade_to_head(engine: AsyncEngine) -> None:
+    """Apply every pending migration, in one transaction."""
+    log.info("migrating database %s to head", engine.url)  # str() hides the password
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+
+
+def _upgrade(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def database_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: engine, migrations, session factory and publish authorizer."""
+    engine = create_engine(app[SETTINGS])
+    try:
+        await upgrade_to_head(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    app[DB_ENGINE] = engine
+    app[DB_SESSIONMAKER] = sessionmaker
+    app[AUTHORIZER] = DatabasePublishAuthorizer(sessionmaker)
+    yield
+    await engine.dispose()

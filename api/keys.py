@@ -1,0 +1,34 @@
+"""Typed keys of the application's and the request's state.
+
+Everything the handlers need lives on the :class:`aiohttp.web.Application` under one of these
+keys, set by the ``cleanup_ctx`` contexts of :func:`api.app.create_app`; nothing is global.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.auth import AuthenticatedAccount
+from config import Settings
+from ingest.authorizer import PublishAuthorizer
+from ingest.live import LiveStreams
+
+SETTINGS = web.AppKey("settings", Settings)
+"""The settings the app was built with."""
+DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
+"""The async engine; disposed when the app shuts down."""
+DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_sessionmaker")
+"""Opens one session per request (``expire_on_commit=False``)."""
+LIVE = web.AppKey("live", LiveStreams)
+"""Streams live on this node right now; routes only call ``is_live`` and ``end``."""
+RTMP_PORT = web.AppKey("rtmp_port", int)
+"""The port the RTMP listener is bound to (for ``upstreamUrl``)."""
+AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
+"""The database-backed publish authorizer handed to the ingest server."""
+
+# web.RequestKey needs aiohttp >= 3.14.
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The id of the current request (``X-Request-Id``), set by the request id middleware."""
+ACCOUNT = web.RequestKey("account", AuthenticatedAccount)
+"""The account whose token authenticated the current ``/v1`` request (JWT middleware)."""

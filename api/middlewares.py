@@ -1,0 +1,87 @@
+"""Request ids, JSON errors for everything, and JWT authentication of ``/v1``.
+
+Order (outermost first): :func:`request_id_middleware`, :func:`error_middleware`,
+:func:`auth_middleware`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api.auth import AuthenticationError, authenticate
+from api.errors import ApiError
+from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_PROTECTED_PREFIX = "/v1/"
+_KEPT_HEADERS = ("Allow",)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Echo a sane incoming ``X-Request-Id`` or make one; every response carries it."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _ACCEPTED_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    response = await handler(request)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the JSON error shape; unexpected ones become a logged 500."""
+    request_id = request[REQUEST_ID]
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.to_response(request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(request, exc).to_response(request_id)
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        raise
+    except Exception:
+        log.exception(
+            "unhandled error in %s %s (request %s)", request.method, request.path, request_id
+        )
+        return ApiError(500, "internal server error").to_response(request_id)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid JWT on ``/v1/*``; sets ``request[ACCOUNT]``."""
+    if request.path.startswith(_PROTECTED_PREFIX) or request.path == "/v1":
+        try:
+            account = await authenticate(
+                request.app[DB_SESSIONMAKER], request.headers.get("Authorization")
+            )
+        except AuthenticationError as exc:
+            raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        request[ACCOUNT] = account
+    return await handler(request)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:
+    if exc.status == 404:
+        message = f"no route for {request.method} {request.path}"
+    elif exc.status == 405:
+        message = f"method {request.method} not allowed on {request.path}"
+    elif exc.status == 413:
+        limit = request.app[SETTINGS].max_request_bytes
+        message = f"request body larger than {limit} bytes"
+    else:
+        message = exc.reason
+    headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    return ApiError(exc.status, message, headers=headers)

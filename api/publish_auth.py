@@ -1,0 +1,51 @@
+"""The database-backed :class:`ingest.authorizer.PublishAuthorizer`."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import queries
+from api.models import LiveStream
+from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
+
+log = logging.getLogger(__name__)
+
+MAX_STREAM_KEY_LENGTH = 64
+"""Longer keys cannot exist; they are refused without a query."""
+
+
+class DatabasePublishAuthorizer:
+    """Grants a publish to the key of a live stream that is not deleted and whose account is
+    active. Stream keys never reach the log; the stream id and client address do."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+        """Return the grant for ``stream_key`` or raise :class:`PublishDenied`."""
+        stream = None
+        if 0 < len(stream_key) <= MAX_STREAM_KEY_LENGTH:
+            async with self._sessionmaker() as session:
+                stream = await queries.find_publishable_stream(session, stream_key)
+        if stream is None:
+            log.info("publish from %s refused: unknown stream key", client_address)
+            raise PublishDenied("unknown stream key")
+        log.info("publish from %s granted for live stream %s", client_address, stream.id)
+        return grant_for(stream)
+
+
+def grant_for(stream: LiveStream) -> PublishGrant:
+    """What the ingest needs to know about ``stream`` (targets loaded)."""
+    return PublishGrant(
+        stream_id=stream.id,
+        record=stream.record,
+        restream=tuple(
+            RestreamTarget(
+                target_id=target.id,
+                publish_url=f"{target.url.rstrip('/')}/{target.stream_key}",
+            )
+            for target in stream.targets
+        ),
+    )

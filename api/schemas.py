@@ -1,0 +1,239 @@
+"""Request and response bodies of ``/v1/livestreams`` (the seed contract), as pydantic models.
+
+Request models are strict and forbid unknown fields; their validation errors become the standard
+error shape with JSON field paths. Response models are what handlers serialise through, so the
+OpenAPI document generated from them (:mod:`api.openapi`) cannot drift from the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from api.auth import AuthenticatedAccount
+from api.errors import ApiError, FieldError
+from api.models import LiveStream
+from api.targets import restream_url_problem
+
+MAX_RESTREAM_TARGETS = 10
+_NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
+
+Name = Annotated[
+    str, Field(min_length=1, max_length=256, description="Nickname of the live stream.")
+]
+RestreamList = Annotated[
+    list["RestreamTargetInput"],
+    Field(max_length=MAX_RESTREAM_TARGETS, description="Targets the stream is relayed to."),
+]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class RestreamTargetInput(_Input):
+    """A restream target as sent by clients."""
+
+    url: str = Field(
+        min_length=1, max_length=2048, description="rtmp:// or rtmps:// URL of the ingest."
+    )
+    stream_key: str = Field(
+        alias="streamKey", min_length=1, max_length=512, pattern=_NO_SPACE_OR_CONTROL
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_allowed(cls, value: str, info: ValidationInfo) -> str:
+        allow_private = bool(info.context and info.context.get("allow_private_targets"))
+        problem = restream_url_problem(value, allow_private=allow_private)
+        if problem is not None:
+            raise PydanticCustomError("restream_url", problem)
+        return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "name must not be blank")
+    return value
+
+
+class LiveStreamCreate(_Input):
+    """Body of ``POST /v1/livestreams``."""
+
+    name: Name
+    record: bool = Field(default=False, description="Record the stream while it is live.")
+    restream: RestreamList = Field(default_factory=list)
+
+    _name_not_blank = field_validator("name")(_not_blank)
+
+
+def _omit_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _optional() -> Any:
+    """An optional field whose absence is told by ``model_fields_set``; ``null`` is refused."""
+    return Field(default=None, json_schema_extra=_omit_default)
+
+
+class LiveStreamUpdate(_Input):
+    """Body of ``PATCH``/``POST /v1/livestreams/{id}``: only the given fields change;
+    ``restream`` replaces the whole list. ``null`` is not accepted for any field."""
+
+    name: Name = _optional()
+    record: bool = _optional()
+    restream: RestreamList = _optional()
+
+    _name_not_blank = field_validator("name")(_not_blank)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid")
+
+
+class RestreamTargetOutput(_Output):
+    """A restream target in responses."""
+
+    target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
+    url: str
+    stream_key: str
+
+
+class UserOutput(_Output):
+    """The owner of a live stream."""
+
+    name: str
+    id: str
+
+
+class LiveStreamOutput(_Output):
+    """A live stream as every endpoint returns it; playback URLs never contain the key."""
+
+    record: bool
+    user_id: str
+    name: str
+    stream_key: str = Field(description="Secret publish key (UUID4).")
+    upstream_url: str = Field(description="RTMP URL to publish to (contains the key).")
+    stream_url: str = Field(description="RTMP server URL, for clients that take the key apart.")
+    downstream_url: str = Field(description="HLS playback URL.")
+    recording_url: str = Field(description="HLS playlist of the recording.")
+    restream: list[RestreamTargetOutput]
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+    user: UserOutput
+    id: str
+    status: Literal["live", "idle"] = Field(description="Whether a publisher is live now.")
+
+
+class PageInfo(_Output):
+    """Where a page is in a listing."""
+
+    current_page: int
+    per_page: int
+    last_page: int
+
+
+class LiveStreamPage(_Output):
+    """Body of ``GET /v1/livestreams``."""
+
+    page_info: PageInfo
+    data: list[LiveStreamOutput]
+
+
+class FieldErrorOutput(_Output):
+    """One field's problem."""
+
+    field: str
+    message: str
+
+
+class ErrorOutput(_Output):
+    """Body of every error response."""
+
+    status: int
+    code: str
+    message: str
+    details: list[FieldErrorOutput]
+    request_id: str
+
+
+class HealthOutput(_Output):
+    """Body of ``GET /healthz``."""
+
+    status: Literal["ok"]
+
+
+def iso_timestamp(value: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and ``Z``: ``2021-07-05T12:43:52.921Z``."""
+    utc = value.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object (413 when larger than the app's limit)."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "request body is not valid JSON", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object", code="invalid_json")
+    return data
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def validate_body(
+    model: type[ModelT], data: Mapping[str, Any], context: Mapping[str, Any] | None = None
+) -> ModelT:
+    """``data`` validated as ``model``; failures raise the 400 ``validation_error`` shape."""
+    try:
+        return model.model_validate(data, context=dict(context or {}))
+    except ValidationError as exc:
+        details = [
+            FieldError(field=field_path(err["loc"]), message=err["msg"]) for err in exc.errors()
+        ]
+        raise ApiError(
+            400, "request body is invalid", code="validation_error", details=details
+        ) from None
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``("restream", 0, "url")`` -> ``restream[0].url``."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+    return path
+
+
+def live_stream_output(
+    stream: LiveStream, account: AuthenticatedAccount, *, rtmp_base: str, http_base: str, live: bool
+) -> LiveStreamOutput:
+    """The seed contract's live stream object (``targets`` must be loaded)."""
+    return LiveStreamOutput(
+        record=stream.record,
+        user_id=account.id,
+        name=stream.name,
+        stream_key=stream.stream_key,
+        upstream_url=f"{rtmp_base}/live/{stream.stream_key}",
+        stream_url=f"{rtmp_base}/live",
+        downstream_url=f"{http_base}/live/{stream.id}/index.m3u8",
+        recording_url=f"{http_base}/live/{stream.id}/storage/index.m3u8",
+        restream=[
+            RestreamTargetOutput(_id=t.id, url=t.url, stream_key=t.stream_key)
+            for t in stream.targets
+        ],
+        created_at=iso_timestamp(stream.created_at),
+        updated_at=iso_timestamp(stream.updated_at),
+        user=UserOutput(name=account.name, id=account.id),
+        id=stream.id,
+        status="live" if live else "idle",
+    )

@@ -1,0 +1,92 @@
+"""Fixtures and helpers of the API tests: accounts with tokens, stream creation, formats."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from api import queries
+from api.auth import issue_token
+from api.keys import DB_SESSIONMAKER
+
+HEX24 = re.compile(r"^[0-9a-f]{24}$")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+TARGET = {"url": "rtmp://x.rtmp.youtube.com/live2", "streamKey": "0tjp-h6a2-8c9d-vusv-01uu"}
+
+
+@dataclass(frozen=True)
+class AccountCredentials:
+    """An account created for one test, with a valid token."""
+
+    id: str
+    name: str
+    apikey: str
+    secret: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``Authorization`` with the raw token, as the seed's clients send it."""
+        return {"Authorization": self.token}
+
+
+MakeAccount = Callable[..., Awaitable[AccountCredentials]]
+
+
+async def new_account(client: TestClient, name: str = "Demo user 01") -> AccountCredentials:
+    """Create an account directly in the database of ``client``'s app."""
+    async with client.app[DB_SESSIONMAKER]() as session, session.begin():
+        account = await queries.create_account(session, name)
+    token = issue_token(account.apikey, account.secret, 3600)
+    return AccountCredentials(account.id, name, account.apikey, account.secret, token)
+
+
+@pytest.fixture
+def make_account(api_client: TestClient) -> MakeAccount:
+    """Create accounts in the database of ``api_client``'s app."""
+
+    async def make(name: str = "Demo user 01") -> AccountCredentials:
+        return await new_account(api_client, name)
+
+    return make
+
+
+@pytest.fixture
+async def account(make_account: MakeAccount) -> AccountCredentials:
+    """One account of the test."""
+    return await make_account()
+
+
+async def create_stream(
+    client: TestClient, account: AccountCredentials, **body: Any
+) -> dict[str, Any]:
+    """``POST /v1/livestreams`` with ``body`` (name defaults to "zujo"), asserting 201."""
+    response = await client.post(
+        "/v1/livestreams", json={"name": "zujo", **body}, headers=account.headers
+    )
+    assert response.status == 201, await response.text()
+    result: dict[str, Any] = await response.json()
+    return result
+
+
+async def assert_error(
+    response: Any, status: int, code: str, fields: list[str] | None = None
+) -> dict[str, Any]:
+    """Assert the standard JSON error shape; ``fields`` are the expected ``details`` paths."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/json"
+    body: dict[str, Any] = await response.json()
+    assert set(body) == {"status", "code", "message", "details", "requestId"}
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["message"]
+    assert body["requestId"] == response.headers["X-Request-Id"]
+    if fields is not None:
+        assert [d["field"] for d in body["details"]] == fields
+    return body

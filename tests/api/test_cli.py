@@ -1,0 +1,139 @@
+"""The ``liverelay`` command, run as a real subprocess against both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
+
+from api.app import create_app
+from config import Settings
+from tests.api.conftest import assert_error
+
+LIVERELAY = Path(sys.executable).parent / "liverelay"
+
+
+@dataclasses.dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli_settings(app_settings: Settings, database_url: str) -> Settings:
+    """The app's settings as the CLI sees them: SQLite defaults to ``<data_dir>/liverelay.db``."""
+    if database_url.startswith("sqlite"):
+        return dataclasses.replace(app_settings, database_url=None)
+    return app_settings
+
+
+@pytest.fixture
+def cli_env(cli_settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    env["LIVERELAY_DATA_DIR"] = str(cli_settings.data_dir)
+    if cli_settings.database_url is not None:
+        env["LIVERELAY_DATABASE_URL"] = cli_settings.database_url.value
+    return env
+
+
+@pytest.fixture
+async def cli_client(aiohttp_client: AiohttpClient, cli_settings: Settings) -> TestClient:
+    """The app running on the same database the CLI writes to."""
+    return await aiohttp_client(create_app(cli_settings))
+
+
+async def liverelay(env: dict[str, str], *args: str) -> Completed:
+    assert LIVERELAY.exists(), f"console script not installed at {LIVERELAY}"
+    proc = await asyncio.create_subprocess_exec(
+        str(LIVERELAY),
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return Completed(proc.returncode, out.decode(), err.decode())
+
+
+async def test_apikey_create_while_serving(
+    cli_client: TestClient, cli_env: dict[str, str], cli_settings: Settings
+) -> None:
+    result = await liverelay(cli_env, "apikey", "create", "--name", "Demo user 01")
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"apikey", "secret", "userId", "token"}
+    claims = jwt.decode(created["token"], created["secret"], algorithms=["HS256"])
+    assert claims["apikey"] == created["apikey"]
+    assert claims["exp"] - claims["iat"] == cli_settings.token_ttl_seconds
+    assert created["secret"] not in result.stderr
+
+    headers = {"Authorization": created["token"]}
+    response = await cli_client.post("/v1/livestreams", json={"name": "x"}, headers=headers)
+    assert response.status == 201
+    stream = await response.json()
+    assert stream["userId"] == created["userId"]
+    assert stream["user"] == {"name": "Demo user 01", "id": created["userId"]}
+
+
+async def test_apikey_list_and_delete(cli_client: TestClient, cli_env: dict[str, str]) -> None:
+    created = json.loads((await liverelay(cli_env, "apikey", "create", "--name", "x")).stdout)
+    listed = await liverelay(cli_env, "apikey", "list")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)
+    mine = [e for e in entries if e["apikey"] == created["apikey"]]
+    assert mine and set(mine[0]) == {"apikey", "userId", "name", "createdAt"}
+    assert created["secret"] not in listed.stdout
+
+    deleted = await liverelay(cli_env, "apikey", "delete", created["apikey"])
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"apikey": created["apikey"], "deleted": True}
+    response = await cli_client.get("/v1/livestreams", headers={"Authorization": created["token"]})
+    await assert_error(response, 401, "unauthorized")
+
+    again = await liverelay(cli_env, "apikey", "delete", created["apikey"])
+    assert again.returncode == 1
+    assert again.stdout == ""
+    assert "no active API key" in again.stderr
+    entries = json.loads((await liverelay(cli_env, "apikey", "list")).stdout)
+    assert created["apikey"] not in [e["apikey"] for e in entries]
+
+
+async def test_token_command(cli_client: TestClient, cli_env: dict[str, str]) -> None:
+    created = json.loads((await liverelay(cli_env, "apikey", "create", "--name", "x")).stdout)
+    result = await liverelay(
+        cli_env,
+        "token",
+        "--apikey",
+        created["apikey"],
+        "--secret",
+        created["secret"],
+        "--ttl",
+        "120",
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    claims = jwt.decode(token, created["secret"], algorithms=["HS256"])
+    assert claims["apikey"] == created["apikey"]
+    assert claims["exp"] - claims["iat"] == 120
+    response = await cli_client.get("/v1/livestreams", headers={"Authorization": token})
+    assert response.status == 200
+
+
+async def test_migrate_and_bad_settings(cli_env: dict[str, str]) -> None:
+    result = await liverelay(cli_env, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    result = await liverelay({**cli_env, "LIVERELAY_HTTP_PORT": "eighty"}, "migrate")
+    assert result.returncode == 2
+    assert "LIVERELAY_HTTP_PORT" in result.stderr

@@ -1,0 +1,88 @@
+"""Migrations: they build exactly the models' schema, and run again or back down cleanly."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+
+from api.database import alembic_config, create_engine, upgrade_to_head
+from api.models import Base
+from config import Secret, Settings
+from tests.conftest import POSTGRES_URL_TEMPLATE, postgres_admin
+
+
+@pytest.fixture
+async def empty_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of the same kind as ``database_url`` with no tables yet."""
+    if database_url.startswith("sqlite"):
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    name = f"liverelay_t_{secrets.token_hex(6)}"
+    await postgres_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_URL_TEMPLATE.format(name=name)
+    finally:
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _schema_differences(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def _tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def _downgrade_to_base(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, "base")
+
+
+async def test_migrations_match_models_and_round_trip(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(Settings(data_dir=tmp_path, database_url=Secret(empty_database_url)))
+    try:
+        await upgrade_to_head(engine)
+        await upgrade_to_head(engine)  # a second run finds nothing to do
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_schema_differences) == []
+            assert await connection.run_sync(_tables) >= {
+                "accounts",
+                "live_streams",
+                "restream_targets",
+                "alembic_version",
+            }
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to_base)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_tables) == {"alembic_version"}
+        await upgrade_to_head(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(_schema_differences) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_engine_allows_concurrent_writers(tmp_path: Path) -> None:
+    """WAL and a busy timeout, so the CLI can write while ``serve`` runs."""
+    engine = create_engine(Settings(data_dir=tmp_path / "nested"))
+    try:
+        async with engine.connect() as connection:
+            journal = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+            foreign_keys = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+        assert (journal, foreign_keys) == ("wal", 1)
+        assert timeout is not None and timeout >= 5000
+        assert (tmp_path / "nested" / "liverelay.db").exists()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,80 @@
+"""The database-backed PublishAuthorizer the ingest asks before accepting a publish."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from api import queries
+from api.keys import AUTHORIZER, DB_SESSIONMAKER
+from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
+from tests.api.conftest import AccountCredentials, create_stream
+
+
+async def test_valid_key_gets_a_grant(
+    api_client: TestClient, account: AccountCredentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    targets = [
+        {"url": "rtmp://a.example.com/live2", "streamKey": "key-a"},
+        {"url": "rtmps://b.example.com:443/app/", "streamKey": "key-b"},
+    ]
+    stream = await create_stream(api_client, account, record=True, restream=targets)
+    caplog.set_level(logging.DEBUG, logger="api")
+    grant = await api_client.app[AUTHORIZER].authorize_publish(
+        stream["streamKey"], "127.0.0.1:50000"
+    )
+    assert grant == PublishGrant(
+        stream_id=stream["id"],
+        record=True,
+        restream=(
+            RestreamTarget(stream["restream"][0]["_id"], "rtmp://a.example.com/live2/key-a"),
+            RestreamTarget(stream["restream"][1]["_id"], "rtmps://b.example.com:443/app/key-b"),
+        ),
+    )
+    assert stream["streamKey"] not in caplog.text
+    assert stream["id"] in caplog.text
+
+
+async def test_grant_follows_updates(api_client: TestClient, account: AccountCredentials) -> None:
+    stream = await create_stream(api_client, account)
+    authorizer = api_client.app[AUTHORIZER]
+    assert (await authorizer.authorize_publish(stream["streamKey"], "c")).record is False
+    await api_client.patch(
+        f"/v1/livestreams/{stream['id']}", json={"record": True}, headers=account.headers
+    )
+    grant = await authorizer.authorize_publish(stream["streamKey"], "c")
+    assert grant.record is True and grant.restream == ()
+
+
+@pytest.mark.parametrize(
+    "key", ["", "no-such-key", "e83fb175-5606-4ee5-b960-aacfce300ba6", "x" * 10_000]
+)
+async def test_unknown_key_is_denied(
+    api_client: TestClient, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="api")
+    with pytest.raises(PublishDenied, match="unknown stream key"):
+        await api_client.app[AUTHORIZER].authorize_publish(key, "192.0.2.1:1234")
+    if key:
+        assert key not in caplog.text
+
+
+async def test_deleted_stream_key_is_denied(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    stream = await create_stream(api_client, account)
+    await api_client.delete(f"/v1/livestreams/{stream['id']}", headers=account.headers)
+    with pytest.raises(PublishDenied):
+        await api_client.app[AUTHORIZER].authorize_publish(stream["streamKey"], "c")
+
+
+async def test_deleted_account_keys_are_denied(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    stream = await create_stream(api_client, account)
+    async with api_client.app[DB_SESSIONMAKER]() as session, session.begin():
+        await queries.delete_account(session, account.apikey)
+    with pytest.raises(PublishDenied):
+        await api_client.app[AUTHORIZER].authorize_publish(stream["streamKey"], "c")

@@ -1,0 +1,214 @@
+"""Pure builders of ffmpeg command lines, and redaction of secrets in what gets logged.
+
+Every output reads FLV from its stdin (the hub feeds it) and copies the streams (``-c copy``);
+only the output part differs. Flags were checked against ffmpeg 9.0 (``ffmpeg -h muxer=hls``,
+``-h protocol=rtmp``, ``-h protocol=tls``); see each builder for why a flag is there.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from urllib.parse import quote, urlsplit
+
+DEFAULT_PROBESIZE = 500_000
+"""Bytes ffmpeg may read to find the streams. The hub starts every subscription with the FLV
+header, metadata and both sequence headers, so a small value is enough and the first segment is
+cut about one segment duration after the first keyframe (ffmpeg's default 5 MB/5 s waits longer)."""
+DEFAULT_ANALYZEDURATION = 1.0
+"""Seconds of media ffmpeg may analyse for the same purpose (caps the wait when a stream the FLV
+header announced, such as audio, never comes)."""
+
+
+def input_argv(
+    ffmpeg: str,
+    *,
+    loglevel: str = "warning",
+    probesize: int = DEFAULT_PROBESIZE,
+    analyzeduration: float = DEFAULT_ANALYZEDURATION,
+) -> list[str]:
+    """The common head of every command: global options, FLV on stdin, streams copied.
+
+    - ``-nostdin`` only turns off ffmpeg's keyboard interaction (``q`` to quit); it does not stop
+      ``-i pipe:0`` from reading media, and ffmpeg already disables interaction when an input is
+      ``pipe:``. So stdin is always media and the graceful stop is EOF (closing stdin).
+    - ``-nostats -progress pipe:1 -stats_period 1``: no human stats on stderr; one machine-readable
+      ``key=value`` block per second on stdout ending with ``progress=continue|end``
+      (``out_time_us`` advances for every muxer, ``total_size`` is ``N/A`` for HLS).
+    - no ``-fflags +nobuffer``: it drops the packets read while probing, so the first GOP is lost
+      and the first segment comes a GOP later. ``+genpts`` is not needed: FLV carries pts.
+    - ``-map 0:v? -map 0:a?``: audio and video if present; FLV data/text streams (e.g.
+      ``onTextData``) are left out because MPEG-TS and FLV outputs cannot copy them.
+    """
+    return [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        loglevel,
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        "1",
+        "-probesize",
+        str(probesize),
+        "-analyzeduration",
+        str(round(analyzeduration * 1_000_000)),
+        "-f",
+        "flv",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v?",
+        "-map",
+        "0:a?",
+        "-c",
+        "copy",
+    ]
+
+
+def hls_argv(
+    ffmpeg: str,
+    *,
+    segment_seconds: float,
+    segment_pattern: str,
+    playlist_path: str,
+    start_number: int = 0,
+    list_size: int = 10,
+    loglevel: str = "warning",
+) -> list[str]:
+    """FLV on stdin -> MPEG-TS segments plus a private playlist read by the playlist keeper.
+
+    ``segment_pattern`` is a path with a ``%d``-style counter (e.g. ``seg%06d.ts``) that
+    ``start_number`` seeds, so a restarted ffmpeg can continue the numbering. ffmpeg never deletes
+    segments here (no ``delete_segments`` flag): liverelay owns the window and deletion.
+    ``hls_flags``:
+
+    - ``temp_file``: each segment is written to ``<name>.tmp`` and renamed when complete (and the
+      playlist likewise), so a segment name appears only with its full content. Readers must
+      ignore ``*.tmp`` names.
+    - ``independent_segments``: every segment starts with a keyframe (cut on keyframes with
+      ``-c copy``), announced as ``EXT-X-INDEPENDENT-SEGMENTS``.
+
+    When stdin reaches EOF ffmpeg writes the last segment and ``#EXT-X-ENDLIST``, then exits 0.
+    """
+    if "%" not in segment_pattern:
+        raise ValueError(f"HLS segment pattern {segment_pattern!r} has no %d counter")
+    return [
+        *input_argv(ffmpeg, loglevel=loglevel),
+        "-f",
+        "hls",
+        "-hls_time",
+        _seconds(segment_seconds),
+        "-hls_list_size",
+        str(list_size),
+        "-hls_segment_type",
+        "mpegts",
+        "-hls_flags",
+        "independent_segments+temp_file",
+        "-start_number",
+        str(start_number),
+        "-hls_segment_filename",
+        segment_pattern,
+        playlist_path,
+    ]
+
+
+def restream_argv(
+    ffmpeg: str,
+    *,
+    publish_url: str,
+    loglevel: str = "warning",
+    rw_timeout_seconds: float = 10.0,
+    ca_file: str | None = None,
+) -> list[str]:
+    """FLV on stdin -> FLV published to an ``rtmp://`` or ``rtmps://`` target.
+
+    - ``-flvflags no_duration_filesize``: a live output cannot seek back to fill them in.
+    - ``-rw_timeout`` (microseconds, a generic protocol option inherited by the nested
+      tcp/tls connection): a target that accepts TCP and then stalls makes ffmpeg fail with
+      "Connection timed out" instead of hanging forever. Do NOT use ``-timeout`` here: for the
+      rtmp protocol it is the *listen* timeout and turns the output into a server.
+    - ``rtmps://``: ``-tls_verify 1`` (ffmpeg 9 verifies by default, older builds did not) checks
+      the certificate chain and host name; ``-ca_file`` replaces the system CA store.
+    """
+    scheme = urlsplit(publish_url).scheme.lower()
+    if scheme not in ("rtmp", "rtmps"):
+        raise ValueError(f"restream target must be rtmp:// or rtmps://, not {scheme or '?'}://")
+    argv = [
+        *input_argv(ffmpeg, loglevel=loglevel),
+        "-f",
+        "flv",
+        "-flvflags",
+        "no_duration_filesize",
+        "-rw_timeout",
+        str(round(rw_timeout_seconds * 1_000_000)),
+    ]
+    if scheme == "rtmps":
+        argv += ["-tls_verify", "1"]
+        if ca_file is not None:
+            argv += ["-ca_file", ca_file]
+    elif ca_file is not None:
+        raise ValueError("a CA file only applies to rtmps:// targets")
+    argv.append(publish_url)
+    return argv
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+# -- redaction --------------------------------------------------------------------------------
+
+REDACTED = "***"
+
+# userinfo (RFC 3986 3.2.1) ends at the last "@" before the path, query or fragment
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]+@")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret (and its percent-encoded form) and every ``user:password@``
+    part of a URL replaced by ``***``.
+
+    Used on every argv and stderr line before it is logged or stored. Longer secrets are replaced
+    first so that one secret containing another is hidden whole.
+    """
+    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+    for secret in sorted(_variants(secrets), key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _variants(secrets: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for secret in secrets:
+        if secret:
+            found.add(secret)
+            found.add(quote(secret, safe=""))
+    return found
+
+
+def make_redactor(secrets: Iterable[str]) -> Callable[[str], str]:
+    """A one-argument redactor for :class:`workers.process.FFmpegProcess` and the supervisor."""
+    return partial(redact, secrets=tuple(secrets))
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a publish URL: the password, and for ``rtmp(s)://host/app/KEY`` the
+    stream key (last path segment) and any query string."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    path_segments = [s for s in parts.path.split("/") if s]
+    if parts.scheme.lower() in ("rtmp", "rtmps") and len(path_segments) >= 2:
+        found.append(path_segments[-1])
+    if parts.query:
+        found.append(parts.query)
+    return found
+
+
+def format_argv(argv: Sequence[str], redactor: Callable[[str], str]) -> str:
+    """``argv`` as one shell-quoted line, redacted, for logs."""
+    return redactor(shlex.join(argv))
