@@ -143,9 +143,13 @@ class StreamHub:
         self._audio_header: bytes | None = None
         self._tracks: Tracks | None = None
         self._first_audio_ts: int | None = None
+        self._gop: list[bytes] = []
+        self._gop_bytes = 0
         self._closed = False
         self.bytes_in = 0
         """Media payload bytes received from the publisher."""
+        self.last_media_at = clock()
+        """Clock time of the last audio/video message (or of the hub's creation)."""
         self.ready = asyncio.Event()
         """Set once the tracks are known and outputs can start with a decodable stream."""
 
@@ -168,6 +172,7 @@ class StreamHub:
     def publish_media(self, kind: int, timestamp: int, body: bytes | memoryview) -> None:
         """Frame one audio/video message and hand it to every subscription without waiting."""
         self.bytes_in += len(body)
+        self.last_media_at = self._clock()
         data = frame_tag(kind, timestamp, body)
         if kind == TAG_VIDEO:
             info = inspect_video(body)
@@ -182,9 +187,23 @@ class StreamHub:
         if self._tracks is None:
             self._guess_tracks(kind, timestamp, info.keyframe)
         tag = _Tag(data, random_access, info.sequence_header)
+        self._cache_gop(kind, data, info.keyframe)
         video_keyframes = self._expects_video()
         for sub in self._subscriptions:
             sub._offer(tag, video_keyframes=video_keyframes)
+
+    def _cache_gop(self, kind: int, data: bytes, keyframe: bool) -> None:
+        """Keep the frames since the last video keyframe, so an output that starts now begins
+        at that keyframe instead of waiting up to a GOP for the next one."""
+        if kind == TAG_VIDEO and keyframe:
+            self._gop = [data]
+            self._gop_bytes = len(data)
+        elif self._gop:
+            self._gop_bytes += len(data)
+            if self._gop_bytes > self._queue_bytes // 2:
+                self._gop, self._gop_bytes = [], 0  # GOP too long to replay: wait instead
+            else:
+                self._gop.append(data)
 
     def _expects_video(self) -> bool:
         return self._tracks.has_video if self._tracks else self._video_header is not None
@@ -221,7 +240,8 @@ class StreamHub:
         tracks = self._tracks or Tracks(has_audio=True, has_video=True)
         preamble = [file_header(has_audio=tracks.has_audio, has_video=tracks.has_video)]
         preamble += [h for h in (self._metadata, self._video_header, self._audio_header) if h]
-        sub._start(preamble, wait_for_keyframe=tracks.has_video)
+        preamble += self._gop
+        sub._start(preamble, wait_for_keyframe=tracks.has_video and not self._gop)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop feeding ``sub``."""

@@ -126,4 +126,30 @@ async def test_restart_begins_again_with_headers() -> None:
     hub.publish_media(TAG_VIDEO, 0, key())
     hub.restart(sub)
     batch = await drain(sub)
-    assert batch[0].startswith(b"FLV") and len(batch) == 4
+    assert batch[0].startswith(b"FLV") and len(batch) == 5  # headers, then the current GOP
+    assert key() in batch[4]
+
+
+async def test_new_subscription_starts_at_the_last_keyframe_seen() -> None:
+    hub = started_hub()
+    hub.publish_media(TAG_VIDEO, 0, key(10))
+    hub.publish_media(TAG_AUDIO, 5, b"\xaf\x01\x01")
+    hub.publish_media(TAG_VIDEO, 33, inter(10))
+    sub = hub.subscribe("late")
+    batch = await drain(sub)
+    assert len(batch) == 4 + 3  # header, metadata, 2 sequence headers, then the GOP so far
+    assert key(10) in batch[4] and inter(10) in batch[6]
+    hub.publish_media(TAG_VIDEO, 66, inter(10))  # continues without waiting for a keyframe
+    assert len(await drain(sub)) == 1
+    assert sub.dropped_frames == 0
+
+
+async def test_gop_cache_is_bounded() -> None:
+    hub = started_hub(queue_bytes=1_000)
+    hub.publish_media(TAG_VIDEO, 0, key(100))
+    for ts in range(1, 10):
+        hub.publish_media(TAG_VIDEO, ts, inter(100))  # GOP grows past half the queue bound
+    sub = hub.subscribe("late")
+    assert len(await drain(sub)) == 4  # no GOP replayed: it waits for the next keyframe
+    hub.publish_media(TAG_VIDEO, 20, inter(100))
+    assert sub.dropped_frames == 1
