@@ -23,6 +23,7 @@ from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
 from api.schemas import iso_timestamp
 from config import Settings, SettingsError
+from config.logs import configure_logging
 
 log = logging.getLogger("liverelay")
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"liverelay: {exc}", file=sys.stderr)
         return 2
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     command: Command = args.command
     return command(settings, args)
 
@@ -69,17 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     token.set_defaults(command=token_command)
     return parser
-
-
-def _configure_logging(level_name: str) -> None:
-    level = logging.getLevelName(level_name.upper())
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level if isinstance(level, int) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not isinstance(level, int):
-        log.warning("unknown LIVERELAY_LOG_LEVEL %r, using INFO", level_name)
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler
 from api.auth import AuthenticationError, authenticate
 from api.errors import ApiError
 from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS
+from config.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _ACCEPTED_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    request_id_var.set(request_id)  # the request's own task: its log lines carry the id
     response = await handler(request)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id

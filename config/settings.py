@@ -76,6 +76,8 @@ class Settings:
     """Segments kept in the live playlist window."""
     log_level: str = "INFO"
     """Python log level name."""
+    log_format: str = "text"
+    """``text`` (human-readable lines) or ``json`` (one JSON object per line)."""
     cors_allow_origin: str = "*"
     """``Access-Control-Allow-Origin`` sent with playlists and segments."""
     max_request_bytes: int = 1_048_576
@@ -116,6 +118,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.hls_segment_seconds <= 0:
             raise SettingsError("LIVERELAY_HLS_SEGMENT_SECONDS must be > 0")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
         for name in ("http_port", "rtmp_port"):

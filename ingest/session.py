@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
+from config.logs import stream_id_var
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from ingest.hub import StreamHub
 from ingest.live import LiveEntry, LiveStreams
@@ -138,6 +139,7 @@ class PublishSession:
                 stale.client_address,
             )
             await stale.disconnect("replaced by a new publisher with the same key")
+        stream_id_var.set(grant.stream_id)  # this connection's task and the outputs it starts
         outputs = await self._sink.open(grant, self.client_address)
         entry = LiveEntry(grant.stream_id, self.client_address, time.time(), self._disconnect)
         self._publishing = _Publishing(event.stream_id, grant, outputs, entry)
