@@ -8,6 +8,7 @@ from api import openapi
 from api.database import database_context
 from api.keys import SETTINGS
 from api.media import media_context
+from api.metrics import METRICS, Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.routes import health, livestreams, playback
 from config import Settings
@@ -20,10 +21,11 @@ def create_app(settings: Settings) -> web.Application:
     session factory, publish authorizer), (2) media (live registry, RTMP port).
     """
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(media_context)
     health.register(app.router)

@@ -1,7 +1,8 @@
 """The media context of the app: the RTMP listener, the live registry and the output orchestrator.
 
 Started after the database (the publish authorizer needs it) and stopped before it: closing the
-RTMP server ends every publish, which flushes the outputs and closes the playlists.
+RTMP server ends every publish, which flushes the outputs and closes the playlists and recordings.
+Before the RTMP listener opens, recordings an unclean shutdown left open are finalized.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.keys import AUTHORIZER, LIVE, RTMP_PORT, SETTINGS
+from api.keys import AUTHORIZER, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
+from api.metrics import METRICS
+from api.recording_store import DatabaseRecordingStore
 from ingest.live import LiveStreams
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.orchestrator import Orchestrator
+from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,10 @@ ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 """Every live stream's outputs on this node (read-only for routes)."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
+RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
+"""Where recordings are kept (routes delete through it)."""
+FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
+"""The ffmpeg binary in use (checked by ``/readyz``)."""
 
 
 async def media_context(app: web.Application) -> AsyncIterator[None]:
@@ -31,13 +39,23 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     ffmpeg = resolve_ffmpeg(settings)
     log.info("using %s (%s)", ffmpeg, await ffmpeg_version(ffmpeg))
     live = LiveStreams()
-    orchestrator = Orchestrator(settings, ffmpeg=ffmpeg)
+    storage = LocalRecordingStorage(settings.recordings_dir)
+    orchestrator = Orchestrator(
+        settings,
+        ffmpeg=ffmpeg,
+        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER]),
+        storage=storage,
+    )
+    await orchestrator.recover()
     server = RTMPServer(settings, authorizer=app[AUTHORIZER], sink=orchestrator, live=live)
     await server.start()
     app[LIVE] = live
     app[ORCHESTRATOR] = orchestrator
+    app[RECORDING_STORAGE] = storage
     app[RTMP_SERVER] = server
     app[RTMP_PORT] = server.port
+    app[FFMPEG_PATH] = ffmpeg
+    app[METRICS].watch_media(live, orchestrator, server)
     try:
         yield
     finally:

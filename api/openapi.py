@@ -21,6 +21,7 @@ from api.schemas import (
     LiveStreamOutput,
     LiveStreamPage,
     LiveStreamUpdate,
+    ReadinessOutput,
 )
 from config import Settings
 
@@ -73,6 +74,7 @@ def component_schemas() -> dict[str, Any]:
             (LiveStreamPage, "serialization"),
             (ErrorOutput, "serialization"),
             (HealthOutput, "serialization"),
+            (ReadinessOutput, "serialization"),
         ],
         by_alias=True,
         ref_template=_REF,
@@ -123,6 +125,8 @@ def _body(model: str) -> dict[str, Any]:
 def _paths() -> dict[str, Any]:
     return {
         "/healthz": {"get": _health()},
+        "/readyz": {"get": _readiness()},
+        "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": _self_description()},
         "/v1/livestreams": {"get": _list(), "post": _create()},
         "/v1/livestreams/{id}": _item(),
@@ -135,6 +139,30 @@ def _health() -> dict[str, Any]:
         "operationId": "healthz",
         "summary": "Liveness",
         "responses": {"200": _json("The server is up", "HealthOutput")},
+    }
+
+
+def _readiness() -> dict[str, Any]:
+    return {
+        "operationId": "readyz",
+        "summary": "Readiness: database reachable, ffmpeg found, storage writable",
+        "responses": {
+            "200": _json("Ready to serve", "ReadinessOutput"),
+            "503": _json("A dependency is failing (see `checks`)", "ReadinessOutput"),
+        },
+    }
+
+
+def _metrics() -> dict[str, Any]:
+    return {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics (names prefixed liverelay_)",
+        "responses": {
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
     }
 
 

@@ -8,7 +8,7 @@ OpenAPI document generated from them (:mod:`api.openapi`) cannot drift from the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -19,8 +19,10 @@ from pydantic_core import PydanticCustomError
 
 from api.auth import AuthenticatedAccount
 from api.errors import ApiError, FieldError
-from api.models import LiveStream
+from api.models import LiveStream, Recording, RestreamTarget
 from api.targets import restream_url_problem
+from workers.recording import RecordingSummary
+from workers.supervisor import OutputStatus
 
 MAX_RESTREAM_TARGETS = 10
 _NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
@@ -98,12 +100,28 @@ class _Output(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid")
 
 
+OutputStateName = Literal["idle", "connecting", "live", "retrying", "failed", "stopped"]
+
+
 class RestreamTargetOutput(_Output):
-    """A restream target in responses."""
+    """A restream target in responses, with the state of its relay on this node."""
 
     target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
     url: str
     stream_key: str
+    status: OutputStateName = Field(
+        description="`idle` when the stream is not live; while live: `connecting`, `live`, "
+        "`retrying` (waiting out the backoff after a failure) or `failed`."
+    )
+    last_error: str | None = Field(
+        description="Why the last attempt failed (stream keys and credentials removed); "
+        "null when not live or nothing failed."
+    )
+    since: str | None = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the current status began; null when not live.",
+    )
+    retries: int = Field(description="Consecutive failed attempts in this live session.")
 
 
 class UserOutput(_Output):
@@ -130,6 +148,30 @@ class LiveStreamOutput(_Output):
     user: UserOutput
     id: str
     status: Literal["live", "idle"] = Field(description="Whether a publisher is live now.")
+
+
+class RecordingOutput(_Output):
+    """One recorded live session."""
+
+    id: str = Field(description="24-hex id of the recording.")
+    started_at: str = Field(json_schema_extra={"format": "date-time"})
+    ended_at: str | None = Field(
+        json_schema_extra={"format": "date-time"}, description="Null while recording."
+    )
+    duration: float = Field(description="Seconds of recorded media.")
+    bytes: int = Field(description="Size of the recorded segments.")
+    status: Literal["recording", "ready", "failed"] = Field(
+        description="`recording` while the session is live (the playlist grows as an HLS "
+        "EVENT playlist), `ready` once closed (VOD), `failed` when nothing playable was kept."
+    )
+    error: str | None = Field(description="Why the recording failed; null otherwise.")
+    recording_url: str = Field(description="HLS playlist of this recording.")
+
+
+class RecordingList(_Output):
+    """Body of ``GET /v1/livestreams/{id}/recordings``: newest first."""
+
+    data: list[RecordingOutput]
 
 
 class PageInfo(_Output):
@@ -168,6 +210,13 @@ class HealthOutput(_Output):
     """Body of ``GET /healthz``."""
 
     status: Literal["ok"]
+
+
+class ReadinessOutput(_Output):
+    """Body of ``GET /readyz``: overall status and each check's result (``ok`` or the error)."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
 
 
 def iso_timestamp(value: datetime) -> str:
@@ -214,8 +263,37 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+StatusLookup = Callable[[str], OutputStatus | None]
+"""The live relay status of a restream target by id (``None``: not relaying on this node)."""
+
+
+def _not_relaying(target_id: str) -> OutputStatus | None:
+    return None
+
+
+def restream_target_output(
+    target: RestreamTarget, status: OutputStatus | None
+) -> RestreamTargetOutput:
+    """A target with its relay state (``idle`` and nulls when it is not being relayed)."""
+    return RestreamTargetOutput(
+        _id=target.id,
+        url=target.url,
+        stream_key=target.stream_key,
+        status=status.state.value if status is not None else "idle",
+        last_error=status.last_error if status is not None else None,
+        since=iso_timestamp(datetime.fromtimestamp(status.since, UTC)) if status else None,
+        retries=status.retries if status is not None else 0,
+    )
+
+
 def live_stream_output(
-    stream: LiveStream, account: AuthenticatedAccount, *, rtmp_base: str, http_base: str, live: bool
+    stream: LiveStream,
+    account: AuthenticatedAccount,
+    *,
+    rtmp_base: str,
+    http_base: str,
+    live: bool,
+    restream_status: StatusLookup = _not_relaying,
 ) -> LiveStreamOutput:
     """The seed contract's live stream object (``targets`` must be loaded)."""
     return LiveStreamOutput(
@@ -227,13 +305,30 @@ def live_stream_output(
         stream_url=f"{rtmp_base}/live",
         downstream_url=f"{http_base}/live/{stream.id}/index.m3u8",
         recording_url=f"{http_base}/live/{stream.id}/storage/index.m3u8",
-        restream=[
-            RestreamTargetOutput(_id=t.id, url=t.url, stream_key=t.stream_key)
-            for t in stream.targets
-        ],
+        restream=[restream_target_output(t, restream_status(t.id)) for t in stream.targets],
         created_at=iso_timestamp(stream.created_at),
         updated_at=iso_timestamp(stream.updated_at),
         user=UserOutput(name=account.name, id=account.id),
         id=stream.id,
         status="live" if live else "idle",
+    )
+
+
+def recording_output(
+    recording: Recording, *, http_base: str, live: RecordingSummary | None = None
+) -> RecordingOutput:
+    """A recording in responses; ``live`` (the running recording's summary) supersedes the
+    row's size and duration while it records."""
+    duration, size = recording.duration, recording.bytes
+    if live is not None and recording.status == "recording":
+        duration, size = live.duration, live.bytes
+    return RecordingOutput(
+        id=recording.id,
+        started_at=iso_timestamp(recording.started_at),
+        ended_at=iso_timestamp(recording.ended_at) if recording.ended_at else None,
+        duration=duration,
+        bytes=size,
+        status=recording.status,  # type: ignore[arg-type]
+        error=recording.error,
+        recording_url=f"{http_base}/recordings/{recording.id}/index.m3u8",
     )

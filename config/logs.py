@@ -26,12 +26,15 @@ class ContextFilter(logging.Filter):
     """Adds ``request_id``, ``stream_id`` and a ready ``context`` string to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        record.stream_id = stream_id_var.get()
-        parts = [f"request={record.request_id}"] if record.request_id else []
-        if record.stream_id:
-            parts.append(f"stream={record.stream_id}")
-        record.context = f" [{' '.join(parts)}]" if parts else ""
+        request_id, stream_id = request_id_var.get(), stream_id_var.get()
+        parts = [f"request={request_id}"] if request_id else []
+        if stream_id:
+            parts.append(f"stream={stream_id}")
+        record.__dict__.update(
+            request_id=request_id,
+            stream_id=stream_id,
+            context=f" [{' '.join(parts)}]" if parts else "",
+        )
         return True
 
 

@@ -123,6 +123,30 @@ class Subscription:
         return batch
 
 
+class BitrateMeter:
+    """Bits per second over a sliding window, kept as per-second buckets."""
+
+    def __init__(self, window_seconds: int = 5) -> None:
+        self._window = window_seconds
+        self._buckets: deque[list[float]] = deque()
+
+    def add(self, now: float, size: int) -> None:
+        """Count ``size`` bytes received at clock time ``now``."""
+        second = float(int(now))
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += size
+        else:
+            self._buckets.append([second, float(size)])
+            while self._buckets and self._buckets[0][0] <= second - self._window:
+                self._buckets.popleft()
+
+    def kbps(self, now: float) -> float:
+        """Average kbit/s over the window ending at ``now`` (0 when nothing arrived)."""
+        start = now - self._window
+        total = sum(size for second, size in self._buckets if second > start)
+        return round(total * 8 / 1000 / self._window, 1)
+
+
 class StreamHub:
     """Fans one stream's media out to subscriptions. One hub per live stream (kept across a
     publisher reconnect so outputs keep running)."""
@@ -150,6 +174,8 @@ class StreamHub:
         """Media payload bytes received from the publisher."""
         self.last_media_at = clock()
         """Clock time of the last audio/video message (or of the hub's creation)."""
+        self.bitrate = BitrateMeter()
+        """Ingest bitrate over the last few seconds."""
         self.ready = asyncio.Event()
         """Set once the tracks are known and outputs can start with a decodable stream."""
 
@@ -172,7 +198,8 @@ class StreamHub:
     def publish_media(self, kind: int, timestamp: int, body: bytes | memoryview) -> None:
         """Frame one audio/video message and hand it to every subscription without waiting."""
         self.bytes_in += len(body)
-        self.last_media_at = self._clock()
+        self.last_media_at = now = self._clock()
+        self.bitrate.add(now, len(body))
         data = frame_tag(kind, timestamp, body)
         if kind == TAG_VIDEO:
             info = inspect_video(body)

@@ -43,6 +43,11 @@ class RTMPServer:
         """Connections closed early, by reason (for metrics)."""
 
     @property
+    def connection_count(self) -> int:
+        """RTMP connections open now."""
+        return len(self._connections)
+
+    @property
     def port(self) -> int:
         """The bound port (useful when configured as 0)."""
         if self._server is None or not self._server.sockets:

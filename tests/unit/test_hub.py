@@ -153,3 +153,13 @@ async def test_gop_cache_is_bounded() -> None:
     assert len(await drain(sub)) == 4  # no GOP replayed: it waits for the next keyframe
     hub.publish_media(TAG_VIDEO, 20, inter(100))
     assert sub.dropped_frames == 1
+
+
+def test_bitrate_meter_averages_over_its_window() -> None:
+    from ingest.hub import BitrateMeter
+
+    meter = BitrateMeter(window_seconds=5)
+    for second in range(10):
+        meter.add(100.0 + second + 0.5, 375_000)  # 3 Mbit/s
+    assert meter.kbps(109.9) == 3000.0
+    assert meter.kbps(130.0) == 0.0

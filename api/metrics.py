@@ -1,0 +1,149 @@
+"""Prometheus metrics (``GET /metrics``), in a registry owned by the app (no global registry).
+
+Counters that change on every request are kept by prometheus-client; live state (streams,
+outputs, RTMP connections) is read at scrape time from the objects that own it, so nothing is
+counted twice and nothing goes stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from ingest.live import LiveStreams
+from ingest.server import RTMPServer
+from workers.orchestrator import Orchestrator
+from workers.supervisor import OutputState
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The app's metrics registry and the instruments handlers update."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.http_seconds = Histogram(
+            "liverelay_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "liverelay_webhook_deliveries",
+            "Webhook delivery attempts by result (delivered, failed).",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def watch_media(self, live: LiveStreams, orchestrator: Orchestrator, rtmp: RTMPServer) -> None:
+        """Expose the live state of ``live``, ``orchestrator`` and ``rtmp`` at scrape time."""
+        self.registry.register(LiveStateCollector(live, orchestrator, rtmp))
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+class LiveStateCollector(Collector):
+    """Reads streams, outputs and RTMP counters when Prometheus scrapes."""
+
+    def __init__(self, live: LiveStreams, orchestrator: Orchestrator, rtmp: RTMPServer) -> None:
+        self._live = live
+        self._orchestrator = orchestrator
+        self._rtmp = rtmp
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "liverelay_live_streams", "Streams with a publisher now.", value=len(self._live)
+        )
+        yield GaugeMetricFamily(
+            "liverelay_rtmp_connections",
+            "Open RTMP connections.",
+            value=self._rtmp.connection_count,
+        )
+        rejects = CounterMetricFamily(
+            "liverelay_rtmp_rejects", "RTMP connections closed early, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(self._rtmp.rejected.items()):
+            rejects.add_metric([reason], count)
+        yield rejects
+        yield from self._stream_metrics()
+
+    def _stream_metrics(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        ingest = CounterMetricFamily(
+            "liverelay_ingest_bytes", "Media bytes received per stream.", labels=["stream"]
+        )
+        bitrate = GaugeMetricFamily(
+            "liverelay_ingest_bitrate_kbps",
+            "Ingest bitrate over the last seconds per stream.",
+            labels=["stream"],
+        )
+        state = GaugeMetricFamily(
+            "liverelay_output_state",
+            "1 for the current state of each output.",
+            labels=["stream", "output", "state"],
+        )
+        restarts = CounterMetricFamily(
+            "liverelay_output_restarts",
+            "Restarts of each output by its supervisor.",
+            labels=["stream", "output"],
+        )
+        dropped = CounterMetricFamily(
+            "liverelay_output_dropped_frames",
+            "Frames an output dropped because it lagged.",
+            labels=["stream", "output"],
+        )
+        for outputs in self._orchestrator.live_outputs():
+            stream = outputs.hub.stream_id
+            ingest.add_metric([stream], outputs.hub.bytes_in)
+            bitrate.add_metric([stream], outputs.hub.bitrate.kbps(now))
+            for status, dropped_frames in outputs.output_statuses():
+                output = status.name.rsplit("/", 1)[-1]
+                for candidate in OutputState:
+                    state.add_metric(
+                        [stream, output, candidate.value], 1.0 if status.state is candidate else 0.0
+                    )
+                restarts.add_metric([stream, output], status.restarts)
+                dropped.add_metric([stream, output], dropped_frames)
+        yield from (ingest, bitrate, state, restarts, dropped)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Time every request; the route label is the route template, never the raw path."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].http_seconds.labels(request.method, route, str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics``: Prometheus exposition format, unauthenticated."""
+    body = request.app[METRICS].render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
