@@ -53,6 +53,8 @@ class RestreamTargetInput(_Input):
     @field_validator("url")
     @classmethod
     def _url_is_allowed(cls, value: str, info: ValidationInfo) -> str:
+        if "\x00" in value:
+            raise PydanticCustomError("nul_character", "url must not contain NUL characters")
         allow_private = bool(info.context and info.context.get("allow_private_targets"))
         problem = restream_url_problem(value, allow_private=allow_private)
         if problem is not None:
@@ -63,6 +65,8 @@ class RestreamTargetInput(_Input):
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank", "name must not be blank")
+    if "\x00" in value:  # PostgreSQL text cannot store NUL; refuse it on every backend alike
+        raise PydanticCustomError("nul_character", "name must not contain NUL characters")
     return value
 
 
