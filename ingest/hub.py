@@ -24,11 +24,17 @@ from ingest.flv import (
     inspect_audio,
     inspect_video,
 )
+from ingest.stats import BitrateMeter, StreamStats
 
 log = logging.getLogger(__name__)
 
+_BREAK = b""
+"""Queue marker of a requested break (no FLV tag is empty)."""
+
 DROP_WARNING_INTERVAL = 10.0
 AUDIO_ONLY_AFTER_MS = 1000
+REBASE_GAP_MS = 40
+"""Gap put between the last timestamp of a publisher and the first of its replacement."""
 
 
 @dataclass(frozen=True)
@@ -109,42 +115,28 @@ class Subscription:
         self._closed = True
         self._wakeup.set()
 
+    def request_break(self) -> None:
+        """Mark the current end of the queue: :meth:`read` returns ``[]`` there, once, so the
+        consumer can end its run cleanly (a publisher reconnect) before reading on."""
+        self._queue.append(_BREAK)
+        self._wakeup.set()
+
     async def read(self) -> list[bytes] | None:
-        """Everything queued so far (waiting if nothing is), or ``None`` once the publish ended
-        and the queue is drained."""
+        """Everything queued so far (waiting if nothing is); ``[]`` at a requested break;
+        ``None`` once the publish ended and the queue is drained."""
         while not self._queue:
             if self._closed:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
-        batch = list(self._queue)
-        self._queue.clear()
-        self._queued_bytes = 0
+        if self._queue[0] is _BREAK:
+            self._queue.popleft()
+            return []
+        batch: list[bytes] = []
+        while self._queue and self._queue[0] is not _BREAK:
+            batch.append(self._queue.popleft())
+        self._queued_bytes -= sum(map(len, batch))
         return batch
-
-
-class BitrateMeter:
-    """Bits per second over a sliding window, kept as per-second buckets."""
-
-    def __init__(self, window_seconds: int = 5) -> None:
-        self._window = window_seconds
-        self._buckets: deque[list[float]] = deque()
-
-    def add(self, now: float, size: int) -> None:
-        """Count ``size`` bytes received at clock time ``now``."""
-        second = float(int(now))
-        if self._buckets and self._buckets[-1][0] == second:
-            self._buckets[-1][1] += size
-        else:
-            self._buckets.append([second, float(size)])
-            while self._buckets and self._buckets[0][0] <= second - self._window:
-                self._buckets.popleft()
-
-    def kbps(self, now: float) -> float:
-        """Average kbit/s over the window ending at ``now`` (0 when nothing arrived)."""
-        start = now - self._window
-        total = sum(size for second, size in self._buckets if second > start)
-        return round(total * 8 / 1000 / self._window, 1)
 
 
 class StreamHub:
@@ -169,6 +161,12 @@ class StreamHub:
         self._first_audio_ts: int | None = None
         self._gop: list[bytes] = []
         self._gop_bytes = 0
+        self._publishers = 0
+        self._rebase_pending = False
+        self._offset = 0
+        self._last_ts = 0
+        self.stats = StreamStats()
+        """Codecs, picture size, frame rate and encoder, as the publisher described them."""
         self._closed = False
         self.bytes_in = 0
         """Media payload bytes received from the publisher."""
@@ -184,8 +182,28 @@ class StreamHub:
         """The tracks, once known."""
         return self._tracks
 
+    def begin_publisher(self) -> None:
+        """A publisher (re)connected. After a reconnect its timestamps start over, so they are
+        shifted to continue where the previous publisher stopped: outputs that keep running
+        (restream targets) see one monotonic stream. The cached GOP belongs to the previous
+        publisher and is dropped."""
+        self._publishers += 1
+        if self._publishers > 1:
+            self._rebase_pending = True
+            self._gop, self._gop_bytes = [], 0
+            self.stats.reset_timing()
+
+    def _rebase(self, timestamp: int) -> int:
+        if self._rebase_pending:
+            self._rebase_pending = False
+            self._offset = (self._last_ts + REBASE_GAP_MS - timestamp) & 0xFFFFFFFF
+        out = (timestamp + self._offset) & 0xFFFFFFFF
+        self._last_ts = out
+        return out
+
     def publish_metadata(self, payload: bytes, metadata: dict[str, object]) -> None:
         """Record ``onMetaData`` (the FLV script tag body) and learn the tracks from it."""
+        self.stats.on_metadata(metadata)
         self._metadata = frame_tag(TAG_SCRIPT, 0, payload)
         if self._tracks is None and ("videocodecid" in metadata or "audiocodecid" in metadata):
             self._set_tracks(
@@ -200,6 +218,7 @@ class StreamHub:
         self.bytes_in += len(body)
         self.last_media_at = now = self._clock()
         self.bitrate.add(now, len(body))
+        timestamp = self._rebase(timestamp)
         data = frame_tag(kind, timestamp, body)
         if kind == TAG_VIDEO:
             info = inspect_video(body)
@@ -213,6 +232,7 @@ class StreamHub:
             random_access = not self._expects_video()
         if self._tracks is None:
             self._guess_tracks(kind, timestamp, info.keyframe)
+        self.stats.on_media(kind, timestamp, info, body)
         tag = _Tag(data, random_access, info.sequence_header)
         self._cache_gop(kind, data, info.keyframe)
         video_keyframes = self._expects_video()

@@ -156,10 +156,94 @@ async def test_gop_cache_is_bounded() -> None:
 
 
 def test_bitrate_meter_averages_over_its_window() -> None:
-    from ingest.hub import BitrateMeter
+    from ingest.stats import BitrateMeter
 
     meter = BitrateMeter(window_seconds=5)
     for second in range(10):
         meter.add(100.0 + second + 0.5, 375_000)  # 3 Mbit/s
     assert meter.kbps(109.9) == 3000.0
     assert meter.kbps(130.0) == 0.0
+
+
+def tag_timestamp(tag: bytes) -> int:
+    return int.from_bytes(tag[4:7], "big") | (tag[7] << 24)
+
+
+async def test_reconnect_continues_timestamps_for_outputs_that_keep_running() -> None:
+    hub = started_hub()
+    hub.begin_publisher()
+    sub = hub.subscribe("restream")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0x00FFFFF0, key())  # first publisher, near the 24-bit edge
+    hub.publish_media(TAG_VIDEO, 0x01000010, inter())
+    hub.begin_publisher()  # OBS reconnected: its clock starts at 0 again
+    hub.publish_media(TAG_VIDEO, 0, AVC_SEQ)
+    hub.publish_media(TAG_VIDEO, 0, key())
+    hub.publish_media(TAG_VIDEO, 33, inter())
+    stamps = [tag_timestamp(tag) for tag in await drain(sub)]
+    assert stamps == [0x00FFFFF0, 0x01000010, 0x01000038, 0x01000038, 0x01000038 + 33]
+
+
+async def test_first_publisher_keeps_its_timestamps() -> None:
+    hub = started_hub()
+    hub.begin_publisher()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 5000, key())
+    assert tag_timestamp((await drain(sub))[0]) == 5000
+
+
+async def test_reconnect_drops_the_previous_publishers_gop() -> None:
+    hub = started_hub()
+    hub.begin_publisher()
+    hub.publish_media(TAG_VIDEO, 0, key())
+    hub.begin_publisher()
+    sub = hub.subscribe("late")
+    assert len(await drain(sub)) == 4  # headers only: the old GOP is not replayed
+
+
+async def test_break_is_delivered_in_order_once() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key())
+    sub.request_break()
+    hub.publish_media(TAG_VIDEO, 33, inter())
+    assert len(await drain(sub)) == 1  # what came before the break
+    assert await drain(sub) == []  # the break itself
+    assert len(await drain(sub)) == 1  # then the rest
+    assert sub.queued_bytes == 0
+
+
+async def test_stats_from_metadata_and_media() -> None:
+    hub = StreamHub("m" * 24, queue_bytes=10_000)
+    hub.publish_metadata(
+        b"",
+        {
+            "encoder": "obs-output module (libobs version 30.1.2)",
+            "width": 1280.0,
+            "height": 720.0,
+            "framerate": 30.0,
+            "videocodecid": 7.0,
+            "audiocodecid": 10.0,
+            "audiosamplerate": 48000.0,
+            "stereo": True,
+        },
+    )
+    hub.publish_media(TAG_AUDIO, 0, b"\xaf\x00\x11\x90")  # AAC-LC, 48 kHz, stereo
+    hub.publish_media(TAG_VIDEO, 0, key())
+    hub.publish_media(TAG_VIDEO, 2000, key())
+    stats = hub.stats
+    assert stats.encoder.startswith("obs-output")
+    assert stats.video is not None and stats.audio is not None
+    assert (stats.video.codec, stats.video.width, stats.video.height) == ("h264", 1280, 720)
+    assert stats.video.fps == 30.0 and stats.video.keyframe_interval == 2.0
+    assert (stats.audio.codec, stats.audio.sample_rate, stats.audio.channels) == ("aac", 48000, 2)
+
+
+async def test_stats_of_an_audio_only_publish_without_metadata() -> None:
+    hub = StreamHub("n" * 24, queue_bytes=10_000)
+    hub.publish_media(TAG_AUDIO, 0, b"\xaf\x00\x12\x08")  # AAC-LC, 44.1 kHz, mono
+    assert hub.stats.video is None
+    assert hub.stats.audio is not None
+    assert (hub.stats.audio.sample_rate, hub.stats.audio.channels) == (44100, 1)
