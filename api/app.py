@@ -10,7 +10,7 @@ from api.keys import SETTINGS
 from api.media import media_context
 from api.metrics import METRICS, Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
-from api.routes import health, livestreams, playback
+from api.routes import health, livestreams, playback, recordings
 from config import Settings
 
 
@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(media_context)
     health.register(app.router)
     livestreams.register(app.router)
+    recordings.register(app.router)
     playback.register(app.router)
     openapi.register(app.router, settings)
     return app

@@ -1,4 +1,5 @@
-"""SQLAlchemy models of the durable state: accounts, live streams and their restream targets.
+"""SQLAlchemy models of the durable state: accounts, live streams, their restream targets and
+their recordings.
 
 Relationships are ``lazy="raise"``: every query says what it loads, nothing is fetched implicitly
 (which would fail under asyncio anyway).
@@ -10,7 +11,18 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -112,3 +124,27 @@ class RestreamTarget(Base):
     position: Mapped[int] = mapped_column(Integer)
     url: Mapped[str] = mapped_column(String(2048))
     stream_key: Mapped[str] = mapped_column(String(512))
+
+
+class Recording(Base):
+    """One live session of a recorded stream, kept as an HLS VOD in storage under its ``id``.
+
+    ``status`` is ``recording`` while the session is live (or until the next start finalizes
+    a recording a crash left open), then ``ready`` or ``failed`` (with ``error``).
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        Index("ix_recordings_stream_started", "live_stream_id", "started_at"),
+        Index("ix_recordings_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    live_stream_id: Mapped[str] = mapped_column(ForeignKey("live_streams.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    segments: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(512), default=None)

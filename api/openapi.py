@@ -22,6 +22,8 @@ from api.schemas import (
     LiveStreamPage,
     LiveStreamUpdate,
     ReadinessOutput,
+    RecordingList,
+    RecordingOutput,
 )
 from config import Settings
 
@@ -74,6 +76,8 @@ def component_schemas() -> dict[str, Any]:
             (LiveStreamPage, "serialization"),
             (ErrorOutput, "serialization"),
             (HealthOutput, "serialization"),
+            (RecordingOutput, "serialization"),
+            (RecordingList, "serialization"),
             (ReadinessOutput, "serialization"),
         ],
         by_alias=True,
@@ -102,6 +106,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         400: "Invalid request (see `details`)",
         401: "Missing or invalid token",
         404: "Not found (or another account's)",
+        409: "Conflicts with the current state (see `code`)",
         413: "Request body too large",
     }
     return {str(status): _json(texts[status], "ErrorOutput") for status in statuses}
@@ -130,6 +135,8 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {"get": _self_description()},
         "/v1/livestreams": {"get": _list(), "post": _create()},
         "/v1/livestreams/{id}": _item(),
+        "/v1/livestreams/{id}/recordings": _recordings(),
+        "/v1/livestreams/{id}/recordings/{recordingId}": _recording_item(),
         **_playback(),
     }
 
@@ -223,17 +230,65 @@ def _item() -> dict[str, Any]:
         return op
 
     update = "Change name, record and/or restream (replaces the list)"
+    update_notes = (
+        "Only the fields given change. A new `restream` list applies at once when the stream is "
+        "live: added targets start relaying, removed or edited targets stop, untouched targets "
+        "and the HLS output go on without a break. A new `record` value applies from the next "
+        "live session (the current session keeps recording, or not, as it began)."
+    )
     return {
         "parameters": [_id_param("Live stream id")],
         "get": operation("getLiveStream", "Get a live stream", None, "The live stream"),
-        "patch": operation("updateLiveStream", update, "LiveStreamUpdate", "The updated stream"),
-        "post": operation("updateLiveStreamPost", update, "LiveStreamUpdate", "The updated stream"),
+        "patch": {
+            **operation("updateLiveStream", update, "LiveStreamUpdate", "The updated stream"),
+            "description": update_notes,
+        },
+        "post": {
+            **operation("updateLiveStreamPost", update, "LiveStreamUpdate", "The updated stream"),
+            "description": update_notes,
+        },
         "delete": operation(
             "deleteLiveStream",
             "Delete a live stream and end its session",
             None,
             "The deleted live stream",
         ),
+    }
+
+
+def _recording_id_param() -> dict[str, Any]:
+    return {**_id_param("Recording id"), "name": "recordingId"}
+
+
+def _recordings() -> dict[str, Any]:
+    return {
+        "parameters": [_id_param("Live stream id")],
+        "get": {
+            "operationId": "listRecordings",
+            "summary": "Every recording of the live stream, newest first",
+            "description": "One recording per live session while `record` was true. A session "
+            "that is live now has status `recording`, its size and duration grow and its "
+            "`recordingUrl` is an HLS EVENT playlist; once the session ends it becomes a VOD "
+            "playlist and the status `ready`. Recordings are kept after the live window is gone.",
+            "security": [{"jwt": []}],
+            "responses": {"200": _json("The recordings", "RecordingList"), **_errors(401, 404)},
+        },
+    }
+
+
+def _recording_item() -> dict[str, Any]:
+    return {
+        "parameters": [_id_param("Live stream id"), _recording_id_param()],
+        "delete": {
+            "operationId": "deleteRecording",
+            "summary": "Delete a recording and its files",
+            "description": "Refused with 409 `recording_in_progress` while its session is live.",
+            "security": [{"jwt": []}],
+            "responses": {
+                "200": _json("The deleted recording", "RecordingOutput"),
+                **_errors(401, 404, 409),
+            },
+        },
     }
 
 
@@ -245,8 +300,14 @@ def _playback() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,128}\.(ts|m4s|mp4|aac)$"},
     }
 
-    def item(op_id: str, summary: str, media_type: str, with_segment: bool) -> dict[str, Any]:
-        params = [_id_param("Live stream id (never the stream key)")]
+    def item(
+        op_id: str, summary: str, media_type: str, with_segment: bool, by_recording: bool = False
+    ) -> dict[str, Any]:
+        params = [
+            _recording_id_param()
+            if by_recording
+            else _id_param("Live stream id (never the stream key)")
+        ]
         if with_segment:
             params.append(segment)
         ok = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
@@ -260,9 +321,19 @@ def _playback() -> dict[str, Any]:
         "/live/{id}/index.m3u8": item("livePlaylist", "Live HLS playlist", playlist, False),
         "/live/{id}/{segment}": item("liveSegment", "Live HLS segment", "video/mp2t", True),
         "/live/{id}/storage/index.m3u8": item(
-            "recordingPlaylist", "Recording HLS playlist", playlist, False
+            "latestRecordingPlaylist",
+            "HLS playlist of the stream's latest recording (segments under /recordings/)",
+            playlist,
+            False,
         ),
-        "/live/{id}/storage/{segment}": item(
-            "recordingSegment", "Recorded HLS segment", "video/mp2t", True
+        "/recordings/{recordingId}/index.m3u8": item(
+            "recordingPlaylist",
+            "A recording's HLS playlist (EVENT while live, then VOD)",
+            playlist,
+            False,
+            True,
+        ),
+        "/recordings/{recordingId}/{segment}": item(
+            "recordingSegment", "Recorded HLS segment", "video/mp2t", True, True
         ),
     }

@@ -20,6 +20,9 @@ stream_id_var: ContextVar[str | None] = ContextVar("liverelay_stream_id", defaul
 """The public id of the live stream the current task works for, if any."""
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
+CHATTY_LOGGERS = ("aiosqlite",)
+"""Third-party loggers whose DEBUG lines print SQL parameters (stream keys, restream keys):
+kept at INFO or above whatever the configured level."""
 
 
 class ContextFilter(logging.Filter):
@@ -69,6 +72,14 @@ def configure_logging(level_name: str, log_format: str) -> logging.Handler:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level if isinstance(level, int) else logging.INFO)
+    quiet_chatty_loggers()
     if not isinstance(level, int):
         logging.getLogger("liverelay").warning("unknown log level %r, using INFO", level_name)
     return handler
+
+
+def quiet_chatty_loggers() -> None:
+    """Keep :data:`CHATTY_LOGGERS` at INFO or above, so no secret reaches the logs."""
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))

@@ -98,6 +98,9 @@ class Settings:
     """An ffmpeg output making no progress for this long is restarted."""
     output_backoff_max_seconds: float = 30.0
     """Cap of the exponential backoff between restarts of a failing output."""
+    restream_ca_file: str | None = None
+    """PEM bundle of the certificate authorities trusted for ``rtmps://`` restream targets,
+    instead of the system store. Certificates (chain and host name) are always verified."""
     allow_private_targets: bool = False
     """Allow restream/webhook targets on loopback, link-local and private addresses."""
     token_ttl_seconds: int = 86_400
@@ -122,6 +125,10 @@ class Settings:
             raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
+        if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):
+            raise SettingsError(
+                f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"
+            )
         for name in ("http_port", "rtmp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:

@@ -1,7 +1,10 @@
 """``/v1/livestreams``: create, list, get, update and delete live streams (seed contract).
 
 Every handler runs behind the JWT middleware (``request[ACCOUNT]`` is set) and sees only the
-account's own streams; anything else is a 404. Live state comes from ``app[LIVE]`` only.
+account's own streams; anything else is a 404. Whether a stream is live comes from ``app[LIVE]``,
+the state of its restream relays from ``app[ORCHESTRATOR]``. A new ``restream`` list applies at
+once to a live stream (only the changed targets start or stop); a new ``record`` value applies
+from its next session.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import queries
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
+from api.media import ORCHESTRATOR
 from api.models import LiveStream
+from api.publish_auth import grant_for
 from api.schemas import (
     LiveStreamCreate,
     LiveStreamOutput,
@@ -25,10 +30,12 @@ from api.schemas import (
     LiveStreamUpdate,
     PageInfo,
     RestreamTargetInput,
+    StatusLookup,
     live_stream_output,
     read_json_object,
     validate_body,
 )
+from workers.supervisor import OutputStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def register(router: web.UrlDispatcher) -> None:
 async def create_live_stream(request: web.Request) -> web.Response:
     """``POST /v1/livestreams`` -> 201 with the new live stream."""
     body = validate_body(LiveStreamCreate, await read_json_object(request), _context(request))
-    async with _transaction(request) as session:
+    async with transaction(request) as session:
         stream = await queries.create_live_stream(
             session, request[ACCOUNT].id, body.name, body.record, _specs(body.restream)
         )
@@ -64,7 +71,7 @@ async def list_live_streams(request: web.Request) -> web.Response:
     """``GET /v1/livestreams?page=&perPage=`` -> one page, newest first."""
     page = _query_int(request, "page", default=1, maximum=MAX_PAGE)
     per_page = _query_int(request, "perPage", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE)
-    async with _transaction(request) as session:
+    async with transaction(request) as session:
         streams, total = await queries.list_live_streams(
             session, request[ACCOUNT].id, offset=(page - 1) * per_page, limit=per_page
         )
@@ -79,8 +86,8 @@ async def list_live_streams(request: web.Request) -> web.Response:
 
 async def get_live_stream(request: web.Request) -> web.Response:
     """``GET /v1/livestreams/{id}``."""
-    async with _transaction(request) as session:
-        stream = await _own_stream(request, session)
+    async with transaction(request) as session:
+        stream = await own_stream(request, session)
     return web.json_response(_render(request, stream))
 
 
@@ -89,8 +96,8 @@ async def update_live_stream(request: web.Request) -> web.Response:
     _check_stream_id(request)
     body = validate_body(LiveStreamUpdate, await read_json_object(request), _context(request))
     given = body.model_fields_set
-    async with _transaction(request) as session:
-        stream = await _own_stream(request, session)
+    async with transaction(request) as session:
+        stream = await own_stream(request, session)
         if given:
             await queries.update_live_stream(
                 session,
@@ -99,13 +106,17 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 record=body.record if "record" in given else None,
                 targets=_specs(body.restream) if "restream" in given else None,
             )
+    if "restream" in given and request.app[ORCHESTRATOR].update_restream(
+        stream.id, grant_for(stream).restream
+    ):
+        log.info("live stream %s: restream targets changed while live", stream.id)
     return web.json_response(_render(request, stream))
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:
     """``DELETE /v1/livestreams/{id}``: soft-delete, end a live session, return the object."""
-    async with _transaction(request) as session:
-        stream = await queries.delete_live_stream(session, await _own_stream(request, session))
+    async with transaction(request) as session:
+        stream = await queries.delete_live_stream(session, await own_stream(request, session))
     log.info("live stream %s deleted by account %s", stream.id, request[ACCOUNT].id)
     try:
         await request.app[LIVE].end(stream.id, "stream deleted")
@@ -115,7 +126,8 @@ async def delete_live_stream(request: web.Request) -> web.Response:
 
 
 @asynccontextmanager
-async def _transaction(request: web.Request) -> AsyncIterator[AsyncSession]:
+async def transaction(request: web.Request) -> AsyncIterator[AsyncSession]:
+    """One database session and transaction for ``request`` (committed on success)."""
     async with request.app[DB_SESSIONMAKER]() as session, session.begin():
         yield session
 
@@ -127,7 +139,8 @@ def _check_stream_id(request: web.Request) -> str:
     return stream_id
 
 
-async def _own_stream(request: web.Request, session: AsyncSession) -> LiveStream:
+async def own_stream(request: web.Request, session: AsyncSession) -> LiveStream:
+    """The live stream ``{id}`` of the request's account, or a 404."""
     stream_id = _check_stream_id(request)
     stream = await queries.get_live_stream(session, request[ACCOUNT].id, stream_id)
     if stream is None:
@@ -170,4 +183,15 @@ def _output(
         rtmp_base=settings.rtmp_base_url(app[RTMP_PORT]),
         http_base=settings.http_base_url(),
         live=app[LIVE].is_live(stream.id) if live is None else live,
+        restream_status=_restream_status(request, stream.id),
     )
+
+
+def _restream_status(request: web.Request, stream_id: str) -> StatusLookup:
+    outputs = request.app[ORCHESTRATOR].get(stream_id)
+
+    def lookup(target_id: str) -> OutputStatus | None:
+        output = outputs.restreams.get(target_id) if outputs is not None else None
+        return output.status() if output is not None else None
+
+    return lookup

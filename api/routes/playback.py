@@ -1,9 +1,16 @@
-"""HLS playback (no auth): live playlists/segments and recordings, addressed by stream id.
+"""HLS playback (no auth): live playlists/segments by stream id, recordings by recording id.
 
-Only ``index.m3u8`` and segment names matching a strict whitelist are served, from
-``<live_dir>/<id>/`` or ``<recordings_dir>/<id>/``; everything else is a JSON 404. Paths are
-resolved and must still be inside the stream's directory, so neither ``..`` (in any encoding)
-nor a symlink can lead out of it. Nothing here redirects.
+- ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window, from
+  ``<live_dir>/<id>/``.
+- ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
+  recording, from ``<recordings_dir>/<recordingId>/`` (an ``EVENT`` playlist while it records).
+- ``/live/{id}/storage/index.m3u8`` (the stream's ``recordingUrl``): the playlist of the stream's
+  latest recording, its segment URIs pointing at ``/recordings/{recordingId}/`` so a player
+  keeps fetching the same recording even when a new one begins.
+
+Only ``index.m3u8`` and segment names matching a strict whitelist are served; everything else is
+a JSON 404. Paths are resolved and must still be inside the stream's or recording's directory, so
+neither ``..`` (in any encoding) nor a symlink can lead out of it. Nothing here redirects.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from api import queries
 from api.errors import NotFound
-from api.keys import SETTINGS
+from api.keys import DB_SESSIONMAKER, SETTINGS
 
 PLAYLIST_NAME = "index.m3u8"
-_STREAM_ID = re.compile(r"[0-9a-f]{24}")
+_ID = re.compile(r"[0-9a-f]{24}")
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}\.(ts|m4s|mp4|aac)")
 _CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -34,62 +42,96 @@ SEGMENT_CACHE_CONTROL = "public, max-age=86400, immutable"
 def register(router: web.UrlDispatcher) -> None:
     """Add the playback routes to ``router`` (GET and HEAD)."""
     router.add_get("/live/{id}/index.m3u8", live_playlist)
-    router.add_get("/live/{id}/storage/index.m3u8", recording_playlist)
-    router.add_get("/live/{id}/storage/{segment}", recording_segment)
+    router.add_get("/live/{id}/storage/index.m3u8", latest_recording_playlist)
     router.add_get("/live/{id}/{segment}", live_segment)
+    router.add_get("/recordings/{recordingId}/index.m3u8", recording_playlist)
+    router.add_get("/recordings/{recordingId}/{segment}", recording_segment)
 
 
 async def live_playlist(request: web.Request) -> web.Response:
     """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live)."""
-    return await _playlist(request, request.app[SETTINGS].live_dir)
+    body = await _read_playlist(request.app[SETTINGS].live_dir, request.match_info["id"])
+    return _playlist_response(request, body)
 
 
 async def live_segment(request: web.Request) -> web.FileResponse:
     """``GET /live/{id}/{segment}``: one live segment."""
-    return await _segment(request, request.app[SETTINGS].live_dir)
+    return await _segment(request, request.app[SETTINGS].live_dir, request.match_info["id"])
 
 
 async def recording_playlist(request: web.Request) -> web.Response:
-    """``GET /live/{id}/storage/index.m3u8``: the recording's playlist."""
-    return await _playlist(request, request.app[SETTINGS].recordings_dir)
+    """``GET /recordings/{recordingId}/index.m3u8``: one recording's playlist."""
+    recording_id = request.match_info["recordingId"]
+    body = await _read_playlist(request.app[SETTINGS].recordings_dir, recording_id)
+    return _playlist_response(request, body)
 
 
 async def recording_segment(request: web.Request) -> web.FileResponse:
-    """``GET /live/{id}/storage/{segment}``: one recorded segment."""
-    return await _segment(request, request.app[SETTINGS].recordings_dir)
+    """``GET /recordings/{recordingId}/{segment}``: one recorded segment."""
+    recording_id = request.match_info["recordingId"]
+    return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id)
 
 
-async def _playlist(request: web.Request, root: Path) -> web.Response:
-    path = await _find(root, request.match_info["id"], PLAYLIST_NAME)
+async def latest_recording_playlist(request: web.Request) -> web.Response:
+    """``GET /live/{id}/storage/index.m3u8``: the playlist of the stream's latest recording."""
+    stream_id = request.match_info["id"]
+    if not _ID.fullmatch(stream_id):
+        raise NotFound("stream not found")
+    async with request.app[DB_SESSIONMAKER]() as session:
+        recording = await queries.latest_recording(session, stream_id)
+    if recording is None:
+        raise NotFound("the stream has no recording")
+    settings = request.app[SETTINGS]
+    body = await _read_playlist(settings.recordings_dir, recording.id)
+    base = f"{settings.http_base_url()}/recordings/{recording.id}/"
+    return _playlist_response(request, point_segments_at(body, base))
+
+
+def point_segments_at(playlist: bytes, base: str) -> bytes:
+    """``playlist`` with every relative URI line prefixed by ``base`` (RFC 8216 4.1: lines
+    that are not blank and do not start with ``#`` are URIs)."""
+    lines = playlist.decode("utf-8").splitlines()
+    rewritten = [
+        f"{base}{line}" if line and not line.startswith("#") and "://" not in line else line
+        for line in lines
+    ]
+    return ("\n".join(rewritten) + "\n").encode("utf-8")
+
+
+async def _read_playlist(root: Path, directory_id: str) -> bytes:
+    path = await _find(root, directory_id, PLAYLIST_NAME)
     try:
-        # Read whole: ffmpeg replaces playlists while we serve them.
-        body = await asyncio.to_thread(path.read_bytes)
+        # Read whole: playlists are replaced (renamed over) while we serve them.
+        return await asyncio.to_thread(path.read_bytes)
     except OSError:
         raise NotFound("playlist not found") from None
+
+
+def _playlist_response(request: web.Request, body: bytes) -> web.Response:
     return web.Response(body=body, headers=_headers(request, PLAYLIST_NAME, PLAYLIST_CACHE_CONTROL))
 
 
-async def _segment(request: web.Request, root: Path) -> web.FileResponse:
+async def _segment(request: web.Request, root: Path, directory_id: str) -> web.FileResponse:
     name = request.match_info["segment"]
     if not _SEGMENT_NAME.fullmatch(name):
         raise NotFound("segment not found")
-    path = await _find(root, request.match_info["id"], name)
+    path = await _find(root, directory_id, name)
     return web.FileResponse(path, headers=_headers(request, name, SEGMENT_CACHE_CONTROL))
 
 
-async def _find(root: Path, stream_id: str, name: str) -> Path:
-    if not _STREAM_ID.fullmatch(stream_id):
+async def _find(root: Path, directory_id: str, name: str) -> Path:
+    if not _ID.fullmatch(directory_id):
         raise NotFound("stream not found")
-    path = await asyncio.to_thread(_resolve_inside, root, stream_id, name)
+    path = await asyncio.to_thread(_resolve_inside, root, directory_id, name)
     if path is None:
         raise NotFound("playlist not found" if name == PLAYLIST_NAME else "segment not found")
     return path
 
 
-def _resolve_inside(root: Path, stream_id: str, name: str) -> Path | None:
-    """``root/stream_id/name`` with symlinks resolved, if it is a regular file directly in
-    ``root/stream_id`` (itself not a symlink)."""
-    directory = root.resolve() / stream_id
+def _resolve_inside(root: Path, directory_id: str, name: str) -> Path | None:
+    """``root/directory_id/name`` with symlinks resolved, if it is a regular file directly in
+    ``root/directory_id`` (itself not a symlink)."""
+    directory = root.resolve() / directory_id
     path = (directory / name).resolve()
     if path.parent != directory or not path.is_file():
         return None

@@ -54,8 +54,12 @@ def assert_stream_shape(stream: dict, account: AccountCredentials) -> None:
     assert TIMESTAMP.match(stream["createdAt"]) and TIMESTAMP.match(stream["updatedAt"])
     assert stream["status"] in ("live", "idle")
     for target in stream["restream"]:
-        assert set(target) == {"_id", "url", "streamKey"}
+        # The seed's three fields, plus the state of the relay on this node.
+        assert set(target) == {"_id", "url", "streamKey", "status", "lastError", "since", "retries"}
         assert HEX24.match(target["_id"])
+        if stream["status"] == "idle":
+            assert (target["status"], target["lastError"], target["since"]) == ("idle", None, None)
+            assert target["retries"] == 0
 
 
 async def test_create_returns_the_seed_shape(

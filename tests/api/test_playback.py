@@ -12,6 +12,7 @@ from config import Settings
 from tests.api.conftest import assert_error
 
 STREAM_ID = "60e2fe88135c9810f490f3b4"
+RECORDING_ID = "60e2fe88135c9810f490f3c9"
 PLAYLIST = b"#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg_00001.ts\n"
 SEGMENT = bytes(range(256)) * 64
 
@@ -52,22 +53,23 @@ async def test_playlist_and_segment_are_served(
     assert response.headers["Content-Length"] == str(len(SEGMENT))
 
 
-async def test_recordings_are_served_from_storage(
+async def test_recordings_are_served_by_recording_id(
     api_client: TestClient, app_settings: Settings
 ) -> None:
-    directory = app_settings.recordings_dir / STREAM_ID
+    directory = app_settings.recordings_dir / RECORDING_ID
     directory.mkdir(parents=True)
     (directory / "index.m3u8").write_bytes(PLAYLIST)
     (directory / "init.mp4").write_bytes(SEGMENT)
-    response = await api_client.get(f"/live/{STREAM_ID}/storage/index.m3u8")
+    response = await api_client.get(f"/recordings/{RECORDING_ID}/index.m3u8")
     assert response.status == 200
+    assert response.headers["Content-Type"] == "application/vnd.apple.mpegurl"
     assert await response.read() == PLAYLIST
-    response = await api_client.get(f"/live/{STREAM_ID}/storage/init.mp4")
+    response = await api_client.get(f"/recordings/{RECORDING_ID}/init.mp4")
     assert response.headers["Content-Type"] == "video/mp4"
     assert await response.read() == SEGMENT
-    await assert_error(
-        await api_client.get(f"/live/{'c' * 24}/storage/index.m3u8"), 404, "not_found"
-    )
+    await assert_error(await api_client.get(f"/recordings/{'c' * 24}/index.m3u8"), 404, "not_found")
+    # Recordings are not reachable through the live paths, nor live files through these.
+    await assert_error(await api_client.get(f"/live/{RECORDING_ID}/init.mp4"), 404, "not_found")
 
 
 async def test_missing_stream_or_segment_is_404_json(
@@ -101,6 +103,11 @@ async def test_missing_stream_or_segment_is_404_json(
         "/live/%2e%2e/seg_00001.ts",
         f"/live/{STREAM_ID}/storage/..%2f..%2fsecret.ts",
         f"/live/{STREAM_ID}/storage/%2e%2e%2f{STREAM_ID}%2fseg_00001.ts",
+        f"/recordings/{STREAM_ID}/index.m3u8",
+        f"/recordings/{STREAM_ID}/seg_00001.ts",
+        f"/recordings/..%2flive%2f{STREAM_ID}/seg_00001.ts",
+        f"/recordings/{'b' * 24}/secret.ts",
+        "/recordings/%2e%2e/secret.ts",
     ],
 )
 async def test_traversal_attempts_are_404_json(

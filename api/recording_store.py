@@ -1,0 +1,66 @@
+"""The database-backed :class:`workers.recording.RecordingStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api import queries
+from api.models import Recording
+from workers.recording import RecordingStatus, RecordingSummary
+
+
+class DatabaseRecordingStore:
+    """Creates and finishes ``recordings`` rows for the orchestrator, one transaction each."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._sessionmaker = sessionmaker
+
+    async def recording_started(self, stream_id: str, started_at: float) -> str:
+        """Insert a ``recording`` row; return its id."""
+        async with self._sessionmaker() as session, session.begin():
+            recording = await queries.create_recording(session, stream_id, _datetime(started_at))
+        return recording.id
+
+    async def recording_finished(self, summary: RecordingSummary) -> None:
+        """Store the final status, end time and size of a recording (if it still exists)."""
+        async with self._sessionmaker() as session, session.begin():
+            recording = await queries.get_recording_by_id(session, summary.recording_id)
+            if recording is None:
+                return  # deleted meanwhile
+            recording.status = summary.status
+            recording.ended_at = _datetime(summary.ended_at) if summary.ended_at else None
+            recording.duration = summary.duration
+            recording.bytes = summary.bytes
+            recording.segments = summary.segments
+            recording.error = summary.error[:512] if summary.error else None
+
+    async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
+        """Rows still in state ``recording``."""
+        async with self._sessionmaker() as session:
+            rows = await queries.unfinished_recordings(session)
+        return [summary_of(row) for row in rows]
+
+
+def summary_of(recording: Recording) -> RecordingSummary:
+    """A row as the workers see it."""
+    status: RecordingStatus = "failed"
+    if recording.status in ("recording", "ready"):
+        status = "ready" if recording.status == "ready" else "recording"
+    return RecordingSummary(
+        recording_id=recording.id,
+        stream_id=recording.live_stream_id,
+        status=status,
+        started_at=recording.started_at.timestamp(),
+        ended_at=recording.ended_at.timestamp() if recording.ended_at else None,
+        duration=recording.duration,
+        bytes=recording.bytes,
+        segments=recording.segments,
+        error=recording.error,
+    )
+
+
+def _datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

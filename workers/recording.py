@@ -1,0 +1,276 @@
+"""Recording: each live session of a recorded stream kept as an HLS VOD in storage.
+
+The recording reuses the segments the live HLS output already cuts (no second ffmpeg): the live
+playlist hands every new segment to :meth:`RecordingOutput.on_segment`, which stores it (a hard
+link on local disk) and rewrites the recording's playlist atomically. While live the playlist is
+an ``EVENT`` playlist that only grows (RFC 8216 4.3.3.5); when the session ends it becomes a
+``VOD`` playlist with ``EXT-X-ENDLIST``. A crash therefore loses at most the segment being cut,
+and :func:`finalize_unfinished` closes what a crash left open on the next start.
+
+The database lives behind :class:`RecordingStore` (implemented by ``api``), the files behind
+:class:`~workers.storage.RecordingStorage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal, Protocol
+
+from workers.playlist import Segment, parse_media_playlist, render_playlist
+from workers.storage import RecordingStorage
+
+log = logging.getLogger(__name__)
+
+RecordingStatus = Literal["recording", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class RecordingSummary:
+    """One recording as the store keeps it."""
+
+    recording_id: str
+    """24-hex id; also the storage name of the recording."""
+    stream_id: str
+    """The live stream recorded."""
+    status: RecordingStatus
+    """``recording`` while its session is live (or until recovered after a crash), ``ready``
+    once closed and playable to the end, ``failed`` when nothing playable was kept."""
+    started_at: float
+    """Wall-clock start of the session (Unix seconds)."""
+    ended_at: float | None = None
+    """Wall-clock end, ``None`` while recording."""
+    duration: float = 0.0
+    """Seconds of media recorded (sum of the segment durations)."""
+    bytes: int = 0
+    """Bytes of the recorded segments."""
+    segments: int = 0
+    """Number of recorded segments."""
+    error: str | None = None
+    """Why the recording failed (``None`` unless ``failed``)."""
+
+
+class RecordingStore(Protocol):
+    """Durable bookkeeping of recordings (implemented by ``api`` against the database)."""
+
+    async def recording_started(self, stream_id: str, started_at: float) -> str:
+        """Create a ``recording`` entry for a new session of ``stream_id``; return its id."""
+        ...
+
+    async def recording_finished(self, summary: RecordingSummary) -> None:
+        """Store the final state of a recording (``ready`` or ``failed``)."""
+        ...
+
+    async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
+        """Recordings still marked ``recording`` (left open by a crash, at start-up)."""
+        ...
+
+
+def render_recording(segments: Sequence[Segment], *, target: int, ended: bool) -> str:
+    """The recording's playlist: ``EVENT`` while it grows, ``VOD`` + ``ENDLIST`` when closed."""
+    target = max([target, *(math.ceil(s.duration) for s in segments)])
+    return render_playlist(
+        list(segments),
+        target_duration=target,
+        media_sequence=0,
+        ended=ended,
+        playlist_type="VOD" if ended else "EVENT",
+    )
+
+
+class RecordingOutput:
+    """Records one live session: stores each new live segment and keeps the playlist current.
+
+    Segments arrive through :meth:`on_segment` (synchronous, from the live playlist) and are
+    stored in order by a background task, so the event loop never waits on the disk.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        store: RecordingStore,
+        storage: RecordingStorage,
+        segment_seconds: float,
+        started_at: float,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream_id = stream_id
+        self.recording_id: str | None = None
+        """The id given by the store (``None`` until it answered)."""
+        self._store = store
+        self._storage = storage
+        self._target = max(1, math.ceil(segment_seconds))
+        self._started_at = started_at
+        self._wall_clock = wall_clock
+        self._queue: asyncio.Queue[tuple[Path, Segment] | None] = asyncio.Queue()
+        self._segments: list[Segment] = []
+        self._bytes = 0
+        self._error: str | None = None
+        self._status: RecordingStatus = "recording"
+        self._ended_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Create the store entry and begin storing segments (in the background)."""
+        self._task = asyncio.create_task(self._run(), name=f"recording:{self.stream_id}")
+
+    def on_segment(self, path: Path, segment: Segment) -> None:
+        """A new complete live segment (``LivePlaylist`` callback): store it soon."""
+        if self._task is not None and self._status == "recording":
+            self._queue.put_nowait((path, segment))
+
+    def summary(self) -> RecordingSummary:
+        """The recording as it stands now."""
+        return RecordingSummary(
+            recording_id=self.recording_id or "",
+            stream_id=self.stream_id,
+            status=self._status,
+            started_at=self._started_at,
+            ended_at=self._ended_at,
+            duration=round(sum(s.duration for s in self._segments), 3),
+            bytes=self._bytes,
+            segments=len(self._segments),
+            error=self._error,
+        )
+
+    async def close(self) -> RecordingSummary:
+        """The session ended: store the queued segments, close the playlist, mark it ready (or
+        failed when nothing was recorded) and tell the store."""
+        if self._task is None:
+            return self.summary()
+        self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+        self._ended_at = self._wall_clock()
+        if self.recording_id is None:
+            self._status = "failed"
+            return self.summary()
+        await self._close_playlist()
+        summary = self.summary()
+        try:
+            await self._store.recording_finished(summary)
+        except Exception:
+            log.exception("recording %s: could not store its final state", self.recording_id)
+        log.info(
+            "recording %s of stream %s %s: %d segments, %.1f s, %d bytes",
+            self.recording_id,
+            self.stream_id,
+            summary.status,
+            summary.segments,
+            summary.duration,
+            summary.bytes,
+        )
+        return summary
+
+    async def _close_playlist(self) -> None:
+        assert self.recording_id is not None
+        if not self._segments:
+            self._fail("no segment was recorded (the session carried no decodable media)")
+            return
+        try:
+            text = render_recording(self._segments, target=self._target, ended=True)
+            await self._storage.write_playlist(self.recording_id, text)
+        except OSError as exc:
+            self._fail(f"could not write the recording playlist: {exc.strerror or exc}")
+            return
+        self._status = "ready"
+
+    def _fail(self, reason: str) -> None:
+        self._status = "failed"
+        self._error = reason
+        log.warning(
+            "recording %s of stream %s failed: %s", self.recording_id, self.stream_id, reason
+        )
+
+    async def _run(self) -> None:
+        try:
+            self.recording_id = await self._store.recording_started(
+                self.stream_id, self._started_at
+            )
+        except Exception:
+            log.exception("stream %s: could not create its recording", self.stream_id)
+            self._error = "the recording could not be created"
+            while await self._queue.get() is not None:
+                pass
+            return
+        log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+        while (item := await self._queue.get()) is not None:
+            await self._store_segment(*item)
+
+    async def _store_segment(self, path: Path, segment: Segment) -> None:
+        assert self.recording_id is not None
+        if not self._segments and segment.discontinuity:
+            segment = replace(segment, discontinuity=False)
+        try:
+            self._bytes += await self._storage.add_segment(self.recording_id, path)
+        except OSError as exc:
+            # The recording goes on with a gap; the next segment says so to players.
+            log.error("recording %s: segment %s lost: %s", self.recording_id, path.name, exc)
+            self._error = f"a segment could not be stored: {exc.strerror or exc}"
+            return
+        self._segments.append(segment)
+        try:
+            text = render_recording(self._segments, target=self._target, ended=False)
+            await self._storage.write_playlist(self.recording_id, text)
+        except OSError as exc:
+            log.error("recording %s: playlist not updated: %s", self.recording_id, exc)
+
+
+async def finalize_unfinished(
+    store: RecordingStore, storage: RecordingStorage
+) -> list[RecordingSummary]:
+    """Close every recording a crash left open: keep the segments its last playlist lists,
+    write it as ``VOD`` with ``ENDLIST`` and mark it ``ready`` (``failed`` with a reason when
+    nothing playable is left). Returns the final summaries."""
+    finished = []
+    for unfinished in await store.unfinished_recordings():
+        summary = await finalize_stored(unfinished, storage)
+        await store.recording_finished(summary)
+        log.warning(
+            "recording %s of stream %s was left open by an unclean shutdown; now %s%s",
+            summary.recording_id,
+            summary.stream_id,
+            summary.status,
+            f" ({summary.error})" if summary.error else f" ({summary.duration:.1f} s)",
+        )
+        finished.append(summary)
+    return finished
+
+
+async def finalize_stored(
+    unfinished: RecordingSummary, storage: RecordingStorage
+) -> RecordingSummary:
+    """``unfinished`` closed from what storage holds (see :func:`finalize_unfinished`)."""
+    rid = unfinished.recording_id
+    stored = await storage.inspect(rid)
+    listed = parse_media_playlist(stored.playlist) if stored.playlist else []
+    kept = [s for s in listed if s.name in stored.segment_sizes]
+    kept_names = {s.name for s in kept}
+    orphans = sorted(set(stored.segment_sizes) - kept_names)
+    if orphans:  # stored but never listed: the crash came between link and playlist
+        await storage.remove_segments(rid, orphans)
+    if kept and kept[0].discontinuity:
+        kept[0] = replace(kept[0], discontinuity=False)
+    duration = round(sum(s.duration for s in kept), 3)
+    ended_at = stored.modified_at or unfinished.started_at + duration
+    closed = replace(
+        unfinished,
+        ended_at=max(ended_at, unfinished.started_at),
+        duration=duration,
+        bytes=sum(stored.segment_sizes[name] for name in kept_names),
+        segments=len(kept),
+    )
+    if not kept:
+        return replace(
+            closed, status="failed", error="the service stopped before a segment was recorded"
+        )
+    try:
+        await storage.write_playlist(rid, render_recording(kept, target=1, ended=True))
+    except OSError as exc:
+        return replace(closed, status="failed", error=f"could not close the playlist: {exc}")
+    return replace(closed, status="ready", error=None)

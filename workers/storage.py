@@ -1,0 +1,149 @@
+"""Where recordings are kept: a small interface, and the local-disk implementation.
+
+A recording is a directory of MPEG-TS segments plus an ``index.m3u8`` listing them. The writer
+(:class:`workers.recording.RecordingOutput`) only talks to :class:`RecordingStorage`, so object
+storage can implement the same four calls later. The local implementation hard-links each live
+segment into the recording (no copy, no second transcode) and falls back to a copy when the live
+directory is on another filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from workers.playlist import PLAYLIST_NAME
+
+log = logging.getLogger(__name__)
+
+_LINK_FALLBACK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
+"""``os.link`` failures that a copy works around (other filesystem, no hard links there)."""
+
+
+@dataclass(frozen=True)
+class StoredRecording:
+    """What storage holds for one recording (used to finalize it after a crash)."""
+
+    playlist: str | None
+    """The text of its playlist, ``None`` if none was written."""
+    segment_sizes: dict[str, int]
+    """Bytes of each segment file present, by name."""
+    modified_at: float | None
+    """Wall-clock time the playlist was last written, ``None`` without a playlist."""
+
+
+class RecordingStorage(Protocol):
+    """Keeps recordings: segments in, playlists replaced atomically, whole recordings out."""
+
+    async def add_segment(self, recording_id: str, source: Path) -> int:
+        """Store the complete segment file ``source`` under its own name; return its size."""
+        ...
+
+    async def write_playlist(self, recording_id: str, text: str) -> None:
+        """Replace the recording's playlist so readers see the old or the new one, never a
+        torn one, even after a crash."""
+        ...
+
+    async def inspect(self, recording_id: str) -> StoredRecording:
+        """What is stored for the recording."""
+        ...
+
+    async def remove_segments(self, recording_id: str, names: list[str]) -> None:
+        """Delete the named segments (files no playlist lists)."""
+        ...
+
+    async def delete(self, recording_id: str) -> None:
+        """Delete the recording and all its files (no error if it does not exist)."""
+        ...
+
+
+class LocalRecordingStorage:
+    """Recordings under ``root/<recording id>/`` on the local filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def directory(self, recording_id: str) -> Path:
+        """The directory of one recording."""
+        if not recording_id or "/" in recording_id or recording_id.startswith("."):
+            raise ValueError(f"invalid recording id {recording_id!r}")
+        return self.root / recording_id
+
+    async def add_segment(self, recording_id: str, source: Path) -> int:
+        """Hard-link ``source`` into the recording (copy across filesystems)."""
+        return await asyncio.to_thread(self._add_segment, self.directory(recording_id), source)
+
+    async def write_playlist(self, recording_id: str, text: str) -> None:
+        """Write to a temporary file, flush it to disk, then rename it over ``index.m3u8``."""
+        await asyncio.to_thread(_replace_durably, self.directory(recording_id), text)
+
+    async def inspect(self, recording_id: str) -> StoredRecording:
+        """Read the playlist and list the segment files."""
+        return await asyncio.to_thread(_inspect, self.directory(recording_id))
+
+    async def remove_segments(self, recording_id: str, names: list[str]) -> None:
+        """Unlink the named segments."""
+        directory = self.directory(recording_id)
+
+        def remove() -> None:
+            for name in names:
+                (directory / Path(name).name).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+    async def delete(self, recording_id: str) -> None:
+        """Remove the recording's directory tree."""
+        await asyncio.to_thread(shutil.rmtree, self.directory(recording_id), True)
+
+    @staticmethod
+    def _add_segment(directory: Path, source: Path) -> int:
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / source.name
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            pass  # already stored (a retried call)
+        except OSError as exc:
+            if exc.errno not in _LINK_FALLBACK_ERRNOS:
+                raise
+            _copy_then_rename(source, target)
+        return target.stat().st_size
+
+
+def _copy_then_rename(source: Path, target: Path) -> None:
+    """Copy under a temporary name so that ``target`` only ever appears complete."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _replace_durably(directory: Path, text: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / PLAYLIST_NAME
+    tmp = directory / f".{PLAYLIST_NAME}.tmp"
+    with open(tmp, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def _inspect(directory: Path) -> StoredRecording:
+    path = directory / PLAYLIST_NAME
+    try:
+        playlist: str | None = path.read_text(encoding="utf-8")
+        modified_at: float | None = path.stat().st_mtime
+    except FileNotFoundError:
+        playlist, modified_at = None, None
+    sizes: dict[str, int] = {}
+    if directory.is_dir():
+        for entry in os.scandir(directory):
+            if entry.is_file() and entry.name.endswith(".ts") and not entry.name.startswith("."):
+                sizes[entry.name] = entry.stat().st_size
+    return StoredRecording(playlist, sizes, modified_at)
