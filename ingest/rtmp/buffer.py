@@ -6,9 +6,6 @@ from collections.abc import Callable
 
 __all__ = ["ReceiveBuffer"]
 
-_COMPACT_THRESHOLD = 64 * 1024
-"""Consumed bytes kept at the front before the buffer is compacted."""
-
 
 class ReceiveBuffer:
     """Holds received bytes until a parser consumes them.
@@ -17,38 +14,35 @@ class ReceiveBuffer:
     ``offset`` and returns where it stopped; everything before that point is committed
     (dropped), everything after it is kept for the next call (a partial header waits for more
     bytes). When nothing is pending the incoming bytes are parsed in place, so the common case
-    copies only the leftover tail. Compaction happens rarely, so consuming a large buffer
-    piece by piece stays linear.
+    copies only the leftover tail.
+
+    Consumed bytes are never kept between calls, so ``len(buffer)`` is the memory held: at
+    most the one incomplete unit the parser is waiting for. Keeping only the tail stays
+    linear: the parser consumes every complete unit, so a tail left after some progress lies
+    within the bytes just received.
     """
 
     def __init__(self) -> None:
         self._data = bytearray()
-        self._start = 0
 
     def __len__(self) -> int:
-        return len(self._data) - self._start
+        return len(self._data)
 
     def parse(
         self, data: bytes | bytearray | memoryview, parser: Callable[[memoryview, int], int]
     ) -> None:
         """Run ``parser`` over the pending bytes followed by ``data``; keep what it leaves."""
-        if not len(self):
+        if not self._data:
             with _byte_view(data) as view:
                 pos = parser(view, 0)
-                self._data.clear()
-                self._start = 0
-                self._data += view[pos:]
+                self._data = bytearray(view[pos:])
             return
-        self._compact()
         self._data += data
         with memoryview(self._data) as view:
-            pos = parser(view, self._start)
-        self._start = pos
-
-    def _compact(self) -> None:
-        if self._start >= _COMPACT_THRESHOLD and self._start * 2 >= len(self._data):
-            del self._data[: self._start]
-            self._start = 0
+            pos = parser(view, 0)
+            tail = bytearray(view[pos:]) if pos else None
+        if tail is not None:
+            self._data = tail  # a fresh, right-sized copy: the consumed bytes are freed
 
 
 def _byte_view(data: bytes | bytearray | memoryview) -> memoryview:

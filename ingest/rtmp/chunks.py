@@ -85,6 +85,11 @@ class ChunkReader:
         self._streams: dict[int, _ChunkStream] = {}
         self._unfinished = 0  # bytes of partly received messages, all chunk streams together
 
+    @property
+    def unfinished_bytes(self) -> int:
+        """Bytes of partly received messages, every chunk stream together."""
+        return self._unfinished
+
     def abort(self, csid: int) -> None:
         """RTMP 5.4.2: discard the partly received message of chunk stream ``csid``."""
         stream = self._streams.get(csid)

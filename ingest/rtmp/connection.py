@@ -106,6 +106,13 @@ class RTMPServerConnection:
         return self._bytes_received
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes held for input the peer has not finished: what waits in the receive buffer (at
+        most one incomplete chunk or handshake packet) plus the partly received messages of all
+        chunk streams (at most ``max_message_size``)."""
+        return len(self._buffer) + self._reader.unfinished_bytes
+
+    @property
     def handshake_completed(self) -> bool:
         """Whether the C0/C1/C2 handshake is over."""
         return self._handshake.done
