@@ -25,7 +25,7 @@ from ingest.rtmp.events import (
 )
 from ingest.rtmp.messages import MessageType
 
-__all__ = ["COMMAND_CSID", "STREAM_CSID", "CommandHandler"]
+__all__ = ["COMMAND_CSID", "MAX_PUBLISHES", "STREAM_CSID", "CommandHandler"]
 
 COMMAND_CSID = 3
 """Chunk stream id of our NetConnection command replies (as nginx-rtmp)."""
@@ -34,6 +34,10 @@ STREAM_CSID = 5
 
 SendMessage = Callable[[int, int, int, bytes], None]
 """``(csid, type_id, stream_id, payload)``: queue one outgoing message."""
+
+MAX_PUBLISHES = 8
+"""Message streams one connection may publish on at once (encoders use one). The name of each
+is kept until its unpublish, so without a cap a peer could grow that memory without end."""
 
 _CONNECT_PROPERTIES = {"fmsVer": "FMS/3,0,1,123", "capabilities": 31.0}
 _UNPUBLISH_COMMANDS = ("FCUnpublish", "closeStream", "deleteStream")
@@ -119,6 +123,8 @@ class CommandHandler:
     ) -> Event | None:
         name, _, query = _string_argument(arguments, 1).partition("?")
         publish_type = _string_argument(arguments, 2) or "live"
+        if stream_id not in self._publishing and len(self._publishing) >= MAX_PUBLISHES:
+            raise RTMPProtocolError(f"RTMP peer publishes on more than {MAX_PUBLISHES} streams")
         self._publishing[stream_id] = name
         return PublishRequested(stream_id, transaction_id, name, publish_type, query)
 

@@ -3,7 +3,11 @@ fix), plus the limits every connection reports."""
 
 from __future__ import annotations
 
-from tests.protocol.helpers import AUDIO, handshaken, message_chunks
+import pytest
+
+from ingest.rtmp.errors import RTMPProtocolError
+from ingest.rtmp.events import PublishRequested
+from tests.protocol.helpers import AUDIO, command, handshaken, message_chunks
 
 
 def test_buffered_bytes_counts_a_partial_chunk_and_unfinished_messages() -> None:
@@ -25,3 +29,24 @@ def test_consumed_bytes_are_not_kept_between_calls() -> None:
     conn.receive_data(media[:1])
     conn.receive_data(media[1:] + media * 500 + media[:1])
     assert conn.buffered_bytes == 1
+
+
+def test_publishes_on_ever_new_message_streams_are_a_protocol_error() -> None:
+    # Each publish name was remembered until its unpublish: a peer sending publish on new
+    # message stream ids without end grew the connection's memory without bound.
+    conn = handshaken()
+    publishes = b"".join(
+        command("publish", 0.0, None, f"key{i}", "live", stream_id=i, csid=8) for i in range(1, 9)
+    )
+    events = conn.receive_data(publishes)
+    assert len([e for e in events if isinstance(e, PublishRequested)]) == 8
+    ninth = command("publish", 0.0, None, "key9", "live", stream_id=9, csid=8)
+    with pytest.raises(RTMPProtocolError, match="RTMP peer publishes on more than 8 streams"):
+        conn.receive_data(ninth)
+
+
+def test_publishing_again_on_the_same_stream_is_not_counted_twice() -> None:
+    conn = handshaken()
+    again = command("publish", 0.0, None, "key", "live", stream_id=1, csid=8)
+    for _ in range(20):
+        conn.receive_data(again)
