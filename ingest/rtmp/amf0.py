@@ -35,6 +35,7 @@ from typing import Any
 from ingest.rtmp.errors import AMFDecodeError
 
 __all__ = [
+    "MAX_DEPTH_LIMIT",
     "UNDEFINED",
     "AMF0Date",
     "AMF0Decoder",
@@ -49,6 +50,9 @@ __all__ = [
 
 DEFAULT_MAX_DEPTH = 32
 """Default bound on nested objects/arrays."""
+MAX_DEPTH_LIMIT = 100
+"""Highest ``max_depth`` accepted: decoding recurses about four Python frames per level, so a
+deeper limit would let a peer raise RecursionError instead of :class:`AMFDecodeError`."""
 
 
 class Marker(enum.IntEnum):
@@ -241,6 +245,8 @@ class AMF0Decoder:
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
+        if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}, not {max_depth}")
         self._data = bytes(data)
         self._pos = offset
         self._max_depth = max_depth

@@ -54,9 +54,9 @@ class RTMPServerConnection:
     The keyword arguments are hard limits against misbehaving peers: a message longer than
     ``max_message_size``, a Set Chunk Size above ``max_chunk_size``, more than
     ``max_chunk_streams`` chunk stream ids or AMF0 values nested deeper than ``max_amf_depth``
-    raise :class:`RTMPProtocolError`. ``out_chunk_size`` is announced to the peer with Set
-    Chunk Size when the connect is accepted; ``window_ack_size`` is our Window Acknowledgement
-    Size and peer bandwidth.
+    (at most :data:`~ingest.rtmp.amf0.MAX_DEPTH_LIMIT`) raise :class:`RTMPProtocolError`.
+    ``out_chunk_size`` is announced to the peer with Set Chunk Size when the connect is
+    accepted; ``window_ack_size`` is our Window Acknowledgement Size and peer bandwidth.
     """
 
     def __init__(
@@ -74,10 +74,11 @@ class RTMPServerConnection:
             ("max_chunk_size", max_chunk_size),
             ("max_chunk_streams", max_chunk_streams),
             ("window_ack_size", window_ack_size),
-            ("max_amf_depth", max_amf_depth),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be positive, not {value}")
+        if not 1 <= max_amf_depth <= amf0.MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_amf_depth must be in 1..{amf0.MAX_DEPTH_LIMIT}")
         if not 1 <= out_chunk_size <= _MAX_CHUNK_SIZE_FIELD:
             raise ValueError(f"out_chunk_size must be in 1..{_MAX_CHUNK_SIZE_FIELD}")
         self._max_chunk_size = min(max_chunk_size, _MAX_CHUNK_SIZE_FIELD)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.rtmp import amf0
+from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import PublishRequested
-from tests.protocol.helpers import AUDIO, command, handshaken, message_chunks
+from tests.protocol.helpers import AUDIO, C0C1, C2, command, handshaken, message_chunks
+from tests.protocol.hostile import Limits, deep_command_block, run
 
 
 def test_buffered_bytes_counts_a_partial_chunk_and_unfinished_messages() -> None:
@@ -50,3 +53,19 @@ def test_publishing_again_on_the_same_stream_is_not_counted_twice() -> None:
     again = command("publish", 0.0, None, "key", "live", stream_id=1, csid=8)
     for _ in range(20):
         conn.receive_data(again)
+
+
+def test_amf_depth_limit_is_capped_below_the_recursion_limit() -> None:
+    # With max_amf_depth=200 a deeply nested command raised RecursionError, not
+    # RTMPProtocolError: the decoder recurses about four frames per level.
+    with pytest.raises(ValueError, match=r"max_amf_depth must be in 1\.\.100"):
+        RTMPServerConnection(max_amf_depth=101)
+    with pytest.raises(ValueError, match=r"max_depth must be in 1\.\.100"):
+        amf0.AMF0Decoder(b"", max_depth=101)
+
+
+@pytest.mark.parametrize("kind", ["strict_array", "object", "ecma_array", "typed_object"])
+def test_deepest_allowed_amf_nesting_is_a_protocol_error_past_it(kind: str) -> None:
+    limits = Limits(max_amf_depth=100)
+    _, error = run(C0C1 + C2 + deep_command_block(100_000, kind), limits=limits)
+    assert error is not None and "nested deeper than 100 levels" in error
