@@ -168,7 +168,10 @@ class RecordingOutput(_Output):
         description="`recording` while the session is live (the playlist grows as an HLS "
         "EVENT playlist), `ready` once closed (VOD), `failed` when nothing playable was kept."
     )
-    error: str | None = Field(description="Why the recording failed; null otherwise.")
+    error: str | None = Field(
+        description="Why the recording failed, or what a ready one misses (a segment that "
+        "could not be stored); null otherwise."
+    )
     recording_url: str = Field(description="HLS playlist of this recording.")
 
 

@@ -187,6 +187,10 @@ class RecordingOutput:
             "recording %s of stream %s failed: %s", self.recording_id, self.stream_id, reason
         )
 
+    async def wait_idle(self) -> None:
+        """Wait until every segment handed over so far is stored and listed."""
+        await self._queue.join()
+
     async def _run(self) -> None:
         try:
             self.recording_id = await self._store.recording_started(
@@ -195,12 +199,17 @@ class RecordingOutput:
         except Exception:
             log.exception("stream %s: could not create its recording", self.stream_id)
             self._error = "the recording could not be created"
-            while await self._queue.get() is not None:
-                pass
-            return
-        log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
-        while (item := await self._queue.get()) is not None:
-            await self._store_segment(*item)
+        else:
+            log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self.recording_id is not None:
+                    await self._store_segment(*item)
+            finally:
+                self._queue.task_done()
 
     async def _store_segment(self, path: Path, segment: Segment) -> None:
         assert self.recording_id is not None

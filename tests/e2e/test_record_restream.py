@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from api.media import ORCHESTRATOR
@@ -128,6 +129,14 @@ async def test_recorded_push_with_good_closed_and_stalled_targets(
             await asyncio.sleep(0.2)
         playing = await wait_for_playlist(stream["downstreamUrl"], has_segment)
         recordings = await api(live, "GET", f"{path}/recordings")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.delete(
+                f"{live.http_url}{path}/recordings/{recordings['data'][0]['id']}",
+                headers=live.headers,
+            ) as refused,
+        ):
+            assert refused.status == 409  # not while it records
         await stop_publisher(publisher)
         pushed_for = time.monotonic() - live_since
 
