@@ -74,7 +74,11 @@ class LiveStreamCreate(_Input):
     """Body of ``POST /v1/livestreams``."""
 
     name: Name
-    record: bool = Field(default=False, description="Record the stream while it is live.")
+    record: bool = Field(
+        default=False,
+        description="Record each live session as an HLS VOD (see `/v1/livestreams/{id}/"
+        "recordings`). A change while live applies from the next session.",
+    )
     restream: RestreamList = Field(default_factory=list)
 
     _name_not_blank = field_validator("name")(_not_blank)
