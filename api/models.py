@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -22,9 +23,14 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+DEFAULT_RECONNECT_WINDOW_SECONDS = 60
+DEFAULT_MAX_DURATION_SECONDS = 12 * 3600
 
 
 def new_object_id() -> str:
@@ -104,6 +110,16 @@ class LiveStream(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A disabled stream refuses publishes (and its live publisher was disconnected)."""
+    reconnect_window_seconds: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_RECONNECT_WINDOW_SECONDS, server_default="60"
+    )
+    """How long a dropped publisher may reconnect into the same session (0 = no window)."""
+    max_duration_seconds: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_MAX_DURATION_SECONDS, server_default="43200"
+    )
+    """Longest continuous live session; the publisher is disconnected when it is reached."""
 
     targets: Mapped[list[RestreamTarget]] = relationship(
         order_by="RestreamTarget.position",
@@ -148,3 +164,64 @@ class Recording(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     segments: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(512), default=None)
+
+
+class LiveSession(Base):
+    """One live session of a stream: from the first publish to its end (a reconnect inside the
+    window continues the same session)."""
+
+    __tablename__ = "live_sessions"
+    __table_args__ = (Index("ix_live_sessions_stream_started", "live_stream_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    live_stream_id: Mapped[str] = mapped_column(ForeignKey("live_streams.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    """``publisher_left``, ``completed``, ``disabled``, ``reset``, ``timed_out``, ``deleted``,
+    ``max_duration``, ``shutdown`` or ``error``."""
+    client_address: Mapped[str] = mapped_column(String(128))
+    reconnects: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Webhook(Base):
+    """An account's subscription to events, delivered as signed JSON POSTs to ``url``."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    """Event type patterns, e.g. ``livestream.*`` or ``recording.ready``."""
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one webhook, written in the transaction of the state change
+    it reports and retried until delivered or given up."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(24))
+    """The event's id, the same for every webhook it goes to (receivers de-duplicate on it)."""
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    """The exact JSON body sent (and signed)."""
+    status: Mapped[str] = mapped_column(String(16))
+    """``pending``, ``delivered`` or ``failed`` (gave up)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(512), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
