@@ -88,10 +88,21 @@ class Settings:
     """Seconds without data after which a publisher is dropped."""
     rtmp_max_connections: int = 1000
     """Concurrent RTMP connections accepted in total."""
+    rtmp_max_connections_per_address: int = 10
+    """Concurrent RTMP connections accepted from one client IP address."""
     rtmp_max_message_size: int = 16 * 1024 * 1024
     """Largest RTMP message (one video frame) accepted, in bytes."""
     rtmp_max_chunk_size: int = 16 * 1024 * 1024
     """Largest chunk size a peer may announce."""
+    rtmp_max_publish_kbps: int = 0
+    """Highest incoming bitrate of one RTMP connection in kbit/s, averaged over 5 s; a faster
+    client is dropped. 0 = no limit."""
+    rtmp_auth_failures_per_minute: int = 10
+    """Publishes refused for a bad stream key that one client address may make per minute; past
+    that its publishes are refused without checking the key until the minute is over. 0 = no
+    limit."""
+    rtmp_max_send_buffer: int = 1024 * 1024
+    """Bytes of replies an RTMP client may leave unread before it is dropped."""
     hub_queue_bytes: int = 8 * 1024 * 1024
     """Bytes of media buffered per output before it drops frames until the next keyframe."""
     output_stall_seconds: float = 15.0
@@ -129,10 +140,21 @@ class Settings:
             raise SettingsError(
                 f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"
             )
+        self._check_rtmp_limits()
         for name in ("http_port", "rtmp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"LIVERELAY_{name.upper()} must be a port number")
+
+    def _check_rtmp_limits(self) -> None:
+        for name, lowest in (
+            ("rtmp_max_connections_per_address", 1),
+            ("rtmp_max_send_buffer", 1),
+            ("rtmp_max_publish_kbps", 0),
+            ("rtmp_auth_failures_per_minute", 0),
+        ):
+            if getattr(self, name) < lowest:
+                raise SettingsError(f"LIVERELAY_{name.upper()} must be >= {lowest}")
 
     @property
     def database_url_value(self) -> str:

@@ -1,0 +1,146 @@
+"""Limits of the RTMP listener that span connections: open connections per client address and
+the throttling of stream-key guessing, plus the stable names of the reasons a connection is
+closed early.
+
+Plain objects driven by an injected clock; :class:`~ingest.server.RTMPServer` owns one of each,
+so nothing here is module-level state.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+
+Clock = Callable[[], float]
+"""Monotonic seconds (``time.monotonic`` in production, a fake in tests)."""
+
+
+class CloseReason(enum.StrEnum):
+    """Why a connection was closed early. The values are stable: they are the keys of
+    :attr:`RTMPServer.rejected <ingest.server.RTMPServer.rejected>` and metrics labels."""
+
+    CONNECTION_LIMIT = "connection_limit"
+    """``LIVERELAY_RTMP_MAX_CONNECTIONS`` connections were already open."""
+    ADDRESS_LIMIT = "address_limit"
+    """``LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS`` were already open from the address."""
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    """Not publishing ``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT`` seconds after connecting."""
+    IDLE_TIMEOUT = "idle_timeout"
+    """A publisher sent nothing for ``LIVERELAY_RTMP_IDLE_TIMEOUT`` seconds."""
+    PROTOCOL_ERROR = "protocol_error"
+    """The peer broke the RTMP protocol or one of its size limits."""
+    BITRATE_LIMIT = "bitrate_limit"
+    """The peer sent faster than ``LIVERELAY_RTMP_MAX_PUBLISH_KBPS``."""
+    SLOW_READER = "slow_reader"
+    """The peer left more than ``LIVERELAY_RTMP_MAX_SEND_BUFFER`` bytes of replies unread."""
+    BAD_APP = "bad_app"
+    """``connect`` to an application other than ``live``."""
+    BAD_KEY = "bad_key"
+    """The authorizer refused the stream key."""
+    AUTH_THROTTLED = "auth_throttled"
+    """Publish refused without asking the authorizer: too many bad keys from the address."""
+    ALREADY_PUBLISHING = "already_publishing"
+    """A second publish on a connection that is publishing."""
+    PLAY_REFUSED = "play_refused"
+    """RTMP playback requested (liverelay plays over HLS only)."""
+
+
+class AddressConnections:
+    """Open connections per client address, refused past ``per_address``."""
+
+    def __init__(self, per_address: int) -> None:
+        if per_address < 1:
+            raise ValueError(f"per_address must be positive, not {per_address}")
+        self._per_address = per_address
+        self._open: dict[str, int] = {}
+
+    def acquire(self, address: str) -> bool:
+        """Count one more connection from ``address``; ``False`` (nothing counted) if it
+        already has the maximum open."""
+        count = self._open.get(address, 0)
+        if count >= self._per_address:
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        """One connection from ``address`` closed."""
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+    def open(self, address: str) -> int:
+        """Connections open from ``address`` now."""
+        return self._open.get(address, 0)
+
+    def __len__(self) -> int:
+        """Addresses with a connection open (addresses at zero are forgotten)."""
+        return len(self._open)
+
+
+class AuthFailureThrottle:
+    """Refused stream keys per client address over a sliding window.
+
+    Once an address has had ``max_failures`` keys refused within ``window`` seconds it is
+    :meth:`blocked` until the oldest of them is ``window`` seconds old: its publishes are then
+    refused without asking the authorizer, which makes guessing keys slow and cheap to refuse.
+    ``max_failures`` 0 turns the throttle off. At most ``max_addresses`` addresses are
+    remembered (each keeps at most ``max_failures`` times); past that, expired entries are
+    dropped and then the least recently failing address.
+    """
+
+    def __init__(
+        self,
+        max_failures: int,
+        *,
+        clock: Clock,
+        window: float = 60.0,
+        max_addresses: int = 10_000,
+    ) -> None:
+        if max_failures < 0 or window <= 0 or max_addresses < 1:
+            raise ValueError("max_failures must be >= 0, window and max_addresses positive")
+        self.max_failures = max_failures
+        self.window = window
+        self._clock = clock
+        self._max_addresses = max_addresses
+        self._failures: dict[str, deque[float]] = {}
+
+    def blocked(self, address: str) -> bool:
+        """Whether publishes from ``address`` are refused without asking the authorizer."""
+        return self.retry_after(address) > 0
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until ``address`` is no longer blocked (0 if it is not)."""
+        times = self._failures.get(address)
+        if not self.max_failures or times is None or len(times) < self.max_failures:
+            return 0.0
+        return max(0.0, times[0] + self.window - self._clock())
+
+    def record_failure(self, address: str) -> bool:
+        """Count a refused key from ``address``; returns whether this one blocks it."""
+        if not self.max_failures:
+            return False
+        now = self._clock()
+        times = self._failures.pop(address, None)  # re-inserted last: least recent failing first
+        if times is None:
+            self._make_room(now)
+            times = deque(maxlen=self.max_failures)
+        times.append(now)
+        self._failures[address] = times
+        return self.blocked(address)
+
+    def __len__(self) -> int:
+        """Addresses remembered."""
+        return len(self._failures)
+
+    def _make_room(self, now: float) -> None:
+        if len(self._failures) < self._max_addresses:
+            return
+        expired = [a for a, times in self._failures.items() if times[-1] <= now - self.window]
+        for address in expired:
+            del self._failures[address]
+        if len(self._failures) >= self._max_addresses:
+            del self._failures[next(iter(self._failures))]

@@ -1,0 +1,150 @@
+"""The RTMP listener's limiters, driven by a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.settings import Settings, SettingsError
+from ingest.limits import AddressConnections, AuthFailureThrottle, CloseReason
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# -- connections per address --------------------------------------------------------------------
+
+
+def test_address_connections_refuse_past_the_limit_and_free_on_release() -> None:
+    limit = AddressConnections(2)
+    assert limit.acquire("10.0.0.1") and limit.acquire("10.0.0.1")
+    assert not limit.acquire("10.0.0.1")
+    assert limit.acquire("10.0.0.2")  # other addresses are not affected
+    assert limit.open("10.0.0.1") == 2
+    limit.release("10.0.0.1")
+    assert limit.acquire("10.0.0.1")
+
+
+def test_address_connections_forget_idle_addresses() -> None:
+    limit = AddressConnections(3)
+    for address in ("a", "b", "a"):
+        limit.acquire(address)
+    for address in ("a", "b", "a"):
+        limit.release(address)
+    assert len(limit) == 0
+    limit.release("never-seen")  # harmless
+    assert len(limit) == 0 and limit.open("a") == 0
+
+
+def test_address_connections_need_a_positive_limit() -> None:
+    with pytest.raises(ValueError, match="per_address must be positive"):
+        AddressConnections(0)
+
+
+# -- refused stream keys --------------------------------------------------------------------------
+
+
+def test_throttle_blocks_after_the_limit_within_a_minute() -> None:
+    clock = FakeClock()
+    throttle = AuthFailureThrottle(3, clock=clock)
+    assert [throttle.record_failure("1.2.3.4") for _ in range(3)] == [False, False, True]
+    assert throttle.blocked("1.2.3.4")
+    assert not throttle.blocked("5.6.7.8")
+
+
+def test_throttle_lasts_until_the_oldest_failure_leaves_the_window() -> None:
+    clock = FakeClock()
+    throttle = AuthFailureThrottle(3, clock=clock)
+    throttle.record_failure("1.2.3.4")
+    clock.advance(20)
+    throttle.record_failure("1.2.3.4")
+    throttle.record_failure("1.2.3.4")
+    assert throttle.retry_after("1.2.3.4") == pytest.approx(40)
+    clock.advance(39.9)
+    assert throttle.blocked("1.2.3.4")
+    clock.advance(0.1)
+    assert not throttle.blocked("1.2.3.4")  # two failures left in the last minute
+    assert throttle.record_failure("1.2.3.4")  # the third blocks again, for 20 s this time
+    assert throttle.retry_after("1.2.3.4") == pytest.approx(20)
+
+
+def test_failures_spread_over_more_than_a_minute_never_block() -> None:
+    clock = FakeClock()
+    throttle = AuthFailureThrottle(3, clock=clock)
+    for _ in range(20):
+        assert not throttle.record_failure("1.2.3.4")
+        clock.advance(30.1)
+
+
+def test_throttle_off_with_zero() -> None:
+    throttle = AuthFailureThrottle(0, clock=FakeClock())
+    assert not any(throttle.record_failure("1.2.3.4") for _ in range(100))
+    assert not throttle.blocked("1.2.3.4") and len(throttle) == 0
+
+
+def test_throttle_memory_is_bounded() -> None:
+    clock = FakeClock()
+    throttle = AuthFailureThrottle(2, clock=clock, max_addresses=3)
+    for address in ("a", "b", "c"):
+        throttle.record_failure(address)
+    throttle.record_failure("a")  # "a" failed most recently: "b" is now the oldest
+    throttle.record_failure("d")
+    assert len(throttle) == 3
+    assert throttle.blocked("a")
+    assert throttle.record_failure("c")  # "c" was kept (its first failure still counts)
+    clock.advance(61)
+    throttle.record_failure("e")  # the expired ones go first
+    assert len(throttle) == 1
+
+
+# -- settings and reason names --------------------------------------------------------------------
+
+
+def test_reason_names_are_stable() -> None:
+    assert {reason.value for reason in CloseReason} == {
+        "connection_limit",
+        "address_limit",
+        "handshake_timeout",
+        "idle_timeout",
+        "protocol_error",
+        "bitrate_limit",
+        "slow_reader",
+        "bad_app",
+        "bad_key",
+        "auth_throttled",
+        "already_publishing",
+        "play_refused",
+    }
+
+
+def test_limit_settings_have_safe_defaults_and_come_from_the_environment() -> None:
+    defaults = Settings()
+    assert defaults.rtmp_max_connections_per_address == 10
+    assert defaults.rtmp_auth_failures_per_minute == 10
+    assert defaults.rtmp_max_publish_kbps == 0
+    assert defaults.rtmp_max_send_buffer == 1024 * 1024
+    settings = Settings.from_env({"LIVERELAY_RTMP_AUTH_FAILURES_PER_MINUTE": "3"})
+    assert settings.rtmp_auth_failures_per_minute == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("rtmp_max_connections_per_address", 0),
+        ("rtmp_auth_failures_per_minute", -1),
+        ("rtmp_max_publish_kbps", -1),
+        ("rtmp_max_send_buffer", 0),
+    ],
+)
+def test_limit_settings_refuse_nonsense(name: str, value: int) -> None:
+    with pytest.raises(SettingsError, match=f"LIVERELAY_{name.upper()}"):
+        Settings(**{name: value})  # type: ignore[arg-type]
