@@ -17,6 +17,7 @@ from typing import NoReturn, Protocol
 from config.logs import stream_id_var
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from ingest.hub import StreamHub
+from ingest.limits import CloseReason
 from ingest.live import LiveEntry, LiveStreams
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.events import (
@@ -53,7 +54,12 @@ class PublishSink(Protocol):
 
 
 class SessionClosed(Exception):
-    """The session decided to end the connection; the message is the logged reason."""
+    """The session decided to end the connection; the message is the logged reason (never a
+    stream key) and :attr:`reason` its stable name for counters."""
+
+    def __init__(self, message: str, reason: CloseReason) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -114,22 +120,28 @@ class PublishSession:
                 "NetStream.Play.Failed",
                 "RTMP playback is not offered; play the stream over HLS",
             )
-            raise SessionClosed("play requested")
+            raise SessionClosed("play requested", CloseReason.PLAY_REFUSED)
 
     def _on_connect(self, event: ConnectRequested) -> None:
         app = event.app.strip("/")
         if app != APP_NAME:
             self.conn.reject_connect(event.transaction_id, f"unknown application '{app}'")
-            raise SessionClosed(f"connect to unknown application {app!r}")
+            # Not logged: a misconfigured encoder may put its stream key in the app name.
+            raise SessionClosed("connect to an unknown application", CloseReason.BAD_APP)
         self.conn.accept_connect(event.transaction_id)
 
     async def _on_publish(self, event: PublishRequested) -> None:
         if self._publishing is not None:
-            self._reject(event, "NetStream.Publish.BadName", "already publishing")
+            self._reject(
+                event,
+                "NetStream.Publish.BadName",
+                "already publishing",
+                CloseReason.ALREADY_PUBLISHING,
+            )
         try:
             grant = await self._authorizer.authorize_publish(event.name, self.client_address)
         except PublishDenied as exc:
-            self._reject(event, "NetStream.Publish.BadName", str(exc))
+            self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.BAD_KEY)
         stale = self._live.get(grant.stream_id)
         if stale is not None:
             log.info(
@@ -147,10 +159,12 @@ class PublishSession:
         self.conn.accept_publish(event.stream_id)
         log.info("stream %s: publishing from %s", grant.stream_id, self.client_address)
 
-    def _reject(self, event: PublishRequested, code: str, reason: str) -> NoReturn:
+    def _reject(
+        self, event: PublishRequested, code: str, reason: str, counter: CloseReason
+    ) -> NoReturn:
         self.conn.reject_publish(event.stream_id, code=code, description=reason)
         log.warning("publish refused from %s: %s", self.client_address, reason)
-        raise SessionClosed(f"publish refused: {reason}")
+        raise SessionClosed(f"publish refused: {reason}", counter)
 
     async def _on_unpublish(self, event: UnpublishRequested) -> None:
         if self._publishing is None:

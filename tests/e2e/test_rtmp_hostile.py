@@ -1,0 +1,337 @@
+"""Hostile RTMP clients against the whole app on loopback: per-address connection limits,
+trickled handshakes, garbage next to a real ffmpeg publisher, stream-key guessing, clients that
+never read, floods and silent publishers. Each limit hit must be a counted close with a reason,
+and no stream key may reach the logs.
+
+The hostile clients are raw sockets speaking bytes built with ``tests/protocol/helpers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.media import RTMP_SERVER
+from ingest.server import RTMPServer
+from tests.e2e.conftest import (
+    LiveServer,
+    Publisher,
+    Sources,
+    e2e_settings,
+    free_port,
+    has_segment,
+    push,
+    start_live_server,
+    wait_for_playlist,
+)
+from tests.protocol.helpers import (
+    C0C1,
+    C2,
+    VIDEO,
+    Reply,
+    ServerOutput,
+    command,
+    connect_command,
+)
+from tests.protocol.helpers import message_chunks as chunks
+from workers.playlist import parse_media_playlist
+
+pytestmark = pytest.mark.e2e
+
+HANDSHAKE_REPLY = 1 + 2 * 1536
+"""S0 + S1 + S2."""
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, sqlite_url: str, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """The whole app on loopback with ``overrides`` of its settings."""
+    port = free_port()
+    settings = e2e_settings(tmp_path, sqlite_url, port, **overrides)
+    server, live = await start_live_server(settings, port)
+    try:
+        yield live
+    finally:
+        await server.close()
+
+
+def rtmp(live: LiveServer) -> RTMPServer:
+    return live.app[RTMP_SERVER]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds (polling), or fail."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def connect(
+    live: LiveServer, *, local_host: str = "127.0.0.1", receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw TCP connection to the RTMP port, optionally with a small receive buffer."""
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.bind((local_host, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.rtmp_port))
+    return await asyncio.open_connection(sock=sock)
+
+
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 15.0) -> bytes:
+    """Everything the server sends until it closes (fails if it does not within ``timeout``).
+    A reset counts as the close: the server closed with bytes of ours unread."""
+    data = bytearray()
+    with contextlib.suppress(ConnectionResetError):
+        async with asyncio.timeout(timeout):
+            while chunk := await reader.read(65536):
+                data += chunk
+    return bytes(data)
+
+
+def publish_bytes(key: str, app: str = "live") -> bytes:
+    """Handshake, connect, createStream and publish, as one write."""
+    return (
+        C0C1
+        + C2
+        + connect_command(app)
+        + command("createStream", 2.0, None)
+        + command("publish", 3.0, None, key, "live", stream_id=1, csid=8)
+    )
+
+
+def statuses(replies: list[Reply]) -> list[dict[str, Any]]:
+    """The info objects of every ``onStatus``/``_error`` among ``replies``."""
+    answers = ("onStatus", "_error")
+    return [r.values[3] for r in replies if r.raw.type_id == 20 and r.name in answers]
+
+
+async def first_statuses(reader: asyncio.StreamReader) -> list[dict[str, Any]]:
+    """Read until the server answered with a status (or closed); return the statuses."""
+    output = ServerOutput(expect_handshake=True)
+    found: list[dict[str, Any]] = []
+    async with asyncio.timeout(15):
+        while not found and (data := await reader.read(65536)):
+            found += statuses(output.feed(data))
+    return found
+
+
+async def publish_raw(live: LiveServer, key: str, **options: str) -> list[dict[str, Any]]:
+    """Publish with a raw client; return the first statuses the server answered (the
+    connection is then left: a refused one is closed by the server, an accepted one idles)."""
+    reader, writer = await connect(live, **options)
+    writer.write(publish_bytes(key))
+    try:
+        return await first_statuses(reader)
+    finally:
+        writer.close()
+
+
+async def publish_then_fall_silent(live: LiveServer, key: str) -> list[dict[str, Any]]:
+    """Publish, then send nothing (without closing) until the server closes; return the
+    statuses it answered the publish with."""
+    reader, writer = await connect(live)
+    writer.write(publish_bytes(key))
+    try:
+        codes = await first_statuses(reader)
+        await read_to_eof(reader)
+        return codes
+    finally:
+        writer.close()
+
+
+async def tolerate_reset(send: Awaitable[None]) -> None:
+    with contextlib.suppress(ConnectionError):
+        await send
+
+
+# -- per-address connection limit -----------------------------------------------------------------
+
+
+async def test_connections_per_address_are_limited(tmp_path: Path, sqlite_url: str) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_max_connections_per_address=3) as live:
+        held = [await connect(live) for _ in range(3)]
+        await eventually(lambda: rtmp(live).connection_count == 3)
+        reader, writer = await connect(live)
+        assert await read_to_eof(reader) == b""  # closed at once, before any handshake
+        writer.close()
+        assert rtmp(live).rejected == {"address_limit": 1}
+
+        other_reader, other_writer = await connect(live, local_host="127.0.0.2")
+        other_writer.write(C0C1)
+        assert len(await other_reader.readexactly(HANDSHAKE_REPLY)) == HANDSHAKE_REPLY
+        other_writer.close()
+
+        held.pop()[1].close()
+        await eventually(lambda: rtmp(live).connection_count == 2)
+        reader, writer = await connect(live)
+        writer.write(C0C1)
+        assert len(await reader.readexactly(HANDSHAKE_REPLY)) == HANDSHAKE_REPLY
+        for _, held_writer in [*held, (reader, writer)]:
+            held_writer.close()
+
+
+# -- slow and half-open clients -------------------------------------------------------------------
+
+
+async def test_handshake_trickled_a_byte_a_second_is_closed_by_the_timeout(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_handshake_timeout=2.0) as live:
+        reader, writer = await connect(live)
+
+        async def trickle() -> None:
+            for byte in C0C1:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(1.0)
+
+        trickling = asyncio.create_task(tolerate_reset(trickle()))
+        assert await read_to_eof(reader) == b""
+        trickling.cancel()
+        writer.close()
+        assert rtmp(live).rejected == {"handshake_timeout": 1}
+        await eventually(lambda: rtmp(live).connection_count == 0)
+
+
+async def test_client_that_does_not_read_is_dropped(tmp_path: Path, sqlite_url: str) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_max_send_buffer=65536) as live:
+        _, writer = await connect(live, receive_buffer=4096)
+        # Every FCPublish is answered with an onFCPublish that repeats the 60000-byte name.
+        fc_publish = command("FCPublish", 3.0, None, "n" * 60000)
+
+        async def flood() -> None:
+            writer.write(C0C1 + C2 + connect_command())
+            for _ in range(2000):  # at most 120 MB; the server gives up long before
+                writer.write(fc_publish)
+                await writer.drain()
+
+        await asyncio.wait_for(tolerate_reset(flood()), timeout=30)
+        await eventually(lambda: rtmp(live).rejected.get("slow_reader") == 1)
+        await eventually(lambda: rtmp(live).connection_count == 0)
+        assert rtmp(live).rejected == {"slow_reader": 1}
+        writer.close()
+
+
+async def test_silent_publisher_is_dropped_by_the_idle_timeout(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_idle_timeout=1.0) as live:
+        stream = await live.create_stream()
+        codes = await publish_then_fall_silent(live, stream["streamKey"])
+        assert [status["code"] for status in codes] == ["NetStream.Publish.Start"]
+        assert rtmp(live).rejected == {"idle_timeout": 1}
+        await eventually(lambda: rtmp(live).connection_count == 0)
+
+
+async def test_flood_above_the_bitrate_limit_is_dropped(tmp_path: Path, sqlite_url: str) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_max_publish_kbps=1000) as live:
+        reader, writer = await connect(live)
+        frame = chunks(0, 6, b"\x17\x01" + bytes(60000), type_id=VIDEO, chunk_size=128)
+        writer.write(C0C1 + C2 + connect_command() + frame * 20)  # 1.2 MB: ~1900 kbit/s in 5 s
+        await tolerate_reset(writer.drain())
+        await read_to_eof(reader)
+        writer.close()
+        assert rtmp(live).rejected == {"bitrate_limit": 1}
+
+
+# -- garbage next to a real publisher -------------------------------------------------------------
+
+
+async def test_garbage_is_a_protocol_error_and_a_real_publisher_keeps_going(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    stream = await live_server.create_stream()
+    publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(publisher)
+    playlist = await wait_for_playlist(stream["downstreamUrl"], has_segment)
+    noise = random.Random(7).randbytes(4000)
+    for garbage in (b"\x07" + noise, C0C1 + C2 + b"\xc7" + noise):  # bad version; bad chunk
+        reader, writer = await connect(live_server)
+        writer.write(garbage)
+        await tolerate_reset(writer.drain())
+        await read_to_eof(reader)
+        writer.close()
+    assert rtmp(live_server).rejected == {"protocol_error": 2}
+    seen = len(parse_media_playlist(playlist))
+    await wait_for_playlist(
+        stream["downstreamUrl"], lambda text: len(parse_media_playlist(text)) >= seen + 2
+    )
+    assert publisher.process.returncode is None
+
+
+# -- stream-key guessing --------------------------------------------------------------------------
+
+
+OUR_LOGGERS = ("api", "config", "ingest", "workers")
+
+
+def capture_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Everything at INFO (the default level), and our own loggers at DEBUG. Third-party DEBUG
+    logs are not covered: aiosqlite's, for one, print SQL parameters."""
+    caplog.set_level(logging.INFO)
+    for name in OUR_LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+
+
+def authorizer_answers(caplog: pytest.LogCaptureFixture) -> int:
+    """How many keys the database authorizer was asked about (it logs every answer)."""
+    return sum(record.name == "api.publish_auth" for record in caplog.records)
+
+
+async def test_bad_keys_are_throttled_per_address_without_asking_the_authorizer(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_logs(caplog)
+    async with serving(tmp_path, sqlite_url, rtmp_auth_failures_per_minute=3) as live:
+        stream = await live.create_stream()
+        guesses = [f"guess-{i}-0f3a9c" for i in range(4)]
+        for guess in guesses[:3]:
+            codes = await publish_raw(live, guess)
+            assert [(c["code"], c["description"]) for c in codes] == [
+                ("NetStream.Publish.BadName", "unknown stream key")
+            ]
+        assert authorizer_answers(caplog) == 3
+
+        for key in (guesses[3], stream["streamKey"]):  # refused unchecked, even the right key
+            codes = await publish_raw(live, key)
+            assert [(c["code"], c["description"]) for c in codes] == [
+                ("NetStream.Publish.BadName", "Too many refused stream keys; try again later.")
+            ]
+        assert authorizer_answers(caplog) == 3
+        assert rtmp(live).rejected == {"bad_key": 3, "auth_throttled": 2}
+
+        codes = await publish_raw(live, stream["streamKey"], local_host="127.0.0.2")
+        assert [c["code"] for c in codes] == ["NetStream.Publish.Start"]
+        for key in [*guesses, stream["streamKey"]]:
+            assert key not in caplog.text
+
+
+async def test_stream_keys_never_reach_the_logs(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    capture_logs(caplog)
+    async with serving(tmp_path, sqlite_url, rtmp_idle_timeout=1.0) as live:
+        stream = await live.create_stream()
+        key = stream["streamKey"]
+        # An encoder configured with the key in the server URL sends it as the app name.
+        reader, writer = await connect(live)
+        writer.write(publish_bytes("", app=f"live/{key}"))
+        codes = await first_statuses(reader)
+        writer.close()
+        assert [c["code"] for c in codes] == ["NetConnection.Connect.Rejected"]
+        await publish_raw(live, key + "x")
+        await publish_then_fall_silent(live, key)
+        assert rtmp(live).rejected == {"bad_app": 1, "bad_key": 1, "idle_timeout": 1}
+    assert stream["id"] in caplog.text
+    assert key not in caplog.text
