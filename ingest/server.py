@@ -9,8 +9,11 @@ stream key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import socket
+import struct
 import time
 
 from config.settings import Settings
@@ -122,9 +125,11 @@ class RTMPServer:
         try:
             await self._serve(reader, writer, client, host)
         finally:
-            self._connections.discard(task)
-            self._addresses.release(host)
-            await _close(writer)
+            try:
+                await _close(writer)
+            finally:  # only now: a connection still flushing holds its slot
+                self._connections.discard(task)
+                self._addresses.release(host)
 
     def _admit(self, host: str) -> ConnectionLimitHit | None:
         """Count a new connection from ``host``, or say which limit refuses it."""
@@ -175,7 +180,7 @@ class RTMPServer:
             reason = str(exc)
             self._closed_early(client, exc.reason, reason)
             if exc.reason is CloseReason.SLOW_READER:
-                writer.transport.abort()  # closing would wait for a peer that does not read
+                _abort(writer)  # closing would wait for a peer that does not read
         except (ConnectionError, OSError) as exc:
             reason = f"connection lost: {exc}"
         finally:
@@ -291,9 +296,22 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(CLOSE_GRACE_SECONDS):
             await writer.wait_closed()
     except TimeoutError:
-        writer.transport.abort()  # a peer that never reads would otherwise pin the connection
+        _abort(writer)  # a peer that never reads would otherwise pin the connection
     except (ConnectionError, OSError):
         pass
+    except asyncio.CancelledError:  # server shutdown
+        _abort(writer)
+        raise
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a reset. A linger time of 0 makes the kernel discard the unsent
+    bytes too, instead of keeping up to a send buffer of them for a peer that does not read."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -223,6 +223,25 @@ async def test_client_that_does_not_read_is_dropped(tmp_path: Path, sqlite_url: 
         writer.close()
 
 
+async def test_unsent_replies_do_not_keep_a_timed_out_connection(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # Replies stay under the send-buffer cap but exceed what the kernel holds: the handshake
+    # timeout's close cannot flush them, and must give up after a grace period.
+    overrides = {"rtmp_handshake_timeout": 1.0, "rtmp_max_send_buffer": 64 * 1024 * 1024}
+    async with serving(tmp_path, sqlite_url, **overrides) as live:
+        reader, writer = await connect(live, receive_buffer=4096)
+        writer.write(C0C1 + C2 + connect_command())
+        writer.write(command("FCPublish", 3.0, None, "n" * 60000) * 150)  # 9 MB of replies
+        await tolerate_reset(writer.drain())
+        await eventually(lambda: rtmp(live).rejected == {"handshake_timeout": 1})
+        assert rtmp(live).connection_count == 1  # still flushing: it keeps its slot
+        await eventually(lambda: rtmp(live).connection_count == 0, timeout=15)
+        # Aborted: reading now gets a reset, not the megabytes a lingering close would send.
+        assert len(await read_to_eof(reader)) < 1_000_000
+        writer.close()
+
+
 async def test_silent_publisher_is_dropped_by_the_idle_timeout(
     tmp_path: Path, sqlite_url: str
 ) -> None:
