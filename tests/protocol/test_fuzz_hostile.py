@@ -4,8 +4,10 @@ Valid publish sessions round-trip; mutated ones (bit flips, insertions, deletion
 absurd chunk sizes, message lengths, chunk stream ids and AMF nesting) give events or
 RTMPProtocolError, never anything else, with bounded buffering and replies.
 
-CI runs ``max_examples=300`` per property; ``LIVERELAY_FUZZ_EXAMPLES=20000`` (for instance)
-makes a long manual run. Anything that breaks goes into ``corpus/`` (see its README).
+CI runs ``max_examples=300`` per property. A long manual run:
+``LIVERELAY_FUZZ_EXAMPLES=50000 pytest --timeout=0 tests/protocol/test_fuzz_hostile.py``
+(``--timeout=0`` lifts the 120 s per-test limit). Anything that breaks goes into ``corpus/``
+(see its README).
 """
 
 from __future__ import annotations
