@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from api.keys import AUTHORIZER, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
 from api.metrics import METRICS
 from api.recording_store import DatabaseRecordingStore
-from ingest.live import LiveStreams
+from ingest.live import EndReason, LiveStreams
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.orchestrator import Orchestrator
+from workers.status import current_session
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         ffmpeg=ffmpeg,
         recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER]),
         storage=storage,
+        disconnect=live.end,
     )
     await orchestrator.recover()
     server = RTMPServer(settings, authorizer=app[AUTHORIZER], sink=orchestrator, live=live)
@@ -61,3 +64,25 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     finally:
         await server.close()
         await orchestrator.close()
+
+
+async def end_live(app: web.Application, stream_id: str, reason: EndReason) -> bool:
+    """End the live session of ``stream_id`` now: disconnect its publisher (if any) and close
+    its outputs, also inside a reconnect window. Returns whether the stream was live."""
+    disconnected = await app[LIVE].end(stream_id, reason)
+    completed = await app[ORCHESTRATOR].complete(stream_id, reason)
+    return disconnected or completed
+
+
+def is_live(app: web.Application, stream_id: str) -> bool:
+    """Whether ``stream_id`` has a live session on this node (also while reconnecting)."""
+    outputs = app[ORCHESTRATOR].get(stream_id)
+    return outputs is not None and not outputs.ending
+
+
+def live_status(app: web.Application, stream_id: str) -> dict[str, Any] | None:
+    """The stream's ``currentSession`` (camelCase, JSON-ready), or None when it is not live."""
+    outputs = app[ORCHESTRATOR].get(stream_id)
+    if outputs is None or outputs.ending:
+        return None
+    return current_session(outputs)

@@ -48,4 +48,6 @@ def grant_for(stream: LiveStream) -> PublishGrant:
             )
             for target in stream.targets
         ),
+        reconnect_window_seconds=float(stream.reconnect_window_seconds),
+        max_duration_seconds=float(stream.max_duration_seconds),
     )

@@ -16,6 +16,10 @@ class PublishGrant:
     """Whether this session is recorded."""
     restream: tuple[RestreamTarget, ...] = ()
     """Targets to relay the stream to."""
+    reconnect_window_seconds: float = 60.0
+    """How long a dropped publisher may reconnect into the same session (0: no window)."""
+    max_duration_seconds: float = 43_200.0
+    """Longest continuous session; the publisher is disconnected when it is reached."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
+
+EndReason = Literal[
+    "publisher_left",
+    "completed",
+    "disabled",
+    "reset",
+    "timed_out",
+    "deleted",
+    "max_duration",
+    "shutdown",
+    "error",
+]
+"""Why a live session ended: the publisher stopped (or its reconnect window ran out), the
+operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
+its maximum duration, the server shut down, or no output could start."""
+
+END_MESSAGES: dict[EndReason, str] = {
+    "publisher_left": "the publisher stopped",
+    "completed": "the live stream was completed",
+    "disabled": "the live stream was disabled",
+    "reset": "the stream key was reset",
+    "timed_out": "no data from the publisher",
+    "deleted": "the live stream was deleted",
+    "max_duration": "the session reached its maximum duration",
+    "shutdown": "the server is shutting down",
+    "error": "the stream could not be processed",
+}
+"""What a publisher is told (in ``onStatus``) when the server ends its publish."""
 
 
 @dataclass
@@ -16,8 +45,9 @@ class LiveEntry:
     """``host:port`` of the publisher."""
     started_at: float
     """Wall-clock start (``time.time()``)."""
-    disconnect: Callable[[str], Awaitable[None]] = field(repr=False)
-    """Ends the publish; the argument is the reason logged and sent to the client."""
+    disconnect: Callable[[EndReason, bool], Awaitable[None]] = field(repr=False)
+    """Ends the publish for a reason; ``clean=False`` lets a reconnect continue the session
+    (used when a new publisher with the same key replaces a stale one)."""
 
 
 class LiveStreams:
@@ -46,10 +76,11 @@ class LiveStreams:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def end(self, stream_id: str, reason: str) -> bool:
-        """Disconnect the publisher of ``stream_id``; returns whether one was live."""
+    async def end(self, stream_id: str, reason: EndReason) -> bool:
+        """Disconnect the publisher of ``stream_id`` and end its session; returns whether one
+        was live."""
         entry = self._entries.get(stream_id)
         if entry is None:
             return False
-        await entry.disconnect(reason)
+        await entry.disconnect(reason, True)
         return True

@@ -19,7 +19,7 @@ import time
 from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer
 from ingest.limits import AddressConnections, AuthFailureThrottle, Clock, CloseReason
-from ingest.live import LiveStreams
+from ingest.live import EndReason, LiveStreams
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
@@ -167,6 +167,7 @@ class RTMPServer:
             close_transport=functools.partial(_flush_and_close, writer, conn),
         )
         clean, reason = False, "connection closed by publisher"
+        timed_out = False
         try:
             clean, reason = await self._pump(reader, writer, conn, session, host)
         except RTMPProtocolError as exc:
@@ -178,13 +179,15 @@ class RTMPServer:
             _flush(writer, conn)
         except ConnectionLimitHit as exc:
             reason = str(exc)
+            timed_out = exc.reason is CloseReason.IDLE_TIMEOUT
             self._closed_early(client, exc.reason, reason)
             if exc.reason is CloseReason.SLOW_READER:
                 _abort(writer)  # closing would wait for a peer that does not read
         except (ConnectionError, OSError) as exc:
             reason = f"connection lost: {exc}"
         finally:
-            await asyncio.shield(session.finish(clean=clean, reason=reason))
+            end: EndReason = "publisher_left" if clean or not timed_out else "timed_out"
+            await asyncio.shield(session.finish(clean=clean, reason=end, detail=reason))
 
     def _refused(self, client: str, host: str, exc: SessionClosed) -> None:
         """Count a refusal by the session (which logged it); a refused key counts against the

@@ -18,7 +18,7 @@ from config.logs import stream_id_var
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from ingest.hub import StreamHub
 from ingest.limits import CloseReason
-from ingest.live import LiveEntry, LiveStreams
+from ingest.live import END_MESSAGES, EndReason, LiveEntry, LiveStreams
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.events import (
     ConnectRequested,
@@ -40,7 +40,7 @@ class LiveOutputs(Protocol):
 
     hub: StreamHub
 
-    async def end(self, *, clean: bool, reason: str) -> None:
+    async def end(self, *, clean: bool, reason: EndReason) -> None:
         """The publisher left: ``clean`` after an unpublish, not after a dropped connection."""
         ...
 
@@ -150,7 +150,9 @@ class PublishSession:
                 self.client_address,
                 stale.client_address,
             )
-            await stale.disconnect("replaced by a new publisher with the same key")
+            # Not clean: the session goes on with this publisher (OBS reconnecting before the
+            # server noticed that the old connection died).
+            await stale.disconnect("publisher_left", False)
         stream_id_var.set(grant.stream_id)  # this connection's task and the outputs it starts
         outputs = await self._sink.open(grant, self.client_address)
         entry = LiveEntry(grant.stream_id, self.client_address, time.time(), self._disconnect)
@@ -170,19 +172,24 @@ class PublishSession:
         if self._publishing is None:
             return
         if event.command == "FCUnpublish" or event.stream_id in (0, self._publishing.stream_id):
-            await self.finish(clean=True, reason=f"publisher sent {event.command}")
+            await self.finish(
+                clean=True, reason="publisher_left", detail=f"publisher sent {event.command}"
+            )
 
-    async def _disconnect(self, reason: str) -> None:
-        """End this publish from outside (API delete, replaced by a reconnect, shutdown)."""
+    async def _disconnect(self, reason: EndReason, clean: bool) -> None:
+        """End this publish from outside (API, max duration, replaced by a reconnect)."""
+        message = END_MESSAGES[reason]
         if self._publishing is not None:
             self.conn.send_status(
-                self._publishing.stream_id, "status", "NetStream.Unpublish.Success", reason
+                self._publishing.stream_id, "status", "NetStream.Unpublish.Success", message
             )
-        await self.finish(clean=True, reason=reason)
+        await self.finish(clean=clean, reason=reason, detail=f"disconnected: {message}")
         self._close_transport()
 
-    async def finish(self, *, clean: bool, reason: str) -> None:
-        """End the publish once (idempotent): unregister it and let its outputs wind down."""
+    async def finish(self, *, clean: bool, reason: EndReason, detail: str) -> None:
+        """End the publish once (idempotent): unregister it and hand its outputs the end.
+        ``clean`` (an unpublish, or the operator) ends the session now; otherwise the session
+        may wait for the publisher to reconnect."""
         publishing, self._publishing = self._publishing, None
         if publishing is None or self._ended:
             return
@@ -192,6 +199,6 @@ class PublishSession:
             "stream %s: publish from %s ended (%s)",
             publishing.grant.stream_id,
             self.client_address,
-            reason,
+            detail,
         )
         await publishing.outputs.end(clean=clean, reason=reason)

@@ -7,20 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-EndReason = Literal[
-    "publisher_left",
-    "completed",
-    "disabled",
-    "reset",
-    "timed_out",
-    "deleted",
-    "max_duration",
-    "shutdown",
-    "error",
-]
-"""Why a live session ended: the publisher stopped (or its reconnect window ran out), the
-operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
-``maxDurationSeconds``, the server shut down, or no output could start."""
+from ingest.live import EndReason
+
+__all__ = ["EndReason", "NoStreamEvents", "RestreamState", "SessionInfo", "StreamEvents"]
 
 RestreamState = Literal["connected", "failed"]
 

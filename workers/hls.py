@@ -26,10 +26,22 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.2
 
 
-async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> None:
-    """Write everything ``sub`` delivers into ``process`` until the publish ends."""
-    while (batch := await sub.read()) is not None:
+async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> bool:
+    """Write everything ``sub`` delivers into ``process`` until the publish ends (returns
+    True) or a break was requested (returns False)."""
+    while batch := await sub.read():
         await process.write(b"".join(batch) if len(batch) > 1 else batch[0])
+    return batch is None
+
+
+async def idle_input_is_progress(ctx: RunContext, hub: StreamHub, interval: float = 1.0) -> None:
+    """While the publisher sends nothing (paused, or gone inside its reconnect window), an
+    output that was working cannot progress: that is not a stall, so report progress."""
+    while True:
+        await asyncio.sleep(interval)
+        working = ctx.process is not None and ctx.process.progress_count > 0
+        if working and time.monotonic() - hub.last_media_at > interval * 2:
+            ctx.progress()
 
 
 class HLSOutput:
@@ -82,12 +94,38 @@ class HLSOutput:
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
 
+    def roll_over(self) -> None:
+        """The publisher reconnected: end the current ffmpeg run where the old publisher
+        stopped and start a new one, so the break falls on a segment boundary and is marked
+        with ``EXT-X-DISCONTINUITY``. The playlist keeps its media sequence."""
+        if self._sub is not None:
+            self._sub.request_break()
+
     async def _run(self, ctx: RunContext) -> None:
         assert self._sub is not None
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
             self.playlist.mark_discontinuity()
-        run_tag = f"{self._tag}-{ctx.attempt}"
+        part = 0
+        while not await self._run_ffmpeg(ctx, f"{self._tag}-{ctx.attempt}-{part}"):
+            part += 1  # a break: the next publisher continues in a new run
+            self._hub.restart(self._sub)
+            self.playlist.mark_discontinuity()
+        # The publish ended and ffmpeg wrote its last segment: wait to be stopped rather than
+        # return (a returning run would be restarted).
+        self.input_ended.set()
+        await ctx.stopping.wait()
+
+    async def _run_ffmpeg(self, ctx: RunContext, run_tag: str) -> bool:
+        """One ffmpeg run; True when the publish ended, False at a requested break."""
+        assert self._sub is not None
+        sub = self._sub
+        input_ended = True
+
+        async def feed(process: FFmpegProcess) -> None:
+            nonlocal input_ended
+            input_ended = await feed_subscription(sub, process)
+
         directory = self.playlist.directory
         private = directory / f".ffmpeg-{run_tag}.m3u8"
         argv = hls_argv(
@@ -99,24 +137,22 @@ class HLSOutput:
         process = FFmpegProcess(argv, name=f"{self._hub.stream_id}/hls")
         poller = asyncio.create_task(self._poll(ctx, private))
         try:
-            await run_process(ctx, process, lambda p: feed_subscription(self._sub, p))  # type: ignore[arg-type]
+            await run_process(ctx, process, feed)
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             self.playlist.sync(private)
             private.unlink(missing_ok=True)
-        # The publish ended and ffmpeg wrote its last segment: wait to be stopped rather than
-        # return (a returning run would be restarted).
-        self.input_ended.set()
-        await ctx.stopping.wait()
+        return input_ended or ctx.stopping.is_set()
 
     async def _poll(self, ctx: RunContext, private: Path) -> None:
-        """Publish new segments as ffmpeg lists them. While the publisher sends nothing, ffmpeg
-        cannot progress, so an idle input counts as progress (not a stall)."""
-        while True:
-            await asyncio.sleep(POLL_SECONDS)
-            if self.playlist.sync(private):
-                ctx.progress()
-            elif time.monotonic() - self._hub.last_media_at > POLL_SECONDS * 5:
-                ctx.progress()
+        """Publish new segments as ffmpeg lists them (each one is progress)."""
+        idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
+        try:
+            while True:
+                await asyncio.sleep(POLL_SECONDS)
+                if self.playlist.sync(private):
+                    ctx.progress()
+        finally:
+            idle_watch.cancel()

@@ -1,5 +1,6 @@
 """Starts and stops the outputs of each live stream: the one place that knows which outputs a
-publish gets (implements :class:`ingest.session.PublishSink`).
+publish gets (implements :class:`ingest.session.PublishSink`). A session's own life (reconnect
+window, maximum duration) is in :mod:`workers.stream_outputs`.
 
 A publish gets the live HLS output, a recording when the stream is recorded (fed by the HLS
 output's segments: still one ffmpeg for both) and one restream output per target. Every output is
@@ -11,169 +12,22 @@ targets start or stop. Whether a stream is recorded is decided when its session 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
 
 from config.settings import Settings
 from ingest.authorizer import PublishGrant, RestreamTarget
-from ingest.hub import StreamHub
-from workers.hls import HLSOutput
-from workers.playlist import LivePlaylist
-from workers.recording import RecordingOutput, RecordingStore, finalize_unfinished
-from workers.restream import RestreamOutput
+from ingest.live import EndReason
+from workers.events import NoStreamEvents, SessionInfo, StreamEvents
+from workers.recording import RecordingStore, finalize_unfinished
 from workers.storage import RecordingStorage
-from workers.supervisor import OutputState, OutputStatus
+from workers.stream_outputs import Disconnect, StreamOutputs
 
 log = logging.getLogger(__name__)
-
-READY_TIMEOUT = 10.0
-"""Seconds to wait for the first keyframe/track information before giving up on the outputs."""
-RESTREAM_DRAIN_SECONDS = 5.0
-"""After the publish ended, how long a live restream may take to send what it was given."""
-
-
-class StreamOutputs:
-    """One live session of one stream: its hub and its outputs."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        ffmpeg: str,
-        grant: PublishGrant,
-        directory: Path,
-        recordings: RecordingStore | None = None,
-        storage: RecordingStorage | None = None,
-    ) -> None:
-        self.grant = grant
-        self.session_tag = secrets.token_hex(4)
-        self.started_at = time.time()
-        self.hub = StreamHub(grant.stream_id, queue_bytes=settings.hub_queue_bytes)
-        self.recording: RecordingOutput | None = None
-        """The session's recording, when the stream was recorded as the session began."""
-        if grant.record and recordings is not None and storage is not None:
-            self.recording = RecordingOutput(
-                grant.stream_id,
-                store=recordings,
-                storage=storage,
-                segment_seconds=settings.hls_segment_seconds,
-                started_at=self.started_at,
-            )
-        playlist = LivePlaylist(
-            directory,
-            list_size=settings.hls_list_size,
-            segment_seconds=settings.hls_segment_seconds,
-            on_segment=self.recording.on_segment if self.recording is not None else None,
-        )
-        self.hls = HLSOutput(
-            settings, ffmpeg=ffmpeg, hub=self.hub, playlist=playlist, session_tag=self.session_tag
-        )
-        self._settings = settings
-        self._ffmpeg = ffmpeg
-        self._targets = {t.target_id: t for t in grant.restream}
-        self._restreams: dict[str, RestreamOutput] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
-        self._starter: asyncio.Task[None] | None = None
-        self._started = False
-        self._ending: asyncio.Future[None] | None = None
-        self.ended = asyncio.Event()
-
-    @property
-    def restreams(self) -> Mapping[str, RestreamOutput]:
-        """The running restream outputs by target id (read-only view)."""
-        return MappingProxyType(self._restreams)
-
-    def output_statuses(self) -> Iterator[tuple[OutputStatus, int]]:
-        """Each running output's status and the frames it dropped because it lagged."""
-        yield self.hls.supervisor.status(), self.hls.dropped_frames
-        for output in self._restreams.values():
-            sub = output.subscription
-            yield output.status(), sub.dropped_frames if sub is not None else 0
-
-    def start(self) -> None:
-        """Start the outputs once the hub knows the tracks (first keyframe or metadata)."""
-        self._starter = asyncio.create_task(self._start_when_ready())
-
-    async def _start_when_ready(self) -> None:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                await self.hub.ready.wait()
-        except TimeoutError:
-            log.warning(
-                "stream %s: no decodable media within %.0f s; outputs not started",
-                self.grant.stream_id,
-                READY_TIMEOUT,
-            )
-            return
-        self._started = True
-        if self.recording is not None:
-            self.recording.start()
-        self.hls.start()
-        for target in self._targets.values():
-            self._start_restream(target)
-
-    def _start_restream(self, target: RestreamTarget) -> None:
-        output = RestreamOutput(self._settings, ffmpeg=self._ffmpeg, hub=self.hub, target=target)
-        self._restreams[target.target_id] = output
-        output.start()
-
-    def set_restream(self, targets: Sequence[RestreamTarget]) -> None:
-        """Relay to ``targets`` from now on: start the new ones, stop (in the background) the
-        ones no longer listed or whose URL changed; the others go on untouched."""
-        if self._ending is not None:
-            return
-        wanted = {t.target_id: t for t in targets}
-        for target_id, output in list(self._restreams.items()):
-            if wanted.get(target_id) != output.target:
-                del self._restreams[target_id]
-                self._retire(output)
-        self._targets = wanted
-        if self._started:
-            for target_id, target in wanted.items():
-                if target_id not in self._restreams:
-                    self._start_restream(target)
-
-    def _retire(self, output: RestreamOutput) -> None:
-        task = asyncio.create_task(output.stop(), name=f"stop:{output.name}")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
-
-    async def end(self, *, clean: bool, reason: str) -> None:
-        """The publish ended: flush the outputs, close the playlist with ENDLIST and close the
-        recording. Safe to call more than once (later calls wait for the first)."""
-        del clean, reason  # a reconnect window will use these
-        if self._ending is None:
-            self._ending = asyncio.ensure_future(self._end())
-        await asyncio.shield(self._ending)
-
-    async def _end(self) -> None:
-        self.hub.close()
-        if self._starter is not None:
-            self._starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._starter
-        restreams = [
-            output.stop(drain_timeout=RESTREAM_DRAIN_SECONDS) for output in self._restreams.values()
-        ]
-        results = await asyncio.gather(
-            self._end_hls_and_recording(), *restreams, *self._retiring, return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                log.error("stream %s: an output failed to stop: %r", self.grant.stream_id, result)
-        self.ended.set()
-
-    async def _end_hls_and_recording(self) -> None:
-        if self.hls.supervisor.state is not OutputState.IDLE:
-            await self.hls.stop(timeout=self._settings.hls_segment_seconds * 3 + 5)
-        if self.recording is not None:
-            await self.recording.close()
 
 
 class Orchestrator:
@@ -186,10 +40,15 @@ class Orchestrator:
         ffmpeg: str,
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
+        events: StreamEvents | None = None,
+        disconnect: Disconnect | None = None,
     ) -> None:
-        """Without ``recordings`` and ``storage`` nothing is recorded."""
+        """Without ``recordings`` and ``storage`` nothing is recorded; without ``events`` the
+        session life goes unreported; ``disconnect`` ends a publisher (maximum duration)."""
         self._settings = settings
         self._ffmpeg = ffmpeg
+        self._events: StreamEvents = events if events is not None else NoStreamEvents()
+        self._disconnect = disconnect
         self._recordings = recordings
         self._storage = storage
         self._live: dict[str, StreamOutputs] = {}
@@ -221,19 +80,39 @@ class Orchestrator:
         outputs.set_restream(targets)
         return True
 
+    async def complete(self, stream_id: str, reason: EndReason) -> bool:
+        """End the session of ``stream_id`` now, also inside a reconnect window; returns
+        whether there was one."""
+        outputs = self._live.get(stream_id)
+        if outputs is None:
+            return False
+        await outputs.finish(reason)
+        return True
+
     async def open(self, grant: PublishGrant, client_address: str) -> StreamOutputs:
-        """Prepare a clean live directory and start the outputs of a new publish."""
+        """Continue the session waiting in its reconnect window, or prepare a clean live
+        directory and start the outputs of a new session."""
         stream_id = grant.stream_id
+        current = self._live.get(stream_id)
+        if current is not None and current.reconnecting:
+            current.resume(grant, client_address)
+            return current
+        if current is not None:  # ending (or a stale publisher not yet gone): let it finish
+            await current.finish("publisher_left")
         cleanup = self._cleanups.pop(stream_id, None)
         if cleanup is not None:
             cleanup.cancel()
         directory = self._settings.live_dir / stream_id
         await asyncio.to_thread(_reset_dir, directory)
+        info = SessionInfo(stream_id, new_session_id(), time.time(), client_address)
         outputs = StreamOutputs(
             self._settings,
             ffmpeg=self._ffmpeg,
             grant=grant,
+            info=info,
             directory=directory,
+            events=self._events,
+            disconnect=self._disconnect,
             recordings=self._recordings,
             storage=self._storage,
         )
@@ -261,11 +140,15 @@ class Orchestrator:
     async def close(self) -> None:
         """End every live stream (shutdown)."""
         await asyncio.gather(
-            *(o.end(clean=True, reason="server shutting down") for o in list(self._live.values())),
-            return_exceptions=True,
+            *(o.finish("shutdown") for o in list(self._live.values())), return_exceptions=True
         )
         for task in self._cleanups.values():
             task.cancel()
+
+
+def new_session_id() -> str:
+    """A 24-hex id shaped like the API's object ids (time first, so ids sort by start)."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
 
 
 def _reset_dir(directory: Path) -> None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from config.settings import Settings
 from ingest.authorizer import RestreamTarget
 from ingest.hub import StreamHub, Subscription
 from workers.argv import make_redactor, restream_argv, url_secrets
-from workers.hls import feed_subscription
+from workers.hls import feed_subscription, idle_input_is_progress
 from workers.process import FFmpegProcess
 from workers.supervisor import OutputState, OutputStatus, RunContext, Supervisor, run_process
 
@@ -33,8 +34,15 @@ class RestreamOutput:
     """Relays one stream to one target while the publisher is live."""
 
     def __init__(
-        self, settings: Settings, *, ffmpeg: str, hub: StreamHub, target: RestreamTarget
+        self,
+        settings: Settings,
+        *,
+        ffmpeg: str,
+        hub: StreamHub,
+        target: RestreamTarget,
+        on_change: Callable[[OutputStatus], None] | None = None,
     ) -> None:
+        """``on_change`` is told every state change of the output (redacted status)."""
         self.target = target
         self._settings = settings
         self._ffmpeg = ffmpeg
@@ -52,6 +60,7 @@ class RestreamOutput:
             backoff_max=settings.output_backoff_max_seconds,
             stall_seconds=settings.output_stall_seconds,
             redact=self._redact,
+            on_change=on_change,
         )
 
     @property
@@ -95,7 +104,11 @@ class RestreamOutput:
         if ctx.attempt > 1:
             self._hub.restart(sub)  # headers first, then wait for a keyframe
         process = FFmpegProcess(self._argv(), name=self.name, redact=self._redact)
-        await run_process(ctx, process, lambda p: feed_subscription(sub, p))
+        idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
+        try:
+            await run_process(ctx, process, lambda p: feed_subscription(sub, p))
+        finally:
+            idle_watch.cancel()
         if ctx.stopping.is_set():
             return
         # The publish ended and ffmpeg flushed: wait to be stopped (a returning run restarts).

@@ -140,7 +140,7 @@ class RunContext:
 
 
 Run = Callable[[RunContext], Awaitable[None]]
-Feed = Callable[[FFmpegProcess], Awaitable[None]]
+Feed = Callable[[FFmpegProcess], Awaitable[object]]
 """Writes media into the process until the input ends (then returns) or fails (raises)."""
 
 

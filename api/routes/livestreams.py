@@ -119,7 +119,7 @@ async def delete_live_stream(request: web.Request) -> web.Response:
         stream = await queries.delete_live_stream(session, await own_stream(request, session))
     log.info("live stream %s deleted by account %s", stream.id, request[ACCOUNT].id)
     try:
-        await request.app[LIVE].end(stream.id, "stream deleted")
+        await request.app[LIVE].end(stream.id, "deleted")
     except Exception:
         log.exception("ending the live session of deleted stream %s failed", stream.id)
     return web.json_response(_render(request, stream, live=False))

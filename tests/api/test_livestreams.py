@@ -124,7 +124,7 @@ async def test_status_reflects_the_live_registry(
     stream = await create_stream(api_client, account)
     ended: list[str] = []
 
-    async def disconnect(reason: str) -> None:
+    async def disconnect(reason: str, clean: bool) -> None:
         ended.append(reason)
 
     live = api_client.app[LIVE]
@@ -134,7 +134,7 @@ async def test_status_reflects_the_live_registry(
 
     response = await api_client.delete(f"/v1/livestreams/{stream['id']}", headers=account.headers)
     assert response.status == 200
-    assert ended == ["stream deleted"]
+    assert ended == ["deleted"]
 
 
 async def test_list_paginates_newest_first(

@@ -24,11 +24,13 @@ import imageio_ffmpeg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from sqlalchemy import update
 
 from api import queries
 from api.app import create_app
 from api.auth import issue_token
 from api.keys import DB_SESSIONMAKER
+from api.models import LiveStream
 from config import Secret, Settings
 from workers.playlist import parse_media_playlist
 
@@ -106,6 +108,16 @@ class LiveServer:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": self.token}
+
+    async def set_reconnect_window(self, stream_id: str, seconds: int) -> None:
+        """Set the stream's reconnect window directly in the database (takes effect at the
+        next publish)."""
+        async with self.app[DB_SESSIONMAKER]() as session, session.begin():
+            await session.execute(
+                update(LiveStream)
+                .where(LiveStream.id == stream_id)
+                .values(reconnect_window_seconds=seconds)
+            )
 
     async def create_stream(self, **body: Any) -> dict[str, Any]:
         async with (

@@ -128,6 +128,7 @@ async def test_publisher_that_vanishes_ends_the_playlist(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     stream = await live_server.create_stream()
+    await live_server.set_reconnect_window(stream["id"], 0)  # no window: the end is at once
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
     await wait_for_playlist(stream["downstreamUrl"], lambda t: len(t.split(".ts")) > 2)
