@@ -37,12 +37,25 @@ def database_url(settings: Settings) -> str:
     return url.render_as_string(hide_password=False)
 
 
+DB_CONNECT_TIMEOUT = 5.0
+"""Seconds to get a PostgreSQL connection before the request fails with 503."""
+DB_COMMAND_TIMEOUT = 15.0
+"""Seconds one PostgreSQL statement may run."""
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL and a busy timeout so several processes can
     write (``liverelay apikey create`` while ``liverelay serve`` runs)."""
     url = make_url(database_url(settings))
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        # Fail fast while the server is away (API calls answer 503; publishes are refused);
+        # pre-ping replaces connections that died meanwhile, so recovery needs no restart.
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=DB_CONNECT_TIMEOUT,
+            connect_args={"timeout": DB_CONNECT_TIMEOUT, "command_timeout": DB_COMMAND_TIMEOUT},
+        )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)

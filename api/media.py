@@ -7,6 +7,7 @@ Before the RTMP listener opens, recordings an unclean shutdown left open are fin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,9 @@ from workers.status import current_session
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 20.0
+"""Bound of a graceful shutdown (SIGTERM): publishers closed, playlists and recordings ended."""
 
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 """Every live stream's outputs on this node (read-only for routes)."""
@@ -62,8 +66,23 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await server.close()
-        await orchestrator.close()
+        await shut_down(live, server, orchestrator)
+
+
+async def shut_down(live: LiveStreams, server: RTMPServer, orchestrator: Orchestrator) -> None:
+    """Stop cleanly within :data:`SHUTDOWN_SECONDS`: publishers are told the server is going
+    away (``onStatus``) and disconnected, playlists and recordings are closed with ENDLIST;
+    then the listener closes. Past the bound the rest is cut short."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_SECONDS):
+            await asyncio.gather(
+                *(live.end(stream_id, "shutdown") for stream_id in live.stream_ids()),
+                return_exceptions=True,
+            )
+            await orchestrator.close()
+    except TimeoutError:
+        log.warning("shutdown took longer than %g s; stopping the rest at once", SHUTDOWN_SECONDS)
+    await server.close()
 
 
 async def end_live(app: web.Application, stream_id: str, reason: EndReason) -> bool:

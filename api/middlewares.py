@@ -13,6 +13,7 @@ import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.auth import AuthenticationError, authenticate
 from api.errors import ApiError
@@ -20,6 +21,9 @@ from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS
 from config.logs import request_id_var
 
 log = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (OperationalError, InterfaceError, TimeoutError, ConnectionError, OSError)
+"""Failures that mean the database is unreachable: a 503, not a 500."""
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -54,6 +58,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _from_http_exception(request, exc).to_response(request_id)
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         raise
+    except DATABASE_ERRORS as exc:
+        log.error(
+            "database unavailable in %s %s (request %s): %s",
+            request.method,
+            request.path,
+            request_id,
+            type(exc).__name__,
+        )
+        error = ApiError(
+            503,
+            "database unavailable, try again",
+            code="service_unavailable",
+            headers={"Retry-After": "5"},
+        )
+        return error.to_response(request_id)
     except Exception:
         log.exception(
             "unhandled error in %s %s (request %s)", request.method, request.path, request_id

@@ -42,6 +42,8 @@ class CloseReason(enum.StrEnum):
     """Publish refused without asking the authorizer: too many bad keys from the address."""
     ALREADY_PUBLISHING = "already_publishing"
     """A second publish on a connection that is publishing."""
+    AUTH_UNAVAILABLE = "auth_unavailable"
+    """The stream key could not be checked (the database is unreachable)."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
 

@@ -73,6 +73,10 @@ class LiveStreams:
         """Whether ``stream_id`` has a publisher now."""
         return stream_id in self._entries
 
+    def stream_ids(self) -> list[str]:
+        """The ids of the streams live now (a snapshot)."""
+        return list(self._entries)
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -142,6 +142,16 @@ class PublishSession:
             grant = await self._authorizer.authorize_publish(event.name, self.client_address)
         except PublishDenied as exc:
             self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.BAD_KEY)
+        except Exception as exc:  # the authorizer's backend is down: refuse now, clearly
+            log.error(
+                "cannot check a stream key from %s: %s", self.client_address, type(exc).__name__
+            )
+            self._reject(
+                event,
+                "NetStream.Publish.Failed",
+                "service temporarily unavailable, try again",
+                CloseReason.AUTH_UNAVAILABLE,
+            )
         stale = self._live.get(grant.stream_id)
         if stale is not None:
             log.info(

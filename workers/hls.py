@@ -19,7 +19,7 @@ from ingest.hub import StreamHub, Subscription
 from workers.argv import hls_argv
 from workers.playlist import LivePlaylist
 from workers.process import FFmpegProcess
-from workers.supervisor import RunContext, Supervisor, run_process
+from workers.supervisor import PermanentOutputError, RunContext, Supervisor, run_process
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class HLSOutput:
 
     async def _run(self, ctx: RunContext) -> None:
         assert self._sub is not None
+        await asyncio.to_thread(self._check_storage)
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
             self.playlist.mark_discontinuity()
@@ -115,6 +116,18 @@ class HLSOutput:
         # return (a returning run would be restarted).
         self.input_ended.set()
         await ctx.stopping.wait()
+
+    def _check_storage(self) -> None:
+        """Fail for good (not retry) when the live directory cannot be written: no restart of
+        ffmpeg fixes a read-only or missing disk."""
+        probe = self.playlist.directory / ".write-check"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise PermanentOutputError(
+                f"cannot write HLS output: {exc.strerror or exc} ({self.playlist.directory.name})"
+            ) from exc
 
     async def _run_ffmpeg(self, ctx: RunContext, run_tag: str) -> bool:
         """One ffmpeg run; True when the publish ended, False at a requested break."""

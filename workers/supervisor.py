@@ -244,6 +244,11 @@ class Supervisor:
         """The current state."""
         return self._state
 
+    @property
+    def process(self) -> FFmpegProcess | None:
+        """The process of the current attempt, if it started one."""
+        return self._ctx.process if self._ctx is not None else None
+
     def status(self) -> OutputStatus:
         """A snapshot of the current status."""
         process = self._ctx.process if self._ctx is not None else None

@@ -123,6 +123,7 @@ def test_reason_names_are_stable() -> None:
         "auth_throttled",
         "already_publishing",
         "play_refused",
+        "auth_unavailable",
     }
 
 

@@ -1,0 +1,224 @@
+"""Faults: a crashed ffmpeg, a broken disk, the database going away, and SIGTERM. In each case
+the failure stays where it happened and nothing already recorded is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from api.media import ORCHESTRATOR
+from tests.e2e.conftest import (
+    LiveServer,
+    Publisher,
+    Sources,
+    e2e_settings,
+    ended,
+    fetch,
+    free_port,
+    has_segment,
+    push,
+    start_live_server,
+    wait_for_playlist,
+)
+from tests.e2e.test_recording_crash import Service, call
+from tests.e2e.test_recording_crash import service as service
+from workers.playlist import parse_media_playlist
+from workers.supervisor import OutputState
+
+pytestmark = pytest.mark.e2e
+
+
+def segment_count(text: str) -> int:
+    return len(parse_media_playlist(text))
+
+
+async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    stream = await live_server.create_stream()
+    publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(publisher)
+    await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 2)
+    hls = live_server.app[ORCHESTRATOR].get(stream["id"]).hls  # type: ignore[union-attr]
+    process = hls.supervisor.process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+    playlist = await wait_for_playlist(
+        stream["downstreamUrl"],
+        lambda t: (
+            "#EXT-X-DISCONTINUITY" in t and t.split("#EXT-X-DISCONTINUITY")[1].count(".ts") >= 2
+        ),
+    )
+    assert not ended(playlist)
+    assert publisher.process.returncode is None, "the publisher was never disconnected"
+    status = hls.supervisor.status()
+    assert status.restarts == 1 and status.state is OutputState.LIVE
+    assert "killed by SIGKILL" in (status.last_error or "")
+
+
+async def test_unwritable_storage_fails_that_output_only(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    broken = await live_server.create_stream(name="broken disk")
+    healthy = await live_server.create_stream(name="healthy")
+    for stream in (broken, healthy):
+        publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True))
+    for stream in (broken, healthy):
+        await wait_for_playlist(stream["downstreamUrl"], has_segment)
+    live_dir = live_server.settings.live_dir / broken["id"]
+    shutil.rmtree(live_dir)
+    live_dir.write_text("not a directory any more")  # every write below it now fails
+    hls = live_server.app[ORCHESTRATOR].get(broken["id"]).hls  # type: ignore[union-attr]
+    await wait_until(lambda: hls.supervisor.state is OutputState.FAILED, timeout=30)
+    assert "cannot write HLS output" in (hls.supervisor.status().last_error or "")
+    before = segment_count((await fetch(healthy["downstreamUrl"]))[1].decode())
+    await wait_for_playlist(healthy["downstreamUrl"], lambda t: segment_count(t) >= before + 2)
+    assert all(p.process.returncode is None for p in publishers), "no publisher was dropped"
+
+
+class PostgresProxy:
+    """A loopback TCP proxy in front of PostgreSQL that can be cut and restored, to take the
+    database away from one app without touching the server other tests use."""
+
+    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
+        self.target = target
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._pipes.discard(task)
+            for w in (writer, up_writer):
+                w.transport.abort()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+@pytest.fixture
+async def proxied_postgres(postgresql_url: str) -> AsyncIterator[tuple[PostgresProxy, str]]:
+    proxy = PostgresProxy()
+    await proxy.start()
+    url = postgresql_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    try:
+        yield proxy, url
+    finally:
+        with contextlib.suppress(Exception):
+            await proxy.cut()
+
+
+async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
+    tmp_path: Path,
+    proxied_postgres: tuple[PostgresProxy, str],
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+) -> None:
+    proxy, database_url = proxied_postgres
+    port = free_port()
+    server, live = await start_live_server(e2e_settings(tmp_path, database_url, port), port)
+    try:
+        on_air = await live.create_stream(name="on air")
+        waiting = await live.create_stream(name="waiting")
+        publisher = await push(ffmpeg_exe, sources.av, on_air["upstreamUrl"], loop=True)
+        publishers.append(publisher)
+        await wait_for_playlist(on_air["downstreamUrl"], has_segment)
+
+        await proxy.cut()
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{live.http_url}/v1/livestreams", headers=live.headers) as r:
+                assert r.status == 503
+                body = await r.json()
+        assert body["code"] == "service_unavailable" and time.monotonic() - started < 15
+        refused = await push(ffmpeg_exe, sources.av, waiting["upstreamUrl"], realtime=False)
+        publishers.append(refused)
+        code, _ = await refused.finish(timeout=30)
+        assert code != 0, "a publish that cannot be authorized is refused"
+        before = segment_count((await fetch(on_air["downstreamUrl"]))[1].decode())
+        await wait_for_playlist(on_air["downstreamUrl"], lambda t: segment_count(t) >= before + 2)
+        assert publisher.process.returncode is None, "the live stream kept streaming"
+
+        await proxy.start()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(50):
+                async with http.get(f"{live.http_url}/v1/livestreams", headers=live.headers) as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.2)
+            assert r.status == 200, "the API recovered without a restart"
+        again = await push(ffmpeg_exe, sources.av, waiting["upstreamUrl"])
+        publishers.append(again)
+        await wait_for_playlist(waiting["downstreamUrl"], has_segment)
+    finally:
+        await server.close()
+
+
+async def test_sigterm_closes_publishers_playlists_and_recordings(
+    service: Service, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    await asyncio.to_thread(Path(service.env["LIVERELAY_DATA_DIR"]).mkdir, parents=True)
+    await service.start()
+    token = json.loads(await service.command("apikey", "create", "--name", "ops"))["token"]
+    stream = await call(
+        service, token, "POST", "/v1/livestreams", json={"name": "t", "record": True}
+    )
+    publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(publisher)
+    await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 3)
+
+    assert service.process is not None
+    service.process.send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(service.process.wait(), 30)
+    assert code == 0, service.log.read_text()[-3000:]
+    await asyncio.wait_for(publisher.process.wait(), 15)  # the publisher was closed
+    data_dir = Path(service.env["LIVERELAY_DATA_DIR"])
+    playlist = (data_dir / "live" / stream["id"] / "index.m3u8").read_text()
+    assert ended(playlist), "the live playlist was closed with ENDLIST"
+
+    await service.start()
+    recordings = await call(service, token, "GET", f"/v1/livestreams/{stream['id']}/recordings")
+    assert [r["status"] for r in recordings["data"]] == ["ready"]
+    assert recordings["data"][0]["duration"] >= 2.0
