@@ -1,0 +1,165 @@
+"""Small helpers shared by the benchmarks: paths, ports, percentiles, the source clip."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+SOURCE_SECONDS = 20
+"""Length of the looped source clip (a whole number of 2 s GOPs)."""
+
+
+def ffmpeg_exe() -> str:
+    """The imageio-ffmpeg binary liverelay itself uses (so every server runs the same ffmpeg)."""
+    env = os.environ.get("LIVERELAY_FFMPEG")
+    if env:
+        return env
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def liverelay_exe() -> str:
+    exe = Path(sys.executable).with_name("liverelay")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("liverelay")
+    if not found:
+        raise SystemExit("liverelay console script not found (pip install -e . in this venv)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_for_port(port: int, timeout: float, proc: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        except OSError:
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:g} s")
+
+
+async def stop_process(proc: asyncio.subprocess.Process, *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` s, of one process we started (by its pid)."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank-interpolated percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def source_clip(results_dir: Path = RESULTS_DIR) -> Path:
+    """The publishers' input: 720p30 H.264 (High, ~2.9 Mbit/s, 2 s GOP, no scene cuts) + AAC
+    stereo 128 kbit/s, 20 s, generated once. Noise on the test pattern keeps x264 at the target
+    bitrate (a clean pattern compresses far below it)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "source-720p30-3mbps.mp4"
+    if path.exists() and path.stat().st_size > 1_000_000:
+        return path
+    tmp = path.with_suffix(".tmp.mp4")
+    argv = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=30,noise=alls=12:allf=t",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        str(SOURCE_SECONDS),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-b:v",
+        "2800k",
+        "-maxrate",
+        "2800k",
+        "-bufsize",
+        "5600k",
+        "-g",
+        "60",
+        "-keyint_min",
+        "60",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-movflags",
+        "+faststart",
+        str(tmp),
+    ]
+    print(f"generating {path.name} ({SOURCE_SECONDS} s) ...", flush=True)
+    subprocess.run(argv, check=True, timeout=600)
+    tmp.replace(path)
+    return path
+
+
+def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}{suffix}"

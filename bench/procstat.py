@@ -1,0 +1,206 @@
+"""CPU and memory of a process tree, read from /proc (Linux only).
+
+CPU: ``utime + stime + cutime + cstime`` of every live process in the tree. Counting the
+children's ``cutime``/``cstime`` as well means a child that exits during the measuring window
+is still counted (its times move into its parent's ``cutime`` when it is reaped), without
+double counting the ones still alive.
+
+Memory: ``Rss`` and ``Pss`` from ``/proc/<pid>/smaps_rollup``. PSS splits shared pages (the
+ffmpeg binary's text, Python's shared libraries) between the processes that map them, so the
+PSS of a tree is what the tree really costs; RSS counts shared pages once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    comm: str
+    cpu_ticks: int
+    """utime + stime + cutime + cstime."""
+    own_ticks: int = 0
+    """utime + stime (the process itself, without reaped children)."""
+    own_sys_ticks: int = 0
+    """stime alone (time in the kernel: syscalls such as pipe and socket I/O)."""
+
+
+def _read_stat(pid: int) -> ProcInfo | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm is in parentheses and may contain spaces or parentheses: split at the last ")"
+    lpar, rpar = raw.index("("), raw.rindex(")")
+    comm = raw[lpar + 1 : rpar]
+    fields = raw[rpar + 2 :].split()
+    # fields[0] is state (field 3); utime is field 14 -> index 11
+    ppid = int(fields[1])
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return ProcInfo(pid, ppid, comm, utime + stime + cutime + cstime, utime + stime, stime)
+
+
+def all_processes() -> dict[int, ProcInfo]:
+    procs: dict[int, ProcInfo] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            info = _read_stat(int(name))
+            if info is not None:
+                procs[info.pid] = info
+    return procs
+
+
+def tree(root: int, procs: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
+    """``root`` and all its descendants (walking ppid links)."""
+    procs = all_processes() if procs is None else procs
+    children: dict[int, list[int]] = {}
+    for info in procs.values():
+        children.setdefault(info.ppid, []).append(info.pid)
+    found: list[ProcInfo] = []
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        info = procs.get(pid)
+        if info is None:
+            continue
+        found.append(info)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def trees(roots: list[int]) -> list[ProcInfo]:
+    procs = all_processes()
+    seen: dict[int, ProcInfo] = {}
+    for root in roots:
+        for info in tree(root, procs):
+            seen[info.pid] = info
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float
+    ticks: int
+    processes: int
+    roots_own_ticks: int = 0
+    """utime + stime of the root processes alone (e.g. the Python or Node.js server process,
+    without its ffmpeg children)."""
+    roots_sys_ticks: int = 0
+    """stime of the root processes alone."""
+
+
+def cpu_sample(roots: list[int]) -> CpuSample:
+    members = trees(roots)
+    own = sum(p.own_ticks for p in members if p.pid in roots)
+    own_sys = sum(p.own_sys_ticks for p in members if p.pid in roots)
+    return CpuSample(
+        time.monotonic(), sum(p.cpu_ticks for p in members), len(members), own, own_sys
+    )
+
+
+def root_cpu_percent(start: CpuSample, end: CpuSample) -> float:
+    """CPU of the root processes alone between two samples, as % of one core."""
+    elapsed = end.at - start.at
+    if elapsed <= 0:
+        return 0.0
+    return 100.0 * (end.roots_own_ticks - start.roots_own_ticks) / CLK_TCK / elapsed
+
+
+def root_sys_cpu_percent(start: CpuSample, end: CpuSample) -> float:
+    """Kernel-mode CPU of the root processes alone, as % of one core."""
+    elapsed = end.at - start.at
+    if elapsed <= 0:
+        return 0.0
+    return 100.0 * (end.roots_sys_ticks - start.roots_sys_ticks) / CLK_TCK / elapsed
+
+
+def cpu_percent(start: CpuSample, end: CpuSample) -> float:
+    """CPU between two samples as % of one core."""
+    elapsed = end.at - start.at
+    if elapsed <= 0:
+        return 0.0
+    return 100.0 * (end.ticks - start.ticks) / CLK_TCK / elapsed
+
+
+@dataclass(frozen=True)
+class MemSample:
+    rss_kb: int
+    pss_kb: int
+    processes: int
+
+
+def _smaps_rollup(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return rss, pss
+
+
+def mem_sample(roots: list[int]) -> MemSample:
+    members = trees(roots)
+    rss = pss = 0
+    for p in members:
+        r, s = _smaps_rollup(p.pid)
+        rss += r
+        pss += s
+    return MemSample(rss, pss, len(members))
+
+
+@dataclass(frozen=True)
+class SystemCpu:
+    at: float
+    busy: int
+    total: int
+
+
+def system_cpu() -> SystemCpu:
+    """Whole-machine jiffies from /proc/stat (busy = total - idle - iowait)."""
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    total = sum(parts[:8])
+    idle = parts[3] + parts[4]
+    return SystemCpu(time.monotonic(), total - idle, total)
+
+
+def system_busy_percent(start: SystemCpu, end: SystemCpu) -> float:
+    """Machine busy % of ALL cores (100 = every core saturated)."""
+    total = end.total - start.total
+    return 100.0 * (end.busy - start.busy) / total if total > 0 else 0.0
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_kb = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "mem_total_mb": round(mem_kb / 1024),
+        "kernel": os.uname().release,
+    }

@@ -1,0 +1,398 @@
+"""The servers under test, each started fresh in its own temporary directory on loopback ports.
+
+Every server gets the same HLS settings: MPEG-TS segments of 2 s (cut on the source's 2 s
+keyframes) and a 6-segment / 12 s live window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import (
+    REPO_DIR,
+    RESULTS_DIR,
+    free_port,
+    liverelay_exe,
+    stop_process,
+    wait_for_port,
+)
+
+SEGMENT_SECONDS = 2
+LIST_SIZE = 6
+
+
+def extract_ref(ref: str) -> tuple[Path, str]:
+    """``git archive`` commit ``ref`` of the repository into a temp dir; returns (dir, sha).
+    Benchmarks a fixed commit even while the working tree is being edited."""
+    sha = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    target = Path(tempfile.mkdtemp(prefix=f"bench-src-{sha[:10]}-"))
+    archive = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "archive", "--format=tar", sha],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target, sha
+
+
+@dataclass(frozen=True)
+class Target:
+    """One stream on one server: where to push, where to play, where the playlist is on disk."""
+
+    name: str
+    publish_url: str
+    playlist_url: str
+    playlist_file: Path
+
+
+class Server:
+    """Base: a subprocess in its own session (so the whole group can be stopped by its pgid)."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log_path = workdir / "server.log"
+
+    @property
+    def root_pids(self) -> list[int]:
+        """Roots of the process tree whose CPU and memory are measured."""
+        assert self.proc is not None
+        return [self.proc.pid]
+
+    async def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.log_path, "ab")  # noqa: ASYNC230 - handed to the child
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=self.workdir,
+            )
+        finally:
+            log.close()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def create_streams(self, count: int) -> list[Target]:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        await stop_process(self.proc, grace=15.0)
+        # anything the server left behind in its own process group (ffmpeg children)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Liverelay(Server):
+    """``liverelay serve`` with LIVERELAY_* settings and SQLite (or ``database_url``)."""
+
+    name = "liverelay"
+
+    serve_argv: list[str] | None = None
+    """When set, run this instead of ``liverelay serve`` (e.g. under a profiler)."""
+    source_dir: Path | None = None
+    """When set (``--liverelay-ref``), liverelay is imported from this extracted source tree
+    instead of the working tree the venv's editable install points at."""
+
+    def __init__(self, workdir: Path, *, database_url: str | None = None) -> None:
+        super().__init__(workdir)
+        self.http_port = free_port()
+        self.rtmp_port = free_port()
+        self.database_url = database_url
+        self.token: str | None = None
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+        env.update(
+            {
+                "LIVERELAY_DATA_DIR": str(workdir / "data"),
+                "LIVERELAY_HTTP_HOST": "127.0.0.1",
+                "LIVERELAY_HTTP_PORT": str(self.http_port),
+                "LIVERELAY_RTMP_HOST": "127.0.0.1",
+                "LIVERELAY_RTMP_PORT": str(self.rtmp_port),
+                "LIVERELAY_HLS_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
+                "LIVERELAY_HLS_LIST_SIZE": str(LIST_SIZE),
+                "LIVERELAY_RTMP_MAX_CONNECTIONS": "2000",
+                # every publisher comes from 127.0.0.1: lift the per-address cap (default 10)
+                "LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS": "2000",
+            }
+        )
+        if database_url:
+            env["LIVERELAY_DATABASE_URL"] = database_url
+        paths = [str(self.source_dir)] if self.source_dir is not None else []
+        if self.serve_argv is not None:
+            paths.append(str(REPO_DIR))  # for ``python -m bench.<wrapper>``
+        if paths:
+            # PYTHONPATH entries come before the editable install's path hook
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        self.env = env
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    async def start(self) -> None:
+        # the API key first: it migrates the database, so serve starts on a ready schema
+        cli = await asyncio.create_subprocess_exec(
+            liverelay_exe(),
+            "apikey",
+            "create",
+            "--name",
+            "bench",
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.workdir,
+        )
+        out, err = await asyncio.wait_for(cli.communicate(), 120)
+        if cli.returncode != 0:
+            raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
+        self.token = json.loads(out)["token"]
+        await self._spawn(self.serve_argv or [liverelay_exe(), "serve"], self.env)
+        assert self.proc is not None
+        await wait_for_port(self.http_port, 60, self.proc)
+        await wait_for_port(self.rtmp_port, 30, self.proc)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.base_url}/healthz") as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("liverelay /healthz never answered 200")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        assert self.token is not None
+        return {"Authorization": self.token}
+
+    async def create_streams(self, count: int) -> list[Target]:
+        targets: list[Target] = []
+        async with aiohttp.ClientSession(headers=self.auth) as http:
+            for i in range(count):
+                async with http.post(
+                    f"{self.base_url}/v1/livestreams", json={"name": f"bench-{i}"}
+                ) as r:
+                    if r.status != 201:
+                        raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
+                    body = await r.json()
+                targets.append(
+                    Target(
+                        name=body["id"],
+                        publish_url=body["upstreamUrl"],
+                        playlist_url=body["downstreamUrl"],
+                        playlist_file=self.workdir / "data" / "live" / body["id"] / "index.m3u8",
+                    )
+                )
+        return targets
+
+
+NGINX_CONF = """\
+worker_processes 1;
+user root root;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+load_module {module};
+
+events {{
+    worker_connections 8192;
+}}
+
+rtmp {{
+    server {{
+        listen 127.0.0.1:{rtmp_port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            record off;
+            hls on;
+            hls_path {dir}/hls;
+            hls_fragment {segment}s;
+            hls_playlist_length {window}s;
+            hls_cleanup on;
+        }}
+    }}
+}}
+
+http {{
+    access_log off;
+    sendfile on;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    types {{
+        application/vnd.apple.mpegurl m3u8;
+        video/mp2t ts;
+    }}
+    server {{
+        listen 127.0.0.1:{http_port};
+        location /hls/ {{
+            alias {dir}/hls/;
+            add_header Cache-Control no-cache;
+        }}
+    }}
+}}
+"""
+
+NGINX_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+class Nginx(Server):
+    """nginx with the nginx-rtmp module (Debian's ``libnginx-mod-rtmp``), HLS on, one worker."""
+
+    name = "nginx"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.http_port = free_port()
+        self.rtmp_port = free_port()
+
+    @staticmethod
+    def available() -> str | None:
+        if not shutil.which("nginx"):
+            return "nginx not installed (apt-get install nginx libnginx-mod-rtmp)"
+        if not Path(NGINX_MODULE).exists():
+            return "nginx-rtmp module missing (apt-get install libnginx-mod-rtmp)"
+        return None
+
+    async def start(self) -> None:
+        d = self.workdir
+        (d / "hls").mkdir(parents=True, exist_ok=True)
+        (d / "tmp").mkdir(exist_ok=True)
+        conf = d / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(
+                dir=d,
+                module=NGINX_MODULE,
+                rtmp_port=self.rtmp_port,
+                http_port=self.http_port,
+                segment=SEGMENT_SECONDS,
+                window=SEGMENT_SECONDS * LIST_SIZE,
+            )
+        )
+        await self._spawn(["nginx", "-p", str(d), "-c", str(conf), "-g", "daemon off;"])
+        assert self.proc is not None
+        await wait_for_port(self.http_port, 20, self.proc)
+        await wait_for_port(self.rtmp_port, 20, self.proc)
+
+    async def create_streams(self, count: int) -> list[Target]:
+        return [
+            Target(
+                name=f"s{i}",
+                publish_url=f"rtmp://127.0.0.1:{self.rtmp_port}/live/s{i}",
+                playlist_url=f"http://127.0.0.1:{self.http_port}/hls/s{i}.m3u8",
+                playlist_file=self.workdir / "hls" / f"s{i}.m3u8",
+            )
+            for i in range(count)
+        ]
+
+
+NMS_DIR = RESULTS_DIR / "nms"
+NMS_SCRIPT = """\
+const NodeMediaServer = require('node-media-server');
+const config = JSON.parse(process.argv[2]);
+const nms = new NodeMediaServer(config);
+nms.run();
+process.on('SIGTERM', () => process.exit(0));
+"""
+
+
+class NodeMediaServer(Server):
+    """node-media-server 2.x: RTMP in Node.js, one ffmpeg per stream pulling RTMP back and
+    writing HLS (``trans`` task). Installed under bench/results/nms by ``npm install``."""
+
+    name = "nms"
+
+    def __init__(self, workdir: Path, *, ffmpeg: str) -> None:
+        super().__init__(workdir)
+        self.http_port = free_port()
+        self.rtmp_port = free_port()
+        self.ffmpeg = ffmpeg
+
+    @staticmethod
+    def available() -> str | None:
+        if not shutil.which("node"):
+            return "node not installed"
+        if not (NMS_DIR / "node_modules" / "node-media-server").exists():
+            return (
+                "node-media-server missing: (mkdir -p bench/results/nms && cd bench/results/nms "
+                "&& npm init -y && npm install node-media-server@2)"
+            )
+        return None
+
+    async def start(self) -> None:
+        media = self.workdir / "media"
+        media.mkdir(parents=True, exist_ok=True)
+        config = {
+            "logType": 1,
+            "rtmp": {
+                "port": self.rtmp_port,
+                "chunk_size": 60000,
+                "gop_cache": True,
+                "ping": 30,
+                "ping_timeout": 60,
+            },
+            "http": {"port": self.http_port, "mediaroot": str(media), "allow_origin": "*"},
+            "trans": {
+                "ffmpeg": self.ffmpeg,
+                "tasks": [
+                    {
+                        "app": "live",
+                        "hls": True,
+                        "hlsFlags": f"[hls_time={SEGMENT_SECONDS}:hls_list_size={LIST_SIZE}"
+                        ":hls_flags=delete_segments]",
+                    }
+                ],
+            },
+        }
+        script = self.workdir / "nms.js"
+        script.write_text(textwrap.dedent(NMS_SCRIPT))
+        env = {**os.environ, "NODE_PATH": str(NMS_DIR / "node_modules")}
+        await self._spawn(["node", str(script), json.dumps(config)], env)
+        assert self.proc is not None
+        await wait_for_port(self.rtmp_port, 20, self.proc)
+        await wait_for_port(self.http_port, 20, self.proc)
+
+    async def create_streams(self, count: int) -> list[Target]:
+        media = self.workdir / "media"
+        return [
+            Target(
+                name=f"s{i}",
+                publish_url=f"rtmp://127.0.0.1:{self.rtmp_port}/live/s{i}",
+                playlist_url=f"http://127.0.0.1:{self.http_port}/live/s{i}/index.m3u8",
+                playlist_file=media / "live" / f"s{i}" / "index.m3u8",
+            )
+            for i in range(count)
+        ]
