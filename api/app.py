@@ -10,7 +10,15 @@ from api.keys import SETTINGS
 from api.media import media_context
 from api.metrics import METRICS, Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
-from api.routes import health, livestreams, playback, recordings
+from api.routes import (
+    health,
+    lifecycle,
+    livestreams,
+    playback,
+    recordings,
+    restream,
+    sessions,
+)
 from config import Settings
 
 
@@ -30,6 +38,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(media_context)
     health.register(app.router)
     livestreams.register(app.router)
+    lifecycle.register(app.router)
+    restream.register(app.router)
+    sessions.register(app.router)
     recordings.register(app.router)
     playback.register(app.router)
     openapi.register(app.router, settings)

@@ -17,8 +17,8 @@ MAX_STREAM_KEY_LENGTH = 64
 
 
 class DatabasePublishAuthorizer:
-    """Grants a publish to the key of a live stream that is not deleted and whose account is
-    active. Stream keys never reach the log; the stream id and client address do."""
+    """Grants a publish to the key of a live stream that is not deleted, not disabled and whose
+    account is active. Stream keys never reach the log; the stream id and client address do."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
@@ -32,6 +32,9 @@ class DatabasePublishAuthorizer:
         if stream is None:
             log.info("publish from %s refused: unknown stream key", client_address)
             raise PublishDenied("unknown stream key")
+        if stream.disabled:
+            log.info("publish from %s refused: stream %s is disabled", client_address, stream.id)
+            raise PublishDenied("stream is disabled")
         log.info("publish from %s granted for live stream %s", client_address, stream.id)
         return grant_for(stream)
 

@@ -9,14 +9,17 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from api.models import (
+    DEFAULT_MAX_DURATION_SECONDS,
+    DEFAULT_RECONNECT_WINDOW_SECONDS,
     Account,
+    LiveSession,
     LiveStream,
     Recording,
     RestreamTarget,
@@ -30,6 +33,21 @@ class TargetSpec(NamedTuple):
 
     url: str
     stream_key: str
+
+
+class StreamFilter(NamedTuple):
+    """Which of an account's live streams a listing shows."""
+
+    status: Literal["live", "idle", "disabled"] | None = None
+    """``disabled``: refusing publishes; ``live``: enabled and in ``live_ids``; ``idle``:
+    enabled and not in ``live_ids``; ``None``: all."""
+    live_ids: frozenset[str] = frozenset()
+    """The streams with a live session (a node-local fact the caller supplies)."""
+    name: str | None = None
+    """A substring of the name, matched case-insensitively (ASCII letters on SQLite)."""
+
+
+NO_FILTER = StreamFilter()
 
 
 # --- accounts ---------------------------------------------------------------------------------
@@ -79,9 +97,16 @@ def _active_streams_of(account_id: str) -> list[ColumnElement[bool]]:
 
 
 async def create_live_stream(
-    session: AsyncSession, account_id: str, name: str, record: bool, targets: Sequence[TargetSpec]
+    session: AsyncSession,
+    account_id: str,
+    name: str,
+    record: bool,
+    targets: Sequence[TargetSpec],
+    *,
+    reconnect_window_seconds: int = DEFAULT_RECONNECT_WINDOW_SECONDS,
+    max_duration_seconds: int = DEFAULT_MAX_DURATION_SECONDS,
 ) -> LiveStream:
-    """Create a live stream with a fresh UUID4 stream key."""
+    """Create an enabled live stream with a fresh UUID4 stream key."""
     now = utc_now()
     stream = LiveStream(
         id=new_object_id(),
@@ -91,6 +116,9 @@ async def create_live_stream(
         stream_key=str(uuid.uuid4()),
         created_at=now,
         updated_at=now,
+        disabled=False,
+        reconnect_window_seconds=reconnect_window_seconds,
+        max_duration_seconds=max_duration_seconds,
         targets=[],
     )
     _replace_targets(stream, targets)
@@ -111,11 +139,46 @@ async def get_live_stream(
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def lock_live_stream(
+    session: AsyncSession, account_id: str, stream_id: str
+) -> LiveStream | None:
+    """Like :func:`get_live_stream`, for a change: concurrent changes to one stream wait for
+    each other until the transaction ends. A no-op UPDATE comes first, which takes the row lock
+    on PostgreSQL and the write lock on SQLite, so what is read next is the latest state."""
+    touch = (
+        update(LiveStream)
+        .where(LiveStream.id == stream_id, *_active_streams_of(account_id))
+        .values(updated_at=LiveStream.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(touch)
+    return await get_live_stream(session, account_id, stream_id)
+
+
+def _filter_clauses(where: StreamFilter) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if where.status == "disabled":
+        clauses.append(LiveStream.disabled == true())
+    elif where.status == "live":
+        clauses += [LiveStream.disabled == false(), LiveStream.id.in_(where.live_ids)]
+    elif where.status == "idle":
+        clauses += [LiveStream.disabled == false(), LiveStream.id.not_in(where.live_ids)]
+    if where.name:
+        needle = where.name.lower()
+        clauses.append(func.lower(LiveStream.name).contains(needle, autoescape=True))
+    return clauses
+
+
 async def list_live_streams(
-    session: AsyncSession, account_id: str, offset: int, limit: int
+    session: AsyncSession,
+    account_id: str,
+    offset: int,
+    limit: int,
+    filters: StreamFilter = NO_FILTER,
 ) -> tuple[Sequence[LiveStream], int]:
-    """One page of the account's live streams, newest first, and the total count."""
-    where = _active_streams_of(account_id)
+    """One page of the account's live streams matching ``filters``, newest first, and the
+    total count."""
+    where = _active_streams_of(account_id) + _filter_clauses(filters)
     total = (
         await session.execute(select(func.count()).select_from(LiveStream).where(*where))
     ).scalar_one()
@@ -137,6 +200,8 @@ async def update_live_stream(
     name: str | None = None,
     record: bool | None = None,
     targets: Sequence[TargetSpec] | None = None,
+    reconnect_window_seconds: int | None = None,
+    max_duration_seconds: int | None = None,
 ) -> LiveStream:
     """Change the given fields; ``targets`` replaces the list (unchanged targets keep ids)."""
     if name is not None:
@@ -145,6 +210,10 @@ async def update_live_stream(
         stream.record = record
     if targets is not None:
         _replace_targets(stream, targets)
+    if reconnect_window_seconds is not None:
+        stream.reconnect_window_seconds = reconnect_window_seconds
+    if max_duration_seconds is not None:
+        stream.max_duration_seconds = max_duration_seconds
     stream.updated_at = utc_now()
     await session.flush()
     return stream
@@ -154,6 +223,23 @@ async def delete_live_stream(session: AsyncSession, stream: LiveStream) -> LiveS
     """Soft-delete ``stream``: it disappears from the API and its key can no longer publish."""
     stream.deleted_at = utc_now()
     await session.flush()
+    return stream
+
+
+async def reset_stream_key(session: AsyncSession, stream: LiveStream) -> LiveStream:
+    """Give ``stream`` a fresh UUID4 stream key; the old one can no longer publish."""
+    stream.stream_key = str(uuid.uuid4())
+    stream.updated_at = utc_now()
+    await session.flush()
+    return stream
+
+
+async def set_disabled(session: AsyncSession, stream: LiveStream, disabled: bool) -> LiveStream:
+    """Disable (refuse publishes) or enable ``stream``; a no-op when it already is."""
+    if stream.disabled != disabled:
+        stream.disabled = disabled
+        stream.updated_at = utc_now()
+        await session.flush()
     return stream
 
 
@@ -187,6 +273,69 @@ def _replace_targets(stream: LiveStream, specs: Sequence[TargetSpec]) -> None:
         target.position = position
         targets.append(target)
     stream.targets = targets
+
+
+async def add_restream_target(
+    session: AsyncSession, stream: LiveStream, spec: TargetSpec
+) -> RestreamTarget:
+    """Append a target to the list of ``stream``."""
+    target = RestreamTarget(
+        id=new_object_id(), url=spec.url, stream_key=spec.stream_key, position=len(stream.targets)
+    )
+    stream.targets.append(target)
+    stream.updated_at = utc_now()
+    await session.flush()
+    return target
+
+
+async def update_restream_target(
+    session: AsyncSession,
+    stream: LiveStream,
+    target: RestreamTarget,
+    *,
+    url: str | None = None,
+    stream_key: str | None = None,
+) -> RestreamTarget:
+    """Change the given fields of ``target`` (one of ``stream``'s); it keeps its id."""
+    if url is not None:
+        target.url = url
+    if stream_key is not None:
+        target.stream_key = stream_key
+    stream.updated_at = utc_now()
+    await session.flush()
+    return target
+
+
+async def remove_restream_target(
+    session: AsyncSession, stream: LiveStream, target: RestreamTarget
+) -> None:
+    """Delete ``target`` from the list of ``stream``; the others keep their order."""
+    stream.targets.remove(target)
+    for position, remaining in enumerate(stream.targets):
+        remaining.position = position
+    stream.updated_at = utc_now()
+    await session.flush()
+
+
+# --- live sessions ----------------------------------------------------------------------------
+
+
+async def list_live_sessions(
+    session: AsyncSession, stream_id: str, offset: int, limit: int
+) -> tuple[Sequence[LiveSession], int]:
+    """One page of the live sessions of ``stream_id``, newest first, and the total count."""
+    where = LiveSession.live_stream_id == stream_id
+    total = (
+        await session.execute(select(func.count()).select_from(LiveSession).where(where))
+    ).scalar_one()
+    query = (
+        select(LiveSession)
+        .where(where)
+        .order_by(LiveSession.started_at.desc(), LiveSession.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return (await session.execute(query)).scalars().all(), total
 
 
 # --- recordings -------------------------------------------------------------------------------

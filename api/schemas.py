@@ -1,4 +1,4 @@
-"""Request and response bodies of ``/v1/livestreams`` (the seed contract), as pydantic models.
+"""Request and response bodies of ``/v1/livestreams`` and its sub-resources, as pydantic models.
 
 Request models are strict and forbid unknown fields; their validation errors become the standard
 error shape with JSON field paths. Response models are what handlers serialise through, so the
@@ -13,20 +13,36 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from api.auth import AuthenticatedAccount
+from api.current_session import CurrentSessionOutput, OutputStateName
 from api.errors import ApiError, FieldError
-from api.models import LiveStream, Recording, RestreamTarget
+from api.models import (
+    DEFAULT_MAX_DURATION_SECONDS,
+    DEFAULT_RECONNECT_WINDOW_SECONDS,
+    LiveStream,
+    Recording,
+    RestreamTarget,
+)
 from api.targets import restream_url_problem
 from workers.recording import RecordingSummary
 from workers.supervisor import OutputStatus
 
 MAX_RESTREAM_TARGETS = 10
+MAX_RECONNECT_WINDOW_SECONDS = 1800
+MIN_MAX_DURATION_SECONDS = 60
+MAX_MAX_DURATION_SECONDS = DEFAULT_MAX_DURATION_SECONDS
 _NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
-
 Name = Annotated[
     str, Field(min_length=1, max_length=256, description="Nickname of the live stream.")
 ]
@@ -35,31 +51,67 @@ RestreamList = Annotated[
     Field(max_length=MAX_RESTREAM_TARGETS, description="Targets the stream is relayed to."),
 ]
 
+ReconnectWindow = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_RECONNECT_WINDOW_SECONDS,
+        description="Seconds a dropped publisher may take to reconnect into the same session "
+        "(same playlist, recording and restream connections); 0 ends the session at once. "
+        "Applies from the next publish.",
+    ),
+]
+MaxDuration = Annotated[
+    int,
+    Field(
+        ge=MIN_MAX_DURATION_SECONDS,
+        le=MAX_MAX_DURATION_SECONDS,
+        description="Longest live session in seconds; the publisher is disconnected when it is "
+        "reached. Applies from the next publish.",
+    ),
+]
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        description="rtmp:// or rtmps:// URL of the ingest, with a host; unless the server "
+        "allows private targets, not a loopback, private or link-local address.",
+    ),
+]
+TargetKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=512,
+        pattern=_NO_SPACE_OR_CONTROL,
+        description="The target's stream key (appended to `url` after a `/`).",
+    ),
+]
+
 
 class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _url_is_allowed(value: str, info: ValidationInfo) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "url must not contain NUL characters")
+    allow_private = bool(info.context and info.context.get("allow_private_targets"))
+    problem = restream_url_problem(value, allow_private=allow_private)
+    if problem is not None:
+        raise PydanticCustomError("restream_url", problem)
+    return value
+
+
 class RestreamTargetInput(_Input):
-    """A restream target as sent by clients."""
+    """A restream target as sent by clients (also the body of
+    ``POST /v1/livestreams/{id}/restream``)."""
 
-    url: str = Field(
-        min_length=1, max_length=2048, description="rtmp:// or rtmps:// URL of the ingest."
-    )
-    stream_key: str = Field(
-        alias="streamKey", min_length=1, max_length=512, pattern=_NO_SPACE_OR_CONTROL
-    )
+    url: Url
+    stream_key: TargetKey = Field(alias="streamKey")
 
-    @field_validator("url")
-    @classmethod
-    def _url_is_allowed(cls, value: str, info: ValidationInfo) -> str:
-        if "\x00" in value:
-            raise PydanticCustomError("nul_character", "url must not contain NUL characters")
-        allow_private = bool(info.context and info.context.get("allow_private_targets"))
-        problem = restream_url_problem(value, allow_private=allow_private)
-        if problem is not None:
-            raise PydanticCustomError("restream_url", problem)
-        return value
+    _url_allowed = field_validator("url")(_url_is_allowed)
 
 
 def _not_blank(value: str) -> str:
@@ -80,6 +132,12 @@ class LiveStreamCreate(_Input):
         "recordings`). A change while live applies from the next session.",
     )
     restream: RestreamList = Field(default_factory=list)
+    reconnect_window_seconds: ReconnectWindow = Field(
+        default=DEFAULT_RECONNECT_WINDOW_SECONDS, alias="reconnectWindowSeconds"
+    )
+    max_duration_seconds: MaxDuration = Field(
+        default=DEFAULT_MAX_DURATION_SECONDS, alias="maxDurationSeconds"
+    )
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -88,9 +146,9 @@ def _omit_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-def _optional() -> Any:
+def _optional(alias: str | None = None) -> Any:
     """An optional field whose absence is told by ``model_fields_set``; ``null`` is refused."""
-    return Field(default=None, json_schema_extra=_omit_default)
+    return Field(default=None, alias=alias, json_schema_extra=_omit_default)
 
 
 class LiveStreamUpdate(_Input):
@@ -100,15 +158,24 @@ class LiveStreamUpdate(_Input):
     name: Name = _optional()
     record: bool = _optional()
     restream: RestreamList = _optional()
+    reconnect_window_seconds: ReconnectWindow = _optional("reconnectWindowSeconds")
+    max_duration_seconds: MaxDuration = _optional("maxDurationSeconds")
 
     _name_not_blank = field_validator("name")(_not_blank)
 
 
+class RestreamTargetUpdate(_Input):
+    """Body of ``PATCH /v1/livestreams/{id}/restream/{targetId}``: only the given fields
+    change; the target keeps its ``_id``. ``null`` is not accepted."""
+
+    url: Url = _optional()
+    stream_key: TargetKey = _optional("streamKey")
+
+    _url_allowed = field_validator("url")(_url_is_allowed)
+
+
 class _Output(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid")
-
-
-OutputStateName = Literal["idle", "connecting", "live", "retrying", "failed", "stopped"]
 
 
 class RestreamTargetOutput(_Output):
@@ -130,6 +197,9 @@ class RestreamTargetOutput(_Output):
         description="When the current status began; null when not live.",
     )
     retries: int = Field(description="Consecutive failed attempts in this live session.")
+
+
+StreamStatus = Literal["idle", "live", "disabled"]
 
 
 class UserOutput(_Output):
@@ -155,7 +225,18 @@ class LiveStreamOutput(_Output):
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
     user: UserOutput
     id: str
-    status: Literal["live", "idle"] = Field(description="Whether a publisher is live now.")
+    status: StreamStatus = Field(
+        description="`disabled` when the stream refuses publishes (whatever else is true); "
+        "otherwise `live` while it has a live session on this node (also while it waits for "
+        "a dropped publisher within the reconnect window), else `idle`."
+    )
+    reconnect_window_seconds: int = Field(
+        description="Seconds a dropped publisher may take to reconnect into the same session."
+    )
+    max_duration_seconds: int = Field(description="Longest live session, in seconds.")
+    current_session: CurrentSessionOutput | None = Field(
+        description="The live session on this node; null when there is none."
+    )
 
 
 class RecordingOutput(_Output):
@@ -305,8 +386,10 @@ def live_stream_output(
     http_base: str,
     live: bool,
     restream_status: StatusLookup = _not_relaying,
+    current_session: CurrentSessionOutput | None = None,
 ) -> LiveStreamOutput:
-    """The seed contract's live stream object (``targets`` must be loaded)."""
+    """The live stream object (``targets`` must be loaded); ``live`` tells whether it has a
+    session on this node, ``current_session`` is that session's status if known."""
     return LiveStreamOutput(
         record=stream.record,
         user_id=account.id,
@@ -321,7 +404,10 @@ def live_stream_output(
         updated_at=iso_timestamp(stream.updated_at),
         user=UserOutput(name=account.name, id=account.id),
         id=stream.id,
-        status="live" if live else "idle",
+        status="disabled" if stream.disabled else ("live" if live else "idle"),
+        reconnect_window_seconds=stream.reconnect_window_seconds,
+        max_duration_seconds=stream.max_duration_seconds,
+        current_session=current_session,
     )
 
 

@@ -1,10 +1,14 @@
-"""``/v1/livestreams``: create, list, get, update and delete live streams (seed contract).
+"""``/v1/livestreams``: create, list, get, update and delete live streams.
 
 Every handler runs behind the JWT middleware (``request[ACCOUNT]`` is set) and sees only the
-account's own streams; anything else is a 404. Whether a stream is live comes from ``app[LIVE]``,
-the state of its restream relays from ``app[ORCHESTRATOR]``. A new ``restream`` list applies at
-once to a live stream (only the changed targets start or stop); a new ``record`` value applies
-from its next session.
+account's own streams; anything else is a 404. Whether a stream is live, and its
+``currentSession``, come from the media side (:func:`api.media.live_status`), the state of its
+restream relays from ``app[ORCHESTRATOR]``. A new ``restream`` list applies at once to a live
+stream (only the changed targets start or stop); ``record``, ``reconnectWindowSeconds`` and
+``maxDurationSeconds`` apply from its next publish.
+
+The helpers the other ``/v1/livestreams/{id}/...`` route modules share live here: the request's
+transaction, the account's stream (locked for a change), paging, and the stream object.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
+from api.current_session import CurrentSessionOutput, current_session_output
 from api.errors import ApiError, FieldError, NotFound
-from api.keys import ACCOUNT, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
-from api.media import ORCHESTRATOR
+from api.keys import ACCOUNT, DB_SESSIONMAKER, RTMP_PORT, SETTINGS
+from api.media import ORCHESTRATOR, end_live, live_status
 from api.models import LiveStream
 from api.publish_auth import grant_for
 from api.schemas import (
@@ -35,6 +40,7 @@ from api.schemas import (
     read_json_object,
     validate_body,
 )
+from workers.events import EndReason
 from workers.supervisor import OutputStatus
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000_000
+MAX_NAME_FILTER = 256
+STATUS_FILTERS = ("live", "idle", "disabled")
 _STREAM_ID = re.compile(r"[0-9a-f]{24}")
 
 
@@ -60,26 +68,34 @@ async def create_live_stream(request: web.Request) -> web.Response:
     body = validate_body(LiveStreamCreate, await read_json_object(request), _context(request))
     async with transaction(request) as session:
         stream = await queries.create_live_stream(
-            session, request[ACCOUNT].id, body.name, body.record, _specs(body.restream)
+            session,
+            request[ACCOUNT].id,
+            body.name,
+            body.record,
+            _specs(body.restream),
+            reconnect_window_seconds=body.reconnect_window_seconds,
+            max_duration_seconds=body.max_duration_seconds,
         )
     log.info("live stream %s created by account %s", stream.id, request[ACCOUNT].id)
     headers = {"Location": f"/v1/livestreams/{stream.id}"}
-    return web.json_response(_render(request, stream), status=201, headers=headers)
+    return web.json_response(render_stream(request, stream), status=201, headers=headers)
 
 
 async def list_live_streams(request: web.Request) -> web.Response:
-    """``GET /v1/livestreams?page=&perPage=`` -> one page, newest first."""
-    page = _query_int(request, "page", default=1, maximum=MAX_PAGE)
-    per_page = _query_int(request, "perPage", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE)
+    """``GET /v1/livestreams?page=&perPage=&status=&name=`` -> one page, newest first."""
+    page, per_page = page_params(request)
+    filters = _stream_filter(request)
     async with transaction(request) as session:
         streams, total = await queries.list_live_streams(
-            session, request[ACCOUNT].id, offset=(page - 1) * per_page, limit=per_page
+            session,
+            request[ACCOUNT].id,
+            offset=(page - 1) * per_page,
+            limit=per_page,
+            filters=filters,
         )
     listing = LiveStreamPage(
-        page_info=PageInfo(
-            current_page=page, per_page=per_page, last_page=max(1, -(-total // per_page))
-        ),
-        data=[_output(request, stream) for stream in streams],
+        page_info=page_info(page, per_page, total),
+        data=[stream_output(request, stream) for stream in streams],
     )
     return web.json_response(listing.model_dump(by_alias=True))
 
@@ -88,7 +104,7 @@ async def get_live_stream(request: web.Request) -> web.Response:
     """``GET /v1/livestreams/{id}``."""
     async with transaction(request) as session:
         stream = await own_stream(request, session)
-    return web.json_response(_render(request, stream))
+    return web.json_response(render_stream(request, stream))
 
 
 async def update_live_stream(request: web.Request) -> web.Response:
@@ -97,7 +113,7 @@ async def update_live_stream(request: web.Request) -> web.Response:
     body = validate_body(LiveStreamUpdate, await read_json_object(request), _context(request))
     given = body.model_fields_set
     async with transaction(request) as session:
-        stream = await own_stream(request, session)
+        stream = await own_stream(request, session, lock=True)
         if given:
             await queries.update_live_stream(
                 session,
@@ -105,24 +121,26 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 name=body.name if "name" in given else None,
                 record=body.record if "record" in given else None,
                 targets=_specs(body.restream) if "restream" in given else None,
+                reconnect_window_seconds=body.reconnect_window_seconds
+                if "reconnect_window_seconds" in given
+                else None,
+                max_duration_seconds=body.max_duration_seconds
+                if "max_duration_seconds" in given
+                else None,
             )
-    if "restream" in given and request.app[ORCHESTRATOR].update_restream(
-        stream.id, grant_for(stream).restream
-    ):
-        log.info("live stream %s: restream targets changed while live", stream.id)
-    return web.json_response(_render(request, stream))
+    if "restream" in given:
+        apply_restream(request, stream)
+    return web.json_response(render_stream(request, stream))
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:
     """``DELETE /v1/livestreams/{id}``: soft-delete, end a live session, return the object."""
     async with transaction(request) as session:
-        stream = await queries.delete_live_stream(session, await own_stream(request, session))
+        stream = await own_stream(request, session, lock=True)
+        await queries.delete_live_stream(session, stream)
     log.info("live stream %s deleted by account %s", stream.id, request[ACCOUNT].id)
-    try:
-        await request.app[LIVE].end(stream.id, "deleted")
-    except Exception:
-        log.exception("ending the live session of deleted stream %s failed", stream.id)
-    return web.json_response(_render(request, stream, live=False))
+    await end_session(request, stream.id, "deleted")
+    return web.json_response(render_stream(request, stream, live=False))
 
 
 @asynccontextmanager
@@ -139,13 +157,36 @@ def _check_stream_id(request: web.Request) -> str:
     return stream_id
 
 
-async def own_stream(request: web.Request, session: AsyncSession) -> LiveStream:
-    """The live stream ``{id}`` of the request's account, or a 404."""
+async def own_stream(
+    request: web.Request, session: AsyncSession, *, lock: bool = False
+) -> LiveStream:
+    """The live stream ``{id}`` of the request's account, or a 404. With ``lock``, concurrent
+    changes to the stream wait until this transaction ends (use it before changing it)."""
     stream_id = _check_stream_id(request)
-    stream = await queries.get_live_stream(session, request[ACCOUNT].id, stream_id)
+    find = queries.lock_live_stream if lock else queries.get_live_stream
+    stream = await find(session, request[ACCOUNT].id, stream_id)
     if stream is None:
         raise NotFound("live stream not found")
     return stream
+
+
+def apply_restream(request: web.Request, stream: LiveStream) -> None:
+    """Relay a live ``stream`` to its (committed) target list from now on."""
+    if request.app[ORCHESTRATOR].update_restream(stream.id, grant_for(stream).restream):
+        log.info("live stream %s: restream targets changed while live", stream.id)
+
+
+async def end_session(request: web.Request, stream_id: str, reason: EndReason) -> bool:
+    """End the live session of ``stream_id`` (after the change that ends it was committed);
+    a failure is logged, not raised: the change stands either way."""
+    try:
+        ended = await end_live(request.app, stream_id, reason)
+    except Exception:
+        log.exception("ending the live session of stream %s (%s) failed", stream_id, reason)
+        return False
+    if ended:
+        log.info("live stream %s: live session ended (%s)", stream_id, reason)
+    return ended
 
 
 def _context(request: web.Request) -> dict[str, object]:
@@ -156,38 +197,81 @@ def _specs(targets: Sequence[RestreamTargetInput]) -> list[queries.TargetSpec]:
     return [queries.TargetSpec(t.url, t.stream_key) for t in targets]
 
 
+def validation_error(field: str, message: str) -> ApiError:
+    """The 400 ``validation_error`` for one query parameter or field."""
+    return ApiError(400, message, code="validation_error", details=[FieldError(field, message)])
+
+
 def _query_int(request: web.Request, name: str, *, default: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
     if raw.isascii() and raw.isdigit() and len(raw) <= 10 and 1 <= int(raw) <= maximum:
         return int(raw)
-    message = f"{name} must be an integer from 1 to {maximum}"
-    raise ApiError(400, message, code="validation_error", details=[FieldError(name, message)])
+    raise validation_error(name, f"{name} must be an integer from 1 to {maximum}")
 
 
-def _render(
+def page_params(request: web.Request) -> tuple[int, int]:
+    """``page`` and ``perPage`` of the query (1-based; 400 when malformed)."""
+    page = _query_int(request, "page", default=1, maximum=MAX_PAGE)
+    per_page = _query_int(request, "perPage", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE)
+    return page, per_page
+
+
+def page_info(page: int, per_page: int, total: int) -> PageInfo:
+    """Where page ``page`` of ``total`` items is."""
+    return PageInfo(current_page=page, per_page=per_page, last_page=max(1, -(-total // per_page)))
+
+
+def _stream_filter(request: web.Request) -> queries.StreamFilter:
+    status = request.query.get("status")
+    if status is not None and status not in STATUS_FILTERS:
+        raise validation_error("status", "status must be one of live, idle, disabled")
+    name = request.query.get("name")
+    if name is not None and (len(name) > MAX_NAME_FILTER or "\x00" in name):
+        message = f"name must be at most {MAX_NAME_FILTER} characters, without NUL"
+        raise validation_error("name", message)
+    live_ids = live_stream_ids(request.app) if status in ("live", "idle") else frozenset()
+    return queries.StreamFilter(status, live_ids, name or None)  # type: ignore[arg-type]
+
+
+def live_stream_ids(app: web.Application) -> frozenset[str]:
+    """The streams with a live session on this node (also inside a reconnect window)."""
+    ids = (outputs.grant.stream_id for outputs in app[ORCHESTRATOR].live_outputs())
+    return frozenset(stream_id for stream_id in ids if live_status(app, stream_id) is not None)
+
+
+def render_stream(
     request: web.Request, stream: LiveStream, *, live: bool | None = None
 ) -> dict[str, object]:
-    return _output(request, stream, live=live).model_dump(by_alias=True)
+    """The stream object of ``stream`` as JSON-ready data."""
+    return stream_output(request, stream, live=live).model_dump(by_alias=True)
 
 
-def _output(
+def stream_output(
     request: web.Request, stream: LiveStream, *, live: bool | None = None
 ) -> LiveStreamOutput:
+    """The stream object; its live state is read from this node unless ``live`` is False."""
     app = request.app
     settings = app[SETTINGS]
+    session = _current_session(app, stream.id) if live is not False else None
     return live_stream_output(
         stream,
         request[ACCOUNT],
         rtmp_base=settings.rtmp_base_url(app[RTMP_PORT]),
         http_base=settings.http_base_url(),
-        live=app[LIVE].is_live(stream.id) if live is None else live,
-        restream_status=_restream_status(request, stream.id),
+        live=session is not None,
+        restream_status=restream_status(request, stream.id),
+        current_session=session,
     )
 
 
-def _restream_status(request: web.Request, stream_id: str) -> StatusLookup:
+def _current_session(app: web.Application, stream_id: str) -> CurrentSessionOutput | None:
+    return current_session_output(live_status(app, stream_id))
+
+
+def restream_status(request: web.Request, stream_id: str) -> StatusLookup:
+    """The relay state of each restream target of ``stream_id`` on this node."""
     outputs = request.app[ORCHESTRATOR].get(stream_id)
 
     def lookup(target_id: str) -> OutputStatus | None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy.orm import selectinload
 
 from api import queries
 from api.auth import issue_token
-from api.keys import DB_SESSIONMAKER
+from api.keys import DB_SESSIONMAKER, LIVE
+from api.media import ORCHESTRATOR
+from api.models import LiveStream
+from api.publish_auth import grant_for
+from ingest.live import LiveEntry
+from workers.orchestrator import StreamOutputs
 
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -90,3 +97,37 @@ async def assert_error(
     if fields is not None:
         assert [d["field"] for d in body["details"]] == fields
     return body
+
+
+@dataclass
+class LivePublisher:
+    """A stream made live on the test app's media side without RTMP (see :func:`go_live`)."""
+
+    stream_id: str
+    outputs: StreamOutputs
+    """The session the orchestrator opened for it."""
+    ended: list[str] = field(default_factory=list)
+    """Why the publisher was disconnected, in order."""
+
+
+async def go_live(
+    client: TestClient, stream_id: str, client_address: str = "203.0.113.7:50000"
+) -> LivePublisher:
+    """Open a live session for ``stream_id`` the way a granted publish does: the orchestrator
+    opens it with the stream's grant (its outputs wait for media that never comes) and the
+    publisher joins the live registry, recording the reasons it is disconnected for."""
+    app = client.app
+    async with app[DB_SESSIONMAKER]() as session:
+        row = await session.get(LiveStream, stream_id, options=[selectinload(LiveStream.targets)])
+    assert row is not None
+    publisher = LivePublisher(
+        stream_id, await app[ORCHESTRATOR].open(grant_for(row), client_address)
+    )
+
+    async def disconnect(reason: str, *_: object) -> None:
+        publisher.ended.append(reason)
+        app[LIVE].remove(entry)
+
+    entry = LiveEntry(stream_id, client_address, time.time(), disconnect)
+    app[LIVE].add(entry)
+    return publisher

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 from aiohttp.test_utils import TestClient
 
-from api.keys import LIVE
-from ingest.live import LiveEntry
+from api.media import ORCHESTRATOR
 from tests.api.conftest import (
     HEX24,
     TARGET,
@@ -19,6 +17,7 @@ from tests.api.conftest import (
     MakeAccount,
     assert_error,
     create_stream,
+    go_live,
 )
 
 STREAM_KEYS = {
@@ -36,11 +35,15 @@ STREAM_KEYS = {
     "user",
     "id",
     "status",
+    "reconnectWindowSeconds",
+    "maxDurationSeconds",
+    "currentSession",
 }
 
 
 def assert_stream_shape(stream: dict, account: AccountCredentials) -> None:
-    """Every key of the seed's result (plus streamUrl and status), in the seed's formats."""
+    """Every key of the seed's result (plus streamUrl, status, the session limits and
+    currentSession), in the seed's formats."""
     assert set(stream) == STREAM_KEYS
     assert HEX24.match(stream["id"])
     assert UUID4.match(stream["streamKey"])
@@ -52,7 +55,11 @@ def assert_stream_shape(stream: dict, account: AccountCredentials) -> None:
     assert stream["recordingUrl"] == f"http://testserver/live/{stream['id']}/storage/index.m3u8"
     assert stream["streamKey"] not in stream["downstreamUrl"] + stream["recordingUrl"]
     assert TIMESTAMP.match(stream["createdAt"]) and TIMESTAMP.match(stream["updatedAt"])
-    assert stream["status"] in ("live", "idle")
+    assert stream["status"] in ("live", "idle", "disabled")
+    assert isinstance(stream["reconnectWindowSeconds"], int)
+    assert isinstance(stream["maxDurationSeconds"], int)
+    if stream["status"] == "idle":
+        assert stream["currentSession"] is None
     for target in stream["restream"]:
         # The seed's three fields, plus the state of the relay on this node.
         assert set(target) == {"_id", "url", "streamKey", "status", "lastError", "since", "retries"}
@@ -90,6 +97,10 @@ async def test_create_defaults(api_client: TestClient, account: AccountCredentia
     assert_stream_shape(stream, account)
     assert stream["record"] is False
     assert stream["restream"] == []
+    assert stream["status"] == "idle"
+    assert stream["reconnectWindowSeconds"] == 60
+    assert stream["maxDurationSeconds"] == 43200
+    assert stream["currentSession"] is None
 
 
 async def test_each_stream_gets_its_own_id_and_key(
@@ -118,23 +129,20 @@ async def test_get_unknown_and_malformed_ids_are_404(
         await assert_error(response, 404, "not_found")
 
 
-async def test_status_reflects_the_live_registry(
+async def test_delete_ends_the_live_session(
     api_client: TestClient, account: AccountCredentials
 ) -> None:
     stream = await create_stream(api_client, account)
-    ended: list[str] = []
-
-    async def disconnect(reason: str, clean: bool) -> None:
-        ended.append(reason)
-
-    live = api_client.app[LIVE]
-    live.add(LiveEntry(stream["id"], "127.0.0.1:5000", time.time(), disconnect))
+    publisher = await go_live(api_client, stream["id"])
     response = await api_client.get(f"/v1/livestreams/{stream['id']}", headers=account.headers)
     assert (await response.json())["status"] == "live"
 
     response = await api_client.delete(f"/v1/livestreams/{stream['id']}", headers=account.headers)
     assert response.status == 200
-    assert ended == ["deleted"]
+    deleted = await response.json()
+    assert (deleted["status"], deleted["currentSession"]) == ("idle", None)
+    assert publisher.ended == ["deleted"]
+    assert api_client.app[ORCHESTRATOR].get(stream["id"]) is None
 
 
 async def test_list_paginates_newest_first(

@@ -140,3 +140,38 @@ async def test_responses_validate_against_the_spec(
     await assert_matches_spec(document, "get", item, await client.get(url, headers=headers))
     response = await client.get(f"/live/{stream['id']}/index.m3u8")
     await assert_matches_spec(document, "get", "/live/{id}/index.m3u8", response)
+
+
+async def test_lifecycle_restream_and_session_responses_validate(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    document = await fetch_document(api_client)
+    client, headers = api_client, account.headers
+    nine = [{"url": f"rtmp://t{i}.example.com/live", "streamKey": "k"} for i in range(9)]
+    response = await client.post(
+        "/v1/livestreams", json={"name": "x", "restream": nine}, headers=headers
+    )
+    stream = await assert_matches_spec(document, "post", "/v1/livestreams", response)
+    url = f"/v1/livestreams/{stream['id']}"
+    for action in ("reset-stream-key", "disable", "enable", "complete"):
+        response = await client.post(f"{url}/{action}", headers=headers)
+        await assert_matches_spec(document, "post", f"/v1/livestreams/{{id}}/{action}", response)
+    response = await client.get("/v1/livestreams?status=idle&name=X", headers=headers)
+    await assert_matches_spec(document, "get", "/v1/livestreams", response)
+
+    restream, item = "/v1/livestreams/{id}/restream", "/v1/livestreams/{id}/restream/{targetId}"
+    response = await client.post(f"{url}/restream", json=TARGET, headers=headers)
+    target = await assert_matches_spec(document, "post", restream, response)
+    response = await client.post(f"{url}/restream", json=TARGET, headers=headers)
+    await assert_matches_spec(document, "post", restream, response)  # 409: ten already
+    target_url = f"{url}/restream/{target['_id']}"
+    response = await client.patch(target_url, json={"streamKey": "k2"}, headers=headers)
+    await assert_matches_spec(document, "patch", item, response)
+    await assert_matches_spec(
+        document, "delete", item, await client.delete(target_url, headers=headers)
+    )
+    await assert_matches_spec(
+        document, "delete", item, await client.delete(target_url, headers=headers)
+    )
+    response = await client.get(f"{url}/sessions", headers=headers)
+    await assert_matches_spec(document, "get", "/v1/livestreams/{id}/sessions", response)

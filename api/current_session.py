@@ -1,0 +1,80 @@
+"""The ``currentSession`` of a live stream object, as pydantic models.
+
+The media side renders a live session's status as a camelCase dict (``api.media.live_status``);
+:func:`current_session_output` validates it into these models, so the OpenAPI document generated
+from them says exactly what the stream object carries. Keys the models do not know are dropped
+rather than failing the request: the media side may learn more before the API documents it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+OutputStateName = Literal["idle", "connecting", "live", "retrying", "failed", "stopped"]
+"""The states of a supervised output (``workers.supervisor.OutputState``)."""
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        extra="ignore",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+
+class VideoTrackOutput(_Status):
+    """The video the publisher sends, as far as it is known yet."""
+
+    codec: str | None = Field(description="e.g. `h264`, `hevc`, `av1`.")
+    width: int | None
+    height: int | None
+    fps: float | None = Field(description="Frames per second.")
+    keyframe_interval: float | None = Field(description="Seconds between the last keyframes.")
+
+
+class AudioTrackOutput(_Status):
+    """The audio the publisher sends, as far as it is known yet."""
+
+    codec: str | None = Field(description="e.g. `aac`, `mp3`, `opus`.")
+    sample_rate: int | None = Field(description="Hz.")
+    channels: int | None
+
+
+class SessionOutputState(_Status):
+    """One output of the live session (HLS, recording, a restream target)."""
+
+    name: str = Field(description="`hls`, or `restream:<targetId>`.")
+    state: OutputStateName
+    dropped_frames: int = Field(description="Frames dropped because the output lagged.")
+    last_error: str | None = Field(description="Why the last attempt failed (redacted).")
+
+
+class CurrentSessionOutput(_Status):
+    """The live session of a stream on this node, also while waiting in its reconnect window."""
+
+    id: str = Field(description="24-hex id of the session (see `/v1/livestreams/{id}/sessions`).")
+    started_at: str = Field(json_schema_extra={"format": "date-time"})
+    client_address: str = Field(description="`host:port` of the current (or last) publisher.")
+    encoder: str | None = Field(description="What the publisher says it is (`onMetaData`).")
+    video: VideoTrackOutput | None = Field(description="Null for an audio-only publish.")
+    audio: AudioTrackOutput | None = Field(description="Null for a video-only publish.")
+    bitrate_kbps: float = Field(description="Incoming bitrate over the last seconds.")
+    bytes_in: int = Field(description="Media bytes received in this session.")
+    outputs: list[SessionOutputState]
+    reconnecting: bool = Field(
+        description="The publisher dropped and the session waits for it to come back within "
+        "`reconnectWindowSeconds`."
+    )
+    reconnects: int = Field(default=0, description="Publishers that came back in this session.")
+
+
+def current_session_output(status: Mapping[str, Any] | None) -> CurrentSessionOutput | None:
+    """``status`` (the media side's camelCase dict, or ``None`` when not live) as the model."""
+    if status is None:
+        return None
+    return CurrentSessionOutput.model_validate(status)

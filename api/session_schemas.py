@@ -1,0 +1,50 @@
+"""Bodies of ``GET /v1/livestreams/{id}/sessions``: the history of a stream's live sessions,
+from the ``live_sessions`` rows the media side writes."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from api.models import LiveSession
+from api.schemas import PageInfo, _Output, iso_timestamp
+
+
+class SessionOutput(_Output):
+    """One live session of a stream: from its first publish to its end (a publisher that
+    reconnects inside the window stays in the same session)."""
+
+    id: str = Field(description="24-hex id of the session.")
+    started_at: str = Field(json_schema_extra={"format": "date-time"})
+    ended_at: str | None = Field(
+        json_schema_extra={"format": "date-time"}, description="Null while live."
+    )
+    duration: float | None = Field(description="Seconds from start to end; null while live.")
+    end_reason: str | None = Field(
+        description="`publisher_left`, `completed`, `disabled`, `reset`, `timed_out`, "
+        "`deleted`, `max_duration`, `shutdown` or `error`; null while live."
+    )
+    client_address: str = Field(description="`host:port` of the publisher that began it.")
+    reconnects: int = Field(description="Publishers that came back inside the window.")
+    bytes_in: int = Field(description="Media bytes received (known once it ended).")
+
+
+class SessionPage(_Output):
+    """Body of ``GET /v1/livestreams/{id}/sessions``: newest first."""
+
+    page_info: PageInfo
+    data: list[SessionOutput]
+
+
+def session_output(row: LiveSession) -> SessionOutput:
+    """A row of ``live_sessions`` in responses."""
+    ended = row.ended_at
+    return SessionOutput(
+        id=row.id,
+        started_at=iso_timestamp(row.started_at),
+        ended_at=iso_timestamp(ended) if ended is not None else None,
+        duration=round((ended - row.started_at).total_seconds(), 3) if ended else None,
+        end_reason=row.end_reason,
+        client_address=row.client_address,
+        reconnects=row.reconnects,
+        bytes_in=row.bytes_in,
+    )
