@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -43,13 +44,35 @@ MAX_RECONNECT_WINDOW_SECONDS = 1800
 MIN_MAX_DURATION_SECONDS = 60
 MAX_MAX_DURATION_SECONDS = DEFAULT_MAX_DURATION_SECONDS
 _NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
+
+_NOT_BLANK_NOR_NUL = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
+"""Documents what :func:`_not_blank` refuses (the validator gives the precise message)."""
+_RESTREAM_URL = r"^[Rr][Tt][Mm][Pp][Ss]?://[^\x00-\x20\x7f]+$"
+"""Documents part of what :func:`api.targets.restream_url_problem` refuses (no host, private
+addresses are checked there only)."""
+
 Name = Annotated[
-    str, Field(min_length=1, max_length=256, description="Nickname of the live stream.")
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        description="Nickname of the live stream (not blank).",
+        json_schema_extra={"pattern": _NOT_BLANK_NOR_NUL},
+    ),
 ]
 RestreamList = Annotated[
     list["RestreamTargetInput"],
     Field(max_length=MAX_RESTREAM_TARGETS, description="Targets the stream is relayed to."),
 ]
+
+
+def _integral(value: object) -> object:
+    """JSON Schema counts ``600.0`` as an integer, so take it as ``600`` (other numbers pass
+    through to the strict integer check, which refuses them)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
 
 ReconnectWindow = Annotated[
     int,
@@ -60,6 +83,7 @@ ReconnectWindow = Annotated[
         "(same playlist, recording and restream connections); 0 ends the session at once. "
         "Applies from the next publish.",
     ),
+    BeforeValidator(_integral),
 ]
 MaxDuration = Annotated[
     int,
@@ -69,6 +93,7 @@ MaxDuration = Annotated[
         description="Longest live session in seconds; the publisher is disconnected when it is "
         "reached. Applies from the next publish.",
     ),
+    BeforeValidator(_integral),
 ]
 Url = Annotated[
     str,
@@ -77,6 +102,7 @@ Url = Annotated[
         max_length=2048,
         description="rtmp:// or rtmps:// URL of the ingest, with a host; unless the server "
         "allows private targets, not a loopback, private or link-local address.",
+        json_schema_extra={"pattern": _RESTREAM_URL},
     ),
 ]
 TargetKey = Annotated[
@@ -142,18 +168,24 @@ class LiveStreamCreate(_Input):
     _name_not_blank = field_validator("name")(_not_blank)
 
 
-def _omit_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
+def _omit_null_defaults(schema: dict[str, Any]) -> None:
+    """``null`` is refused, so it is not documented as the default of the optional fields."""
+    for field_schema in schema.get("properties", {}).values():
+        if "default" in field_schema and field_schema["default"] is None:
+            del field_schema["default"]
 
 
 def _optional(alias: str | None = None) -> Any:
-    """An optional field whose absence is told by ``model_fields_set``; ``null`` is refused."""
-    return Field(default=None, alias=alias, json_schema_extra=_omit_default)
+    """An optional field whose absence is told by ``model_fields_set``; ``null`` is refused
+    (the model's config needs ``json_schema_extra=_omit_null_defaults``)."""
+    return Field(default=None, alias=alias)
 
 
 class LiveStreamUpdate(_Input):
     """Body of ``PATCH``/``POST /v1/livestreams/{id}``: only the given fields change;
     ``restream`` replaces the whole list. ``null`` is not accepted for any field."""
+
+    model_config = ConfigDict(json_schema_extra=_omit_null_defaults)
 
     name: Name = _optional()
     record: bool = _optional()
@@ -167,6 +199,8 @@ class LiveStreamUpdate(_Input):
 class RestreamTargetUpdate(_Input):
     """Body of ``PATCH /v1/livestreams/{id}/restream/{targetId}``: only the given fields
     change; the target keeps its ``_id``. ``null`` is not accepted."""
+
+    model_config = ConfigDict(json_schema_extra=_omit_null_defaults)
 
     url: Url = _optional()
     stream_key: TargetKey = _optional("streamKey")

@@ -175,3 +175,39 @@ async def test_lifecycle_restream_and_session_responses_validate(
     )
     response = await client.get(f"{url}/sessions", headers=headers)
     await assert_matches_spec(document, "get", "/v1/livestreams/{id}/sessions", response)
+
+
+async def test_documented_patterns_refuse_what_the_api_refuses(api_client: TestClient) -> None:
+    """Found by Schemathesis: strings valid by the document (a restream url of ``"0"``, a name
+    of ``"\\x0c"``) were refused, so the document now says what the validators check."""
+    schemas = (await fetch_document(api_client))["components"]["schemas"]
+    url = schemas["RestreamTargetInput"]["properties"]["url"]["pattern"]
+    for good in ("rtmp://a.example.com/live", "RTMPS://a.example.com:443/app/x?y=z"):
+        assert re.search(url, good), good
+    for bad in ("0", "http://a.example.com/live", "rtmp://a b", "rtmp://a\x01", "rtmp:/x"):
+        assert not re.search(url, bad), bad
+    assert schemas["RestreamTargetUpdate"]["properties"]["url"]["pattern"] == url
+    for model in ("LiveStreamCreate", "LiveStreamUpdate"):
+        name = schemas[model]["properties"]["name"]["pattern"]
+        for good in ("x", " x ", "Nickname for livestream", "\u00e9"):
+            assert re.search(name, good), good
+        for bad in (" ", "\x0c\t", "\x1c", "a\x00b"):
+            assert not re.search(name, bad), bad
+
+
+async def test_session_limits_are_documented_as_bounded_integers(api_client: TestClient) -> None:
+    schemas = (await fetch_document(api_client))["components"]["schemas"]
+    create, update = schemas["LiveStreamCreate"], schemas["LiveStreamUpdate"]
+    for field, low, high, default in [
+        ("reconnectWindowSeconds", 0, 1800, 60),
+        ("maxDurationSeconds", 60, 43200, 43200),
+    ]:
+        documented = create["properties"][field]
+        assert (documented["type"], documented["minimum"], documented["maximum"]) == (
+            "integer",
+            low,
+            high,
+        )
+        assert documented["default"] == default
+        assert "default" not in update["properties"][field]
+        assert update["properties"][field]["minimum"] == low

@@ -202,6 +202,22 @@ async def test_session_limits_default_are_set_and_reach_the_grant(
     assert (grant.reconnect_window_seconds, grant.max_duration_seconds) == (1800.0, 43200.0)
 
 
+async def test_session_limits_take_integral_json_numbers(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    """JSON Schema's ``integer`` includes ``600.0`` (found by Schemathesis: it was a 400)."""
+    stream = await create_stream(
+        api_client, account, reconnectWindowSeconds=600.0, maxDurationSeconds=3600.0
+    )
+    assert (stream["reconnectWindowSeconds"], stream["maxDurationSeconds"]) == (600, 3600)
+    response = await api_client.patch(
+        f"/v1/livestreams/{stream['id']}",
+        json={"reconnectWindowSeconds": 0.0},
+        headers=account.headers,
+    )
+    assert (await response.json())["reconnectWindowSeconds"] == 0
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
