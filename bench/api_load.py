@@ -13,8 +13,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -25,10 +27,14 @@ from typing import Any
 import aiohttp
 
 from bench import procstat
-from bench.common import RESULTS_DIR, fmt, percentile
+from bench.common import REPO_DIR, RESULTS_DIR, fmt, percentile
 from bench.servers import Liverelay
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _written(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
 
 
 async def _phase(
@@ -74,7 +80,11 @@ async def _phase(
     }
 
 
-async def bench_backend(backend: str, *, requests: int, concurrency: int) -> dict[str, Any]:
+async def bench_backend(
+    backend: str, *, requests: int, concurrency: int, profile_get: Path | None = None
+) -> dict[str, Any]:
+    """One database backend; with ``profile_get`` the server runs under
+    :mod:`bench.cprofile_serve` and the GET phase is profiled into that file."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-api-{backend}-"))
     database_url = None
     dbname = None
@@ -91,6 +101,13 @@ async def bench_backend(backend: str, *, requests: int, concurrency: int) -> dic
         database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{dbname}"
         result["database"] = dbname
     server = Liverelay(workdir, database_url=database_url)
+    if profile_get is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(profile_get)
+        server.serve_argv = [sys.executable, "-m", "bench.cprofile_serve", str(profile_get)]
+        server.env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (server.env.get("PYTHONPATH"), str(REPO_DIR)) if p
+        )
     try:
         await server.start()
         base = server.base_url
@@ -126,7 +143,16 @@ async def bench_backend(backend: str, *, requests: int, concurrency: int) -> dic
             result["create"] = await _phase(requests, concurrency, create, roots)
             if not ids:
                 raise RuntimeError("no stream was created")
+            if profile_get is not None:
+                os.kill(roots[0], signal.SIGUSR1)
             result["get"] = await _phase(requests, concurrency, get_one, roots)
+            if profile_get is not None:
+                os.kill(roots[0], signal.SIGUSR2)
+                for _ in range(100):
+                    if _written(profile_get):
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)
             result["list"] = await _phase(requests, concurrency, list_page, roots)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -196,6 +222,27 @@ def api_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def profile_get_phase(requests: int, concurrency: int) -> int:
+    from bench.profile import summarize_cprofile
+
+    prof = RESULTS_DIR / "cprofile-api-get.prof"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    res = asyncio.run(
+        bench_backend("sqlite", requests=requests, concurrency=concurrency, profile_get=prof)
+    )
+    if "error" in res or not prof.exists():
+        print(res.get("error"), res.get("server_log_tail"), sep="\n")
+        return 1
+    text = summarize_cprofile(prof, 30)
+    report = RESULTS_DIR / "cprofile-api-get.txt"
+    report.write_text(text + "\n")
+    print(api_table([res]))
+    print()
+    print(text)
+    print(f"\nwrote {report}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.api_load",
@@ -206,7 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--cprofile",
+        action="store_true",
+        help="profile the GET phase on SQLite (CPU-time cProfile) into "
+        "bench/results/cprofile-api-get.txt; timings of that run are inflated",
+    )
     args = parser.parse_args(argv)
+    if args.cprofile:
+        return profile_get_phase(args.requests, args.concurrency)
     if not 0 < args.requests <= 100_000 or not 0 < args.concurrency <= 1000:
         raise SystemExit("--requests must be 1..100000 and --concurrency 1..1000")
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())

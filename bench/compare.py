@@ -280,6 +280,9 @@ def summarize(
             "rss_per_stream": peak_rss / 1024 / n,
             "pss_per_stream": peak_pss / 1024 / n,
             "pss_marginal_per_stream": (peak_pss - idle.pss_kb) / 1024 / n,
+            "pss_by_command_at_end": {
+                name: kb / 1024 for name, kb in mem_end.pss_kb_by_command.items()
+            },
         },
         "publishers_cpu_pct_one_core": procstat.cpu_percent(*pub),
         "bench_process_cpu_pct_one_core": 100.0 * bench_self,
@@ -396,6 +399,17 @@ def compare_to(steps: list[dict[str, Any]], ours: str, ref: str) -> dict[str, An
             "pss_per_stream_mb": a["memory_mb"]["pss_per_stream"],
             "pss_marginal_per_stream_mb": a["memory_mb"]["pss_marginal_per_stream"],
         }
+    out["per_n"] = [
+        {
+            "n": n,
+            "cpu_per_stream_ratio": _ratio(
+                a["cpu_pct_one_core"]["per_stream"], b["cpu_pct_one_core"]["per_stream"]
+            ),
+            "machine_busy_pct": [a["machine_busy_pct_all_cores"], b["machine_busy_pct_all_cores"]],
+        }
+        for n in common
+        if (a := step(ours, n)) and (b := step(ref, n))
+    ]
     cap_a, cap_b = capacity(steps, ours), capacity(steps, ref)
     out["capacity"] = {ours: cap_a, ref: cap_b}
     out["capacity_ratio"] = _ratio(cap_a["largest_ok"], cap_b["largest_ok"])
@@ -565,8 +579,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     for ref, vs in result.get("vs", {}).items():
         with contextlib.suppress(KeyError):
-            shown = {k: v for k, v in vs.items() if k != "capacity"}
+            shown = {k: v for k, v in vs.items() if k not in ("capacity", "per_n")}
             print(f"liverelay vs {ref}: {json.dumps(shown)}")
+            per_n = ", ".join(
+                f"N={r['n']}: {fmt(r['cpu_per_stream_ratio'])}x" for r in vs.get("per_n", [])
+            )
+            print(f"  CPU per stream, liverelay/{ref}: {per_n}")
     if "api" in result:
         from bench.api_load import api_table
 

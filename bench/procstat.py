@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -135,6 +135,8 @@ class MemSample:
     rss_kb: int
     pss_kb: int
     processes: int
+    pss_kb_by_command: dict[str, int] = field(default_factory=dict)
+    """PSS summed per command name (e.g. ``liverelay`` vs ``ffmpeg-linux-x8``)."""
 
 
 def _smaps_rollup(pid: int) -> tuple[int, int]:
@@ -154,11 +156,13 @@ def _smaps_rollup(pid: int) -> tuple[int, int]:
 def mem_sample(roots: list[int]) -> MemSample:
     members = trees(roots)
     rss = pss = 0
+    by_command: dict[str, int] = {}
     for p in members:
         r, s = _smaps_rollup(p.pid)
         rss += r
         pss += s
-    return MemSample(rss, pss, len(members))
+        by_command[p.comm] = by_command.get(p.comm, 0) + s
+    return MemSample(rss, pss, len(members), by_command)
 
 
 @dataclass(frozen=True)

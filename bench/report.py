@@ -55,6 +55,31 @@ def failures(steps: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def ratio_table(steps: list[dict[str, Any]], refs: list[str]) -> str:
+    """liverelay / reference at every N where both were healthy."""
+    ok = {(s["server"], s["streams"]): s for s in steps if s.get("ok")}
+    rows = [
+        "| N | vs | CPU/stream ratio | 1st playable delta s | live-edge delta s "
+        "| machine busy % (liverelay / ref) |",
+        "|---:|---|---:|---:|---:|---|",
+    ]
+    for n in sorted({n for (_, n) in ok}):
+        a = ok.get(("liverelay", n))
+        for ref in refs:
+            b = ok.get((ref, n))
+            if not a or not b:
+                continue
+            ratio = a["cpu_pct_one_core"]["per_stream"] / b["cpu_pct_one_core"]["per_stream"]
+            d_first = a["first_playable_s"]["median"] - b["first_playable_s"]["median"]
+            d_edge = a["live_edge_delay_s"]["median"] - b["live_edge_delay_s"]["median"]
+            rows.append(
+                f"| {n} | {ref} | {ratio:.2f} | {d_first:+.2f} | {d_edge:+.2f} "
+                f"| {a['machine_busy_pct_all_cores']:.0f} / "
+                f"{b['machine_busy_pct_all_cores']:.0f} |"
+            )
+    return "\n".join(rows)
+
+
 def api_table(results: list[dict[str, Any]]) -> str:
     rows = [
         "| database | phase | requests | concurrency | req/s | p50 ms | p90 ms | p99 ms "
@@ -87,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if "capacity" in data:
         print("\ncapacity: " + json.dumps(data["capacity"]))
     if "vs" in data:
-        print("\nratios: " + json.dumps(data["vs"], indent=1))
+        print("\n" + ratio_table(data["steps"], list(data["vs"])))
     if "api" in data:
         print("\n" + api_table(data["api"]))
     return 0
