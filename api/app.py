@@ -18,15 +18,21 @@ from api.routes import (
     recordings,
     restream,
     sessions,
+    webhooks,
 )
+from api.webhook_dispatcher import WEBHOOK_POLICY, DeliveryPolicy, webhook_context
 from config import Settings
 
 
-def create_app(settings: Settings) -> web.Application:
-    """Build the aiohttp app for ``settings``.
+def create_app(
+    settings: Settings, *, webhook_policy: DeliveryPolicy | None = None
+) -> web.Application:
+    """Build the aiohttp app for ``settings`` (``webhook_policy``: how webhooks are retried).
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
-    session factory, publish authorizer), (2) media (live registry, RTMP port).
+    session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
+    RTMP port). Media stops first, so the events of the sessions it ends are queued while the
+    database is still there.
     """
     app = web.Application(
         middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
@@ -34,7 +40,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[WEBHOOK_POLICY] = webhook_policy or DeliveryPolicy()
     app.cleanup_ctx.append(database_context)
+    app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(media_context)
     health.register(app.router)
     livestreams.register(app.router)
@@ -43,5 +51,6 @@ def create_app(settings: Settings) -> web.Application:
     sessions.register(app.router)
     recordings.register(app.router)
     playback.register(app.router)
+    webhooks.register(app.router)
     openapi.register(app.router, settings)
     return app

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import migrations
@@ -108,3 +109,15 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[AUTHORIZER] = DatabasePublishAuthorizer(sessionmaker)
     yield
     await engine.dispose()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short description of a database failure without its SQL parameters (which can hold
+    stream keys and webhook payloads)."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc).__name__} ({type(exc.orig).__name__})"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+    return type(exc).__name__

@@ -39,7 +39,7 @@ class Metrics:
         )
         self.webhook_deliveries = Counter(
             "liverelay_webhook_deliveries",
-            "Webhook delivery attempts by result (delivered, failed).",
+            "Webhook delivery attempts by result (delivered, retry, failed).",
             ["result"],
             registry=self.registry,
         )

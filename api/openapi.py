@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from api.openapi_livestreams import LIVESTREAM_MODELS, livestream_paths
 from api.openapi_parts import REF, errors, id_param, json_response
+from api.openapi_webhooks import WEBHOOK_MODELS, webhook_paths
 from api.schemas import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
 
@@ -64,6 +65,7 @@ def component_schemas() -> dict[str, Any]:
             (ErrorOutput, "serialization"),
             (HealthOutput, "serialization"),
             (ReadinessOutput, "serialization"),
+            *WEBHOOK_MODELS,
         ],
         by_alias=True,
         ref_template=REF,
@@ -85,6 +87,7 @@ def _paths() -> dict[str, Any]:
         "/metrics": {"get": _metrics()},
         "/openapi.json": {"get": _self_description()},
         **livestream_paths(),
+        **webhook_paths(),
         **_playback(),
     }
 

@@ -1,0 +1,186 @@
+"""Webhook delivery end to end, on SQLite and PostgreSQL: a real aiohttp receiver on a loopback
+port gets signed POSTs; failures are retried, given up, or held by one slow receiver only; the
+outbox survives a restart and two dispatchers never claim the same delivery."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp.test_utils import TestClient
+
+from api.keys import DB_SESSIONMAKER
+from api.metrics import METRICS
+from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
+from api.webhook_sender import WebhookSender
+from tests.api.conftest import TIMESTAMP, new_account
+from tests.api.webhook_support import (
+    FAST,
+    Receiver,
+    create_webhook,
+    deliveries,
+    docs_verifier,
+    eventually,
+    hook_client,
+    hook_settings,
+    queue_event,
+    receiver,
+    start_app,
+    stop_dispatcher,
+)
+
+__all__ = ["hook_client", "hook_settings", "receiver", "start_app"]  # fixtures
+
+StartApp = Callable[..., Awaitable[TestClient]]
+
+
+def counted(client: TestClient, result: str) -> float:
+    """Attempts with ``result`` counted in the app's metrics."""
+    return client.app[METRICS].webhook_deliveries.labels(result)._value.get()  # type: ignore[no-any-return]
+
+
+async def test_a_signed_event_reaches_a_real_receiver(
+    hook_client: TestClient, receiver: Receiver
+) -> None:
+    account = await new_account(hook_client)
+    webhook = await create_webhook(hook_client, account, receiver.url("ok"), ["livestream.*"])
+    data = {"id": "s1", "name": "zujo", "nested": {"é": [1, None]}}
+
+    event_id = await queue_event(hook_client, account.id, "livestream.ended", data)
+    got = await receiver.next()
+
+    verify = docs_verifier()
+    header = got.headers["Liverelay-Signature"]
+    assert verify(webhook["secret"], header, got.body)
+    assert not verify(webhook["secret"], header, got.body + b" ")
+    assert not verify("whsec_other", header, got.body)
+    assert not verify(webhook["secret"], header, got.body, now=time.time() + 301)
+    assert not verify(webhook["secret"], "t=1,v2=00", got.body)
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers["User-Agent"].startswith("liverelay-webhooks/")
+    event = json.loads(got.body)
+    assert set(event) == {"id", "type", "createdAt", "data"}
+    assert (event["id"], event["type"], event["data"]) == (event_id, "livestream.ended", data)
+    assert TIMESTAMP.match(event["createdAt"])
+    assert got.headers["Liverelay-Event-Id"] == event_id
+    assert got.headers["Liverelay-Event-Type"] == "livestream.ended"
+
+    async def delivered() -> bool:
+        rows = await deliveries(hook_client, account, webhook["id"])
+        return rows[0]["status"] == "delivered"
+
+    await eventually(delivered)
+    [row] = await deliveries(hook_client, account, webhook["id"])
+    assert (row["eventId"], row["type"]) == (event_id, "livestream.ended")
+    assert (row["attempts"], row["lastStatusCode"], row["lastError"]) == (1, 204, None)
+    assert TIMESTAMP.match(row["deliveredAt"]) and row["nextAttemptAt"] is None
+    assert counted(hook_client, "delivered") == 1
+
+
+async def test_a_failed_attempt_is_retried_with_the_same_event(
+    hook_client: TestClient, receiver: Receiver
+) -> None:
+    account = await new_account(hook_client)
+    webhook = await create_webhook(hook_client, account, receiver.url("flaky"))
+    event_id = await queue_event(hook_client, account.id)
+
+    first, second = await receiver.next(), await receiver.next()
+
+    assert first.body == second.body and json.loads(first.body)["id"] == event_id
+    assert second.at - first.at >= FAST.backoff_base * 0.9
+
+    async def delivered() -> bool:
+        rows = await deliveries(hook_client, account, webhook["id"])
+        return rows[0]["status"] == "delivered"
+
+    await eventually(delivered)
+    [row] = await deliveries(hook_client, account, webhook["id"])
+    assert (row["attempts"], row["lastStatusCode"], row["lastError"]) == (2, 200, None)
+    # (The shared test database may hold other tests' pending deliveries: at least ours.)
+    assert counted(hook_client, "retry") >= 1 and counted(hook_client, "delivered") == 1
+
+
+async def test_a_delivery_fails_once_the_retry_period_is_over(
+    start_app: StartApp, receiver: Receiver
+) -> None:
+    client = await start_app(DeliveryPolicy(**{**vars(FAST), "give_up_after": 0.3}))
+    account = await new_account(client)
+    webhook = await create_webhook(client, account, receiver.url("fail"))
+    await queue_event(client, account.id)
+
+    async def failed() -> bool:
+        rows = await deliveries(client, account, webhook["id"])
+        return rows[0]["status"] == "failed"
+
+    await eventually(failed)
+    [row] = await deliveries(client, account, webhook["id"])
+    assert row["attempts"] >= 2 and row["attempts"] == len(receiver.on("fail"))
+    assert (row["lastStatusCode"], row["lastError"]) == (500, "answered HTTP 500")
+    assert row["nextAttemptAt"] is None and row["deliveredAt"] is None
+    assert counted(client, "failed") >= 1
+
+
+async def test_a_receiver_that_never_answers_holds_up_nothing_else(
+    hook_client: TestClient, receiver: Receiver
+) -> None:
+    account = await new_account(hook_client)
+    slow = await create_webhook(hook_client, account, receiver.url("hang"))
+    fast = await create_webhook(hook_client, account, receiver.url("ok"))
+    await queue_event(hook_client, account.id)
+
+    arrivals = {(await receiver.next()).path, (await receiver.next()).path}
+    assert arrivals == {"/hang", "/ok"}
+    assert not receiver.release.is_set()  # /hang has not answered, /ok was delivered anyway
+    assert (await hook_client.get("/healthz")).status == 200
+
+    async def fast_delivered_slow_timed_out() -> bool:
+        [ok] = await deliveries(hook_client, account, fast["id"])
+        [hang] = await deliveries(hook_client, account, slow["id"])
+        return ok["status"] == "delivered" and hang["attempts"] >= 1
+
+    await eventually(fast_delivered_slow_timed_out)
+    [hang] = await deliveries(hook_client, account, slow["id"])
+    assert hang["status"] == "pending" and hang["lastStatusCode"] is None
+    assert hang["lastError"] == f"no answer within {FAST.timeout:g} s"
+
+
+async def test_pending_deliveries_survive_a_restart(
+    start_app: StartApp, receiver: Receiver
+) -> None:
+    first = await start_app()
+    account = await new_account(first)
+    webhook = await create_webhook(first, account, receiver.url("ok"))
+    await stop_dispatcher(first)  # as if the process died before sending
+    event_id = await queue_event(first, account.id)
+    await first.close()
+    assert receiver.received == []
+
+    second = await start_app()
+    got = await receiver.next()
+
+    assert json.loads(got.body)["id"] == event_id
+
+    async def delivered() -> bool:
+        rows = await deliveries(second, account, webhook["id"])
+        return rows[0]["status"] == "delivered"
+
+    await eventually(delivered)
+
+
+async def test_two_dispatchers_never_claim_the_same_delivery(
+    hook_client: TestClient, receiver: Receiver
+) -> None:
+    await stop_dispatcher(hook_client)
+    account = await new_account(hook_client)
+    await create_webhook(hook_client, account, receiver.url("ok"))
+    queued = {await queue_event(hook_client, account.id) for _ in range(5)}
+    sessionmaker = hook_client.app[DB_SESSIONMAKER]
+    sender = WebhookSender(timeout=1.0, allow_private=True)
+    nodes = [WebhookDispatcher(sessionmaker, sender=sender, policy=FAST) for _ in range(2)]
+
+    one, _ = await nodes[0].claim(1000)
+    other, _ = await nodes[1].claim(1000)
+
+    assert queued <= {claim.event_id for claim in one}  # the first node leased them
+    assert not queued & {claim.event_id for claim in other}
