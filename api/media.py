@@ -17,6 +17,8 @@ from aiohttp import web
 from api.keys import AUTHORIZER, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
 from api.metrics import METRICS
 from api.recording_store import DatabaseRecordingStore
+from api.stream_events import DatabaseStreamEvents
+from api.stream_view import StreamView
 from ingest.live import EndReason, LiveStreams
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
@@ -49,7 +51,8 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     orchestrator = Orchestrator(
         settings,
         ffmpeg=ffmpeg,
-        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER]),
+        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
+        events=DatabaseStreamEvents.for_app(app),
         storage=storage,
         disconnect=live.end,
     )

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from api.openapi_livestreams import LIVESTREAM_MODELS, livestream_paths
 from api.openapi_parts import REF, errors, id_param, json_response
-from api.openapi_webhooks import WEBHOOK_MODELS, webhook_paths
+from api.openapi_webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
 from api.schemas import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
 
@@ -54,6 +54,7 @@ def build_document(settings: Settings) -> dict[str, Any]:
             },
         },
         "paths": _paths(),
+        "webhooks": webhook_events(),
     }
 
 

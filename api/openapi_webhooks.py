@@ -1,5 +1,7 @@
-"""The webhook part of the OpenAPI document: the ``/v1/webhooks`` operations. Bodies refer to
-component schemas generated from :mod:`api.webhook_schemas` (listed in :data:`WEBHOOK_MODELS`).
+"""The webhook part of the OpenAPI document: the ``/v1/webhooks`` operations and, under the
+document's top-level ``webhooks``, the events liverelay POSTs to subscribers. Bodies refer to
+component schemas generated from :mod:`api.webhook_schemas` and :mod:`api.event_schemas` (listed
+in :data:`WEBHOOK_MODELS`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
+from api.event_schemas import WebhookEvent
 from api.openapi_parts import body, errors, id_param, json_response, query_param
+from api.outbox import EVENT_TYPES
 from api.routes.livestreams import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from api.webhook_schemas import (
     WebhookCreate,
@@ -25,6 +29,7 @@ WEBHOOK_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookOutput, "serialization"),
     (WebhookList, "serialization"),
     (WebhookDeliveryPage, "serialization"),
+    (WebhookEvent, "serialization"),
 ]
 """Models whose schemas the webhook operations refer to."""
 
@@ -55,6 +60,32 @@ def webhook_paths() -> dict[str, Any]:
             },
         },
         "/v1/webhooks/{id}/deliveries": {"parameters": [_WEBHOOK_ID], "get": _deliveries()},
+    }
+
+
+def webhook_events() -> dict[str, Any]:
+    """The document's top-level ``webhooks``: one POST per event type."""
+    return {
+        event_type: {
+            "post": {
+                "operationId": f"event_{event_type.replace('.', '_')}",
+                "summary": f"`{event_type}` sent to subscribed webhooks",
+                "description": _SIGNATURE,
+                "parameters": [_signature_header()],
+                "requestBody": body("WebhookEvent"),
+                "responses": {"200": {"description": "Any 2xx: delivered"}},
+            }
+        }
+        for event_type in EVENT_TYPES
+    }
+
+
+def _signature_header() -> dict[str, Any]:
+    return {
+        "name": "Liverelay-Signature",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"},
     }
 
 

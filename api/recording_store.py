@@ -1,4 +1,9 @@
-"""The database-backed :class:`workers.recording.RecordingStore`."""
+"""The database-backed :class:`workers.recording.RecordingStore`.
+
+A finished recording queues ``recording.ready`` or ``recording.failed`` in the transaction that
+stores its final state (when the store has a :class:`~api.stream_view.StreamView` to render the
+event with).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.models import Recording
+from api.outbox import enqueue
+from api.stream_view import StreamView
 from workers.recording import RecordingStatus, RecordingSummary
 
 
 class DatabaseRecordingStore:
     """Creates and finishes ``recordings`` rows for the orchestrator, one transaction each."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], view: StreamView | None = None
+    ) -> None:
+        """Without ``view`` no ``recording.*`` events are queued."""
         self._sessionmaker = sessionmaker
+        self._view = view
 
     async def recording_started(self, stream_id: str, started_at: float) -> str:
         """Insert a ``recording`` row; return its id."""
@@ -36,6 +47,19 @@ class DatabaseRecordingStore:
             recording.bytes = summary.bytes
             recording.segments = summary.segments
             recording.error = summary.error[:512] if summary.error else None
+            await session.flush()
+            await self._queue_finished(session, recording)
+
+    async def _queue_finished(self, session: AsyncSession, recording: Recording) -> None:
+        if self._view is None or recording.status not in ("ready", "failed"):
+            return
+        loaded = await self._view.load(session, recording.live_stream_id)
+        if loaded is None:
+            return
+        stream, account = loaded
+        data = self._view.recording_event(stream, account, recording)
+        event_type = "recording.ready" if recording.status == "ready" else "recording.failed"
+        await enqueue(session, account_id=account.id, event_type=event_type, data=data)
 
     async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
         """Rows still in state ``recording``."""

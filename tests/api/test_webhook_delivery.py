@@ -12,9 +12,11 @@ from aiohttp.test_utils import TestClient
 
 from api.keys import DB_SESSIONMAKER
 from api.metrics import METRICS
+from api.models import new_object_id
+from api.stream_events import DatabaseStreamEvents
 from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
 from api.webhook_sender import WebhookSender
-from tests.api.conftest import TIMESTAMP, new_account
+from tests.api.conftest import HEX24, TIMESTAMP, create_stream, new_account
 from tests.api.webhook_support import (
     FAST,
     Receiver,
@@ -29,6 +31,7 @@ from tests.api.webhook_support import (
     start_app,
     stop_dispatcher,
 )
+from workers.events import SessionInfo
 
 __all__ = ["hook_client", "hook_settings", "receiver", "start_app"]  # fixtures
 
@@ -184,3 +187,21 @@ async def test_two_dispatchers_never_claim_the_same_delivery(
 
     assert queued <= {claim.event_id for claim in one}  # the first node leased them
     assert not queued & {claim.event_id for claim in other}
+
+
+async def test_a_session_start_arrives_with_the_stream_as_the_api_shows_it(
+    hook_client: TestClient, receiver: Receiver
+) -> None:
+    account = await new_account(hook_client)
+    stream = await create_stream(hook_client, account)
+    await create_webhook(hook_client, account, receiver.url("ok"), ["livestream.started"])
+    info = SessionInfo(stream["id"], new_object_id(), time.time(), "203.0.113.7:50000")
+
+    await DatabaseStreamEvents.for_app(hook_client.app).session_started(info)
+    event = json.loads((await receiver.next()).body)
+
+    assert event["type"] == "livestream.started" and HEX24.match(event["id"])
+    path = f"/v1/livestreams/{stream['id']}"
+    current = await (await hook_client.get(path, headers=account.headers)).json()
+    assert {k: v for k, v in event["data"].items() if k != "session"} == current
+    assert event["data"]["session"]["id"] == info.session_id

@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from api.keys import DB_SESSIONMAKER
 from api.models import WebhookDelivery
+from api.outbox import EVENT_TYPES
 from api.routes.webhooks import MAX_WEBHOOKS_PER_ACCOUNT
 from tests.api.conftest import HEX24, TIMESTAMP, AccountCredentials, MakeAccount, assert_error
 from tests.api.test_openapi import assert_matches_spec, fetch_document
@@ -224,3 +225,11 @@ async def test_responses_match_the_openapi_document(
     await assert_matches_spec(document, "delete", "/v1/webhooks/{id}", response)
     response = await api_client.get(item, headers=headers)
     await assert_matches_spec(document, "get", "/v1/webhooks/{id}", response)
+
+
+async def test_every_event_is_documented(api_client: TestClient) -> None:
+    document = await fetch_document(api_client)
+
+    assert set(document["webhooks"]) == set(EVENT_TYPES)
+    schema = document["components"]["schemas"]["WebhookEvent"]
+    assert set(schema["required"]) == {"id", "type", "createdAt", "data"}

@@ -1,0 +1,152 @@
+"""The database-backed :class:`workers.events.StreamEvents`: every live session is kept as a
+``live_sessions`` row and every change of it queues its webhook event in the same transaction.
+
+The media path calls these methods; they never raise into it. When the database is away (or
+slower than ``timeout``) the change is logged, without parameters that could hold secrets, and
+dropped: the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.database import describe_error
+from api.keys import DB_SESSIONMAKER
+from api.models import LiveSession
+from api.outbox import EventType, enqueue
+from api.stream_view import RestreamChange, StreamView
+from workers.events import EndReason, RestreamState, SessionInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds one event may take to be written before it is given up."""
+
+SessionChange = Callable[[LiveSession], None]
+
+
+class DatabaseStreamEvents:
+    """Records sessions and queues ``livestream.*`` and ``restream.*`` events."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        view: StreamView,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._view = view
+        self._timeout = timeout
+
+    @classmethod
+    def for_app(cls, app: web.Application) -> DatabaseStreamEvents:
+        """The events of ``app``, whose database context has started."""
+        return cls(app[DB_SESSIONMAKER], StreamView(app))
+
+    async def session_started(self, info: SessionInfo) -> None:
+        """Insert the session row; queue ``livestream.started``."""
+        await self._record(info, "livestream.started", _unchanged)
+
+    async def session_reconnected(self, info: SessionInfo, client_address: str) -> None:
+        """Count the reconnect; queue ``livestream.reconnected``."""
+        await self._record(info, "livestream.reconnected", _count_reconnect)
+
+    async def session_ended(
+        self, info: SessionInfo, *, ended_at: float, reason: EndReason, bytes_in: int
+    ) -> None:
+        """Store the end, its reason and the bytes received; queue ``livestream.ended``."""
+
+        def end(row: LiveSession) -> None:
+            row.ended_at = _datetime(ended_at)
+            row.end_reason = reason
+            row.bytes_in = bytes_in
+
+        await self._record(info, "livestream.ended", end)
+
+    async def restream_changed(
+        self, info: SessionInfo, *, target_id: str, state: RestreamState, last_error: str | None
+    ) -> None:
+        """Queue ``restream.connected`` or ``restream.failed`` for the target."""
+        change = RestreamChange(target_id, state, last_error)
+        event_type: EventType = "restream.connected" if state == "connected" else "restream.failed"
+
+        async def queue(session: AsyncSession) -> None:
+            loaded = await self._view.load(session, info.stream_id)
+            if loaded is None:
+                return
+            row = await _session_row(session, info)
+            data = self._view.restream_event(*loaded, row, change)
+            if data is not None:  # None: the target was removed meanwhile
+                await enqueue(session, account_id=loaded[1].id, event_type=event_type, data=data)
+
+        await self._transaction(info, event_type, queue)
+
+    async def _record(
+        self, info: SessionInfo, event_type: EventType, change: SessionChange
+    ) -> None:
+        async def apply(session: AsyncSession) -> None:
+            row = await _session_row(session, info)
+            change(row)
+            await session.flush()
+            loaded = await self._view.load(session, info.stream_id)
+            if loaded is not None:
+                data = self._view.session_event(*loaded, row)
+                await enqueue(session, account_id=loaded[1].id, event_type=event_type, data=data)
+
+        await self._transaction(info, event_type, apply)
+
+    async def _transaction(
+        self,
+        info: SessionInfo,
+        event_type: str,
+        work: Callable[[AsyncSession], Awaitable[None]],
+    ) -> None:
+        """Run ``work`` in one transaction; log and drop any failure."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._sessionmaker() as session, session.begin():
+                    await work(session)
+        except Exception as exc:  # the media path must never see a database problem
+            log.warning(
+                "stream %s: %s of session %s not recorded: %s",
+                info.stream_id,
+                event_type,
+                info.session_id,
+                describe_error(exc),
+            )
+
+
+async def _session_row(session: AsyncSession, info: SessionInfo) -> LiveSession:
+    """The row of ``info``'s session, created if missing (e.g. the start was not recorded
+    because the database was away then)."""
+    row = await session.get(LiveSession, info.session_id)
+    if row is None:
+        row = LiveSession(
+            id=info.session_id,
+            live_stream_id=info.stream_id,
+            started_at=_datetime(info.started_at),
+            client_address=info.client_address[:128],
+            reconnects=0,
+            bytes_in=0,
+        )
+        session.add(row)
+    return row
+
+
+def _unchanged(row: LiveSession) -> None:
+    """A new session needs nothing beyond its row."""
+
+
+def _count_reconnect(row: LiveSession) -> None:
+    row.reconnects += 1
+
+
+def _datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

@@ -1,0 +1,172 @@
+"""A live stream rendered outside a request, exactly as ``GET /v1/livestreams/{id}`` returns it
+to its owner: the ``data`` of webhook events.
+
+It goes through the same serializer as the routes (:func:`api.schemas.live_stream_output`) and
+reads the same app-level values they do (public URLs, the bound RTMP port, which streams are
+live, the relay state of restream targets) when it renders, not when it is built: it is
+constructed before the media context has started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from api.auth import AuthenticatedAccount
+from api.current_session import CurrentSessionOutput, current_session_output
+from api.event_schemas import LiveStreamEventData, RecordingEventData, RestreamEventData
+from api.keys import RTMP_PORT, SETTINGS
+from api.models import Account, LiveSession, LiveStream, Recording
+from api.schemas import LiveStreamOutput, StatusLookup, live_stream_output, recording_output
+from api.session_schemas import session_output
+from workers.events import RestreamState
+from workers.stream_outputs import StreamOutputs
+from workers.supervisor import OutputState, OutputStatus
+
+
+class StreamView:
+    """Renders streams (and the objects events attach to them) for the app ``app``."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def load(
+        self, session: AsyncSession, stream_id: str
+    ) -> tuple[LiveStream, AuthenticatedAccount] | None:
+        """Stream ``stream_id`` (also when deleted) with its targets, and its owner."""
+        query = (
+            select(LiveStream, Account)
+            .join(Account, Account.id == LiveStream.account_id)
+            .where(LiveStream.id == stream_id)
+            .options(selectinload(LiveStream.targets))
+        )
+        row = (await session.execute(query)).one_or_none()
+        if row is None:
+            return None
+        stream, account = row
+        return stream, AuthenticatedAccount(id=account.id, name=account.name, apikey=account.apikey)
+
+    def stream(
+        self,
+        stream: LiveStream,
+        account: AuthenticatedAccount,
+        *,
+        live: bool | None = None,
+        change: RestreamChange | None = None,
+    ) -> LiveStreamOutput:
+        """The stream object; its live state is read from this node unless ``live`` is False
+        (a session that just ended); ``change`` is a restream target's newly reported state."""
+        settings = self._app[SETTINGS]
+        outputs, session = self._media_state(stream.id)
+        lookup = _relay_status(outputs)
+        return live_stream_output(
+            stream,
+            account,
+            rtmp_base=settings.rtmp_base_url(self._app.get(RTMP_PORT)),
+            http_base=settings.http_base_url(),
+            live=session is not None and live is not False,
+            restream_status=change.overlay(lookup) if change is not None else lookup,
+            current_session=session if live is not False else None,
+        )
+
+    def session_event(
+        self, stream: LiveStream, account: AuthenticatedAccount, row: LiveSession
+    ) -> dict[str, Any]:
+        """``data`` of a ``livestream.*`` event (an ended session is never shown live)."""
+        output = self.stream(stream, account, live=False if row.ended_at else None)
+        data = LiveStreamEventData(**_fields(output), session=session_output(row))
+        return data.model_dump(by_alias=True)
+
+    def restream_event(
+        self,
+        stream: LiveStream,
+        account: AuthenticatedAccount,
+        row: LiveSession,
+        change: RestreamChange,
+    ) -> dict[str, Any] | None:
+        """``data`` of a ``restream.*`` event (``None`` if the target is no longer listed)."""
+        output = self.stream(stream, account, change=change)
+        target = next((t for t in output.restream if t.target_id == change.target_id), None)
+        if target is None:
+            return None
+        data = RestreamEventData(**_fields(output), session=session_output(row), target=target)
+        return data.model_dump(by_alias=True)
+
+    def recording_event(
+        self, stream: LiveStream, account: AuthenticatedAccount, recording: Recording
+    ) -> dict[str, Any]:
+        """``data`` of a ``recording.*`` event."""
+        output = self.stream(stream, account)
+        http_base = self._app[SETTINGS].http_base_url()
+        data = RecordingEventData(
+            **_fields(output), recording=recording_output(recording, http_base=http_base)
+        )
+        return data.model_dump(by_alias=True)
+
+    def _media_state(
+        self, stream_id: str
+    ) -> tuple[StreamOutputs | None, CurrentSessionOutput | None]:
+        """The stream's outputs and current session on this node (none before the media
+        context started or after it stopped)."""
+        # api.media constructs views (it imports this module): its names are imported here.
+        from api.media import ORCHESTRATOR, live_status
+
+        orchestrator = self._app.get(ORCHESTRATOR)
+        if orchestrator is None:
+            return None, None
+        session = current_session_output(live_status(self._app, stream_id))
+        return orchestrator.get(stream_id), session
+
+
+def _relay_status(outputs: StreamOutputs | None) -> StatusLookup:
+    """The relay state of each restream target among ``outputs`` (none: not relaying)."""
+
+    def lookup(target_id: str) -> OutputStatus | None:
+        output = outputs.restreams.get(target_id) if outputs is not None else None
+        return output.status() if output is not None else None
+
+    return lookup
+
+
+@dataclasses.dataclass(frozen=True)
+class RestreamChange:
+    """What the orchestrator reported about one restream target."""
+
+    target_id: str
+    state: RestreamState
+    last_error: str | None
+
+    def overlay(self, lookup: StatusLookup) -> StatusLookup:
+        """``lookup`` with this target's state as reported (the orchestrator may have moved on
+        by the time the event is rendered)."""
+        state = OutputState.LIVE if self.state == "connected" else OutputState.FAILED
+
+        def overlaid(target_id: str) -> OutputStatus | None:
+            status = lookup(target_id)
+            if target_id != self.target_id:
+                return status
+            if status is None:
+                status = OutputStatus(
+                    name=f"restream:{target_id}",
+                    state=state,
+                    since=time.time(),
+                    retries=0,
+                    restarts=0,
+                    last_error=None,
+                    stderr_tail=(),
+                )
+            return dataclasses.replace(status, state=state, last_error=self.last_error)
+
+        return overlaid
+
+
+def _fields(model: LiveStreamOutput) -> Mapping[str, Any]:
+    """The fields of ``model`` by name, nested models kept as they are."""
+    return dict(model)
