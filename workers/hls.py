@@ -24,12 +24,16 @@ from workers.supervisor import PermanentOutputError, RunContext, Supervisor, run
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+COALESCE_BYTES = 32 * 1024
+COALESCE_SECONDS = 0.02
+"""Writes to ffmpeg wait up to this long for :data:`COALESCE_BYTES`, so each write (and
+each ffmpeg wake-up) carries several RTMP messages rather than one or two."""
 
 
 async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> bool:
     """Write everything ``sub`` delivers into ``process`` until the publish ends (returns
     True) or a break was requested (returns False)."""
-    while batch := await sub.read():
+    while batch := await sub.read(min_bytes=COALESCE_BYTES, max_wait=COALESCE_SECONDS):
         await process.write(b"".join(batch) if len(batch) > 1 else batch[0])
     return batch is None
 

@@ -247,3 +247,65 @@ async def test_stats_of_an_audio_only_publish_without_metadata() -> None:
     assert hub.stats.video is None
     assert hub.stats.audio is not None
     assert (hub.stats.audio.sample_rate, hub.stats.audio.channels) == (44100, 1)
+
+
+async def test_coalescing_read_waits_for_more_data_in_order() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 33, key())
+
+    async def later() -> None:
+        await asyncio.sleep(0.01)
+        hub.publish_media(TAG_AUDIO, 40, b"\xaf\x01\x01")
+        hub.publish_media(TAG_VIDEO, 66, inter())
+
+    feeder = asyncio.create_task(later())
+    batch = await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=0.2), 1)
+    await feeder
+    assert len(batch) == 3
+    assert key() in batch[0] and b"\xaf\x01\x01" in batch[1] and inter() in batch[2]
+
+
+async def test_coalescing_read_is_bounded_by_max_wait() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 33, key())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    batch = await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=0.05), 1)
+    assert len(batch) == 1
+    assert 0.04 <= loop.time() - start < 0.5
+    hub.publish_media(TAG_VIDEO, 66, key(5000))
+    start = loop.time()
+    batch = await asyncio.wait_for(sub.read(min_bytes=1000, max_wait=5), 1)
+    assert len(batch) == 1 and loop.time() - start < 0.1  # enough queued: no wait
+
+
+async def test_coalescing_read_does_not_delay_a_break_or_the_end() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    loop = asyncio.get_running_loop()
+    hub.publish_media(TAG_VIDEO, 33, key())
+    loop.call_later(0.01, sub.request_break)
+    start = loop.time()
+    batch = await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1)
+    assert len(batch) == 1 and loop.time() - start < 0.5
+    assert await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1) == []
+    # a break already queued behind data: the data comes at once, then the break
+    hub.publish_media(TAG_VIDEO, 66, key())
+    sub.request_break()
+    hub.publish_media(TAG_VIDEO, 99, key())
+    start = loop.time()
+    assert len(await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1)) == 1
+    assert await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1) == []
+    assert len(await asyncio.wait_for(sub.read(min_bytes=1, max_wait=5), 1)) == 1
+    assert loop.time() - start < 0.5
+    hub.publish_media(TAG_VIDEO, 132, key())
+    loop.call_later(0.01, hub.close)
+    start = loop.time()
+    assert len(await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1)) == 1
+    assert await asyncio.wait_for(sub.read(min_bytes=1_000_000, max_wait=5), 1) is None
+    assert loop.time() - start < 0.5
