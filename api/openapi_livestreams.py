@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from api.openapi_parts import body, errors, id_param, json_response, query_param
+from api.restream_schemas import RestreamTargetInput, RestreamTargetOutput, RestreamTargetUpdate
 from api.routes.livestreams import (
     DEFAULT_PER_PAGE,
     MAX_NAME_FILTER,
@@ -26,9 +27,6 @@ from api.schemas import (
     LiveStreamUpdate,
     RecordingList,
     RecordingOutput,
-    RestreamTargetInput,
-    RestreamTargetOutput,
-    RestreamTargetUpdate,
 )
 from api.session_schemas import SessionPage
 

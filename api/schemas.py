@@ -1,41 +1,39 @@
 """Request and response bodies of ``/v1/livestreams`` and its sub-resources, as pydantic models.
 
-Request models are strict and forbid unknown fields; their validation errors become the standard
-error shape with JSON field paths. Response models are what handlers serialise through, so the
-OpenAPI document generated from them (:mod:`api.openapi`) cannot drift from the wire.
+Request models are strict and forbid unknown fields (:mod:`api.schema_base` has the
+conventions, :mod:`api.restream_schemas` the restream target bodies); their validation errors
+become the standard error shape with JSON field paths. Response models are what handlers
+serialise through, so the OpenAPI document generated from them (:mod:`api.openapi`) cannot
+drift from the wire.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.auth import AuthenticatedAccount
-from api.current_session import CurrentSessionOutput, OutputStateName
+from api.current_session import CurrentSessionOutput
 from api.errors import ApiError, FieldError
 from api.models import (
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     LiveStream,
     Recording,
-    RestreamTarget,
 )
-from api.targets import restream_url_problem
+from api.restream_schemas import (
+    RestreamTargetInput,
+    RestreamTargetOutput,
+    restream_target_output,
+)
+from api.schema_base import InputModel as _Input
+from api.schema_base import OutputModel as _Output
+from api.schema_base import iso_timestamp, omit_null_defaults, optional_field
 from workers.recording import RecordingSummary
 from workers.supervisor import OutputStatus
 
@@ -43,13 +41,9 @@ MAX_RESTREAM_TARGETS = 10
 MAX_RECONNECT_WINDOW_SECONDS = 1800
 MIN_MAX_DURATION_SECONDS = 60
 MAX_MAX_DURATION_SECONDS = DEFAULT_MAX_DURATION_SECONDS
-_NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
 
 _NOT_BLANK_NOR_NUL = r"^[^\x00]*[^\s\x00\x1c-\x1f\x85][^\x00]*$"
 """Documents what :func:`_not_blank` refuses (the validator gives the precise message)."""
-_RESTREAM_URL = r"^[Rr][Tt][Mm][Pp][Ss]?://[^\x00-\x20\x7f]+$"
-"""Documents part of what :func:`api.targets.restream_url_problem` refuses (no host, private
-addresses are checked there only)."""
 
 Name = Annotated[
     str,
@@ -61,7 +55,7 @@ Name = Annotated[
     ),
 ]
 RestreamList = Annotated[
-    list["RestreamTargetInput"],
+    list[RestreamTargetInput],
     Field(max_length=MAX_RESTREAM_TARGETS, description="Targets the stream is relayed to."),
 ]
 
@@ -95,49 +89,6 @@ MaxDuration = Annotated[
     ),
     BeforeValidator(_integral),
 ]
-Url = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=2048,
-        description="rtmp:// or rtmps:// URL of the ingest, with a host; unless the server "
-        "allows private targets, not a loopback, private or link-local address.",
-        json_schema_extra={"pattern": _RESTREAM_URL},
-    ),
-]
-TargetKey = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=512,
-        pattern=_NO_SPACE_OR_CONTROL,
-        description="The target's stream key (appended to `url` after a `/`).",
-    ),
-]
-
-
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-def _url_is_allowed(value: str, info: ValidationInfo) -> str:
-    if "\x00" in value:
-        raise PydanticCustomError("nul_character", "url must not contain NUL characters")
-    allow_private = bool(info.context and info.context.get("allow_private_targets"))
-    problem = restream_url_problem(value, allow_private=allow_private)
-    if problem is not None:
-        raise PydanticCustomError("restream_url", problem)
-    return value
-
-
-class RestreamTargetInput(_Input):
-    """A restream target as sent by clients (also the body of
-    ``POST /v1/livestreams/{id}/restream``)."""
-
-    url: Url
-    stream_key: TargetKey = Field(alias="streamKey")
-
-    _url_allowed = field_validator("url")(_url_is_allowed)
 
 
 def _not_blank(value: str) -> str:
@@ -168,69 +119,19 @@ class LiveStreamCreate(_Input):
     _name_not_blank = field_validator("name")(_not_blank)
 
 
-def _omit_null_defaults(schema: dict[str, Any]) -> None:
-    """``null`` is refused, so it is not documented as the default of the optional fields."""
-    for field_schema in schema.get("properties", {}).values():
-        if "default" in field_schema and field_schema["default"] is None:
-            del field_schema["default"]
-
-
-def _optional(alias: str | None = None) -> Any:
-    """An optional field whose absence is told by ``model_fields_set``; ``null`` is refused
-    (the model's config needs ``json_schema_extra=_omit_null_defaults``)."""
-    return Field(default=None, alias=alias)
-
-
 class LiveStreamUpdate(_Input):
     """Body of ``PATCH``/``POST /v1/livestreams/{id}``: only the given fields change;
     ``restream`` replaces the whole list. ``null`` is not accepted for any field."""
 
-    model_config = ConfigDict(json_schema_extra=_omit_null_defaults)
+    model_config = ConfigDict(json_schema_extra=omit_null_defaults)
 
-    name: Name = _optional()
-    record: bool = _optional()
-    restream: RestreamList = _optional()
-    reconnect_window_seconds: ReconnectWindow = _optional("reconnectWindowSeconds")
-    max_duration_seconds: MaxDuration = _optional("maxDurationSeconds")
+    name: Name = optional_field()
+    record: bool = optional_field()
+    restream: RestreamList = optional_field()
+    reconnect_window_seconds: ReconnectWindow = optional_field("reconnectWindowSeconds")
+    max_duration_seconds: MaxDuration = optional_field("maxDurationSeconds")
 
     _name_not_blank = field_validator("name")(_not_blank)
-
-
-class RestreamTargetUpdate(_Input):
-    """Body of ``PATCH /v1/livestreams/{id}/restream/{targetId}``: only the given fields
-    change; the target keeps its ``_id``. ``null`` is not accepted."""
-
-    model_config = ConfigDict(json_schema_extra=_omit_null_defaults)
-
-    url: Url = _optional()
-    stream_key: TargetKey = _optional("streamKey")
-
-    _url_allowed = field_validator("url")(_url_is_allowed)
-
-
-class _Output(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True, extra="forbid")
-
-
-class RestreamTargetOutput(_Output):
-    """A restream target in responses, with the state of its relay on this node."""
-
-    target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
-    url: str
-    stream_key: str
-    status: OutputStateName = Field(
-        description="`idle` when the stream is not live; while live: `connecting`, `live`, "
-        "`retrying` (waiting out the backoff after a failure) or `failed`."
-    )
-    last_error: str | None = Field(
-        description="Why the last attempt failed (stream keys and credentials removed); "
-        "null when not live or nothing failed."
-    )
-    since: str | None = Field(
-        json_schema_extra={"format": "date-time"},
-        description="When the current status began; null when not live.",
-    )
-    retries: int = Field(description="Consecutive failed attempts in this live session.")
 
 
 StreamStatus = Literal["idle", "live", "disabled"]
@@ -345,12 +246,6 @@ class ReadinessOutput(_Output):
     checks: dict[str, str]
 
 
-def iso_timestamp(value: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and ``Z``: ``2021-07-05T12:43:52.921Z``."""
-    utc = value.astimezone(UTC)
-    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
-
-
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object (413 when larger than the app's limit)."""
     raw = await request.read()
@@ -395,21 +290,6 @@ StatusLookup = Callable[[str], OutputStatus | None]
 
 def _not_relaying(target_id: str) -> OutputStatus | None:
     return None
-
-
-def restream_target_output(
-    target: RestreamTarget, status: OutputStatus | None
-) -> RestreamTargetOutput:
-    """A target with its relay state (``idle`` and nulls when it is not being relayed)."""
-    return RestreamTargetOutput(
-        _id=target.id,
-        url=target.url,
-        stream_key=target.stream_key,
-        status=status.state.value if status is not None else "idle",
-        last_error=status.last_error if status is not None else None,
-        since=iso_timestamp(datetime.fromtimestamp(status.since, UTC)) if status else None,
-        retries=status.retries if status is not None else 0,
-    )
 
 
 def live_stream_output(

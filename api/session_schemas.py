@@ -6,10 +6,11 @@ from __future__ import annotations
 from pydantic import Field
 
 from api.models import LiveSession
-from api.schemas import PageInfo, _Output, iso_timestamp
+from api.schema_base import OutputModel, iso_timestamp
+from api.schemas import PageInfo
 
 
-class SessionOutput(_Output):
+class SessionOutput(OutputModel):
     """One live session of a stream: from its first publish to its end (a publisher that
     reconnects inside the window stays in the same session)."""
 
@@ -28,7 +29,7 @@ class SessionOutput(_Output):
     bytes_in: int = Field(description="Media bytes received (known once it ended).")
 
 
-class SessionPage(_Output):
+class SessionPage(OutputModel):
     """Body of ``GET /v1/livestreams/{id}/sessions``: newest first."""
 
     page_info: PageInfo

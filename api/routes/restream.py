@@ -16,15 +16,13 @@ from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import SETTINGS
 from api.models import LiveStream, RestreamTarget
-from api.routes.livestreams import apply_restream, own_stream, restream_status, transaction
-from api.schemas import (
-    MAX_RESTREAM_TARGETS,
+from api.restream_schemas import (
     RestreamTargetInput,
     RestreamTargetUpdate,
-    read_json_object,
     restream_target_output,
-    validate_body,
 )
+from api.routes.livestreams import apply_restream, own_stream, restream_status, transaction
+from api.schemas import MAX_RESTREAM_TARGETS, read_json_object, validate_body
 
 log = logging.getLogger(__name__)
 

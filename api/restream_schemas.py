@@ -1,0 +1,115 @@
+"""Bodies of a restream target: as sent in ``restream`` lists and to
+``/v1/livestreams/{id}/restream``, and as returned with the state of its relay."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from api.current_session import OutputStateName
+from api.models import RestreamTarget
+from api.schema_base import (
+    InputModel,
+    OutputModel,
+    iso_timestamp,
+    omit_null_defaults,
+    optional_field,
+)
+from api.targets import restream_url_problem
+from workers.supervisor import OutputStatus
+
+_NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
+_RESTREAM_URL = r"^[Rr][Tt][Mm][Pp][Ss]?://[^\x00-\x20\x7f]+$"
+"""Documents part of what :func:`api.targets.restream_url_problem` refuses (no host, private
+addresses are checked there only)."""
+
+Url = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        description="rtmp:// or rtmps:// URL of the ingest, with a host; unless the server "
+        "allows private targets, not a loopback, private or link-local address.",
+        json_schema_extra={"pattern": _RESTREAM_URL},
+    ),
+]
+TargetKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=512,
+        pattern=_NO_SPACE_OR_CONTROL,
+        description="The target's stream key (appended to `url` after a `/`).",
+    ),
+]
+
+
+def _url_is_allowed(value: str, info: ValidationInfo) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "url must not contain NUL characters")
+    allow_private = bool(info.context and info.context.get("allow_private_targets"))
+    problem = restream_url_problem(value, allow_private=allow_private)
+    if problem is not None:
+        raise PydanticCustomError("restream_url", problem)
+    return value
+
+
+class RestreamTargetInput(InputModel):
+    """A restream target as sent by clients (also the body of
+    ``POST /v1/livestreams/{id}/restream``)."""
+
+    url: Url
+    stream_key: TargetKey = Field(alias="streamKey")
+
+    _url_allowed = field_validator("url")(_url_is_allowed)
+
+
+class RestreamTargetUpdate(InputModel):
+    """Body of ``PATCH /v1/livestreams/{id}/restream/{targetId}``: only the given fields
+    change; the target keeps its ``_id``. ``null`` is not accepted."""
+
+    model_config = ConfigDict(json_schema_extra=omit_null_defaults)
+
+    url: Url = optional_field()
+    stream_key: TargetKey = optional_field("streamKey")
+
+    _url_allowed = field_validator("url")(_url_is_allowed)
+
+
+class RestreamTargetOutput(OutputModel):
+    """A restream target in responses, with the state of its relay on this node."""
+
+    target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
+    url: str
+    stream_key: str
+    status: OutputStateName = Field(
+        description="`idle` when the stream is not live; while live: `connecting`, `live`, "
+        "`retrying` (waiting out the backoff after a failure) or `failed`."
+    )
+    last_error: str | None = Field(
+        description="Why the last attempt failed (stream keys and credentials removed); "
+        "null when not live or nothing failed."
+    )
+    since: str | None = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the current status began; null when not live.",
+    )
+    retries: int = Field(description="Consecutive failed attempts in this live session.")
+
+
+def restream_target_output(
+    target: RestreamTarget, status: OutputStatus | None
+) -> RestreamTargetOutput:
+    """A target with its relay state (``idle`` and nulls when it is not being relayed)."""
+    return RestreamTargetOutput(
+        _id=target.id,
+        url=target.url,
+        stream_key=target.stream_key,
+        status=status.state.value if status is not None else "idle",
+        last_error=status.last_error if status is not None else None,
+        since=iso_timestamp(datetime.fromtimestamp(status.since, UTC)) if status else None,
+        retries=status.retries if status is not None else 0,
+    )
