@@ -45,16 +45,6 @@ class Tracks:
     has_video: bool
 
 
-@dataclass(frozen=True)
-class _Tag:
-    data: bytes
-    random_access: bool
-    """A point a lagging subscription may resume at (video keyframe; any audio frame of an
-    audio-only stream)."""
-    config: bool
-    """A sequence header: always delivered, it is tiny and decoding depends on it."""
-
-
 class Subscription:
     """One consumer's view of a stream: a bounded queue of complete FLV tags."""
 
@@ -85,21 +75,25 @@ class Subscription:
         self._waiting_for_keyframe = wait_for_keyframe
         self._wakeup.set()
 
-    def _offer(self, tag: _Tag, *, video_keyframes: bool) -> None:
+    def _offer(self, data: bytes, random_access: bool, config: bool, video_keyframes: bool) -> None:
+        """Queue one FLV tag. ``random_access``: a point a lagging subscription may resume at
+        (video keyframe; any audio frame of an audio-only stream). ``config``: a sequence
+        header, always delivered (it is tiny and decoding depends on it). Plain arguments, not
+        an object: this runs for every message and every subscription."""
         if self._closed:
             return
-        if self._waiting_for_keyframe and not tag.config:
-            if not tag.random_access:
+        if self._waiting_for_keyframe and not config:
+            if not random_access:
                 self.dropped_frames += 1
                 return
             self._waiting_for_keyframe = False
-        size = len(tag.data)
-        if self._queued_bytes + size > self.max_bytes and not tag.config:
+        size = len(data)
+        if self._queued_bytes + size > self.max_bytes and not config:
             self.dropped_frames += 1
             self._waiting_for_keyframe = video_keyframes
             self._warn_lagging()
             return
-        self._queue.append(tag.data)
+        self._queue.append(data)
         self._queued_bytes += size
         self._wakeup.set()
 
@@ -190,6 +184,8 @@ class StreamHub:
         self._video_header: bytes | None = None
         self._audio_header: bytes | None = None
         self._tracks: Tracks | None = None
+        self._video_expected = False
+        """Cached :meth:`_expects_video`, updated when the tracks or the video header change."""
         self._first_audio_ts: int | None = None
         self._gop: list[bytes] = []
         self._gop_bytes = 0
@@ -247,29 +243,34 @@ class StreamHub:
 
     def publish_media(self, kind: int, timestamp: int, body: bytes | memoryview) -> None:
         """Frame one audio/video message and hand it to every subscription without waiting."""
-        self.bytes_in += len(body)
+        size = len(body)
+        self.bytes_in += size
         self.last_media_at = now = self._clock()
-        self.bitrate.add(now, len(body))
+        self.bitrate.add(now, size)
         timestamp = self._rebase(timestamp)
         data = frame_tag(kind, timestamp, body)
         if kind == TAG_VIDEO:
             info = inspect_video(body)
-            if info.sequence_header:
+            config = info.sequence_header
+            if config:
                 self._video_header = data
-            random_access = info.keyframe
+                if self._tracks is None:
+                    self._video_expected = True
+            random_access = keyframe = info.keyframe
         else:
             info = inspect_audio(body)
-            if info.sequence_header:
+            config = info.sequence_header
+            if config:
                 self._audio_header = data
-            random_access = not self._expects_video()
+            random_access = not self._video_expected
+            keyframe = False
         if self._tracks is None:
-            self._guess_tracks(kind, timestamp, info.keyframe)
+            self._guess_tracks(kind, timestamp, keyframe)
         self.stats.on_media(kind, timestamp, info, body)
-        tag = _Tag(data, random_access, info.sequence_header)
-        self._cache_gop(kind, data, info.keyframe)
-        video_keyframes = self._expects_video()
+        self._cache_gop(kind, data, keyframe)
+        video_keyframes = self._video_expected
         for sub in self._subscriptions:
-            sub._offer(tag, video_keyframes=video_keyframes)
+            sub._offer(data, random_access, config, video_keyframes)
 
     def _cache_gop(self, kind: int, data: bytes, keyframe: bool) -> None:
         """Keep the frames since the last video keyframe, so an output that starts now begins
@@ -285,7 +286,7 @@ class StreamHub:
                 self._gop.append(data)
 
     def _expects_video(self) -> bool:
-        return self._tracks.has_video if self._tracks else self._video_header is not None
+        return self._video_expected
 
     def _guess_tracks(self, kind: int, timestamp: int, keyframe: bool) -> None:
         """Without metadata: video is known at the first keyframe; a stream is audio-only once
@@ -302,6 +303,7 @@ class StreamHub:
     def _set_tracks(self, tracks: Tracks) -> None:
         if tracks.has_audio or tracks.has_video:
             self._tracks = tracks
+            self._video_expected = tracks.has_video
             self.ready.set()
 
     def subscribe(self, name: str) -> Subscription:
