@@ -112,6 +112,9 @@ class LivePlaylist:
         self._pending_discontinuity = False
         self._seen: set[str] = set()
         self._on_segment = on_segment
+        self._synced: tuple[str, int, int, int] | None = None
+        """Path, inode, mtime and size of the private playlist when every segment it listed was
+        taken: the same file again has nothing new."""
         self.ended = False
         self.segments_total = 0
         """Segments published since the playlist began."""
@@ -132,17 +135,30 @@ class LivePlaylist:
             self._pending_discontinuity = True
 
     def sync(self, private_playlist: Path) -> int:
-        """Add segments that ffmpeg's playlist lists and we have not seen; returns how many."""
+        """Add segments that ffmpeg's playlist lists and we have not seen; returns how many.
+
+        Cheap when nothing changed: ffmpeg replaces its playlist by a rename, so an unchanged
+        inode, mtime and size mean the same list, and it is not read again (unless a listed
+        segment was missing from the disk last time)."""
         try:
+            st = os.stat(private_playlist)
+            key = (str(private_playlist), st.st_ino, st.st_mtime_ns, st.st_size)
+            if key == self._synced:
+                return 0
             text = private_playlist.read_text(encoding="utf-8")
         except FileNotFoundError:
             return 0
         added = 0
+        complete = True
         for seg in parse_media_playlist(text):
-            if seg.name in self._seen or not (self.directory / seg.name).exists():
+            if seg.name in self._seen:
+                continue
+            if not (self.directory / seg.name).exists():
+                complete = False
                 continue
             self.add(seg)
             added += 1
+        self._synced = key if complete else None
         if added:
             self.write()
         return added

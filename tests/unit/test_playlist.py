@@ -107,3 +107,27 @@ def test_segments_reported_to_callback(tmp_path: Path) -> None:
     )
     playlist.add(Segment("a.ts", 2.0))
     assert seen == ["a.ts"]
+
+
+def test_sync_skips_an_unchanged_private_playlist(tmp_path: Path, monkeypatch) -> None:
+    private = tmp_path / "ffmpeg-a.m3u8"
+    private.write_text(FFMPEG_PLAYLIST)
+    write_segments(tmp_path, "a-0.ts", "a-1.ts")
+    playlist = LivePlaylist(tmp_path, list_size=3, segment_seconds=2)
+    assert playlist.sync(private) == 2
+    reads = []
+    real_read_text = Path.read_text
+
+    def counting_read_text(self: Path, *args, **kwargs) -> str:
+        reads.append(self.name)
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting_read_text)
+    assert playlist.sync(private) == 0
+    assert reads == []  # same file: only a stat
+    tmp = tmp_path / "ffmpeg-a.m3u8.tmp"  # ffmpeg replaces its playlist by a rename
+    tmp.write_text(FFMPEG_PLAYLIST + "#EXTINF:2.000000,\na-2.ts\n")
+    tmp.replace(private)
+    write_segments(tmp_path, "a-2.ts")
+    assert playlist.sync(private) == 1
+    assert reads == ["ffmpeg-a.m3u8"]
