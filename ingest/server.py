@@ -215,17 +215,49 @@ class RTMPServer:
         meter = (
             BitrateMeter(BITRATE_WINDOW_SECONDS) if self._settings.rtmp_max_publish_kbps else None
         )
-        while True:
-            data = await self._read(reader, session, deadline)
-            if not data:
-                return False, "connection closed by publisher"
-            if meter is not None:
-                self._check_bitrate(meter, len(data))
-            for event in conn.receive_data(data):
-                await self._handle(event, conn, session, host)
-            self._send(writer, conn)
-            if writer.is_closing():
-                return True, "disconnected by server"
+        watchdog: _IdleWatchdog | None = None
+        try:
+            while True:
+                if session.publishing:
+                    if watchdog is None:
+                        watchdog = _IdleWatchdog(self._settings.rtmp_idle_timeout)
+                    data = await self._read_publishing(reader, watchdog)
+                else:
+                    data = await self._read(reader, session, deadline)
+                if not data:
+                    return False, "connection closed by publisher"
+                if meter is not None:
+                    self._check_bitrate(meter, len(data))
+                for event in conn.receive_data(data):
+                    await self._handle(event, conn, session, host)
+                self._send(writer, conn)
+                if writer.is_closing():
+                    return True, "disconnected by server"
+        finally:
+            if watchdog is not None:
+                watchdog.close()
+
+    async def _read_publishing(
+        self, reader: asyncio.StreamReader, watchdog: _IdleWatchdog
+    ) -> bytes:
+        """The next bytes of a publishing connection, within the idle timeout. Same semantics
+        as :meth:`_read`, without creating and cancelling a timer for every read."""
+        watchdog.reading_since = watchdog.loop.time()
+        try:
+            data = await reader.read(READ_SIZE)
+        except asyncio.CancelledError:
+            if watchdog.expired():
+                raise ConnectionLimitHit(
+                    CloseReason.IDLE_TIMEOUT, f"no data for {watchdog.timeout:g} s"
+                ) from None
+            raise
+        finally:
+            watchdog.reading_since = None
+        if watchdog.expired():  # fired just as the data came: the timeout wins
+            raise ConnectionLimitHit(
+                CloseReason.IDLE_TIMEOUT, f"no data for {watchdog.timeout:g} s"
+            )
+        return data
 
     async def _read(
         self, reader: asyncio.StreamReader, session: PublishSession, deadline: float
@@ -277,6 +309,50 @@ class RTMPServer:
             raise ConnectionLimitHit(
                 CloseReason.SLOW_READER, f"client does not read: {unsent} bytes unsent"
             )
+
+
+class _IdleWatchdog:
+    """The idle timeout of one publishing connection: one timer, re-armed only when it fires
+    while a read is younger than the timeout (at most once per timeout), rather than an
+    ``asyncio.timeout()`` per read. When a read has waited the whole timeout, it cancels the
+    reading task, as ``asyncio.timeout()`` would."""
+
+    __slots__ = ("_fired", "_handle", "_task", "loop", "reading_since", "timeout")
+
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.timeout = timeout
+        self.reading_since: float | None = None
+        """Loop time the pending read started, None between reads."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._fired = False
+        self._handle: asyncio.TimerHandle | None = self.loop.call_later(timeout, self._check)
+
+    def _check(self) -> None:
+        since = self.reading_since
+        now = self.loop.time()
+        if since is not None and now - since >= self.timeout - 0.001:
+            self._handle = None
+            self._fired = True
+            self._task.cancel()
+            return
+        start = since if since is not None else now
+        self._handle = self.loop.call_at(start + self.timeout, self._check)
+
+    def expired(self) -> bool:
+        """Whether the timeout fired (consumed: the task's cancel request is withdrawn)."""
+        if not self._fired:
+            return False
+        self._fired = False
+        self.close()
+        return self._task.uncancel() == 0
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _flush(writer: asyncio.StreamWriter, conn: RTMPServerConnection) -> None:
