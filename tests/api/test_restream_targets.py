@@ -4,8 +4,6 @@ databases; changes reach a live session's relays at once."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +15,7 @@ from api.media import ORCHESTRATOR
 from config import Settings
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from tests.api.conftest import HEX24, AccountCredentials, assert_error, create_stream, go_live
+from tests.polling import eventually
 
 A = {"url": "rtmp://a.example.com/live", "streamKey": "ka"}
 B = {"url": "rtmps://b.example.com:443/app", "streamKey": "kb"}
@@ -193,13 +192,6 @@ async def test_unknown_targets_and_streams_are_404(
         f"/v1/livestreams/{'0' * 24}/restream", json=A, headers=account.headers
     )
     await assert_error(response, 404, "not_found")
-
-
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_changes_reach_the_relays_of_a_live_session(

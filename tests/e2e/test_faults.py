@@ -32,6 +32,7 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.test_recording_crash import Service, call
 from tests.e2e.test_recording_crash import service as service
+from tests.polling import eventually
 from workers.playlist import parse_media_playlist
 from workers.supervisor import OutputState
 
@@ -40,13 +41,6 @@ pytestmark = pytest.mark.e2e
 
 def segment_count(text: str) -> int:
     return len(parse_media_playlist(text))
-
-
-async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(
@@ -86,7 +80,7 @@ async def test_unwritable_storage_fails_that_output_only(
     shutil.rmtree(live_dir)
     live_dir.write_text("not a directory any more")  # every write below it now fails
     hls = live_server.app[ORCHESTRATOR].get(broken["id"]).hls  # type: ignore[union-attr]
-    await wait_until(lambda: hls.supervisor.state is OutputState.FAILED, timeout=30)
+    await eventually(lambda: hls.supervisor.state is OutputState.FAILED, within=30)
     assert "cannot write HLS output" in (hls.supervisor.status().last_error or "")
     before = segment_count((await fetch(healthy["downstreamUrl"]))[1].decode())
     await wait_for_playlist(healthy["downstreamUrl"], lambda t: segment_count(t) >= before + 2)

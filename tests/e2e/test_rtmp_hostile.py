@@ -13,8 +13,7 @@ import contextlib
 import logging
 import random
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.e2e.conftest import (
     start_live_server,
     wait_for_playlist,
 )
+from tests.polling import eventually
 from tests.protocol.helpers import (
     C0C1,
     C2,
@@ -65,14 +65,6 @@ async def serving(tmp_path: Path, sqlite_url: str, **overrides: Any) -> AsyncIte
 
 def rtmp(live: LiveServer) -> RTMPServer:
     return live.app[RTMP_SERVER]
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``check()`` holds (polling), or fail."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def connect(
@@ -236,7 +228,7 @@ async def test_unsent_replies_do_not_keep_a_timed_out_connection(
         await tolerate_reset(writer.drain())
         await eventually(lambda: rtmp(live).rejected == {"handshake_timeout": 1})
         assert rtmp(live).connection_count == 1  # still flushing: it keeps its slot
-        await eventually(lambda: rtmp(live).connection_count == 0, timeout=15)
+        await eventually(lambda: rtmp(live).connection_count == 0, within=15)
         # Aborted: reading now gets a reset, not the megabytes a lingering close would send.
         assert len(await read_to_eof(reader)) < 1_000_000
         writer.close()

@@ -6,11 +6,8 @@ stdin to EOF, so outputs go live without a network.
 
 from __future__ import annotations
 
-import asyncio
 import stat
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ import pytest
 from config import Settings
 from ingest.authorizer import PublishGrant, RestreamTarget
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
+from tests.polling import eventually
 from workers.orchestrator import Orchestrator, StreamOutputs
 from workers.supervisor import OutputState
 
@@ -38,14 +36,6 @@ def make_ready(outputs: StreamOutputs) -> None:
     hub.publish_metadata(b"\x02\x00\x0aonMetaData\x03\x00\x00\x09", META)
     hub.publish_media(TAG_VIDEO, 0, b"\x17\x00\x00\x00\x00\x01\x64")
     hub.publish_media(TAG_AUDIO, 0, b"\xaf\x00\x12\x10")
-
-
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def rt(target_id: str, key: str) -> RestreamTarget:

@@ -7,12 +7,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from config.settings import Settings
+from tests.polling import eventually
 from workers.argv import hls_argv, make_redactor, restream_argv, url_secrets
 from workers.ffmpeg_binary import FFmpegNotFound, ffmpeg_version, resolve_ffmpeg
 from workers.process import (
@@ -28,14 +28,6 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def child(script: str, *args: str) -> list[str]:
     return [sys.executable, str(FIXTURES / script), *args]
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def group_alive(pgid: int) -> bool:

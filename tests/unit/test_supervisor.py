@@ -7,11 +7,11 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.polling import eventually
 from workers.argv import make_redactor
 from workers.process import FFmpegProcess
 from workers.supervisor import (
@@ -32,14 +32,6 @@ S = OutputState
 
 def child(script: str, *args: str) -> list[str]:
     return [sys.executable, str(FIXTURES / script), *args]
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 class Recorder:
