@@ -48,15 +48,17 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     log.info("using %s (%s)", ffmpeg, await ffmpeg_version(ffmpeg))
     live = LiveStreams()
     storage = LocalRecordingStorage(settings.recordings_dir)
+    events = DatabaseStreamEvents.for_app(app)
     orchestrator = Orchestrator(
         settings,
         ffmpeg=ffmpeg,
         recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
-        events=DatabaseStreamEvents.for_app(app),
+        events=events,
         storage=storage,
         disconnect=live.end,
     )
     await orchestrator.recover()
+    await events.close_interrupted()
     server = RTMPServer(settings, authorizer=app[AUTHORIZER], sink=orchestrator, live=live)
     await server.start()
     app[LIVE] = live

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
@@ -69,6 +71,32 @@ class DatabaseStreamEvents:
             row.bytes_in = bytes_in
 
         await self._record(info, "livestream.ended", end)
+
+    async def close_interrupted(self) -> int:
+        """End the sessions a crash left open (no ``ended_at``): reason ``error``, and their
+        ``livestream.ended`` events. Call at start-up, before publishes are accepted (one node
+        per database, as for recordings). Returns how many were closed."""
+        try:
+            async with self._sessionmaker() as session:
+                rows = (
+                    await session.scalars(select(LiveSession).where(LiveSession.ended_at.is_(None)))
+                ).all()
+        except Exception as exc:
+            log.error("cannot look for interrupted sessions: %s", describe_error(exc))
+            return 0
+        for row in rows:
+            info = SessionInfo(
+                row.live_stream_id, row.id, row.started_at.timestamp(), row.client_address
+            )
+            await self.session_ended(
+                info, ended_at=time.time(), reason="error", bytes_in=row.bytes_in
+            )
+            log.warning(
+                "session %s of stream %s was interrupted by a crash; closed",
+                row.id,
+                row.live_stream_id,
+            )
+        return len(rows)
 
     async def restream_changed(
         self, info: SessionInfo, *, target_id: str, state: RestreamState, last_error: str | None

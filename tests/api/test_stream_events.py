@@ -215,3 +215,21 @@ async def test_a_recording_store_without_a_view_queues_nothing(
     async with quiet.app[DB_SESSIONMAKER]() as session:
         row = await session.get(Recording, recording_id)
     assert row is not None and row.status == "ready"
+
+
+async def test_sessions_a_crash_left_open_are_closed_at_start(
+    quiet: TestClient, account: AccountCredentials
+) -> None:
+    stream = await create_stream(quiet, account)
+    await create_webhook(quiet, account, HOOK, ["livestream.ended"])
+    events = DatabaseStreamEvents.for_app(quiet.app)
+    info = SessionInfo(stream["id"], new_object_id(), time.time() - 60, "203.0.113.9:4000")
+    await events.session_started(info)  # ... and the process died: no session_ended
+
+    assert await events.close_interrupted() >= 1
+    row = await session_row(quiet, info.session_id)
+    assert row is not None and row.ended_at is not None and row.end_reason == "error"
+    bodies = await queued(quiet, account.id)
+    assert [b["type"] for b in bodies] == ["livestream.ended"]
+    assert bodies[0]["data"]["session"]["id"] == info.session_id
+    assert await events.close_interrupted() == 0  # nothing left open
