@@ -339,7 +339,11 @@ class Supervisor:
         error = None if task.cancelled() else task.exception()  # (marks it retrieved)
         if self._stopping.is_set():
             if error is not None:
-                log.debug("output %s run ended with %r while stopping", self.name, error)
+                log.debug(
+                    "output %s run ended with %s while stopping",
+                    self.name,
+                    self._redact(repr(error)),
+                )
             return None
         return self._classify(ctx, task, stalled)
 

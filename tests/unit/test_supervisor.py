@@ -344,3 +344,20 @@ async def test_exception_messages_are_redacted_and_warnings_rate_limited(
     assert "SECRETKEY" not in caplog.text
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # the same failure again is logged at DEBUG
+
+
+async def test_an_error_while_stopping_is_logged_redacted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def run(ctx: RunContext) -> None:
+        ctx.progress()
+        await ctx.stopping.wait()
+        raise OSError("lost rtmp://host/app/SECRETKEY while closing")
+
+    caplog.set_level(logging.DEBUG, logger="workers.supervisor")
+    sup = Supervisor("x", run, redact=make_redactor(["SECRETKEY"]))
+    sup.start()
+    await eventually(lambda: sup.state is OutputState.LIVE)
+    await sup.stop()
+    assert "while stopping" in caplog.text  # the path under test was taken
+    assert "SECRETKEY" not in caplog.text
