@@ -234,8 +234,12 @@ async def wait_for_playlist(
     raise AssertionError(f"playlist at {url} never satisfied the condition; last:\n{last}")
 
 
+def segment_count(text: str) -> int:
+    return len(parse_media_playlist(text))
+
+
 def has_segment(text: str) -> bool:
-    return bool(parse_media_playlist(text))
+    return segment_count(text) > 0
 
 
 def ended(text: str) -> bool:

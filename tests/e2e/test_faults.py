@@ -27,20 +27,16 @@ from tests.e2e.conftest import (
     free_port,
     has_segment,
     push,
+    segment_count,
     start_live_server,
     wait_for_playlist,
 )
 from tests.e2e.test_recording_crash import Service, call
 from tests.e2e.test_recording_crash import service as service
 from tests.polling import eventually
-from workers.playlist import parse_media_playlist
 from workers.supervisor import OutputState
 
 pytestmark = pytest.mark.e2e
-
-
-def segment_count(text: str) -> int:
-    return len(parse_media_playlist(text))
 
 
 async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(

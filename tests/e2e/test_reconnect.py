@@ -16,15 +16,12 @@ from tests.e2e.conftest import (
     ended,
     fetch,
     push,
+    segment_count,
     wait_for_playlist,
 )
 from workers.playlist import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
-
-
-def segment_count(text: str) -> int:
-    return len(parse_media_playlist(text))
 
 
 async def test_abrupt_drop_then_reconnect_continues_the_session(
