@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -163,3 +164,29 @@ def fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
     if value is None:
         return "-"
     return f"{value:.{digits}f}{suffix}"
+
+
+async def create_api_key(env: dict[str, str], workdir: Path, name: str) -> str:
+    """Run ``liverelay apikey create`` with ``env`` (it also migrates the database, so a
+    ``serve`` started afterwards finds a ready schema); return the printed token."""
+    cli = await asyncio.create_subprocess_exec(
+        liverelay_exe(),
+        "apikey",
+        "create",
+        "--name",
+        name,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=workdir,
+    )
+    try:
+        out, err = await asyncio.wait_for(cli.communicate(), 120)
+    except TimeoutError:
+        cli.kill()
+        await cli.wait()
+        raise RuntimeError("liverelay apikey create took longer than 120 s") from None
+    if cli.returncode != 0:
+        raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
+    token: str = json.loads(out)["token"]
+    return token

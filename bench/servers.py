@@ -23,6 +23,7 @@ import aiohttp
 from bench.common import (
     REPO_DIR,
     RESULTS_DIR,
+    create_api_key,
     free_port,
     liverelay_exe,
     stop_process,
@@ -163,21 +164,7 @@ class Liverelay(Server):
 
     async def start(self) -> None:
         # the API key first: it migrates the database, so serve starts on a ready schema
-        cli = await asyncio.create_subprocess_exec(
-            liverelay_exe(),
-            "apikey",
-            "create",
-            "--name",
-            "bench",
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self.workdir,
-        )
-        out, err = await asyncio.wait_for(cli.communicate(), 120)
-        if cli.returncode != 0:
-            raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
-        self.token = json.loads(out)["token"]
+        self.token = await create_api_key(self.env, self.workdir, "bench")
         await self._spawn(self.serve_argv or [liverelay_exe(), "serve"], self.env)
         assert self.proc is not None
         await wait_for_port(self.http_port, 60, self.proc)

@@ -59,6 +59,7 @@ from bench import procstat
 from bench.common import (
     REPO_DIR,
     RESULTS_DIR,
+    create_api_key,
     ffmpeg_exe,
     fmt,
     free_port,
@@ -262,32 +263,10 @@ class Service:
         assert self.proc is not None
         return self.proc.pid
 
-    async def create_api_key(self) -> None:
-        cli = await asyncio.create_subprocess_exec(
-            liverelay_exe(),
-            "apikey",
-            "create",
-            "--name",
-            "soak",
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=self.workdir,
-        )
-        try:
-            out, err = await asyncio.wait_for(cli.communicate(), 120)
-        except TimeoutError:
-            cli.kill()
-            await cli.wait()
-            raise RuntimeError("liverelay apikey create took longer than 120 s") from None
-        if cli.returncode != 0:
-            raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
-        self.token = json.loads(out)["token"]
-
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # the API key first: the CLI migrates the database, so serve starts on a ready schema
-        await self.create_api_key()
+        self.token = await create_api_key(self.env, self.workdir, "soak")
         log = open(self.log_path, "ab")  # noqa: ASYNC230 - handed to the child
         try:
             self.proc = await asyncio.create_subprocess_exec(
