@@ -31,6 +31,9 @@ COALESCE_BYTES = 32 * 1024
 COALESCE_SECONDS = 0.02
 """Writes to ffmpeg wait up to this long for :data:`COALESCE_BYTES`, so each write (and
 each ffmpeg wake-up) carries several RTMP messages rather than one or two."""
+PLAYLIST_IO_TIMEOUT = 5.0
+"""When a run or the output stops, how long to wait for the playlist's file work (normally
+milliseconds); a hung disk must not hang the shutdown. The work still completes, in order."""
 
 
 async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> bool:
@@ -97,7 +100,7 @@ class HLSOutput:
             async with asyncio.timeout(timeout):
                 await self.input_ended.wait()
         await self.supervisor.stop()
-        self.playlist.end()
+        await self.playlist.close(timeout=PLAYLIST_IO_TIMEOUT)
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
 
@@ -162,8 +165,7 @@ class HLSOutput:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-            self.playlist.sync(private)
-            private.unlink(missing_ok=True)
+            await self.playlist.refresh(private, timeout=PLAYLIST_IO_TIMEOUT, last=True)
         return input_ended or ctx.stopping.is_set()
 
     async def _poll(self, ctx: RunContext, private: Path) -> None:
@@ -173,7 +175,7 @@ class HLSOutput:
         try:
             while True:
                 await asyncio.sleep(interval)
-                if self.playlist.sync(private):
+                if await self.playlist.refresh(private):
                     interval = POLL_SECONDS
                     ctx.progress()
         finally:

@@ -5,10 +5,17 @@ that list, keeps the sliding window (RFC 8216 6.2.2), deletes segments that left
 the public ``index.m3u8`` atomically. Owning the playlist lets one live playlist span ffmpeg
 restarts and publisher reconnects (marked with ``EXT-X-DISCONTINUITY``, RFC 8216 4.3.2.3) and lets
 the recording reuse the same segment files.
+
+The window is kept on the event loop; the file work (reading ffmpeg's list, replacing
+``index.m3u8``, deleting retired segments) runs in worker threads through the ``async``
+methods, one step after the other per playlist. A rename over an existing file can make the
+filesystem flush the new file first (ext4 ``auto_da_alloc``) and stall for hundreds of
+milliseconds under write load; the event loop must not wait for that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -16,10 +23,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 PLAYLIST_NAME = "index.m3u8"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,8 +101,69 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+SyncKey = tuple[str, int, int, int]
+"""Path, inode, mtime and size of a private playlist."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What ffmpeg's private playlist lists that the live playlist had not taken yet."""
+
+    key: SyncKey
+    segments: tuple[Segment, ...]
+    """Listed segments not taken yet, in order."""
+    present: frozenset[str]
+    """Names among ``segments`` whose (complete, renamed into place) file exists."""
+
+
+def read_listing(
+    private: Path, directory: Path, synced: SyncKey | None, seen: frozenset[str]
+) -> Listing | None:
+    """Read ffmpeg's playlist ``private`` (file work only); ``None`` when it is missing or is
+    still the file ``synced`` describes. ffmpeg replaces its playlist by a rename, so an
+    unchanged inode, mtime and size mean the same list and it is not read again."""
+    try:
+        st = os.stat(private)
+        key = (str(private), st.st_ino, st.st_mtime_ns, st.st_size)
+        if key == synced:
+            return None
+        text = private.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    new = tuple(s for s in parse_media_playlist(text) if s.name not in seen)
+    present = frozenset(s.name for s in new if (directory / s.name).exists())
+    return Listing(key, new, present)
+
+
+@dataclass(frozen=True)
+class FileWork:
+    """The file changes one playlist update needs, done off the event loop."""
+
+    path: Path
+    text: str | None
+    """New content of ``path`` (``None``: unchanged)."""
+    remove: tuple[Path, ...]
+    """Files to delete once the playlist is written (segments long out of the window)."""
+
+    def apply(self) -> None:
+        """Write the playlist, then delete. A failed write raises (nothing was deleted); a
+        failed delete is logged and the file left behind."""
+        if self.text is not None:
+            write_atomically(self.path, self.text)
+        for path in self.remove:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete %s: %s", path, exc.strerror or exc)
+
+
 class LivePlaylist:
-    """The sliding-window live playlist of one stream, fed with segments as ffmpeg cuts them."""
+    """The sliding-window live playlist of one stream, fed with segments as ffmpeg cuts them.
+
+    Use the ``async`` methods (:meth:`refresh`, :meth:`flush`, :meth:`close`) from the event
+    loop; the synchronous :meth:`sync`, :meth:`write` and :meth:`end` do the file work on the
+    calling thread and must not be mixed with file work still running in the background.
+    """
 
     def __init__(
         self,
@@ -112,9 +183,14 @@ class LivePlaylist:
         self._pending_discontinuity = False
         self._seen: set[str] = set()
         self._on_segment = on_segment
-        self._synced: tuple[str, int, int, int] | None = None
-        """Path, inode, mtime and size of the private playlist when every segment it listed was
-        taken: the same file again has nothing new."""
+        self._synced: SyncKey | None = None
+        """The private playlist when every segment it listed was taken (nothing new in it)."""
+        self._dirty = False
+        """``index.m3u8`` on disk is behind the window."""
+        self._doomed: list[Path] = []
+        """Files to delete with the next file work."""
+        self._io: asyncio.Future[Any] | None = None
+        """The last file work started in a worker thread; the next one starts after it."""
         self.ended = False
         self.segments_total = 0
         """Segments published since the playlist began."""
@@ -134,43 +210,16 @@ class LivePlaylist:
         if self.segments_total:
             self._pending_discontinuity = True
 
-    def sync(self, private_playlist: Path) -> int:
-        """Add segments that ffmpeg's playlist lists and we have not seen; returns how many.
-
-        Cheap when nothing changed: ffmpeg replaces its playlist by a rename, so an unchanged
-        inode, mtime and size mean the same list, and it is not read again (unless a listed
-        segment was missing from the disk last time)."""
-        try:
-            st = os.stat(private_playlist)
-            key = (str(private_playlist), st.st_ino, st.st_mtime_ns, st.st_size)
-            if key == self._synced:
-                return 0
-            text = private_playlist.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return 0
-        added = 0
-        complete = True
-        for seg in parse_media_playlist(text):
-            if seg.name in self._seen:
-                continue
-            if not (self.directory / seg.name).exists():
-                complete = False
-                continue
-            self.add(seg)
-            added += 1
-        self._synced = key if complete else None
-        if added:
-            self.write()
-        return added
-
     def add(self, segment: Segment) -> None:
-        """Append ``segment`` to the window, retiring the oldest beyond ``list_size``."""
+        """Append ``segment`` to the window, retiring the oldest beyond ``list_size``. Changes
+        only the state; the files follow with the next :meth:`flush` (or :meth:`write`)."""
         if self._pending_discontinuity:
             segment = Segment(segment.name, segment.duration, True)
             self._pending_discontinuity = False
         self._seen.add(segment.name)
         self._window.append(segment)
         self.segments_total += 1
+        self._dirty = True
         self._target = max(self._target, math.ceil(segment.duration))
         if self._on_segment is not None:
             self._on_segment(self.directory / segment.name, segment)
@@ -187,21 +236,164 @@ class LivePlaylist:
         while len(self._retired) > self.list_size:
             old = self._retired.popleft()
             self._seen.discard(old.name)
-            (self.directory / old.name).unlink(missing_ok=True)
+            self._doomed.append(self.directory / old.name)
 
-    def write(self) -> None:
-        """Write ``index.m3u8``."""
-        text = render_playlist(
+    def render(self) -> str:
+        """The playlist text for the current window."""
+        return render_playlist(
             list(self._window),
             target_duration=self._target,
             media_sequence=self._media_sequence,
             discontinuity_sequence=self._discontinuity_sequence,
             ended=self.ended,
         )
-        write_atomically(self.path, text)
+
+    def _take(self, listing: Listing | None) -> int:
+        """Add the complete new segments of ``listing``; returns how many."""
+        if listing is None:
+            return 0
+        added = 0
+        complete = True
+        for seg in listing.segments:
+            if seg.name in self._seen:
+                continue
+            if seg.name not in listing.present:
+                complete = False  # read it again next time, even unchanged
+                continue
+            self.add(seg)
+            added += 1
+        self._synced = listing.key if complete else None
+        return added
+
+    def _take_work(self) -> FileWork | None:
+        if not self._dirty and not self._doomed:
+            return None
+        work = FileWork(self.path, self.render() if self._dirty else None, tuple(self._doomed))
+        self._dirty, self._doomed = False, []
+        return work
+
+    def _work_failed(self, work: FileWork) -> None:
+        """The write failed (nothing was deleted): the next file work tries again."""
+        if work.text is not None:
+            self._dirty = True
+        self._doomed[:0] = work.remove
+
+    # -- synchronous: the file work on the calling thread ----------------------------------
+
+    def sync(self, private_playlist: Path) -> int:
+        """Add segments that ffmpeg's playlist lists and we have not seen, write the playlist
+        when any was added; returns how many. Cheap when nothing changed (one ``stat``)."""
+        self._check_idle()
+        seen = frozenset(self._seen)
+        added = self._take(read_listing(private_playlist, self.directory, self._synced, seen))
+        if added:
+            self.write()
+        return added
+
+    def write(self) -> None:
+        """Write ``index.m3u8`` and delete the retired segments now."""
+        self._check_idle()
+        self._dirty = True
+        work = self._take_work()
+        assert work is not None
+        try:
+            work.apply()
+        except BaseException:
+            self._work_failed(work)
+            raise
 
     def end(self) -> None:
         """Close the playlist with ``EXT-X-ENDLIST`` (the live session is over)."""
         self.ended = True
         if self._window:
             self.write()
+
+    def _check_idle(self) -> None:
+        if self._io is not None and not self._io.done():
+            raise RuntimeError(f"{self.directory.name}: playlist file work still running")
+
+    # -- async: the file work in worker threads, in order ----------------------------------
+
+    async def refresh(
+        self, private_playlist: Path, *, timeout: float | None = None, last: bool = False
+    ) -> int:
+        """:meth:`sync` with the file work in worker threads; returns how many segments were
+        added. ``last``: ffmpeg is done with ``private_playlist``, delete it too.
+
+        With ``timeout``, gives up waiting for the disk after that many seconds (logged; the
+        work still completes in its thread, before any later file work of this playlist)."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        read = self._in_thread(
+            read_listing, private_playlist, self.directory, self._synced, frozenset(self._seen)
+        )
+        added = 0
+        if await self._finished(read, deadline):
+            added = self._take(read.result())
+        else:
+            self._log_timeout("reading ffmpeg's playlist", timeout)
+        if last:
+            self._doomed.append(private_playlist)
+        await self._flush(deadline, timeout)
+        return added
+
+    async def flush(self, *, timeout: float | None = None) -> None:
+        """Write ``index.m3u8`` if the window changed and delete the retired segments, in a
+        worker thread; returns once all file work so far is done (see :meth:`refresh` for
+        ``timeout``)."""
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        await self._flush(deadline, timeout)
+
+    async def close(self, *, timeout: float | None = None) -> None:
+        """:meth:`end` with the file work in a worker thread."""
+        self.ended = True
+        if self._window:
+            self._dirty = True
+        await self.flush(timeout=timeout)
+
+    async def _flush(self, deadline: float | None, timeout: float | None) -> None:
+        work = self._take_work()
+        if work is None:  # wait for the work in flight; its failure is retried, not raised
+            if self._io is not None and not await self._finished(self._io, deadline):
+                self._log_timeout("writing the playlist", timeout)
+            return
+        task = self._in_thread(work.apply)
+        task.add_done_callback(lambda t: self._work_failed(work) if _failed(t) else None)
+        if await self._finished(task, deadline):
+            task.result()
+        else:
+            self._log_timeout("writing the playlist", timeout)
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(*args)`` in a worker thread once the previous file work of this playlist
+        ended (whoever waited for it), so two never overlap and they happen in order."""
+        previous = self._io
+
+        async def run() -> T:
+            if previous is not None:
+                await asyncio.wait({previous})
+            return await asyncio.to_thread(fn, *args)
+
+        task = asyncio.ensure_future(run())
+        task.add_done_callback(_failed)
+        self._io = task
+        return task
+
+    @staticmethod
+    async def _finished(task: asyncio.Future[Any], deadline: float | None) -> bool:
+        """Wait for ``task`` until ``deadline`` (loop time) at most; never cancels it."""
+        if task.done():
+            return True
+        loop = asyncio.get_running_loop()
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return bool(done)
+
+    def _log_timeout(self, what: str, timeout: float | None) -> None:
+        name, seconds = self.directory.name, timeout or 0.0
+        log.warning("%s: %s not done after %.1f s; not waiting for it", name, what, seconds)
+
+
+def _failed(task: asyncio.Future[Any]) -> bool:
+    """Whether ``task`` did not complete (also marks its exception retrieved: a failure is
+    reported by whoever waits for the task, or retried by the next file work)."""
+    return task.cancelled() or task.exception() is not None

@@ -72,6 +72,7 @@ async def test_segments_are_linked_and_the_playlist_grows_then_closes(tmp_path: 
         live_segment(live.directory, f"s-1-{n}.ts")
         live.add(Segment(f"s-1-{n}.ts", 2.0))
         await output.wait_idle()
+        await live.flush()
         rid = output.recording_id
         assert rid is not None
         text = playlist_text(storage, rid)
