@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from api import openapi
+from api.auth import TokenCache
 from api.database import database_context
-from api.keys import SETTINGS
+from api.keys import SETTINGS, TOKEN_CACHE
 from api.media import media_context
 from api.metrics import METRICS, Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
@@ -25,9 +26,14 @@ from config import Settings
 
 
 def create_app(
-    settings: Settings, *, webhook_policy: DeliveryPolicy | None = None
+    settings: Settings,
+    *,
+    webhook_policy: DeliveryPolicy | None = None,
+    token_cache: TokenCache | None = None,
 ) -> web.Application:
-    """Build the aiohttp app for ``settings`` (``webhook_policy``: how webhooks are retried).
+    """Build the aiohttp app for ``settings`` (``webhook_policy``: how webhooks are retried;
+    ``token_cache``: the cache of verified API tokens, by default one that keeps them
+    ``settings.token_cache_seconds``).
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
@@ -41,6 +47,9 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[WEBHOOK_POLICY] = webhook_policy or DeliveryPolicy()
+    if token_cache is None:
+        token_cache = TokenCache(settings.token_cache_seconds)
+    app[TOKEN_CACHE] = token_cache
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(media_context)

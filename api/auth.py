@@ -1,26 +1,57 @@
 """API authentication: JWTs signed (HS256) with an account's secret, carrying its ``apikey``.
 
-The token arrives raw in ``Authorization`` (``Bearer <jwt>`` is accepted too). The apikey is
-read from the unverified payload only to find the secret; the token is then verified with that
-secret, HS256 only, ``exp`` required.
+The token arrives raw in ``Authorization`` (``Bearer <jwt>`` is accepted too). It is decoded
+once, without its signature: the header must say HS256, the claims must pass PyJWT's checks
+(``exp`` required) and the ``apikey`` claim names the account. The signature is then verified
+with that account's secret.
+
+A token that passed is remembered in the app's :class:`TokenCache` for a few seconds, so that
+a client's next requests cost a dictionary look-up instead of a JWT decode and a database
+session.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import jwt
+from jwt.exceptions import InvalidJTIError, InvalidSubjectError
+from jwt.types import Options
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 
 ALGORITHM = "HS256"
 DEFAULT_PERMISSIONS = ("allow_join",)
+TOKEN_CACHE_MAX_ENTRIES = 1024
+"""Tokens a :class:`TokenCache` holds at most; the least recently used is dropped first."""
 _MAX_APIKEY_LENGTH = 64
+_HS256 = jwt.get_algorithm_by_name(ALGORITHM)
+
+CLAIM_CHECKS: Options = {
+    "verify_signature": False,  # checked by check_signature() once the secret is known
+    "verify_exp": True,
+    "verify_nbf": True,
+    "verify_iat": True,
+    "verify_aud": True,
+    "verify_iss": True,
+    "verify_sub": True,
+    "verify_jti": True,
+    "require": ["exp"],
+}
+"""Every claim check PyJWT makes on a verified decode (the verifying ``decode`` defaults)."""
+_BAD_CLAIMS = (
+    jwt.InvalidAudienceError,
+    jwt.InvalidIssuedAtError,
+    jwt.InvalidIssuerError,
+    InvalidJTIError,
+    InvalidSubjectError,
+)
+"""Claims of the wrong type or value; any other decode failure means the token is malformed."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +68,74 @@ class AuthenticatedAccount:
 
 class AuthenticationError(Exception):
     """The request is not authenticated; the message is safe to send to the client."""
+
+
+@dataclass(frozen=True)
+class UnverifiedToken:
+    """A token whose header and claims passed, before its signature is checked."""
+
+    apikey: str
+    """The ``apikey`` claim: whose secret must have signed the token."""
+    expires_at: int
+    """The ``exp`` claim (Unix time)."""
+    signature: bytes
+    """The decoded signature, for :func:`check_signature`."""
+
+
+class TokenCache:
+    """Recently verified tokens: token -> account, LRU-bounded to ``max_entries``.
+
+    An entry lasts until the earlier of the token's ``exp`` and ``ttl_seconds`` after it was
+    verified. The TTL is how long a deleted API key keeps working in this process:
+    ``liverelay apikey delete`` runs in another process and cannot reach the cache. A TTL of 0
+    disables the cache. ``clock`` returns Unix time (it is compared with ``exp``).
+    """
+
+    def __init__(
+        self,
+        ttl_seconds: float,
+        *,
+        max_entries: int = TOKEN_CACHE_MAX_ENTRIES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if ttl_seconds < 0:
+            raise ValueError("ttl_seconds must be >= 0")
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        # token -> (account, verified at, valid until)
+        self._entries: OrderedDict[str, tuple[AuthenticatedAccount, float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> AuthenticatedAccount | None:
+        """The account ``token`` authenticated, if it was verified recently enough."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        account, verified_at, valid_until = entry
+        # A clock set back would stretch the TTL: drop the entry instead.
+        if not verified_at <= self._clock() < valid_until:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return account
+
+    def put(self, token: str, account: AuthenticatedAccount, expires_at: float) -> None:
+        """Remember that ``token`` (valid until ``expires_at``) authenticates ``account``."""
+        if self._ttl <= 0:
+            return
+        now = self._clock()
+        valid_until = min(expires_at, now + self._ttl)
+        if valid_until <= now:
+            return
+        self._entries[token] = (account, now, valid_until)
+        self._entries.move_to_end(token)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
 
 
 def issue_token(
@@ -72,46 +171,57 @@ def token_from_header(value: str | None) -> str:
     return token
 
 
-def unverified_apikey(token: str) -> str:
-    """The ``apikey`` claim of ``token`` before verification (only to look up the secret)."""
+def read_token(token: str) -> UnverifiedToken:
+    """Decode ``token`` once, without its signature: the header must say HS256, the claims
+    must pass :data:`CLAIM_CHECKS` and carry an ``apikey`` (only used to find the secret)."""
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.InvalidTokenError:
-        raise AuthenticationError("malformed token") from None
-    if header.get("alg") != ALGORITHM:
-        raise AuthenticationError(f"token must be signed with {ALGORITHM}")
-    apikey = claims.get("apikey")
-    if not isinstance(apikey, str) or not 0 < len(apikey) <= _MAX_APIKEY_LENGTH:
-        raise AuthenticationError("token has no valid apikey claim")
-    return apikey
-
-
-def verify_token(token: str, secret: str) -> dict[str, Any]:
-    """The verified claims of ``token``, or :class:`AuthenticationError` saying why not."""
-    try:
-        return jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]})
+        decoded = jwt.decode_complete(token, options=CLAIM_CHECKS)
     except jwt.ExpiredSignatureError:
         raise AuthenticationError("token expired") from None
     except jwt.ImmatureSignatureError:
         raise AuthenticationError("token not yet valid") from None
-    except jwt.InvalidSignatureError:
-        raise AuthenticationError("invalid token signature") from None
     except jwt.MissingRequiredClaimError as exc:
         raise AuthenticationError(f"token has no {exc.claim} claim") from None
-    except jwt.InvalidTokenError:
+    except _BAD_CLAIMS:
         raise AuthenticationError("invalid token") from None
+    except jwt.InvalidTokenError:
+        raise AuthenticationError("malformed token") from None
+    if decoded["header"].get("alg") != ALGORITHM:
+        raise AuthenticationError(f"token must be signed with {ALGORITHM}")
+    claims = decoded["payload"]
+    apikey = claims.get("apikey")
+    if not isinstance(apikey, str) or not 0 < len(apikey) <= _MAX_APIKEY_LENGTH:
+        raise AuthenticationError("token has no valid apikey claim")
+    return UnverifiedToken(apikey, int(claims["exp"]), decoded["signature"])
+
+
+def check_signature(token: str, unverified: UnverifiedToken, secret: str) -> None:
+    """Verify the HS256 signature of ``token`` (as read by :func:`read_token`) with ``secret``."""
+    signing_input = token.rpartition(".")[0].encode()
+    if not _HS256.verify(signing_input, _HS256.prepare_key(secret), unverified.signature):
+        raise AuthenticationError("invalid token signature")
 
 
 async def authenticate(
-    sessionmaker: async_sessionmaker[AsyncSession], authorization: str | None
+    sessionmaker: async_sessionmaker[AsyncSession],
+    authorization: str | None,
+    cache: TokenCache,
 ) -> AuthenticatedAccount:
-    """The active account whose secret signed the token in ``authorization``."""
+    """The active account whose secret signed the token in ``authorization``.
+
+    A token in ``cache`` is trusted as it is; any other is decoded, its account loaded and its
+    signature verified, and only then cached. Refused tokens are never cached.
+    """
     token = token_from_header(authorization)
-    apikey = unverified_apikey(token)
+    cached = cache.get(token)
+    if cached is not None:
+        return cached
+    unverified = read_token(token)
     async with sessionmaker() as session:
-        account = await queries.get_active_account(session, apikey)
+        account = await queries.get_active_account(session, unverified.apikey)
     if account is None:
         raise AuthenticationError("unknown or deleted apikey")
-    verify_token(token, account.secret)
-    return AuthenticatedAccount(id=account.id, name=account.name, apikey=account.apikey)
+    check_signature(token, unverified, account.secret)
+    authenticated = AuthenticatedAccount(id=account.id, name=account.name, apikey=account.apikey)
+    cache.put(token, authenticated, unverified.expires_at)
+    return authenticated

@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     apikey.add_parser("list", help="list active API keys (no secrets)").set_defaults(
         command=apikey_list
     )
-    delete = apikey.add_parser("delete", help="delete an API key; its tokens stop working")
+    delete = apikey.add_parser(
+        "delete",
+        help="delete an API key; its stream keys stop working at once, its tokens within "
+        "LIVERELAY_TOKEN_CACHE_SECONDS",
+    )
     delete.add_argument("apikey")
     delete.set_defaults(command=apikey_delete)
     token = sub.add_parser("token", help="print a JWT for an API key and secret")
@@ -140,7 +144,8 @@ def apikey_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
-    """``liverelay apikey delete APIKEY``: refuse its tokens from now on."""
+    """``liverelay apikey delete APIKEY``: refuse its stream keys from now on, and its tokens
+    once running servers have forgotten them (``LIVERELAY_TOKEN_CACHE_SECONDS``)."""
 
     async def delete(session: AsyncSession) -> bool:
         return await queries.delete_account(session, args.apikey)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.auth import AuthenticatedAccount
+from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
 from ingest.live import LiveStreams
@@ -26,6 +26,8 @@ RTMP_PORT = web.AppKey("rtmp_port", int)
 """The port the RTMP listener is bound to (for ``upstreamUrl``)."""
 AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
 """The database-backed publish authorizer handed to the ingest server."""
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
+"""API tokens verified in the last ``LIVERELAY_TOKEN_CACHE_SECONDS`` (JWT middleware)."""
 
 # web.RequestKey needs aiohttp >= 3.14.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.auth import AuthenticationError, authenticate
 from api.errors import ApiError
-from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS
+from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS, TOKEN_CACHE
 from config.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path.startswith(_PROTECTED_PREFIX) or request.path == "/v1":
         try:
             account = await authenticate(
-                request.app[DB_SESSIONMAKER], request.headers.get("Authorization")
+                request.app[DB_SESSIONMAKER],
+                request.headers.get("Authorization"),
+                request.app[TOKEN_CACHE],
             )
         except AuthenticationError as exc:
             raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None

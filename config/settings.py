@@ -116,6 +116,10 @@ class Settings:
     """Allow restream/webhook targets on loopback, link-local and private addresses."""
     token_ttl_seconds: int = 86_400
     """Lifetime of tokens printed by ``liverelay apikey create``."""
+    token_cache_seconds: float = 5.0
+    """Seconds a verified API token is remembered, so that a client's next requests skip the JWT
+    check and the account look-up. A deleted API key keeps working this long at most (on every
+    node). 0 = no cache."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -136,6 +140,8 @@ class Settings:
             raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
+        if not self.token_cache_seconds >= 0:
+            raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
         if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):
             raise SettingsError(
                 f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"

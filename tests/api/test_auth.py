@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import json
 import time
 from typing import Any
@@ -10,11 +12,14 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
 from api import queries
-from api.auth import issue_token
-from api.keys import DB_SESSIONMAKER
-from tests.api.conftest import AccountCredentials, assert_error
+from api.app import create_app
+from api.auth import TokenCache, issue_token
+from api.keys import DB_SESSIONMAKER, TOKEN_CACHE
+from config import Settings
+from tests.api.conftest import AccountCredentials, assert_error, new_account
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -122,13 +127,133 @@ async def test_unknown_apikey(api_client: TestClient, account: AccountCredential
     )
 
 
-async def test_deleted_apikey_is_refused(
-    api_client: TestClient, account: AccountCredentials
+class FakeClock:
+    """Unix time that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def delete_apikey(client: TestClient, apikey: str) -> None:
+    async with client.app[DB_SESSIONMAKER]() as session, session.begin():
+        assert await queries.delete_account(session, apikey)
+
+
+async def get_status(client: TestClient, token: str) -> int:
+    return (await client.get("/v1/livestreams", headers={"Authorization": token})).status
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def cached_client(
+    aiohttp_client: AiohttpClient, app_settings: Settings, clock: FakeClock
+) -> TestClient:
+    """The app with a 5 s token cache on ``clock`` and room for 3 tokens."""
+    cache = TokenCache(5.0, max_entries=3, clock=clock)
+    return await aiohttp_client(create_app(app_settings, token_cache=cache))
+
+
+async def test_deleted_apikey_is_refused_at_once_without_cache(
+    aiohttp_client: AiohttpClient, app_settings: Settings
 ) -> None:
-    assert (await api_client.get("/v1/livestreams", headers=account.headers)).status == 200
-    async with api_client.app[DB_SESSIONMAKER]() as session, session.begin():
-        assert await queries.delete_account(session, account.apikey)
-    await assert_unauthorized(api_client, account.headers, "unknown or deleted apikey")
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(app_settings, token_cache_seconds=0))
+    )
+    account = await new_account(client)
+    assert await get_status(client, account.token) == 200
+    await delete_apikey(client, account.apikey)
+    await assert_unauthorized(client, account.headers, "unknown or deleted apikey")
+    assert len(client.app[TOKEN_CACHE]) == 0
+
+
+async def test_deleted_apikey_is_refused_once_the_cache_ttl_passes(
+    cached_client: TestClient, clock: FakeClock
+) -> None:
+    account = await new_account(cached_client)
+    assert await get_status(cached_client, account.token) == 200
+    await delete_apikey(cached_client, account.apikey)
+    clock.advance(4.9)
+    assert await get_status(cached_client, account.token) == 200  # the documented window
+    clock.advance(0.1)
+    await assert_unauthorized(cached_client, account.headers, "unknown or deleted apikey")
+    clock.advance(60)
+    await assert_unauthorized(cached_client, account.headers, "unknown or deleted apikey")
+
+
+async def test_expired_token_is_refused_even_when_cached(
+    aiohttp_client: AiohttpClient, app_settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(app_settings, token_cache=TokenCache(3600)))
+    account = await new_account(client)
+    expires = int(time.time()) + 2
+    token = jwt.encode({"apikey": account.apikey, "exp": expires}, account.secret, "HS256")
+    assert await get_status(client, token) == 200
+    assert len(client.app[TOKEN_CACHE]) == 1
+    await asyncio.sleep(expires - time.time() + 0.05)
+    await assert_unauthorized(client, {"Authorization": token}, "token expired")
+
+
+async def test_cache_never_outlives_the_token(cached_client: TestClient, clock: FakeClock) -> None:
+    account = await new_account(cached_client)
+    token = jwt.encode(
+        {"apikey": account.apikey, "exp": int(clock.now) + 3}, account.secret, "HS256"
+    )
+    assert await get_status(cached_client, token) == 200
+    await delete_apikey(cached_client, account.apikey)
+    clock.advance(1)
+    assert await get_status(cached_client, token) == 200
+    clock.advance(2)  # past exp, still within the 5 s TTL: verified again
+    await assert_unauthorized(cached_client, {"Authorization": token}, "unknown or deleted apikey")
+
+
+async def test_bad_signature_is_refused_while_the_apikey_is_cached(
+    cached_client: TestClient,
+) -> None:
+    account = await new_account(cached_client)
+    assert await get_status(cached_client, account.token) == 200
+    cache = cached_client.app[TOKEN_CACHE]
+    assert len(cache) == 1
+    forged = issue_token(account.apikey, "0" * 64, 60)
+    header, _payload, signature = account.token.split(".")
+    tampered = f"{header}.{_b64({'apikey': account.apikey, 'exp': 2**40})}.{signature}"
+    wrong_alg = jwt.encode({"apikey": account.apikey, "exp": 2**40}, account.secret, "HS512")
+    for _ in range(2):
+        for token, message in (
+            (forged, "invalid token signature"),
+            (tampered, "invalid token signature"),
+            (f"{account.token[:-2]}AA", "invalid token signature"),
+            (wrong_alg, "token must be signed with HS256"),
+        ):
+            await assert_unauthorized(cached_client, {"Authorization": token}, message)
+    assert len(cache) == 1  # refused tokens are never cached
+    assert await get_status(cached_client, account.token) == 200
+
+
+async def test_token_cache_stays_bounded(cached_client: TestClient, clock: FakeClock) -> None:
+    account = await new_account(cached_client)
+    tokens = [issue_token(account.apikey, account.secret, 60) for _ in range(5)]
+    for token in tokens:
+        assert await get_status(cached_client, token) == 200
+    assert len(cached_client.app[TOKEN_CACHE]) == 3
+    await delete_apikey(cached_client, account.apikey)
+    # the three most recent are still cached; the two oldest were dropped and are checked again
+    for token in tokens[2:]:
+        assert await get_status(cached_client, token) == 200
+    for token in tokens[:2]:
+        await assert_unauthorized(
+            cached_client, {"Authorization": token}, "unknown or deleted apikey"
+        )
+    assert len(cached_client.app[TOKEN_CACHE]) == 3
 
 
 async def test_every_v1_route_requires_auth(api_client: TestClient) -> None:
