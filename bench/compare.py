@@ -482,6 +482,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run liverelay from this git commit (git archive into a temp dir) instead of the "
         "working tree, e.g. HEAD",
     )
+    parser.add_argument(
+        "--liverelay-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a LIVERELAY_* setting for liverelay's server (repeatable)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     return parser.parse_args(argv)
 
@@ -507,6 +514,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         Liverelay.source_dir = src_dir
         liverelay_source = f"commit {sha}"
         print(f"liverelay from {liverelay_source} ({src_dir})", flush=True)
+    Liverelay.extra_env = tuple(
+        (name, value) for name, _, value in (pair.partition("=") for pair in args.liverelay_env)
+    )
     result: dict[str, Any] = {
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": procstat.machine(),

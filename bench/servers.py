@@ -126,6 +126,8 @@ class Liverelay(Server):
     source_dir: Path | None = None
     """When set (``--liverelay-ref``), liverelay is imported from this extracted source tree
     instead of the working tree the venv's editable install points at."""
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """More ``LIVERELAY_*`` settings (``--liverelay-env``), applied last."""
 
     def __init__(self, workdir: Path, *, database_url: str | None = None) -> None:
         super().__init__(workdir)
@@ -150,6 +152,7 @@ class Liverelay(Server):
         )
         if database_url:
             env["LIVERELAY_DATABASE_URL"] = database_url
+        env.update(self.extra_env)
         paths = [str(self.source_dir)] if self.source_dir is not None else []
         if self.serve_argv is not None:
             paths.append(str(REPO_DIR))  # for ``python -m bench.<wrapper>``

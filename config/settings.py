@@ -103,6 +103,10 @@ class Settings:
     limit."""
     rtmp_max_send_buffer: int = 1024 * 1024
     """Bytes of replies an RTMP client may leave unread before it is dropped."""
+    rtmp_read_interval: float = 0.04
+    """Seconds reading pauses after a read that drained a publishing connection's socket, so
+    the next read takes several messages at once (less CPU per stream, at most this much added
+    delay). A read that fills the buffer goes on at once. 0 = read as soon as data arrives."""
     hub_queue_bytes: int = 8 * 1024 * 1024
     """Bytes of media buffered per output before it drops frames until the next keyframe."""
     output_stall_seconds: float = 15.0
@@ -158,6 +162,7 @@ class Settings:
             ("rtmp_max_send_buffer", 1),
             ("rtmp_max_publish_kbps", 0),
             ("rtmp_auth_failures_per_minute", 0),
+            ("rtmp_read_interval", 0),
         ):
             if getattr(self, name) < lowest:
                 raise SettingsError(f"LIVERELAY_{name.upper()} must be >= {lowest}")

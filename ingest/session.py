@@ -97,22 +97,24 @@ class PublishSession:
         """Whether a publish was accepted and is running."""
         return self._publishing is not None
 
-    async def handle(self, event: Event) -> None:
-        """React to one protocol event; raises :class:`SessionClosed` to end the connection."""
-        if isinstance(event, MediaReceived):
+    def handle_now(self, event: Event) -> bool:
+        """React to ``event`` if that needs no waiting (media, metadata, connect, play), and
+        say so; ``False`` means it must go to :meth:`handle`. Raises :class:`SessionClosed` to
+        end the connection. Runs for every media message, so media is tested first."""
+        if event.__class__ is MediaReceived:
             if self._publishing is not None:
+                media: MediaReceived = event  # type: ignore[assignment]
                 self._publishing.outputs.hub.publish_media(
-                    event.kind, event.timestamp, event.payload
+                    media.kind, media.timestamp, media.payload
                 )
-        elif isinstance(event, MetadataReceived):
+            return True
+        if isinstance(event, PublishRequested | UnpublishRequested):
+            return False
+        if isinstance(event, MetadataReceived):
             if self._publishing is not None:
                 self._publishing.outputs.hub.publish_metadata(event.payload, event.metadata)
         elif isinstance(event, ConnectRequested):
             self._on_connect(event)
-        elif isinstance(event, PublishRequested):
-            await self._on_publish(event)
-        elif isinstance(event, UnpublishRequested):
-            await self._on_unpublish(event)
         elif isinstance(event, PlayRequested):
             self.conn.send_status(
                 event.stream_id,
@@ -121,6 +123,16 @@ class PublishSession:
                 "RTMP playback is not offered; play the stream over HLS",
             )
             raise SessionClosed("play requested", CloseReason.PLAY_REFUSED)
+        return True
+
+    async def handle(self, event: Event) -> None:
+        """React to one protocol event; raises :class:`SessionClosed` to end the connection."""
+        if isinstance(event, PublishRequested):
+            await self._on_publish(event)
+        elif isinstance(event, UnpublishRequested):
+            await self._on_unpublish(event)
+        else:
+            self.handle_now(event)
 
     def _on_connect(self, event: ConnectRequested) -> None:
         app = event.app.strip("/")
