@@ -1,0 +1,107 @@
+"""How the RTMP listener reads a publisher: media handed over in the read callback, events that
+must wait (the publish) handled by the connection's task with reading paused, and reads batched
+by ``LIVERELAY_RTMP_READ_INTERVAL`` while publishing. Whatever the timing, no byte may be lost
+or reordered: the hub must count every media byte sent.
+
+Raw sockets on loopback against the whole app; the media is AAC-flagged filler, enough for the
+hub's byte count (the outputs may refuse it; that does not matter here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import LiveServer
+from tests.e2e.test_rtmp_hostile import connect, first_statuses, publish_bytes, serving
+from tests.protocol.helpers import message_chunks
+
+pytestmark = pytest.mark.e2e
+
+AUDIO = 8
+FRAME_BYTES = 1000
+
+
+def audio_frames(count: int, *, first_ms: int = 0, size: int = FRAME_BYTES) -> bytes:
+    """``count`` AAC-flagged audio messages of ``size`` payload bytes, 21 ms apart."""
+    payload = b"\xaf\x01" + bytes(size - 2)
+    return b"".join(
+        message_chunks(0, 6, payload, timestamp=first_ms + 21 * i, type_id=AUDIO, chunk_size=128)
+        for i in range(count)
+    )
+
+
+async def bytes_in(live: LiveServer, stream_id: str) -> int | None:
+    """The live session's ``bytesIn``, or None while there is no session."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{live.http_url}/v1/livestreams/{stream_id}", headers=live.headers) as response,
+    ):
+        body: dict[str, Any] = await response.json()
+    session = body.get("currentSession")
+    return None if session is None else int(session["bytesIn"])
+
+
+async def wait_for_bytes_in(live: LiveServer, stream_id: str, expected: int) -> None:
+    """Poll the API until the session counted ``expected`` media bytes (20 s at most)."""
+    seen: list[int | None] = []
+    async with asyncio.timeout(20):
+        while not seen or seen[-1] != expected:
+            await asyncio.sleep(0.05)
+            seen.append(await bytes_in(live, stream_id))
+    assert seen[-1] == expected
+
+
+async def test_media_in_the_same_write_as_the_publish_is_all_received(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # The publish command waits for the authorizer with reading paused; the media parsed from
+    # the same read must be handed over after it, not dropped.
+    async with serving(tmp_path, sqlite_url) as live:
+        stream = await live.create_stream()
+        reader, writer = await connect(live)
+        writer.write(publish_bytes(stream["streamKey"]) + audio_frames(40))
+        codes = await first_statuses(reader)
+        assert [c["code"] for c in codes] == ["NetStream.Publish.Start"]
+        await wait_for_bytes_in(live, stream["id"], 40 * FRAME_BYTES)
+        writer.close()
+
+
+async def test_reading_resumes_after_each_batch_interval_and_bursts_get_through(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_read_interval=0.3) as live:
+        stream = await live.create_stream()
+        reader, writer = await connect(live)
+        writer.write(publish_bytes(stream["streamKey"]))
+        assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+        # Small writes, each one read that drains the socket and pauses reading.
+        for i in range(5):
+            writer.write(audio_frames(2, first_ms=42 * i))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        await wait_for_bytes_in(live, stream["id"], 10 * FRAME_BYTES)
+        # Then 4 MB at once: many full reads in a row, then a pause, and nothing lost.
+        writer.write(audio_frames(64, first_ms=1000, size=64_000))
+        await writer.drain()
+        await wait_for_bytes_in(live, stream["id"], 10 * FRAME_BYTES + 64 * 64_000)
+        writer.close()
+
+
+async def test_without_an_interval_every_byte_is_still_received(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with serving(tmp_path, sqlite_url, rtmp_read_interval=0.0) as live:
+        stream = await live.create_stream()
+        reader, writer = await connect(live)
+        writer.write(publish_bytes(stream["streamKey"]))
+        assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+        for i in range(5):
+            writer.write(audio_frames(3, first_ms=63 * i))
+            await writer.drain()
+        await wait_for_bytes_in(live, stream["id"], 15 * FRAME_BYTES)
+        writer.close()
