@@ -55,7 +55,6 @@ class Subscription:
         """Frames dropped because this subscription lagged."""
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._breaks = 0
         self._waiting_for_keyframe = False
         self._closed = False
         self._wakeup = asyncio.Event()
@@ -69,7 +68,6 @@ class Subscription:
 
     def _start(self, preamble: list[bytes], *, wait_for_keyframe: bool) -> None:
         self._queue.clear()
-        self._breaks = 0
         self._queue.extend(preamble)
         self._queued_bytes = sum(map(len, preamble))
         self._waiting_for_keyframe = wait_for_keyframe
@@ -115,54 +113,25 @@ class Subscription:
         """Mark the current end of the queue: :meth:`read` returns ``[]`` there, once, so the
         consumer can end its run cleanly (a publisher reconnect) before reading on."""
         self._queue.append(_BREAK)
-        self._breaks += 1
         self._wakeup.set()
 
-    async def read(self, *, min_bytes: int = 0, max_wait: float = 0.0) -> list[bytes] | None:
+    async def read(self) -> list[bytes] | None:
         """Everything queued so far (waiting if nothing is); ``[]`` at a requested break;
-        ``None`` once the publish ended and the queue is drained.
-
-        With ``min_bytes``/``max_wait``: once something is queued, wait up to ``max_wait``
-        seconds more for ``min_bytes`` in total, so the consumer does fewer, larger writes. A
-        requested break or the end of the publish stops that wait at once."""
-        while True:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            if self._queue[0] is _BREAK:
-                self._queue.popleft()
-                self._breaks -= 1
-                return []
-            if max_wait <= 0 or self._queued_bytes >= min_bytes or self._closed or self._breaks:
-                break
-            await self._gather(min_bytes, max_wait)
-            if self._queue and self._queue[0] is not _BREAK:
-                break
+        ``None`` once the publish ended and the queue is drained. The ingest reads in batches
+        (``LIVERELAY_RTMP_READ_INTERVAL``), so a read here usually takes several messages."""
+        while not self._queue:
+            if self._closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        if self._queue[0] is _BREAK:
+            self._queue.popleft()
+            return []
         batch: list[bytes] = []
         while self._queue and self._queue[0] is not _BREAK:
             batch.append(self._queue.popleft())
         self._queued_bytes -= sum(map(len, batch))
         return batch
-
-    async def _gather(self, min_bytes: int, max_wait: float) -> None:
-        """Wait until ``min_bytes`` are queued, a break is requested, the publish ends or
-        ``max_wait`` passes, whichever comes first."""
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            self._wakeup.set()
-
-        timer = asyncio.get_running_loop().call_later(max_wait, expire)
-        try:
-            while not (expired or self._closed or self._breaks or self._queued_bytes >= min_bytes):
-                self._wakeup.clear()
-                await self._wakeup.wait()
-        finally:
-            timer.cancel()
 
 
 class StreamHub:

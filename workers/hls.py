@@ -27,10 +27,6 @@ POLL_SECONDS = 0.2
 FIRST_SEGMENT_POLL_SECONDS = 0.05
 """Until a run's first segment is listed, ffmpeg's playlist is polled faster: the first
 playable segment comes up to :data:`POLL_SECONDS` sooner. Unchanged polls cost one ``stat``."""
-COALESCE_BYTES = 32 * 1024
-COALESCE_SECONDS = 0.02
-"""Writes to ffmpeg wait up to this long for :data:`COALESCE_BYTES`, so each write (and
-each ffmpeg wake-up) carries several RTMP messages rather than one or two."""
 PLAYLIST_IO_TIMEOUT = 5.0
 """When a run or the output stops, how long to wait for the playlist's file work (normally
 milliseconds); a hung disk must not hang the shutdown. The work still completes, in order."""
@@ -38,8 +34,9 @@ milliseconds); a hung disk must not hang the shutdown. The work still completes,
 
 async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> bool:
     """Write everything ``sub`` delivers into ``process`` until the publish ends (returns
-    True) or a break was requested (returns False)."""
-    while batch := await sub.read(min_bytes=COALESCE_BYTES, max_wait=COALESCE_SECONDS):
+    True) or a break was requested (returns False). Each write carries what one batched
+    ingest read delivered, so ffmpeg wakes once per read rather than once per message."""
+    while batch := await sub.read():
         await process.write(b"".join(batch) if len(batch) > 1 else batch[0])
     return batch is None
 
