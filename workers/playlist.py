@@ -322,6 +322,8 @@ class LivePlaylist:
 
         With ``timeout``, gives up waiting for the disk after that many seconds (logged; the
         work still completes in its thread, before any later file work of this playlist)."""
+        if not last and self._unchanged(private_playlist):
+            return 0
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         read = self._in_thread(
             read_listing, private_playlist, self.directory, self._synced, frozenset(self._seen)
@@ -335,6 +337,19 @@ class LivePlaylist:
             self._doomed.append(private_playlist)
         await self._flush(deadline, timeout)
         return added
+
+    def _unchanged(self, private_playlist: Path) -> bool:
+        """Whether ffmpeg's playlist is still the one fully taken and no file work waits: one
+        ``stat`` on the loop instead of a trip through a worker thread, for most polls."""
+        if self._synced is None or self._dirty or self._doomed:
+            return False
+        if self._io is not None and not self._io.done():
+            return False
+        try:
+            st = os.stat(private_playlist)
+        except OSError:
+            return False
+        return (str(private_playlist), st.st_ino, st.st_mtime_ns, st.st_size) == self._synced
 
     async def flush(self, *, timeout: float | None = None) -> None:
         """Write ``index.m3u8`` if the window changed and delete the retired segments, in a
