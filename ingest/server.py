@@ -21,7 +21,7 @@ from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
 from ingest.session import PublishSession, PublishSink, SessionClosed
-from ingest.transport import ConnectionLimitHit, RTMPTransport
+from ingest.transport import ConnectionLimitHit, ReadBatcher, RTMPTransport
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class RTMPServer:
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
         self._closing = False
+        interval = settings.rtmp_read_interval
+        self._batcher = ReadBatcher(interval) if interval > 0 else None
         self.rejected: dict[str, int] = {}
         """Connections closed early, by :class:`~ingest.limits.CloseReason` value (for
         metrics)."""
@@ -92,6 +94,8 @@ class RTMPServer:
             await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        if self._batcher is not None:
+            self._batcher.close()
 
     # -- accepting ------------------------------------------------------------------------------
 
@@ -99,7 +103,7 @@ class RTMPServer:
         settings = self._settings
         return RTMPTransport(
             self._accept,
-            read_interval=settings.rtmp_read_interval,
+            batcher=self._batcher,
             idle_timeout=settings.rtmp_idle_timeout,
             max_send_buffer=settings.rtmp_max_send_buffer,
             max_publish_kbps=settings.rtmp_max_publish_kbps,

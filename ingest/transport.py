@@ -9,10 +9,14 @@ reading once they are handled. Errors found in the callback (a protocol error, a
 refusal) stop reading and are raised in that task, so the server handles every way a
 connection ends in one place.
 
-While publishing, a read that drained the socket pauses reading for ``read_interval`` seconds:
-the kernel buffers what arrives meanwhile and the next read takes it all, so one wake-up
-handles several messages instead of one. A read that fills the buffer goes on at once, so the
-interval never caps the bitrate.
+While publishing, reads are batched with the socket's receive low-water mark
+(``SO_RCVLOWAT``): it is set to what the publisher sends in about ``read_interval`` seconds, so
+the kernel wakes the event loop once per batch of messages instead of once per message, with
+no timer or pause per read. Nothing caps the bitrate: a socket holding more than the mark is
+readable at once. A :class:`ReadBatcher` shared by all connections releases the data of a
+publisher that slowed down or stopped short of its mark (a pause, its last bytes, the
+unpublish), so batching delays data by about ``read_interval``, at most about three times
+that.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ messages), so this keeps the events of one read, held while a publish is being a
 about 7 MB (256 KiB reads allowed about 30 MB)."""
 BITRATE_WINDOW_SECONDS = 5
 """Window over which ``LIVERELAY_RTMP_MAX_PUBLISH_KBPS`` is averaged."""
+MAX_LOW_WATER = READ_SIZE // 2
+"""Highest receive low-water mark: a faster publisher gets shorter batches."""
+RATE_WINDOW_SECONDS = 1.0
+"""How often the low-water mark follows the publisher's bitrate."""
 
 
 class ConnectionLimitHit(Exception):
@@ -47,6 +55,38 @@ class ConnectionLimitHit(Exception):
     def __init__(self, reason: CloseReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ReadBatcher:
+    """Releases the batched reads of publishing connections that have been waiting for their
+    low-water mark for two intervals: one timer for all of them, running only while some
+    connection batches."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._members: set[RTMPTransport] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, transport: RTMPTransport) -> None:
+        self._members.add(transport)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    def discard(self, transport: RTMPTransport) -> None:
+        self._members.discard(transport)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        stalled_since = loop.time() - 2 * self.interval
+        for transport in self._members:
+            transport.release_if_waiting_since(stalled_since)
+        self._timer = loop.call_later(self.interval, self._tick) if self._members else None
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._members.clear()
 
 
 class RTMPTransport(asyncio.BufferedProtocol):
@@ -60,14 +100,14 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self,
         on_made: Callable[[RTMPTransport], None],
         *,
-        read_interval: float,
+        batcher: ReadBatcher | None,
         idle_timeout: float,
         max_send_buffer: int,
         max_publish_kbps: int,
         clock: Callable[[], float],
     ) -> None:
         self._on_made = on_made
-        self._read_interval = read_interval
+        self._batcher = batcher
         self._idle_timeout = idle_timeout
         self._max_send_buffer = max_send_buffer
         self._max_kbps = max_publish_kbps
@@ -86,7 +126,13 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._lost = False
         self._closed_by_server = False
         self._reading = True
-        self._batch_timer: asyncio.TimerHandle | None = None
+        self._batching = False
+        self._low_water = 1
+        """The socket's SO_RCVLOWAT now."""
+        self._target_low_water = 1
+        """What the publisher's bitrate calls for."""
+        self._window_bytes = 0
+        self._window_start = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_data_at = 0.0
         self._wakeup = asyncio.Event()
@@ -118,7 +164,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         conn, session = self.conn, self.session
         if conn is None or session is None or self._failure is not None:
             return  # refused, or already ending: the rest is not read
-        self._last_data_at = self._loop.time()
+        self._last_data_at = now = self._loop.time()
         try:
             if self._meter is not None:
                 self._check_bitrate(nbytes)
@@ -131,14 +177,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
         except Exception as exc:  # raised again in the connection's task
             self._fail(exc)
             return
-        if (
-            self._read_interval > 0
-            and nbytes < READ_SIZE
-            and not self._pending
-            and session.publishing
-        ):
-            self._batch_timer = self._loop.call_later(self._read_interval, self._end_batch)
-            self._update_reading()
+        if self._batching:
+            self._follow_bitrate(now, nbytes)
 
     def _dispatch(self, session: PublishSession, events: list[Event]) -> None:
         handle_now = session.handle_now
@@ -192,6 +232,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
                     raise self._failure
             if session.publishing and self._idle_timer is None and not self._lost:
                 self._idle_timer = self._loop.call_later(self._idle_timeout, self._check_idle)
+            self._batch(session.publishing and not self._lost)
             self._update_reading()
             if self._closed_by_server:
                 return True, "disconnected by server"
@@ -278,9 +319,53 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._update_reading()
         self._wakeup.set()
 
-    def _end_batch(self) -> None:
-        self._batch_timer = None
-        self._update_reading()
+    # -- batched reads -------------------------------------------------------------------------
+
+    def _batch(self, on: bool) -> None:
+        """Start or stop batching reads (publishing began or ended)."""
+        if self._batcher is None or on == self._batching:
+            return
+        self._batching = on
+        if on:
+            self._window_bytes, self._window_start = 0, self._loop.time()
+            self._batcher.add(self)
+        else:
+            self._batcher.discard(self)
+            self._target_low_water = 1
+            self._set_low_water(1)
+
+    def _follow_bitrate(self, now: float, nbytes: int) -> None:
+        """Once a second, set the low-water mark to what arrives in one read interval; after a
+        release, restore it."""
+        assert self._batcher is not None
+        self._window_bytes += nbytes
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW_SECONDS:
+            rate = self._window_bytes / elapsed
+            self._window_bytes, self._window_start = 0, now
+            target = max(1, min(MAX_LOW_WATER, int(rate * self._batcher.interval)))
+            if abs(target - self._target_low_water) * 4 > self._target_low_water:
+                self._target_low_water = target
+        if self._low_water != self._target_low_water:
+            self._set_low_water(self._target_low_water)
+
+    def release_if_waiting_since(self, since: float) -> None:
+        """Called by the batcher: if nothing was read since ``since`` while the mark is above
+        one byte, drop it to one so whatever waits is read now."""
+        if self._low_water > 1 and self._last_data_at < since:
+            self._set_low_water(1)
+
+    def _set_low_water(self, size: int) -> None:
+        transport = self.transport
+        sock = None if transport is None else transport.get_extra_info("socket")
+        if sock is None or transport is None or transport.is_closing():
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+        except OSError as exc:  # then reads are simply not batched
+            log.debug("cannot set SO_RCVLOWAT: %s", exc)
+            self._target_low_water = size = 1
+        self._low_water = size
 
     def _check_idle(self) -> None:
         """The idle timeout of a publishing connection: one timer, re-armed for when the
@@ -296,11 +381,11 @@ class RTMPTransport(asyncio.BufferedProtocol):
         )
 
     def _update_reading(self) -> None:
-        """Read unless events wait for the task, a batch interval runs, or the end is near."""
+        """Read unless events wait for the task or the connection is ending."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        want = not (self._pending or self._batch_timer or self._failure is not None)
+        want = not (self._pending or self._failure is not None)
         if want != self._reading:
             self._reading = want
             if want:
@@ -309,7 +394,9 @@ class RTMPTransport(asyncio.BufferedProtocol):
                 transport.pause_reading()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._batch_timer, self._idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self._batch_timer = self._idle_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if self._batcher is not None:
+            self._batcher.discard(self)
+        self._batching = False

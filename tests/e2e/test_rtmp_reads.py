@@ -1,6 +1,6 @@
 """How the RTMP listener reads a publisher: media handed over in the read callback, events that
 must wait (the publish) handled by the connection's task with reading paused, and reads batched
-by ``LIVERELAY_RTMP_READ_INTERVAL`` while publishing. Whatever the timing, no byte may be lost
+with the socket's low-water mark (``LIVERELAY_RTMP_READ_INTERVAL``) while publishing. Whatever the timing, no byte may be lost
 or reordered: the hub must count every media byte sent.
 
 Raw sockets on loopback against the whole app; the media is AAC-flagged filler, enough for the
@@ -71,7 +71,7 @@ async def test_media_in_the_same_write_as_the_publish_is_all_received(
         writer.close()
 
 
-async def test_reading_resumes_after_each_batch_interval_and_bursts_get_through(
+async def test_batched_reads_release_a_tail_below_the_low_water_mark_and_take_bursts(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     async with serving(tmp_path, sqlite_url, rtmp_read_interval=0.3) as live:
@@ -79,16 +79,22 @@ async def test_reading_resumes_after_each_batch_interval_and_bursts_get_through(
         reader, writer = await connect(live)
         writer.write(publish_bytes(stream["streamKey"]))
         assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
-        # Small writes, each one read that drains the socket and pauses reading.
-        for i in range(5):
-            writer.write(audio_frames(2, first_ms=42 * i))
+        # 1.5 s at about 200 KB/s: the low-water mark rises to tens of kilobytes...
+        sent = 0
+        for i in range(30):
+            writer.write(audio_frames(10, first_ms=210 * i))
             await writer.drain()
+            sent += 10 * FRAME_BYTES
             await asyncio.sleep(0.05)
-        await wait_for_bytes_in(live, stream["id"], 10 * FRAME_BYTES)
-        # Then 4 MB at once: many full reads in a row, then a pause, and nothing lost.
-        writer.write(audio_frames(64, first_ms=1000, size=64_000))
+        # ...then one small message and silence: it must not wait below the mark.
+        writer.write(audio_frames(1, first_ms=6300))
         await writer.drain()
-        await wait_for_bytes_in(live, stream["id"], 10 * FRAME_BYTES + 64 * 64_000)
+        sent += FRAME_BYTES
+        await wait_for_bytes_in(live, stream["id"], sent)
+        # A 4 MB burst: far above the mark, read at once, nothing lost.
+        writer.write(audio_frames(64, first_ms=7000, size=64_000))
+        await writer.drain()
+        await wait_for_bytes_in(live, stream["id"], sent + 64 * 64_000)
         writer.close()
 
 
