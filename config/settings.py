@@ -104,9 +104,10 @@ class Settings:
     rtmp_max_send_buffer: int = 1024 * 1024
     """Bytes of replies an RTMP client may leave unread before it is dropped."""
     rtmp_read_interval: float = 0.04
-    """Seconds reading pauses after a read that drained a publishing connection's socket, so
-    the next read takes several messages at once (less CPU per stream, at most this much added
-    delay). A read that fills the buffer goes on at once. 0 = read as soon as data arrives."""
+    """Seconds of a publisher's media its socket collects before it is read (the receive
+    low-water mark follows the bitrate), so one read takes several messages: less CPU per
+    stream for about this much added delay (at most about three times it). 0 = read each
+    message as it arrives."""
     hub_queue_bytes: int = 8 * 1024 * 1024
     """Bytes of media buffered per output before it drops frames until the next keyframe."""
     output_stall_seconds: float = 15.0
