@@ -171,6 +171,7 @@ class StreamHub:
         """Clock time of the last audio/video message (or of the hub's creation)."""
         self.bitrate = BitrateMeter()
         """Ingest bitrate over the last few seconds."""
+        self._keyframe_listeners: list[Callable[[], None]] = []
         self.ready = asyncio.Event()
         """Set once the tracks are known and outputs can start with a decodable stream."""
 
@@ -240,6 +241,18 @@ class StreamHub:
         video_keyframes = self._video_expected
         for sub in self._subscriptions:
             sub._offer(data, random_access, config, video_keyframes)
+        if keyframe:
+            for listener in self._keyframe_listeners:
+                listener()
+
+    def add_keyframe_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` each time a video keyframe has been queued to the
+        subscriptions (the HLS output polls ffmpeg's playlist faster then)."""
+        self._keyframe_listeners.append(listener)
+
+    def remove_keyframe_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._keyframe_listeners:
+            self._keyframe_listeners.remove(listener)
 
     def _cache_gop(self, kind: int, data: bytes, keyframe: bool) -> None:
         """Keep the frames since the last video keyframe, so an output that starts now begins

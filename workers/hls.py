@@ -24,9 +24,15 @@ from workers.supervisor import PermanentOutputError, RunContext, Supervisor, run
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+"""How often ffmpeg's playlist is looked at (unchanged, a look costs one ``stat``)."""
 FIRST_SEGMENT_POLL_SECONDS = 0.05
 """Until a run's first segment is listed, ffmpeg's playlist is polled faster: the first
-playable segment comes up to :data:`POLL_SECONDS` sooner. Unchanged polls cost one ``stat``."""
+playable segment comes up to :data:`POLL_SECONDS` sooner."""
+AFTER_KEYFRAME_POLL_SECONDS = 0.02
+AFTER_KEYFRAME_WINDOW_SECONDS = 0.5
+"""ffmpeg cuts a segment when a keyframe arrives, so for this long after the hub passes one on,
+the playlist is polled every :data:`AFTER_KEYFRAME_POLL_SECONDS`: a new segment is listed
+about 20 ms after ffmpeg wrote it rather than 100 ms on average."""
 PLAYLIST_IO_TIMEOUT = 5.0
 """When a run or the output stops, how long to wait for the playlist's file work (normally
 milliseconds); a hung disk must not hang the shutdown. The work still completes, in order."""
@@ -167,13 +173,31 @@ class HLSOutput:
 
     async def _poll(self, ctx: RunContext, private: Path) -> None:
         """Publish new segments as ffmpeg lists them (each one is progress)."""
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        fast_until = 0.0
+
+        def keyframe_passed() -> None:
+            nonlocal fast_until
+            fast_until = loop.time() + AFTER_KEYFRAME_WINDOW_SECONDS
+            if not wake.is_set():
+                loop.call_later(AFTER_KEYFRAME_POLL_SECONDS, wake.set)
+
         idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
+        self._hub.add_keyframe_listener(keyframe_passed)
         interval = FIRST_SEGMENT_POLL_SECONDS
         try:
             while True:
-                await asyncio.sleep(interval)
+                timer = loop.call_later(interval, wake.set)
+                await wake.wait()
+                wake.clear()
+                timer.cancel()
                 if await self.playlist.refresh(private):
-                    interval = POLL_SECONDS
+                    interval, fast_until = POLL_SECONDS, 0.0
                     ctx.progress()
+                elif interval != FIRST_SEGMENT_POLL_SECONDS:
+                    fast = loop.time() < fast_until
+                    interval = AFTER_KEYFRAME_POLL_SECONDS if fast else POLL_SECONDS
         finally:
+            self._hub.remove_keyframe_listener(keyframe_passed)
             idle_watch.cancel()

@@ -247,3 +247,23 @@ async def test_stats_of_an_audio_only_publish_without_metadata() -> None:
     assert hub.stats.video is None
     assert hub.stats.audio is not None
     assert (hub.stats.audio.sample_rate, hub.stats.audio.channels) == (44100, 1)
+
+
+async def test_keyframe_listeners_hear_each_video_keyframe_after_it_is_queued() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("hls")
+    await drain(sub)
+    heard: list[int] = []
+
+    def listener() -> None:
+        heard.append(sub.queued_bytes)  # the keyframe is already queued when it is heard
+
+    hub.add_keyframe_listener(listener)
+    hub.publish_media(TAG_VIDEO, 33, inter())
+    hub.publish_media(TAG_AUDIO, 40, b"\xaf\x01\x01")
+    assert heard == []
+    hub.publish_media(TAG_VIDEO, 66, key())
+    assert len(heard) == 1 and heard[0] > 0
+    hub.remove_keyframe_listener(listener)
+    hub.publish_media(TAG_VIDEO, 99, key())
+    assert len(heard) == 1
