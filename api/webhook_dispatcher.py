@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 class DeliveryPolicy:
     """How often, how many at once, and for how long deliveries are tried."""
 
-    poll_interval: float = 1.0
-    """Seconds between looks at the outbox when nothing wakes the dispatcher."""
+    poll_interval: float = 5.0
+    """Longest wait between looks at the outbox. The dispatcher also looks when the next
+    pending delivery (a retry, an expired lease) falls due, and at once when this app queues
+    an event; the wait only matters for events another node queued and could not send."""
     batch_size: int = 32
     """Deliveries claimed per look."""
     concurrency: int = 16
@@ -103,6 +105,8 @@ class WebhookDispatcher:
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._next_due: datetime | None = None
+        """When the earliest pending delivery not yet due falls due (seen by the last claim)."""
 
     def wake(self) -> None:
         """Look at the outbox now (events were just queued)."""
@@ -146,8 +150,11 @@ class WebhookDispatcher:
                 failing = False
 
     async def _sleep(self) -> None:
+        wait = self._policy.poll_interval
+        if self._next_due is not None:
+            wait = min(wait, max(0.0, (self._next_due - self._clock()).total_seconds()))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._policy.poll_interval):
+            async with asyncio.timeout(wait):
                 await self._wakeup.wait()
         self._wakeup.clear()
 
@@ -167,24 +174,30 @@ class WebhookDispatcher:
 
     async def claim(self, limit: int) -> tuple[list[Claim], int]:
         """Lease up to ``limit`` due deliveries to this dispatcher; returns them and how many
-        were due (fewer are returned when another node took some first)."""
+        were due (fewer are returned when another node took some first). The same query notes
+        when the next pending delivery falls due, so the dispatcher sleeps until then."""
         now = self._clock()
         lease_until = now + timedelta(seconds=self._policy.lease)
         async with self._sessionmaker() as session, session.begin():
-            due = (
+            pending = (
                 select(WebhookDelivery, Webhook)
                 .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+                .where(WebhookDelivery.status == "pending")
                 .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
+                .limit(limit + 1)
             )
-            rows = (await session.execute(due)).all()
+            rows = (await session.execute(pending)).all()
+            due = [(d, w) for d, w in rows[:limit] if d.next_attempt_at <= now]
+            later = rows[len(due)][0].next_attempt_at if len(due) < len(rows) else None
+            self._next_due = later if later is not None and later > now else None
             claims = [
                 _claim_of(delivery, webhook, lease_until)
-                for delivery, webhook in rows
+                for delivery, webhook in due
                 if await _take(session, delivery, lease_until)
             ]
-        return claims, len(rows)
+        if claims and (self._next_due is None or lease_until < self._next_due):
+            self._next_due = lease_until  # a lease this node may not close (see _deliver)
+        return claims, len(due)
 
     async def _deliver(self, claim: Claim) -> None:
         try:
@@ -219,6 +232,8 @@ class WebhookDispatcher:
         self._log(claim, attempt, result, values["attempts"])
         if self._results is not None:
             self._results.labels(result).inc()
+        if result == "retry":
+            self.wake()  # look again, to sleep until the retry falls due
 
     def _outcome(self, claim: Claim, attempt: Attempt, now: datetime) -> tuple[str, dict[str, Any]]:
         """``delivered``, ``retry`` or ``failed``, and the columns that say so."""

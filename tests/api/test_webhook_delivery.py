@@ -104,6 +104,23 @@ async def test_a_failed_attempt_is_retried_with_the_same_event(
     assert counted(hook_client, "retry") >= 1 and counted(hook_client, "delivered") == 1
 
 
+async def test_a_retry_is_sent_when_it_falls_due_not_at_the_next_poll(
+    start_app: StartApp, receiver: Receiver
+) -> None:
+    # Polls 60 s apart: the retry 0.3 s after the failure must come from the dispatcher
+    # sleeping until the next pending delivery falls due.
+    policy = {**vars(FAST), "poll_interval": 60.0, "backoff_base": 0.3, "backoff_cap": 0.3}
+    client = await start_app(DeliveryPolicy(**policy))
+    account = await new_account(client)
+    await create_webhook(client, account, receiver.url("flaky"))
+    await queue_event(client, account.id)
+
+    first = await receiver.next()
+    second = await receiver.next(timeout=10)
+    assert first.body == second.body
+    assert second.at - first.at >= 0.3 * 0.9
+
+
 async def test_a_delivery_fails_once_the_retry_period_is_over(
     start_app: StartApp, receiver: Receiver
 ) -> None:
