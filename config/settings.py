@@ -106,7 +106,7 @@ class Settings:
     rtmp_read_interval: float = 0.04
     """Seconds of a publisher's media its socket collects before it is read (the receive
     low-water mark follows the bitrate), so one read takes several messages: less CPU per
-    stream for about this much added delay (at most about three times it). 0 = read each
+    stream for about this much added delay (at most about four times it). 0 = read each
     message as it arrives."""
     hub_queue_bytes: int = 8 * 1024 * 1024
     """Bytes of media buffered per output before it drops frames until the next keyframe."""

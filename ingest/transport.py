@@ -15,7 +15,7 @@ the kernel wakes the event loop once per batch of messages instead of once per m
 no timer or pause per read. Nothing caps the bitrate: a socket holding more than the mark is
 readable at once. A :class:`ReadBatcher` shared by all connections releases the data of a
 publisher that slowed down or stopped short of its mark (a pause, its last bytes, the
-unpublish), so batching delays data by about ``read_interval``, at most about three times
+unpublish), so batching delays data by about ``read_interval``, at most about four times
 that.
 """
 
@@ -59,8 +59,8 @@ class ConnectionLimitHit(Exception):
 
 class ReadBatcher:
     """Releases the batched reads of publishing connections that have been waiting for their
-    low-water mark for two intervals: one timer for all of them, running only while some
-    connection batches."""
+    low-water mark for two intervals: one timer for all of them, every two intervals, running
+    only while some connection batches."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -70,7 +70,7 @@ class ReadBatcher:
     def add(self, transport: RTMPTransport) -> None:
         self._members.add(transport)
         if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+            self._timer = asyncio.get_running_loop().call_later(2 * self.interval, self._tick)
 
     def discard(self, transport: RTMPTransport) -> None:
         self._members.discard(transport)
@@ -80,7 +80,7 @@ class ReadBatcher:
         stalled_since = loop.time() - 2 * self.interval
         for transport in self._members:
             transport.release_if_waiting_since(stalled_since)
-        self._timer = loop.call_later(self.interval, self._tick) if self._members else None
+        self._timer = loop.call_later(2 * self.interval, self._tick) if self._members else None
 
     def close(self) -> None:
         if self._timer is not None:
