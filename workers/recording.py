@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from workers.playlist import Segment, parse_media_playlist, render_playlist
+from workers.m3u8 import Segment, parse_media_playlist, render_playlist
 from workers.storage import RecordingStorage
 
 log = logging.getLogger(__name__)

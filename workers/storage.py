@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from workers.playlist import PLAYLIST_NAME
+from workers.m3u8 import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from api.auth import issue_token
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveStream
 from config import Secret, Settings
-from workers.playlist import parse_media_playlist
+from workers.m3u8 import parse_media_playlist
 
 SEGMENT_SECONDS = 1.0
 

@@ -16,7 +16,7 @@ import aiohttp
 import av
 
 from tests.e2e.conftest import DecodedHLS, LiveServer, decode_ts, fetch
-from workers.playlist import parse_media_playlist
+from workers.m3u8 import parse_media_playlist
 
 
 @dataclass

@@ -19,7 +19,7 @@ from tests.e2e.conftest import (
     segment_count,
     wait_for_playlist,
 )
-from workers.playlist import parse_media_playlist
+from workers.m3u8 import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
 

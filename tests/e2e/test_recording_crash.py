@@ -30,7 +30,7 @@ from tests.e2e.conftest import (
     wait_for_playlist,
 )
 from tests.e2e.outputs import decode_playlist
-from workers.playlist import parse_media_playlist
+from workers.m3u8 import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
 

@@ -43,7 +43,7 @@ from tests.protocol.helpers import (
     connect_command,
 )
 from tests.protocol.helpers import message_chunks as chunks
-from workers.playlist import parse_media_playlist
+from workers.m3u8 import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """How the RTMP listener reads a publisher: media handed over in the read callback, events that
 must wait (the publish) handled by the connection's task with reading paused, and reads batched
-with the socket's low-water mark (``LIVERELAY_RTMP_READ_INTERVAL``) while publishing. Whatever the timing, no byte may be lost
-or reordered: the hub must count every media byte sent.
+with the socket's low-water mark (``LIVERELAY_RTMP_READ_INTERVAL``) while publishing. Whatever
+the timing, no byte may be lost or reordered: the hub must count every media byte sent.
 
 Raw sockets on loopback against the whole app; the media is AAC-flagged filler, enough for the
 hub's byte count (the outputs may refuse it; that does not matter here).

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from workers.playlist import LivePlaylist, Segment, parse_media_playlist, render_playlist
+from workers.m3u8 import Segment, parse_media_playlist, render_playlist
+from workers.playlist import LivePlaylist
 
 FFMPEG_PLAYLIST = """#EXTM3U
 #EXT-X-VERSION:3

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from workers import playlist as playlist_module
-from workers.playlist import LivePlaylist, Segment, parse_media_playlist
+from workers.m3u8 import Segment, parse_media_playlist
+from workers.playlist import LivePlaylist
 
 HEADER = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.playlist import LivePlaylist, Segment, parse_media_playlist
+from workers.m3u8 import Segment, parse_media_playlist
+from workers.playlist import LivePlaylist
 from workers.recording import (
     RecordingOutput,
     RecordingSummary,
