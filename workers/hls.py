@@ -28,11 +28,11 @@ POLL_SECONDS = 0.2
 FIRST_SEGMENT_POLL_SECONDS = 0.05
 """Until a run's first segment is listed, ffmpeg's playlist is polled faster: the first
 playable segment comes up to :data:`POLL_SECONDS` sooner."""
-AFTER_KEYFRAME_POLL_SECONDS = 0.02
+AFTER_KEYFRAME_POLL_SECONDS = 0.01
 AFTER_KEYFRAME_WINDOW_SECONDS = 0.5
 """ffmpeg cuts a segment when a keyframe arrives, so for this long after the hub passes one on,
-the playlist is polled every :data:`AFTER_KEYFRAME_POLL_SECONDS`: a new segment is listed
-about 20 ms after ffmpeg wrote it rather than 100 ms on average."""
+the playlist is polled every :data:`AFTER_KEYFRAME_POLL_SECONDS` until the segment shows: a
+new segment is listed about 10 ms after ffmpeg wrote it rather than 100 ms on average."""
 PLAYLIST_IO_TIMEOUT = 5.0
 """When a run or the output stops, how long to wait for the playlist's file work (normally
 milliseconds); a hung disk must not hang the shutdown. The work still completes, in order."""

@@ -6,11 +6,12 @@ the public ``index.m3u8`` atomically. Owning the playlist lets one live playlist
 restarts and publisher reconnects (marked with ``EXT-X-DISCONTINUITY``, RFC 8216 4.3.2.3) and lets
 the recording reuse the same segment files.
 
-The window is kept on the event loop; the file work (reading ffmpeg's list, replacing
+The window is kept on the event loop; the file work that can wait for the disk (replacing
 ``index.m3u8``, deleting retired segments) runs in worker threads through the ``async``
-methods, one step after the other per playlist. A rename over an existing file can make the
-filesystem flush the new file first (ext4 ``auto_da_alloc``) and stall for hundreds of
-milliseconds under write load; the event loop must not wait for that.
+methods, one step after the other per playlist. ffmpeg's small list is read on the loop
+(from the page cache), unless file work of the playlist is still running. A rename over an
+existing file can make the filesystem flush the new file first (ext4 ``auto_da_alloc``) and
+stall for hundreds of milliseconds under write load; the event loop must not wait for that.
 """
 
 from __future__ import annotations
@@ -262,14 +263,18 @@ class LivePlaylist:
         if not last and self._unchanged(private_playlist):
             return 0
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        read = self._in_thread(
-            read_listing, private_playlist, self.directory, self._synced, frozenset(self._seen)
-        )
+        args = (private_playlist, self.directory, self._synced, frozenset(self._seen))
         added = 0
-        if await self._finished(read, deadline):
-            added = self._take(read.result())
+        if self._io is None or self._io.done():
+            # Reading the small list ffmpeg just wrote comes from the page cache: done here,
+            # it saves a thread hop per segment (at 16 streams, keyframes often arrive together).
+            added = self._take(read_listing(*args))
         else:
-            self._log_timeout("reading ffmpeg's playlist", timeout)
+            read = self._in_thread(read_listing, *args)
+            if await self._finished(read, deadline):
+                added = self._take(read.result())
+            else:
+                self._log_timeout("reading ffmpeg's playlist", timeout)
         if last:
             self._doomed.append(private_playlist)
         await self._flush(deadline, timeout)
