@@ -97,6 +97,12 @@ class PublishSession:
         """Whether a publish was accepted and is running."""
         return self._publishing is not None
 
+    @property
+    def ended(self) -> bool:
+        """Whether this connection's publish has ended (the connection has nothing left to
+        do)."""
+        return self._ended
+
     def handle_now(self, event: Event) -> bool:
         """React to ``event`` if that needs no waiting (media, metadata, connect, play), and
         say so; ``False`` means it must go to :meth:`handle`. Raises :class:`SessionClosed` to

@@ -238,6 +238,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
                 return True, "disconnected by server"
             if self._eof or self._lost:
                 return False, "connection closed by publisher"
+            if session.ended:  # unpublished: close rather than wait for a handshake deadline
+                return True, "publish ended"
 
     async def _wait(self, deadline: float | None) -> None:
         self._wakeup.clear()

@@ -10,6 +10,9 @@ hub's byte count (the outputs may refuse it; that does not matter here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from asyncio import StreamWriter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,15 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import LiveServer
-from tests.e2e.test_rtmp_hostile import connect, first_statuses, publish_bytes, serving
-from tests.protocol.helpers import message_chunks
+from tests.e2e.test_rtmp_hostile import (
+    connect,
+    first_statuses,
+    publish_bytes,
+    read_to_eof,
+    rtmp,
+    serving,
+)
+from tests.protocol.helpers import command, message_chunks
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +43,19 @@ def audio_frames(count: int, *, first_ms: int = 0, size: int = FRAME_BYTES) -> b
         message_chunks(0, 6, payload, timestamp=first_ms + 21 * i, type_id=AUDIO, chunk_size=128)
         for i in range(count)
     )
+
+
+@contextlib.asynccontextmanager
+async def publishing(live: LiveServer) -> AsyncIterator[tuple[dict[str, Any], StreamWriter]]:
+    """A new stream and a raw client publishing to it (closed at the end)."""
+    stream = await live.create_stream()
+    reader, writer = await connect(live)
+    writer.write(publish_bytes(stream["streamKey"]))
+    assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+    try:
+        yield stream, writer
+    finally:
+        writer.close()
 
 
 async def bytes_in(live: LiveServer, stream_id: str) -> int | None:
@@ -74,11 +97,10 @@ async def test_media_in_the_same_write_as_the_publish_is_all_received(
 async def test_batched_reads_release_a_tail_below_the_low_water_mark_and_take_bursts(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    async with serving(tmp_path, sqlite_url, rtmp_read_interval=0.3) as live:
-        stream = await live.create_stream()
-        reader, writer = await connect(live)
-        writer.write(publish_bytes(stream["streamKey"]))
-        assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+    async with (
+        serving(tmp_path, sqlite_url, rtmp_read_interval=0.3) as live,
+        publishing(live) as (stream, writer),
+    ):
         # 1.5 s at about 200 KB/s: the low-water mark rises to tens of kilobytes...
         sent = 0
         for i in range(30):
@@ -95,19 +117,35 @@ async def test_batched_reads_release_a_tail_below_the_low_water_mark_and_take_bu
         writer.write(audio_frames(64, first_ms=7000, size=64_000))
         await writer.drain()
         await wait_for_bytes_in(live, stream["id"], sent + 64 * 64_000)
-        writer.close()
 
 
 async def test_without_an_interval_every_byte_is_still_received(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    async with serving(tmp_path, sqlite_url, rtmp_read_interval=0.0) as live:
-        stream = await live.create_stream()
-        reader, writer = await connect(live)
-        writer.write(publish_bytes(stream["streamKey"]))
-        assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+    async with (
+        serving(tmp_path, sqlite_url, rtmp_read_interval=0.0) as live,
+        publishing(live) as (stream, writer),
+    ):
         for i in range(5):
             writer.write(audio_frames(3, first_ms=63 * i))
             await writer.drain()
         await wait_for_bytes_in(live, stream["id"], 15 * FRAME_BYTES)
+
+
+async def test_a_publisher_that_unpublishes_and_lingers_is_closed_cleanly(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # After FCUnpublish the connection has nothing left to do: the server closes it, without
+    # mistaking the lingering client for one that never published (a handshake timeout).
+    async with serving(tmp_path, sqlite_url, rtmp_handshake_timeout=1.0) as live:
+        stream = await live.create_stream()
+        reader, writer = await connect(live)
+        writer.write(publish_bytes(stream["streamKey"]) + audio_frames(5))
+        assert [c["code"] for c in await first_statuses(reader)] == ["NetStream.Publish.Start"]
+        await asyncio.sleep(1.5)  # past the handshake deadline, while publishing
+        writer.write(command("FCUnpublish", 5.0, None, stream["streamKey"]))
+        await writer.drain()
+        await read_to_eof(reader)  # the server closes; the client never did
         writer.close()
+        assert rtmp(live).rejected == {}
+        assert await bytes_in(live, stream["id"]) is None  # the session is over
