@@ -42,6 +42,12 @@ DB_CONNECT_TIMEOUT = 5.0
 """Seconds to get a PostgreSQL connection before the request fails with 503."""
 DB_COMMAND_TIMEOUT = 15.0
 """Seconds one PostgreSQL statement may run."""
+DB_POOL_SIZE = 10
+DB_MAX_OVERFLOW = 20
+"""PostgreSQL connections kept open, and opened beyond that under load (30 at most per node).
+Many publishers starting at once (a node restart: every encoder reconnects) each need a
+connection for the key check and the session row; SQLAlchemy's default of 5 + 10 made the
+128th wait past the connect timeout, and its publish was refused."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -54,6 +60,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return create_async_engine(
             url,
             pool_pre_ping=True,
+            pool_size=DB_POOL_SIZE,
+            max_overflow=DB_MAX_OVERFLOW,
             pool_timeout=DB_CONNECT_TIMEOUT,
             connect_args={"timeout": DB_CONNECT_TIMEOUT, "command_timeout": DB_COMMAND_TIMEOUT},
         )
