@@ -57,6 +57,36 @@ async def idle_input_is_progress(ctx: RunContext, hub: StreamHub, interval: floa
             ctx.progress()
 
 
+class PollSchedule:
+    """When to look at ffmpeg's playlist next: every :data:`FIRST_SEGMENT_POLL_SECONDS` until
+    the first segment, every :data:`POLL_SECONDS` after that, and every
+    :data:`AFTER_KEYFRAME_POLL_SECONDS` for a while after a keyframe that can end a segment (one
+    that comes at least 80 % of a segment after the last one: with a short GOP, most keyframes
+    cannot). Times are the event loop's."""
+
+    def __init__(self, segment_seconds: float, now: float) -> None:
+        self._min_gap = 0.8 * segment_seconds
+        self._first = True
+        self._last_segment_at = now
+        self._fast_until = 0.0
+
+    def keyframe(self, now: float) -> bool:
+        """ffmpeg was handed a keyframe; returns whether to look soon."""
+        if not self._first and now - self._last_segment_at < self._min_gap:
+            return False
+        self._fast_until = now + AFTER_KEYFRAME_WINDOW_SECONDS
+        return True
+
+    def looked(self, now: float, *, found: bool) -> float:
+        """Seconds until the next look, after one that ``found`` a new segment or not."""
+        if found:
+            self._first, self._last_segment_at, self._fast_until = False, now, 0.0
+            return POLL_SECONDS
+        if self._first:
+            return FIRST_SEGMENT_POLL_SECONDS
+        return AFTER_KEYFRAME_POLL_SECONDS if now < self._fast_until else POLL_SECONDS
+
+
 class HLSOutput:
     """Keeps a stream's live playlist fed for one live session."""
 
@@ -175,12 +205,10 @@ class HLSOutput:
         """Publish new segments as ffmpeg lists them (each one is progress)."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        fast_until = 0.0
+        schedule = PollSchedule(self._settings.hls_segment_seconds, loop.time())
 
         def keyframe_passed() -> None:
-            nonlocal fast_until
-            fast_until = loop.time() + AFTER_KEYFRAME_WINDOW_SECONDS
-            if not wake.is_set():
+            if schedule.keyframe(loop.time()) and not wake.is_set():
                 loop.call_later(AFTER_KEYFRAME_POLL_SECONDS, wake.set)
 
         idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
@@ -192,12 +220,10 @@ class HLSOutput:
                 await wake.wait()
                 wake.clear()
                 timer.cancel()
-                if await self.playlist.refresh(private):
-                    interval, fast_until = POLL_SECONDS, 0.0
+                found = await self.playlist.refresh(private) > 0
+                interval = schedule.looked(loop.time(), found=found)
+                if found:
                     ctx.progress()
-                elif interval != FIRST_SEGMENT_POLL_SECONDS:
-                    fast = loop.time() < fast_until
-                    interval = AFTER_KEYFRAME_POLL_SECONDS if fast else POLL_SECONDS
         finally:
             self._hub.remove_keyframe_listener(keyframe_passed)
             idle_watch.cancel()
