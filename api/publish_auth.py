@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.models import LiveStream
+from api.pool_wait import when_pool_free
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
 
 log = logging.getLogger(__name__)
@@ -51,15 +50,15 @@ class DatabasePublishAuthorizer:
 
     async def _find(self, stream_key: str, client_address: str) -> LiveStream | None:
         """Look the key up, waiting up to ``busy_patience`` for a pooled connection."""
-        give_up_at = time.monotonic() + self._busy_patience
-        while True:
-            try:
-                async with self._sessionmaker() as session:
-                    return await queries.find_publishable_stream(session, stream_key)
-            except PoolTimeout:
-                if time.monotonic() >= give_up_at:
-                    raise
-                log.info("publish from %s waits: every database connection is busy", client_address)
+
+        async def find() -> LiveStream | None:
+            async with self._sessionmaker() as session:
+                return await queries.find_publishable_stream(session, stream_key)
+
+        def waiting() -> None:
+            log.info("publish from %s waits: every database connection is busy", client_address)
+
+        return await when_pool_free(find, patience=self._busy_patience, on_wait=waiting)
 
 
 def grant_for(stream: LiveStream) -> PublishGrant:

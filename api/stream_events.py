@@ -22,6 +22,7 @@ from api.database import describe_error
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveSession
 from api.outbox import EventType, enqueue
+from api.pool_wait import when_pool_free
 from api.stream_view import RestreamChange, StreamView
 from workers.events import EndReason, RestreamState, SessionInfo
 
@@ -137,10 +138,14 @@ class DatabaseStreamEvents:
         work: Callable[[AsyncSession], Awaitable[None]],
     ) -> None:
         """Run ``work`` in one transaction; log and drop any failure."""
+
+        async def attempt() -> None:
+            async with self._sessionmaker() as session, session.begin():
+                await work(session)
+
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._sessionmaker() as session, session.begin():
-                    await work(session)
+            async with asyncio.timeout(self._timeout):  # a busy pool is waited out meanwhile
+                await when_pool_free(attempt, patience=self._timeout)
         except Exception as exc:  # the media path must never see a database problem
             log.warning(
                 "stream %s: %s of session %s not recorded: %s",

@@ -8,11 +8,11 @@ import logging
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from api import database, queries
 from api.keys import AUTHORIZER, DB_SESSIONMAKER
+from api.pool_wait import PoolTimeout
 from api.publish_auth import DatabasePublishAuthorizer
 from config import Settings
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
