@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import selectinload
 
-from api import queries
+from api import database, queries
 from api.auth import issue_token
 from api.keys import DB_SESSIONMAKER, LIVE
 from api.media import ORCHESTRATOR
 from api.models import LiveStream
 from api.publish_auth import grant_for
+from config import Settings
 from ingest.live import LiveEntry
 from workers.orchestrator import StreamOutputs
 
@@ -131,3 +135,26 @@ async def go_live(
     entry = LiveEntry(stream_id, client_address, time.time(), disconnect)
     app[LIVE].add(entry)
     return publisher
+
+
+@contextlib.asynccontextmanager
+async def one_connection_engine(
+    settings: Settings, *, pool_timeout: float
+) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database with a single pooled connection whose wait for it gives
+    up after ``pool_timeout`` seconds (to make a busy pool)."""
+    engine = create_async_engine(
+        database.database_url(settings), pool_size=1, max_overflow=0, pool_timeout=pool_timeout
+    )
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def holding_its_connection(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Keep ``engine``'s only connection busy until the block ends."""
+    async with engine.connect() as held:
+        await held.execute(text("SELECT 1"))
+        yield

@@ -7,16 +7,20 @@ import logging
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from api import database, queries
+from api import queries
 from api.keys import AUTHORIZER, DB_SESSIONMAKER
 from api.pool_wait import PoolTimeout
 from api.publish_auth import DatabasePublishAuthorizer
 from config import Settings
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
-from tests.api.conftest import AccountCredentials, create_stream
+from tests.api.conftest import (
+    AccountCredentials,
+    create_stream,
+    holding_its_connection,
+    one_connection_engine,
+)
 
 
 async def test_valid_key_gets_a_grant(
@@ -92,36 +96,24 @@ async def test_a_busy_pool_delays_a_publish_rather_than_refusing_it(
     # One pooled connection, held by someone else for longer than the pool's own wait: the
     # key check keeps waiting (within its patience) and is granted once the connection is free.
     stream = await create_stream(api_client, account)
-    engine = create_async_engine(
-        database.database_url(app_settings), pool_size=1, max_overflow=0, pool_timeout=0.2
-    )
-    try:
+    async with one_connection_engine(app_settings, pool_timeout=0.2) as engine:
         authorizer = DatabasePublishAuthorizer(async_sessionmaker(engine), busy_patience=10.0)
-        async with engine.connect() as held:
-            await held.execute(text("SELECT 1"))
+        async with holding_its_connection(engine):
             check = asyncio.create_task(
                 authorizer.authorize_publish(stream["streamKey"], "127.0.0.1:50000")
             )
             await asyncio.sleep(0.6)  # three pool waits have run out meanwhile
             assert not check.done()
         grant = await asyncio.wait_for(check, 10)
-        assert grant.stream_id == stream["id"]
-    finally:
-        await engine.dispose()
+    assert grant.stream_id == stream["id"]
 
 
 async def test_past_its_patience_a_publish_on_a_busy_pool_fails(
     api_client: TestClient, account: AccountCredentials, app_settings: Settings
 ) -> None:
     stream = await create_stream(api_client, account)
-    engine = create_async_engine(
-        database.database_url(app_settings), pool_size=1, max_overflow=0, pool_timeout=0.1
-    )
-    try:
+    async with one_connection_engine(app_settings, pool_timeout=0.1) as engine:
         authorizer = DatabasePublishAuthorizer(async_sessionmaker(engine), busy_patience=0.3)
-        async with engine.connect() as held:
-            await held.execute(text("SELECT 1"))
+        async with holding_its_connection(engine):
             with pytest.raises(PoolTimeout):
                 await authorizer.authorize_publish(stream["streamKey"], "127.0.0.1:50000")
-    finally:
-        await engine.dispose()

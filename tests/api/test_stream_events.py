@@ -12,17 +12,22 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from api import database
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveSession, Recording, Webhook, WebhookDelivery, new_object_id
 from api.recording_store import DatabaseRecordingStore
 from api.stream_events import DatabaseStreamEvents
 from api.stream_view import StreamView
 from config import Settings
-from tests.api.conftest import TARGET, AccountCredentials, create_stream
+from tests.api.conftest import (
+    TARGET,
+    AccountCredentials,
+    create_stream,
+    holding_its_connection,
+    one_connection_engine,
+)
 from tests.api.webhook_support import create_webhook, stop_dispatcher
 from workers.events import SessionInfo
 from workers.recording import RecordingSummary
@@ -144,22 +149,16 @@ async def test_a_busy_pool_delays_a_session_event_rather_than_dropping_it(
     # free, with its event (many encoders starting at once keep every connection busy).
     stream = await create_stream(quiet, account)
     await create_webhook(quiet, account, HOOK, ["livestream.*"])
-    engine = create_async_engine(
-        database.database_url(app_settings), pool_size=1, max_overflow=0, pool_timeout=0.2
-    )
-    try:
+    async with one_connection_engine(app_settings, pool_timeout=0.2) as engine:
         events = DatabaseStreamEvents(
             async_sessionmaker(engine), StreamView(quiet.app), timeout=10.0
         )
         info = SessionInfo(stream["id"], new_object_id(), time.time(), "203.0.113.7:50000")
-        async with engine.connect() as held:
-            await held.execute(text("SELECT 1"))
+        async with holding_its_connection(engine):
             start = asyncio.create_task(events.session_started(info))
             await asyncio.sleep(0.6)  # three pool waits have run out meanwhile
             assert not start.done()
         await asyncio.wait_for(start, 10)
-    finally:
-        await engine.dispose()
     assert await session_row(quiet, info.session_id) is not None
     assert [b["type"] for b in await queued(quiet, account.id)] == ["livestream.started"]
 
