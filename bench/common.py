@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import aiohttp
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -64,6 +66,22 @@ async def wait_for_port(port: int, timeout: float, proc: asyncio.subprocess.Proc
         except OSError:
             await asyncio.sleep(0.1)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:g} s")
+
+
+async def wait_for_liverelay(
+    http_port: int, rtmp_port: int, proc: asyncio.subprocess.Process
+) -> None:
+    """Wait until ``liverelay serve`` listens on both ports and ``/healthz`` answers 200."""
+    await wait_for_port(http_port, 60, proc)
+    await wait_for_port(rtmp_port, 30, proc)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"http://127.0.0.1:{http_port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("liverelay /healthz never answered 200")
 
 
 async def stop_process(proc: asyncio.subprocess.Process, *, grace: float = 10.0) -> None:

@@ -30,6 +30,8 @@ class ProcInfo:
     """utime + stime (the process itself, without reaped children)."""
     own_sys_ticks: int = 0
     """stime alone (time in the kernel: syscalls such as pipe and socket I/O)."""
+    state: str = "?"
+    """One letter: ``R`` running, ``S`` sleeping, ``Z`` zombie..."""
 
 
 def _read_stat(pid: int) -> ProcInfo | None:
@@ -45,7 +47,9 @@ def _read_stat(pid: int) -> ProcInfo | None:
     # fields[0] is state (field 3); utime is field 14 -> index 11
     ppid = int(fields[1])
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return ProcInfo(pid, ppid, comm, utime + stime + cutime + cstime, utime + stime, stime)
+    return ProcInfo(
+        pid, ppid, comm, utime + stime + cutime + cstime, utime + stime, stime, fields[0]
+    )
 
 
 def all_processes() -> dict[int, ProcInfo]:
@@ -62,17 +66,15 @@ def tree(root: int, procs: dict[int, ProcInfo] | None = None) -> list[ProcInfo]:
     """``root`` and all its descendants (walking ppid links)."""
     procs = all_processes() if procs is None else procs
     children: dict[int, list[int]] = {}
-    for info in procs.values():
-        children.setdefault(info.ppid, []).append(info.pid)
+    for proc in procs.values():
+        children.setdefault(proc.ppid, []).append(proc.pid)
     found: list[ProcInfo] = []
     stack = [root]
     while stack:
         pid = stack.pop()
-        info = procs.get(pid)
-        if info is None:
-            continue
-        found.append(info)
-        stack.extend(children.get(pid, ()))
+        if (info := procs.get(pid)) is not None:
+            found.append(info)
+            stack.extend(children.get(pid, ()))
     return found
 
 

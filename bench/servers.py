@@ -27,6 +27,7 @@ from bench.common import (
     free_port,
     liverelay_exe,
     stop_process,
+    wait_for_liverelay,
     wait_for_port,
 )
 
@@ -170,16 +171,7 @@ class Liverelay(Server):
         self.token = await create_api_key(self.env, self.workdir, "bench")
         await self._spawn(self.serve_argv or [liverelay_exe(), "serve"], self.env)
         assert self.proc is not None
-        await wait_for_port(self.http_port, 60, self.proc)
-        await wait_for_port(self.rtmp_port, 30, self.proc)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{self.base_url}/healthz") as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError("liverelay /healthz never answered 200")
+        await wait_for_liverelay(self.http_port, self.rtmp_port, self.proc)
 
     @property
     def auth(self) -> dict[str, str]:

@@ -66,7 +66,7 @@ from bench.common import (
     liverelay_exe,
     percentile,
     source_clip,
-    wait_for_port,
+    wait_for_liverelay,
 )
 from bench.load import Publisher, parse_playlist
 from bench.servers import extract_ref
@@ -87,47 +87,9 @@ MAX_MINUTES = 240
 # /proc
 
 
-@dataclass(frozen=True)
-class Proc:
-    pid: int
-    ppid: int
-    state: str
-    comm: str
-
-
-def _read_proc(pid: int) -> Proc | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("utf-8", "replace")
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    lpar, rpar = raw.index("("), raw.rindex(")")
-    fields = raw[rpar + 2 :].split()
-    return Proc(pid, int(fields[1]), fields[0], raw[lpar + 1 : rpar])
-
-
-def _all_procs() -> dict[int, Proc]:
-    procs: dict[int, Proc] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (info := _read_proc(int(name))) is not None:
-            procs[info.pid] = info
-    return procs
-
-
-def descendants(root: int) -> list[Proc]:
+def descendants(root: int) -> list[procstat.ProcInfo]:
     """Every process below ``root`` (not ``root`` itself)."""
-    procs = _all_procs()
-    children: dict[int, list[int]] = {}
-    for p in procs.values():
-        children.setdefault(p.ppid, []).append(p.pid)
-    found: list[Proc] = []
-    stack = list(children.get(root, ()))
-    while stack:
-        pid = stack.pop()
-        if (info := procs.get(pid)) is not None:
-            found.append(info)
-            stack.extend(children.get(pid, ()))
-    return found
+    return [p for p in procstat.tree(root) if p.pid != root]
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -142,7 +104,7 @@ def ffmpeg_mentioning(path: Path) -> list[dict[str, Any]]:
     """Every ffmpeg process on the machine whose command line mentions ``path``."""
     needle = str(path)
     found = []
-    for p in _all_procs().values():
+    for p in procstat.all_processes().values():
         argv = _cmdline(p.pid)
         if argv and "ffmpeg" in os.path.basename(argv[0]) and any(needle in a for a in argv):
             found.append({"pid": p.pid, "ppid": p.ppid, "state": p.state})
@@ -281,16 +243,7 @@ class Service:
             )
         finally:
             log.close()
-        await wait_for_port(self.http_port, 60, self.proc)
-        await wait_for_port(self.rtmp_port, 30, self.proc)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"{self.base_url}/healthz") as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError("liverelay /healthz never answered 200")
+        await wait_for_liverelay(self.http_port, self.rtmp_port, self.proc)
 
     async def terminate(self, timeout: float) -> dict[str, Any]:
         """SIGTERM; the exit status and how long it took (SIGKILL past ``timeout``)."""
