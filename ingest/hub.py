@@ -154,7 +154,8 @@ class StreamHub:
         self._audio_header: bytes | None = None
         self._tracks: Tracks | None = None
         self._video_expected = False
-        """Cached :meth:`_expects_video`, updated when the tracks or the video header change."""
+        """Whether video is expected (a random-access point is then a video keyframe); set when
+        the tracks or the video header become known."""
         self._first_audio_ts: int | None = None
         self._gop: list[bytes] = []
         self._gop_bytes = 0
@@ -266,9 +267,6 @@ class StreamHub:
                 self._gop, self._gop_bytes = [], 0  # GOP too long to replay: wait instead
             else:
                 self._gop.append(data)
-
-    def _expects_video(self) -> bool:
-        return self._video_expected
 
     def _guess_tracks(self, kind: int, timestamp: int, keyframe: bool) -> None:
         """Without metadata: video is known at the first keyframe; a stream is audio-only once

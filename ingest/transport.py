@@ -113,8 +113,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._max_kbps = max_publish_kbps
         self._meter = BitrateMeter(BITRATE_WINDOW_SECONDS) if max_publish_kbps else None
         self._clock = clock
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
+        self._view = memoryview(bytearray(READ_SIZE))
         self.transport: asyncio.Transport | None = None
         self.conn: RTMPServerConnection | None = None
         self.session: PublishSession | None = None
@@ -125,7 +124,6 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._eof = False
         self._lost = False
         self._closed_by_server = False
-        self._reading = True
         self._batching = False
         self._low_water = 1
         """The socket's SO_RCVLOWAT now."""
@@ -388,8 +386,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             return
         want = not (self._pending or self._failure is not None)
-        if want != self._reading:
-            self._reading = want
+        if want != transport.is_reading():
             if want:
                 transport.resume_reading()
             else:
