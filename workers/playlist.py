@@ -22,6 +22,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -55,7 +56,7 @@ class Listing:
 
 
 def read_listing(
-    private: Path, directory: Path, synced: SyncKey | None, seen: frozenset[str]
+    private: Path, directory: Path, synced: SyncKey | None, seen: AbstractSet[str]
 ) -> Listing | None:
     """Read ffmpeg's playlist ``private`` (file work only); ``None`` when it is missing or is
     still the file ``synced`` describes. ffmpeg replaces its playlist by a rename, so an
@@ -260,17 +261,19 @@ class LivePlaylist:
 
         With ``timeout``, gives up waiting for the disk after that many seconds (logged; the
         work still completes in its thread, before any later file work of this playlist)."""
-        if not last and self._unchanged(private_playlist):
-            return 0
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
-        args = (private_playlist, self.directory, self._synced, frozenset(self._seen))
         added = 0
         if self._io is None or self._io.done():
             # Reading the small list ffmpeg just wrote comes from the page cache: done here,
-            # it saves a thread hop per segment (at 16 streams, keyframes often arrive together).
-            added = self._take(read_listing(*args))
+            # it saves a thread hop per segment (at 16 streams, keyframes often arrive together),
+            # and an unchanged list, most polls, costs one stat.
+            listing = read_listing(private_playlist, self.directory, self._synced, self._seen)
+            added = self._take(listing)
         else:
-            read = self._in_thread(read_listing, *args)
+            seen = frozenset(self._seen)  # the thread must not see the set change
+            read = self._in_thread(
+                read_listing, private_playlist, self.directory, self._synced, seen
+            )
             if await self._finished(read, deadline):
                 added = self._take(read.result())
             else:
@@ -279,19 +282,6 @@ class LivePlaylist:
             self._doomed.append(private_playlist)
         await self._flush(deadline, timeout)
         return added
-
-    def _unchanged(self, private_playlist: Path) -> bool:
-        """Whether ffmpeg's playlist is still the one fully taken and no file work waits: one
-        ``stat`` on the loop instead of a trip through a worker thread, for most polls."""
-        if self._synced is None or self._dirty or self._doomed:
-            return False
-        if self._io is not None and not self._io.done():
-            return False
-        try:
-            st = os.stat(private_playlist)
-        except OSError:
-            return False
-        return (str(private_playlist), st.st_ino, st.st_mtime_ns, st.st_size) == self._synced
 
     async def flush(self, *, timeout: float | None = None) -> None:
         """Write ``index.m3u8`` if the window changed and delete the retired segments, in a
