@@ -10,6 +10,7 @@ from api.database import database_context
 from api.keys import SETTINGS, TOKEN_CACHE
 from api.media import media_context
 from api.metrics import METRICS, Metrics, metrics_middleware
+from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.routes import (
     health,
@@ -37,8 +38,8 @@ def create_app(
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
-    RTMP port). Media stops first, so the events of the sessions it ends are queued while the
-    database is still there.
+    RTMP port), (4) the metrics listener. Media stops before the database, so the events of the
+    sessions it ends are queued while the database is still there.
     """
     app = web.Application(
         middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
@@ -53,6 +54,7 @@ def create_app(
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(media_context)
+    app.cleanup_ctx.append(metrics_listener_context)
     health.register(app.router)
     livestreams.register(app.router)
     lifecycle.register(app.router)
@@ -61,5 +63,6 @@ def create_app(
     recordings.register(app.router)
     playback.register(app.router)
     webhooks.register(app.router)
+    register_public(app.router, settings)
     openapi.register(app.router, settings)
     return app

@@ -34,3 +34,5 @@ REQUEST_ID = web.RequestKey("request_id", str)
 """The id of the current request (``X-Request-Id``), set by the request id middleware."""
 ACCOUNT = web.RequestKey("account", AuthenticatedAccount)
 """The account whose token authenticated the current ``/v1`` request (JWT middleware)."""
+METRICS_PORT = web.AppKey("metrics_port", int)
+"""The port the separate metrics listener is bound to; absent when it is turned off."""

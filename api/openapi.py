@@ -50,10 +50,15 @@ def build_document(settings: Settings) -> dict[str, Any]:
                     "name": "Authorization",
                     "description": "HS256 JWT with an `apikey` claim, signed with the "
                     "account's secret; raw or as `Bearer <jwt>`.",
-                }
+                },
+                "metricsToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "LIVERELAY_METRICS_TOKEN, for GET /metrics on this port.",
+                },
             },
         },
-        "paths": _paths(),
+        "paths": _paths(settings),
         "webhooks": webhook_events(),
     }
 
@@ -81,11 +86,13 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _paths() -> dict[str, Any]:
+def _paths(settings: Settings) -> dict[str, Any]:
+    # /metrics is on the public port only behind LIVERELAY_METRICS_TOKEN (api.metrics_listener)
+    metrics = {"/metrics": {"get": _metrics()}} if settings.metrics_token is not None else {}
     return {
         "/healthz": {"get": _health()},
         "/readyz": {"get": _readiness()},
-        "/metrics": {"get": _metrics()},
+        **metrics,
         "/openapi.json": {"get": _self_description()},
         **livestream_paths(),
         **webhook_paths(),
@@ -116,11 +123,16 @@ def _metrics() -> dict[str, Any]:
     return {
         "operationId": "metrics",
         "summary": "Prometheus metrics (names prefixed liverelay_)",
+        "description": "Served here only when LIVERELAY_METRICS_TOKEN is set, to requests "
+        "with `Authorization: Bearer <token>`. The metrics listener "
+        "(LIVERELAY_METRICS_HOST/PORT) serves it without a token.",
+        "security": [{"metricsToken": []}],
         "responses": {
             "200": {
                 "description": "Prometheus text exposition format",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
+            },
+            **errors(401),
         },
     }
 

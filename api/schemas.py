@@ -240,10 +240,11 @@ class HealthOutput(_Output):
 
 
 class ReadinessOutput(_Output):
-    """Body of ``GET /readyz``: overall status and each check's result (``ok`` or the error)."""
+    """Body of ``GET /readyz``: overall status and each check's result, ``ok`` or ``failed``
+    (why is in the server's log, not here: anyone may ask)."""
 
     status: Literal["ok", "unavailable"]
-    checks: dict[str, str]
+    checks: dict[str, Literal["ok", "failed"]]
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:

@@ -144,6 +144,7 @@ class Liverelay(Server):
                 "LIVERELAY_HTTP_PORT": str(self.http_port),
                 "LIVERELAY_RTMP_HOST": "127.0.0.1",
                 "LIVERELAY_RTMP_PORT": str(self.rtmp_port),
+                "LIVERELAY_METRICS_PORT": "-1",
                 "LIVERELAY_HLS_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
                 "LIVERELAY_HLS_LIST_SIZE": str(LIST_SIZE),
                 "LIVERELAY_RTMP_MAX_CONNECTIONS": "2000",

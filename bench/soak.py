@@ -189,6 +189,7 @@ class Service:
         self.data_dir = workdir / "data"
         self.http_port = free_port()
         self.rtmp_port = free_port()
+        self.metrics_port = free_port()
         self.log_path = workdir / "server.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.token: str | None = None
@@ -200,6 +201,7 @@ class Service:
                 "LIVERELAY_HTTP_PORT": str(self.http_port),
                 "LIVERELAY_RTMP_HOST": "127.0.0.1",
                 "LIVERELAY_RTMP_PORT": str(self.rtmp_port),
+                "LIVERELAY_METRICS_PORT": str(self.metrics_port),
                 "LIVERELAY_HLS_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
                 "LIVERELAY_HLS_LIST_SIZE": str(LIST_SIZE),
                 "LIVERELAY_LOG_FORMAT": "json",
@@ -217,8 +219,12 @@ class Service:
         return f"http://127.0.0.1:{self.http_port}"
 
     @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
     def ports(self) -> dict[int, str]:
-        return {self.http_port: "http", self.rtmp_port: "rtmp"}
+        return {self.http_port: "http", self.rtmp_port: "rtmp", self.metrics_port: "metrics"}
 
     @property
     def pid(self) -> int:
@@ -816,7 +822,7 @@ async def take_sample(
     }
     started = time.perf_counter()
     try:
-        status, body = await _get(http, f"{service.base_url}/metrics")
+        status, body = await _get(http, service.metrics_url)
         sample["metrics_ms"] = (time.perf_counter() - started) * 1000
         sample["metrics"] = parse_metrics(body.decode(errors="replace")) if status == 200 else {}
     except (aiohttp.ClientError, TimeoutError) as exc:

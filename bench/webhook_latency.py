@@ -96,6 +96,7 @@ async def measure(events: int, database_url: str | None, data_dir: Path) -> None
         database_url=Secret(database_url or f"sqlite+aiosqlite:///{data_dir}/bench.db"),
         http_port=0,
         rtmp_port=0,
+        metrics_port=-1,
         allow_private_targets=True,
     )
     arrivals: dict[str, float] = {}

@@ -119,6 +119,13 @@ class Settings:
     instead of the system store. Certificates (chain and host name) are always verified."""
     allow_private_targets: bool = False
     """Allow restream/webhook targets on loopback, link-local and private addresses."""
+    metrics_host: str = "127.0.0.1"
+    """Address of the metrics listener, which serves ``GET /metrics`` only."""
+    metrics_port: int = 9090
+    """Port of the metrics listener (0 picks a free port; -1 turns the listener off)."""
+    metrics_token: Secret | None = None
+    """When set, ``GET /metrics`` is also served on the public HTTP port, to requests with
+    ``Authorization: Bearer <token>``. Unset (the default), the public port answers 404."""
     token_ttl_seconds: int = 86_400
     """Lifetime of tokens printed by ``liverelay apikey create``."""
     token_cache_seconds: float = 5.0
@@ -156,6 +163,10 @@ class Settings:
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise SettingsError(f"LIVERELAY_{name.upper()} must be a port number")
+        if not -1 <= self.metrics_port <= 65535:
+            raise SettingsError("LIVERELAY_METRICS_PORT must be a port number, or -1 (off)")
+        if self.metrics_token is not None and not self.metrics_token.value.strip():
+            raise SettingsError("LIVERELAY_METRICS_TOKEN must not be blank")
 
     def _check_rtmp_limits(self) -> None:
         for name, lowest in (

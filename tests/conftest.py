@@ -77,6 +77,7 @@ def app_settings(tmp_path: Path, database_url: str) -> Settings:
         database_url=Secret(database_url),
         http_port=0,
         rtmp_port=0,
+        metrics_port=0,
         public_http_url="http://testserver",
         public_rtmp_url="rtmp://testserver",
     )

@@ -1,29 +1,34 @@
-"""``GET /healthz`` (liveness), ``GET /readyz`` (readiness) and ``GET /metrics``."""
+"""``GET /healthz`` (liveness) and ``GET /readyz`` (readiness), both without authentication.
+
+``/readyz`` names the failing checks only; why they failed (paths, database host and user,
+exception text) goes to the log. ``GET /metrics`` lives in :mod:`api.metrics_listener`."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from aiohttp import web
 from sqlalchemy import text
 
 from api.keys import DB_ENGINE, SETTINGS
 from api.media import FFMPEG_PATH
-from api.metrics import metrics_handler
 from api.schemas import HealthOutput, ReadinessOutput
+
+log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
 """Seconds each readiness check may take before it counts as failing."""
 
 
 def register(router: web.UrlDispatcher) -> None:
-    """Add the health, readiness and metrics routes to ``router``."""
+    """Add the health and readiness routes to ``router``."""
     router.add_get("/healthz", healthz, allow_head=False)
     router.add_get("/readyz", readyz, allow_head=False)
-    router.add_get("/metrics", metrics_handler, allow_head=False)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -32,26 +37,29 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers, ffmpeg is executable and storage is writable; else 503."""
+    """200 when the database answers, ffmpeg is executable and storage is writable; else 503
+    with each failing check marked ``failed`` (the reason is logged)."""
     app = request.app
     checks = {
-        "database": await _check(_database(app)),
-        "ffmpeg": await _check(asyncio.to_thread(_executable, app[FFMPEG_PATH])),
-        "storage": await _check(asyncio.to_thread(_writable, app[SETTINGS].data_dir)),
+        "database": await _check("database", _database(app)),
+        "ffmpeg": await _check("ffmpeg", asyncio.to_thread(_executable, app[FFMPEG_PATH])),
+        "storage": await _check("storage", asyncio.to_thread(_writable, app[SETTINGS].data_dir)),
     }
     ok = all(result == "ok" for result in checks.values())
     body = ReadinessOutput(status="ok" if ok else "unavailable", checks=checks)
     return web.json_response(body.model_dump(by_alias=True), status=200 if ok else 503)
 
 
-async def _check(work: object) -> str:
+async def _check(name: str, work: object) -> Literal["ok", "failed"]:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await work  # type: ignore[misc]
     except TimeoutError:
-        return f"timed out after {CHECK_TIMEOUT:g} s"
+        log.warning("readiness check %s failed: timed out after %g s", name, CHECK_TIMEOUT)
+        return "failed"
     except Exception as exc:  # any failure is a readiness answer, not a server error
-        return f"{type(exc).__name__}: {exc}"[:200]
+        log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+        return "failed"
     return "ok"
 
 

@@ -44,7 +44,7 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
     ("get", "/v1/webhooks"): "lists the caller's webhooks (checked below)",
     ("get", "/healthz"): "public",
     ("get", "/readyz"): "public",
-    ("get", "/metrics"): "public",
+    ("get", "/metrics"): "only with LIVERELAY_METRICS_TOKEN (a bearer token), no account data",
     ("get", "/openapi.json"): "public",
     **{
         (method, path): "public playback, addressed by an unguessable id"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
-from config import Settings
+from api.keys import DB_ENGINE, METRICS_PORT
+from config import Secret, Settings, SettingsError
+from tests.api.conftest import assert_error
+
+METRICS_TOKEN = "scrape-token-5f1c9e"
 
 
 async def test_ready_when_database_ffmpeg_and_storage_are_fine(api_client: TestClient) -> None:
@@ -32,15 +39,114 @@ async def test_not_ready_when_storage_is_not_writable(
     response = await client.get("/readyz")
     assert response.status == 503
     body = await response.json()
-    assert body["status"] == "unavailable"
-    assert body["checks"]["storage"].startswith("NotADirectoryError")
-    assert body["checks"]["database"] == "ok" and body["checks"]["ffmpeg"] == "ok"
+    assert body == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "ffmpeg": "ok", "storage": "failed"},
+    }
+
+
+async def test_readiness_detail_goes_to_the_log_not_the_body(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone may ask ``/readyz``: it names the failing checks, and only the log says why
+    (paths, database host and user, exception text)."""
+    caplog.set_level(logging.DEBUG)
+    data_dir = tmp_path / "private-data-dir"
+    data_dir.mkdir()
+    database = data_dir / "liverelay.db"
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=Secret(f"sqlite+aiosqlite:///{database}"),
+        http_port=0,
+        rtmp_port=0,
+        metrics_port=-1,
+    )
+    client = await aiohttp_client(create_app(settings))
+    # The database file turns into a directory: every new connection fails to open it.
+    await client.app[DB_ENGINE].dispose()
+    database.unlink()
+    database.mkdir()
+    response = await client.get("/readyz")
+    assert response.status == 503
+    text = await response.text()
+    assert await response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "failed", "ffmpeg": "ok", "storage": "ok"},
+    }
+    for private in (str(tmp_path), "private-data-dir", "sqlite", "unable to open", "Error"):
+        assert private not in text
+    assert "readiness check database failed" in caplog.text
+    assert "unable to open database file" in caplog.text
+
+
+async def test_readiness_hides_the_storage_path(
+    aiohttp_client: AiohttpClient,
+    app_settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    not_a_directory = tmp_path / "secret-path-name"
+    not_a_directory.write_text("x")
+    client = await aiohttp_client(create_app(replace(app_settings, data_dir=not_a_directory)))
+    response = await client.get("/readyz")
+    text = await response.text()
+    assert response.status == 503
+    assert "secret-path-name" not in text and "NotADirectoryError" not in text
+    assert "readiness check storage failed: NotADirectoryError" in caplog.text
+    assert "secret-path-name" in caplog.text
+
+
+async def test_metrics_are_not_on_the_public_port_without_a_token(
+    api_client: TestClient,
+) -> None:
+    response = await api_client.get("/metrics")
+    await assert_error(response, 404, "not_found")
+    assert "liverelay_" not in await response.text()
+
+
+async def test_metrics_on_the_public_port_need_the_bearer_token(
+    aiohttp_client: AiohttpClient, app_settings: Settings
+) -> None:
+    settings = replace(app_settings, metrics_token=Secret(METRICS_TOKEN), metrics_port=-1)
+    client = await aiohttp_client(create_app(settings))
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+        {"Authorization": METRICS_TOKEN},  # the scheme is required
+        {"Authorization": f"Basic {METRICS_TOKEN}"},
+    ):
+        response = await client.get("/metrics", headers=headers)
+        await assert_error(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "liverelay_" not in await response.text()
+    response = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status == 200
+    assert "liverelay_live_streams 0.0" in await response.text()
+
+
+async def test_metrics_listener_is_separate_and_can_be_turned_off(
+    aiohttp_client: AiohttpClient, app_settings: Settings
+) -> None:
+    assert app_settings.metrics_port == 0  # tests pick a free port
+    client = await aiohttp_client(create_app(app_settings))
+    port = client.app[METRICS_PORT]
+    assert port not in (0, client.port)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/v1/livestreams") as other:
+            assert other.status == 404  # the listener serves /metrics only
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            assert response.status == 200
+            assert "liverelay_live_streams 0.0" in await response.text()
+    off = await aiohttp_client(create_app(replace(app_settings, metrics_port=-1)))
+    assert METRICS_PORT not in off.app
 
 
 async def test_metrics_exposition(api_client: TestClient) -> None:
     await api_client.get("/healthz")
     await api_client.get("/v1/livestreams")  # 401, still timed
-    response = await api_client.get("/metrics")
+    response = await scrape(api_client)
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     text = await response.text()
@@ -50,3 +156,26 @@ async def test_metrics_exposition(api_client: TestClient) -> None:
     assert f"liverelay_http_request_duration_seconds_count{{{healthz}}} 1.0" in text
     assert 'route="/v1/livestreams",status="401"' in text
     assert "/v1/livestreams/" not in text.replace('route="/v1/livestreams/{id}"', "")
+
+
+class Scraped:
+    """A ``/metrics`` answer read from the metrics listener."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: str) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    async def text(self) -> str:
+        return self.body
+
+
+async def scrape(client: TestClient) -> Scraped:
+    """``GET /metrics`` on the metrics listener of ``client``'s app."""
+    url = f"http://127.0.0.1:{client.app[METRICS_PORT]}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return Scraped(response.status, dict(response.headers), await response.text())
+
+
+@pytest.mark.parametrize("value", ["-2", "65536", "nine"])
+def test_metrics_port_setting_is_checked(value: str) -> None:
+    with pytest.raises(SettingsError, match="LIVERELAY_METRICS_PORT"):
+        Settings.from_env({"LIVERELAY_METRICS_PORT": value})

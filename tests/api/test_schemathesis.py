@@ -113,6 +113,7 @@ def served(
         http_port=0,
         rtmp_host="127.0.0.1",
         rtmp_port=0,
+        metrics_port=0,
         data_dir=data_dir,
         database_url=Secret(database_url),
         public_http_url="http://testserver",

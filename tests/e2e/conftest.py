@@ -154,6 +154,7 @@ def e2e_settings(tmp_path: Path, database_url: str, http_port: int, **overrides:
         http_port=http_port,
         rtmp_host="127.0.0.1",
         rtmp_port=0,
+        metrics_port=0,
         hls_segment_seconds=SEGMENT_SECONDS,
         hls_list_size=30,
     )

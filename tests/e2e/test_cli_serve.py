@@ -58,7 +58,7 @@ async def wait_until_ready(url: str, server: asyncio.subprocess.Process) -> None
 async def test_serve_with_zero_configuration_tour(
     tmp_path: Path, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    http_port, rtmp_port = free_port(), free_port()
+    http_port, rtmp_port, metrics_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "LIVERELAY_DATA_DIR": str(tmp_path / "data"),
@@ -66,8 +66,10 @@ async def test_serve_with_zero_configuration_tour(
         "LIVERELAY_HTTP_PORT": str(http_port),
         "LIVERELAY_RTMP_HOST": "127.0.0.1",
         "LIVERELAY_RTMP_PORT": str(rtmp_port),
+        "LIVERELAY_METRICS_PORT": str(metrics_port),  # the default 9090 may be taken here
     }
-    env.pop("LIVERELAY_DATABASE_URL", None)
+    for name in ("LIVERELAY_DATABASE_URL", "LIVERELAY_METRICS_TOKEN"):
+        env.pop(name, None)
     server = await asyncio.create_subprocess_exec(
         LIVERELAY,
         "serve",
@@ -98,6 +100,12 @@ async def test_serve_with_zero_configuration_tour(
         decoded = await download_and_decode(stream["downstreamUrl"], playlist)
         assert decoded.video_codec == "h264" and decoded.duration >= 5.0
         assert (tmp_path / "data" / "liverelay.db").exists()  # the embedded default database
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{http_port}/metrics") as public:
+                assert public.status == 404  # not on the public port without a token
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as metrics:
+                assert metrics.status == 200
+                assert "liverelay_http_request_duration_seconds" in await metrics.text()
     finally:
         if server.returncode is None:
             server.send_signal(signal.SIGTERM)

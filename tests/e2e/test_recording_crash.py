@@ -55,6 +55,7 @@ class Service:
             "LIVERELAY_HTTP_PORT": str(self.http_port),
             "LIVERELAY_RTMP_HOST": "127.0.0.1",
             "LIVERELAY_RTMP_PORT": str(self.rtmp_port),
+            "LIVERELAY_METRICS_PORT": "0",
             "LIVERELAY_HLS_SEGMENT_SECONDS": "1",
         }
         self.log = data_dir / "serve.log"
