@@ -70,6 +70,7 @@ def grant_for(stream: LiveStream) -> PublishGrant:
             RestreamTarget(
                 target_id=target.id,
                 publish_url=f"{target.url.rstrip('/')}/{target.stream_key}",
+                stream_key=target.stream_key,
             )
             for target in stream.targets
         ),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -28,8 +28,11 @@ class RestreamTarget:
 
     target_id: str
     """The ``_id`` of the restream target."""
-    publish_url: str
+    publish_url: str = field(repr=False)
     """Full URL (``url`` + ``/`` + ``streamKey``); secret, never log it."""
+    stream_key: str = field(default="", repr=False)
+    """The target's stream key (the end of ``publish_url``), redacted by value from every log
+    line, ``lastError`` and stderr tail whatever the URL's shape; secret."""
 
 
 class PublishDenied(Exception):

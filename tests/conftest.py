@@ -16,6 +16,7 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import asyncpg
 import pytest
@@ -29,6 +30,19 @@ from config import Secret, Settings
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_TEMPLATE = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 DATABASE_KINDS = ("sqlite", "postgresql")
+SHORTEST_LEAK = 5
+"""A run of this many characters of a secret found in a text counts as a (partial) leak."""
+
+
+def assert_hidden(secret: str, text: str) -> None:
+    """No piece of ``secret`` of :data:`SHORTEST_LEAK` characters or more is in ``text``, and
+    neither is the whole of it percent-encoded."""
+    size = min(len(secret), SHORTEST_LEAK)
+    for start in range(len(secret) - size + 1):
+        piece = secret[start : start + size]
+        assert piece not in text, f"{piece!r} of the secret {secret!r} leaked: {text[-3000:]!r}"
+    for encoded in (quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)):
+        assert encoded not in text, f"{secret!r} leaked encoded as {encoded!r}"
 
 
 async def postgres_admin(statement: str) -> None:

@@ -11,7 +11,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 DEFAULT_PROBESIZE = 500_000
 """Bytes ffmpeg may read to find the streams. The hub starts every subscription with the FLV
@@ -164,31 +164,58 @@ def _seconds(value: float) -> str:
 # -- redaction --------------------------------------------------------------------------------
 
 REDACTED = "***"
+PARTIAL_SECRET_CHARS = 5
+"""A text ending with this many or more leading characters of a secret (a line cut at a length
+limit inside the secret) has that end redacted too."""
 
 # userinfo (RFC 3986 3.2.1) ends at the last "@" before the path, query or fragment
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]+@")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+_PCHAR_SAFE = "/:@!$&'()*+,;="
+"""What URL encoders leave alone in a path (RFC 3986 3.3 pchar, and ``/``)."""
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret (and its percent-encoded form) and every ``user:password@``
-    part of a URL replaced by ``***``.
+    """``text`` with every secret and every ``user:password@`` part of a URL replaced by
+    ``***``.
 
-    Used on every argv and stderr line before it is logged or stored. Longer secrets are replaced
-    first so that one secret containing another is hidden whole.
+    Secrets are found by value, never by where they sit in a URL: as given, percent-encoded the
+    ways URL encoders and ffmpeg write them (upper- or lower-case escapes, ``+`` for spaces),
+    and percent-decoded. Longer forms are replaced first so that one secret containing another
+    is hidden whole; a text that ends inside a secret (a line cut short) has that end hidden.
+    Used on every argv, stderr line and error before it is logged or stored.
     """
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    for secret in sorted(_variants(secrets), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+    forms = sorted(_variants(secrets), key=len, reverse=True)
+    for form in forms:
+        text = text.replace(form, REDACTED)
+    return _redact_cut_end(text, forms)
 
 
 def _variants(secrets: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for secret in secrets:
-        if secret:
-            found.add(secret)
-            found.add(quote(secret, safe=""))
+        if not secret:
+            continue
+        encoded = {
+            quote(secret, safe=""),
+            quote(secret, safe="/"),
+            quote(secret, safe=_PCHAR_SAFE),
+            quote_plus(secret),
+            quote_plus(secret, safe="/"),
+        }
+        lower = {_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
+        found |= {secret, unquote(secret), *encoded, *lower}
     return found
+
+
+def _redact_cut_end(text: str, forms: Sequence[str]) -> str:
+    end = text.rstrip("\ufffd")  # a multi-byte character cut in half decodes to U+FFFD
+    for form in forms:
+        for size in range(len(form) - 1, PARTIAL_SECRET_CHARS - 1, -1):
+            if end.endswith(form[:size]):
+                return end[:-size] + REDACTED
+    return text
 
 
 def make_redactor(secrets: Iterable[str]) -> Callable[[str], str]:
@@ -210,5 +237,6 @@ def url_secrets(url: str) -> list[str]:
 
 
 def format_argv(argv: Sequence[str], redactor: Callable[[str], str]) -> str:
-    """``argv`` as one shell-quoted line, redacted, for logs."""
-    return redactor(shlex.join(argv))
+    """``argv`` as one shell-quoted line, redacted, for logs. Each argument is redacted before
+    quoting too: quoting would split a secret containing ``'``."""
+    return redactor(shlex.join(redactor(arg) for arg in argv))

@@ -5,7 +5,8 @@ next keyframe, never slowing the publisher or the other outputs) and its own
 :class:`~workers.supervisor.Supervisor` (retries with capped backoff; a stalled target is
 restarted). A restarted attempt begins again from the hub's cached headers and waits for a
 keyframe, so the target always receives a decodable stream. The target URL holds a secret stream
-key: every log line, stderr line and ``last_error`` goes through a redactor first.
+key: every log line, stderr line and ``last_error`` goes through a redactor first, which hides
+the key by value (and the URL's password and query), whatever the shape of the URL.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class RestreamOutput:
         self._ffmpeg = ffmpeg
         self._hub = hub
         self._sub: Subscription | None = None
-        self._redact = make_redactor(url_secrets(target.publish_url))
+        self._redact = make_redactor([target.stream_key, *url_secrets(target.publish_url)])
         self.name = f"{hub.stream_id}/restream:{target.target_id}"
         """Name in logs and statuses (never the URL: it holds the key)."""
         self.input_ended = asyncio.Event()

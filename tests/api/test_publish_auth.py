@@ -39,8 +39,12 @@ async def test_valid_key_gets_a_grant(
         stream_id=stream["id"],
         record=True,
         restream=(
-            RestreamTarget(stream["restream"][0]["_id"], "rtmp://a.example.com/live2/key-a"),
-            RestreamTarget(stream["restream"][1]["_id"], "rtmps://b.example.com:443/app/key-b"),
+            RestreamTarget(
+                stream["restream"][0]["_id"], "rtmp://a.example.com/live2/key-a", "key-a"
+            ),
+            RestreamTarget(
+                stream["restream"][1]["_id"], "rtmps://b.example.com:443/app/key-b", "key-b"
+            ),
         ),
     )
     assert stream["streamKey"] not in caplog.text

@@ -184,5 +184,5 @@ def test_logged_argv_never_shows_the_key() -> None:
     line = format_argv(restream_argv(FF, publish_url=url), redactor)
     assert "KEY-0123" not in line
     assert "pw" not in line
-    assert line.endswith("rtmps://***@live.example.com/app/***")
+    assert line.endswith("'rtmps://***@live.example.com/app/***'")
     assert line.startswith(f"{FF} -hide_banner -nostdin")
