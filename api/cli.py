@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +30,9 @@ from config.logs import configure_logging
 log = logging.getLogger("liverelay")
 
 Command = Callable[[Settings, argparse.Namespace], int]
+
+SECRET_VARIABLE = "LIVERELAY_SECRET"
+"""Where ``liverelay token`` reads the API secret (not a setting: only that command reads it)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,9 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("apikey")
     delete.set_defaults(command=apikey_delete)
-    token = sub.add_parser("token", help="print a JWT for an API key and secret")
+    token = sub.add_parser(
+        "token",
+        help="print a JWT for an API key; the secret comes from LIVERELAY_SECRET or standard input",
+    )
     token.add_argument("--apikey", required=True)
-    token.add_argument("--secret", required=True)
+    token.add_argument("--secret", help=argparse.SUPPRESS)  # refused: see token_command
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     token.set_defaults(command=token_command)
     return parser
@@ -159,13 +167,40 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def token_command(settings: Settings, args: argparse.Namespace) -> int:
-    """``liverelay token --apikey K --secret S [--ttl SECONDS]``: print a JWT."""
+    """``liverelay token --apikey K [--ttl SECONDS]``: print a JWT signed with the secret in
+    ``LIVERELAY_SECRET``, or else the first line of standard input (a prompt on a terminal).
+    Never from the command line, where ``ps`` and shell history keep it."""
+    if args.secret is not None:
+        log.error(
+            "--secret is not accepted (the command line shows in ps and shell history): "
+            "set LIVERELAY_SECRET or pass the secret on standard input, e.g. "
+            "liverelay token --apikey K < secret.txt"
+        )
+        return 2
     ttl = settings.token_ttl_seconds if args.ttl is None else args.ttl
     if ttl <= 0:
         log.error("--ttl must be a positive number of seconds")
         return 2
-    print(issue_token(args.apikey, args.secret, ttl))
+    secret = _secret_from_env_or_stdin()
+    if not secret:
+        log.error(
+            "no secret: set LIVERELAY_SECRET or pass it on standard input, e.g. "
+            "liverelay token --apikey K < secret.txt"
+        )
+        return 2
+    print(issue_token(args.apikey, secret, ttl))
     return 0
+
+
+def _secret_from_env_or_stdin() -> str:
+    secret = os.environ.get(SECRET_VARIABLE, "").strip()
+    if secret:
+        return secret
+    if sys.stdin is None or sys.stdin.closed:
+        return ""
+    if sys.stdin.isatty():
+        return getpass.getpass("secret: ").strip()
+    return sys.stdin.readline().strip()
 
 
 async def _with_session(settings: Settings, work: Callable[[AsyncSession], Any]) -> Any:

@@ -51,17 +51,18 @@ async def cli_client(aiohttp_client: AiohttpClient, cli_settings: Settings) -> T
     return await aiohttp_client(create_app(cli_settings))
 
 
-async def liverelay(env: dict[str, str], *args: str) -> Completed:
+async def liverelay(env: dict[str, str], *args: str, stdin: bytes | None = None) -> Completed:
+    """Run ``liverelay *args`` with ``env``; ``stdin`` is its standard input (none if None)."""
     assert LIVERELAY.exists(), f"console script not installed at {LIVERELAY}"
     proc = await asyncio.create_subprocess_exec(
         str(LIVERELAY),
         *args,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
     assert proc.returncode is not None
     return Completed(proc.returncode, out.decode(), err.decode())
 
@@ -110,24 +111,43 @@ async def test_apikey_list_and_delete(cli_client: TestClient, cli_env: dict[str,
 
 
 async def test_token_command(cli_client: TestClient, cli_env: dict[str, str]) -> None:
+    """The secret comes from ``LIVERELAY_SECRET`` or standard input, never the command line
+    (where ``ps`` and shell history keep it)."""
     created = json.loads((await liverelay(cli_env, "apikey", "create", "--name", "x")).stdout)
-    result = await liverelay(
-        cli_env,
-        "token",
-        "--apikey",
-        created["apikey"],
-        "--secret",
-        created["secret"],
-        "--ttl",
-        "120",
+    by_env = await liverelay(
+        {**cli_env, "LIVERELAY_SECRET": created["secret"]},
+        *("token", "--apikey", created["apikey"], "--ttl", "120"),
     )
-    assert result.returncode == 0, result.stderr
-    token = result.stdout.strip()
-    claims = jwt.decode(token, created["secret"], algorithms=["HS256"])
-    assert claims["apikey"] == created["apikey"]
-    assert claims["exp"] - claims["iat"] == 120
-    response = await cli_client.get("/v1/livestreams", headers={"Authorization": token})
-    assert response.status == 200
+    by_stdin = await liverelay(
+        cli_env, "token", "--apikey", created["apikey"], stdin=f"{created['secret']}\n".encode()
+    )
+    for result, ttl in ((by_env, 120), (by_stdin, 86_400)):
+        assert result.returncode == 0, result.stderr
+        token = result.stdout.strip()
+        claims = jwt.decode(token, created["secret"], algorithms=["HS256"])
+        assert claims["apikey"] == created["apikey"]
+        assert claims["exp"] - claims["iat"] == ttl
+        response = await cli_client.get("/v1/livestreams", headers={"Authorization": token})
+        assert response.status == 200
+
+
+async def test_token_secret_is_refused_on_the_command_line(cli_env: dict[str, str]) -> None:
+    secret = "0123456789abcdef-cli-secret"
+    result = await liverelay(cli_env, "token", "--apikey", "k", "--secret", secret)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "LIVERELAY_SECRET" in result.stderr and "standard input" in result.stderr
+    assert secret not in result.stderr
+
+
+async def test_token_without_a_secret_is_a_clear_error(cli_env: dict[str, str]) -> None:
+    for stdin in (None, b"", b"  \n"):
+        result = await liverelay(
+            {**cli_env, "LIVERELAY_SECRET": ""}, "token", "--apikey", "k", stdin=stdin
+        )
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert "no secret: set LIVERELAY_SECRET or pass it on standard input" in result.stderr
 
 
 async def test_migrate_and_bad_settings(cli_env: dict[str, str]) -> None:
