@@ -2,8 +2,13 @@
 
 The token arrives raw in ``Authorization`` (``Bearer <jwt>`` is accepted too). It is decoded
 once, without its signature: the header must say HS256, the claims must pass PyJWT's checks
-(``exp`` required) and the ``apikey`` claim names the account. The signature is then verified
-with that account's secret.
+(``exp`` required; ``exp``, ``nbf`` and ``iat`` with a clock-skew leeway), its lifetime must
+not exceed the maximum (:class:`TokenRules`) and the ``apikey`` claim names the account. The
+signature is then verified with that account's secret.
+
+The videosdk ``permissions`` claim (``allow_join``, ``allow_mod``, ...) is ignored: a valid token
+gives full access to its own account, whatever it lists. :func:`issue_token` still writes
+``["allow_join"]`` so that tokens look like the ones videosdk clients know.
 
 A token that passed is remembered in the app's :class:`TokenCache` for a few seconds, so that
 a client's next requests cost a dictionary look-up instead of a JWT decode and a database
@@ -24,6 +29,7 @@ from jwt.types import Options
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
+from config import Settings
 
 ALGORITHM = "HS256"
 DEFAULT_PERMISSIONS = ("allow_join",)
@@ -52,6 +58,22 @@ _BAD_CLAIMS = (
     InvalidSubjectError,
 )
 """Claims of the wrong type or value; any other decode failure means the token is malformed."""
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """Time rules for API tokens, from ``LIVERELAY_JWT_LEEWAY_SECONDS`` and
+    ``LIVERELAY_JWT_MAX_TTL_SECONDS``."""
+
+    leeway_seconds: float = 60
+    """Clock skew allowed on ``exp``, ``nbf`` and ``iat`` (PyJWT's ``leeway``)."""
+    max_ttl_seconds: int = 2_678_400
+    """Longest lifetime accepted: ``exp - iat``, or ``exp - now`` for a token without ``iat``."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenRules:
+        """The rules ``settings`` configure."""
+        return cls(settings.jwt_leeway_seconds, settings.jwt_max_ttl_seconds)
 
 
 @dataclass(frozen=True)
@@ -171,11 +193,12 @@ def token_from_header(value: str | None) -> str:
     return token
 
 
-def read_token(token: str) -> UnverifiedToken:
+def read_token(token: str, rules: TokenRules = TokenRules()) -> UnverifiedToken:
     """Decode ``token`` once, without its signature: the header must say HS256, the claims
-    must pass :data:`CLAIM_CHECKS` and carry an ``apikey`` (only used to find the secret)."""
+    must pass :data:`CLAIM_CHECKS` (with ``rules.leeway_seconds``), the lifetime must be within
+    ``rules.max_ttl_seconds`` and an ``apikey`` must be there (only used to find the secret)."""
     try:
-        decoded = jwt.decode_complete(token, options=CLAIM_CHECKS)
+        decoded = jwt.decode_complete(token, options=CLAIM_CHECKS, leeway=rules.leeway_seconds)
     except jwt.ExpiredSignatureError:
         raise AuthenticationError("token expired") from None
     except jwt.ImmatureSignatureError:
@@ -192,7 +215,12 @@ def read_token(token: str) -> UnverifiedToken:
     apikey = claims.get("apikey")
     if not isinstance(apikey, str) or not 0 < len(apikey) <= _MAX_APIKEY_LENGTH:
         raise AuthenticationError("token has no valid apikey claim")
-    return UnverifiedToken(apikey, int(claims["exp"]), decoded["signature"])
+    expires_at = int(claims["exp"])
+    # PyJWT checked that exp and any iat are numbers; without iat, the lifetime left counts.
+    issued_at = claims.get("iat", time.time())
+    if expires_at - issued_at > rules.max_ttl_seconds:
+        raise AuthenticationError(f"token lifetime exceeds {rules.max_ttl_seconds} s")
+    return UnverifiedToken(apikey, expires_at, decoded["signature"])
 
 
 def check_signature(token: str, unverified: UnverifiedToken, secret: str) -> None:
@@ -206,17 +234,19 @@ async def authenticate(
     sessionmaker: async_sessionmaker[AsyncSession],
     authorization: str | None,
     cache: TokenCache,
+    rules: TokenRules = TokenRules(),
 ) -> AuthenticatedAccount:
     """The active account whose secret signed the token in ``authorization``.
 
-    A token in ``cache`` is trusted as it is; any other is decoded, its account loaded and its
-    signature verified, and only then cached. Refused tokens are never cached.
+    A token in ``cache`` is trusted as it is; any other is decoded (under ``rules``), its
+    account loaded and its signature verified, and only then cached. Refused tokens are never
+    cached.
     """
     token = token_from_header(authorization)
     cached = cache.get(token)
     if cached is not None:
         return cached
-    unverified = read_token(token)
+    unverified = read_token(token, rules)
     async with sessionmaker() as session:
         account = await queries.get_active_account(session, unverified.apikey)
     if account is None:

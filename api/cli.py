@@ -181,6 +181,13 @@ def token_command(settings: Settings, args: argparse.Namespace) -> int:
     if ttl <= 0:
         log.error("--ttl must be a positive number of seconds")
         return 2
+    if ttl > settings.jwt_max_ttl_seconds:
+        log.error(
+            "--ttl must be at most LIVERELAY_JWT_MAX_TTL_SECONDS (%d): longer-lived tokens "
+            "are refused",
+            settings.jwt_max_ttl_seconds,
+        )
+        return 2
     secret = _secret_from_env_or_stdin()
     if not secret:
         log.error(

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from api.auth import AuthenticationError, authenticate
+from api.auth import AuthenticationError, TokenRules, authenticate
 from api.errors import ApiError
 from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS, TOKEN_CACHE
 from config.logs import request_id_var
@@ -89,6 +89,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 request.app[DB_SESSIONMAKER],
                 request.headers.get("Authorization"),
                 request.app[TOKEN_CACHE],
+                TokenRules.from_settings(request.app[SETTINGS]),
             )
         except AuthenticationError as exc:
             raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None

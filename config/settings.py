@@ -126,8 +126,14 @@ class Settings:
     metrics_token: Secret | None = None
     """When set, ``GET /metrics`` is also served on the public HTTP port, to requests with
     ``Authorization: Bearer <token>``. Unset (the default), the public port answers 404."""
+    jwt_leeway_seconds: int = 60
+    """Clock skew allowed when checking an API token's ``exp``, ``nbf`` and ``iat``."""
+    jwt_max_ttl_seconds: int = 2_678_400
+    """Longest API token lifetime accepted (``exp - iat``; ``exp - now`` for a token without
+    ``iat``), 31 days by default. Longer-lived tokens are refused."""
     token_ttl_seconds: int = 86_400
-    """Lifetime of tokens printed by ``liverelay apikey create``."""
+    """Lifetime of tokens printed by ``liverelay apikey create`` and ``liverelay token``; at
+    most ``jwt_max_ttl_seconds``."""
     token_cache_seconds: float = 5.0
     """Seconds a verified API token is remembered, so that a client's next requests skip the JWT
     check and the account look-up. A deleted API key keeps working this long at most (on every
@@ -159,6 +165,7 @@ class Settings:
                 f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"
             )
         self._check_rtmp_limits()
+        self._check_tokens()
         for name in ("http_port", "rtmp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -167,6 +174,17 @@ class Settings:
             raise SettingsError("LIVERELAY_METRICS_PORT must be a port number, or -1 (off)")
         if self.metrics_token is not None and not self.metrics_token.value.strip():
             raise SettingsError("LIVERELAY_METRICS_TOKEN must not be blank")
+
+    def _check_tokens(self) -> None:
+        if self.jwt_leeway_seconds < 0:
+            raise SettingsError("LIVERELAY_JWT_LEEWAY_SECONDS must be >= 0")
+        if self.jwt_max_ttl_seconds < 1:
+            raise SettingsError("LIVERELAY_JWT_MAX_TTL_SECONDS must be >= 1")
+        if not 0 < self.token_ttl_seconds <= self.jwt_max_ttl_seconds:
+            raise SettingsError(
+                "LIVERELAY_TOKEN_TTL_SECONDS must be > 0 and at most "
+                f"LIVERELAY_JWT_MAX_TTL_SECONDS ({self.jwt_max_ttl_seconds})"
+            )
 
     def _check_rtmp_limits(self) -> None:
         for name, lowest in (

@@ -18,7 +18,7 @@ from api import queries
 from api.app import create_app
 from api.auth import TokenCache, issue_token
 from api.keys import DB_SESSIONMAKER, TOKEN_CACHE
-from config import Settings
+from config import Settings, SettingsError
 from tests.api.conftest import AccountCredentials, assert_error, new_account
 
 
@@ -77,7 +77,8 @@ async def test_bad_signature(api_client: TestClient, account: AccountCredentials
     token = issue_token(account.apikey, "0" * 64, 60)
     await assert_unauthorized(api_client, {"Authorization": token}, "invalid token signature")
     header, _payload, signature = account.token.split(".")
-    tampered = f"{header}.{_b64({'apikey': account.apikey, 'exp': 2**40})}.{signature}"
+    later = int(time.time()) + 600
+    tampered = f"{header}.{_b64({'apikey': account.apikey, 'exp': later})}.{signature}"
     await assert_unauthorized(api_client, {"Authorization": tampered}, "invalid token signature")
 
 
@@ -193,7 +194,8 @@ async def test_deleted_apikey_is_refused_once_the_cache_ttl_passes(
 async def test_expired_token_is_refused_even_when_cached(
     aiohttp_client: AiohttpClient, app_settings: Settings
 ) -> None:
-    client = await aiohttp_client(create_app(app_settings, token_cache=TokenCache(3600)))
+    no_leeway = dataclasses.replace(app_settings, jwt_leeway_seconds=0)
+    client = await aiohttp_client(create_app(no_leeway, token_cache=TokenCache(3600)))
     account = await new_account(client)
     expires = int(time.time()) + 2
     token = jwt.encode({"apikey": account.apikey, "exp": expires}, account.secret, "HS256")
@@ -225,8 +227,9 @@ async def test_bad_signature_is_refused_while_the_apikey_is_cached(
     assert len(cache) == 1
     forged = issue_token(account.apikey, "0" * 64, 60)
     header, _payload, signature = account.token.split(".")
-    tampered = f"{header}.{_b64({'apikey': account.apikey, 'exp': 2**40})}.{signature}"
-    wrong_alg = jwt.encode({"apikey": account.apikey, "exp": 2**40}, account.secret, "HS512")
+    later = int(time.time()) + 600
+    tampered = f"{header}.{_b64({'apikey': account.apikey, 'exp': later})}.{signature}"
+    wrong_alg = jwt.encode({"apikey": account.apikey, "exp": later}, account.secret, "HS512")
     for _ in range(2):
         for token, message in (
             (forged, "invalid token signature"),
@@ -274,3 +277,110 @@ async def test_every_v1_route_requires_auth(api_client: TestClient) -> None:
 async def test_public_routes_need_no_token(api_client: TestClient) -> None:
     assert (await api_client.get("/healthz")).status == 200
     assert (await api_client.get("/openapi.json")).status == 200
+
+
+# -- clock skew, lifetime and permissions -----------------------------------------------------
+
+MAX_TTL = 2_678_400
+"""``LIVERELAY_JWT_MAX_TTL_SECONDS`` by default: 31 days."""
+
+
+def signed(account: AccountCredentials, **claims: Any) -> dict[str, str]:
+    """``Authorization`` with a token of ``claims`` (plus ``apikey``) signed by ``account``."""
+    token = jwt.encode({"apikey": account.apikey, **claims}, account.secret, "HS256")
+    return {"Authorization": token}
+
+
+async def test_clock_skew_within_the_leeway_is_accepted(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    """A client whose clock is up to ``LIVERELAY_JWT_LEEWAY_SECONDS`` (60) off still works."""
+    now = int(time.time())
+    for claims in (
+        {"exp": now - 30},  # the client's clock is behind: its fresh token looks expired
+        {"iat": now + 30, "exp": now + 3600},  # ahead: issued "in the future"
+        {"nbf": now + 30, "exp": now + 3600},
+    ):
+        response = await api_client.get("/v1/livestreams", headers=signed(account, **claims))
+        assert response.status == 200, (claims, await response.text())
+
+
+async def test_clock_skew_beyond_the_leeway_is_refused(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    now = int(time.time())
+    for claims, message in (
+        ({"exp": now - 90}, "token expired"),
+        ({"iat": now + 90, "exp": now + 3600}, "token not yet valid"),
+        ({"nbf": now + 90, "exp": now + 3600}, "token not yet valid"),
+    ):
+        await assert_unauthorized(api_client, signed(account, **claims), message)
+
+
+async def test_leeway_is_a_setting(aiohttp_client: AiohttpClient, app_settings: Settings) -> None:
+    settings = dataclasses.replace(app_settings, jwt_leeway_seconds=0)
+    client = await aiohttp_client(create_app(settings))
+    account = await new_account(client)
+    expired = signed(account, exp=int(time.time()) - 30)
+    await assert_unauthorized(client, expired, "token expired")
+
+
+async def test_tokens_living_longer_than_the_max_ttl_are_refused(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    now = int(time.time())
+    message = f"token lifetime exceeds {MAX_TTL} s"
+    for claims in (
+        {"iat": now, "exp": now + MAX_TTL + 1},
+        {"iat": now - 3600, "exp": now + MAX_TTL},  # exp - iat counts, not what is left
+        {"exp": now + MAX_TTL + 3600},  # no iat: exp - now counts
+        {"iat": now, "exp": 2**40},
+    ):
+        await assert_unauthorized(api_client, signed(account, **claims), message)
+    for claims in ({"iat": now, "exp": now + MAX_TTL}, {"exp": now + MAX_TTL - 60}):
+        response = await api_client.get("/v1/livestreams", headers=signed(account, **claims))
+        assert response.status == 200, (claims, await response.text())
+
+
+async def test_max_ttl_is_a_setting(aiohttp_client: AiohttpClient, app_settings: Settings) -> None:
+    settings = dataclasses.replace(app_settings, jwt_max_ttl_seconds=7200, token_ttl_seconds=3600)
+    client = await aiohttp_client(create_app(settings))
+    account = await new_account(client)
+    now = int(time.time())
+    too_long = signed(account, iat=now, exp=now + 7201)
+    await assert_unauthorized(client, too_long, "token lifetime exceeds 7200 s")
+    response = await client.get("/v1/livestreams", headers=signed(account, iat=now, exp=now + 7200))
+    assert response.status == 200
+
+
+def test_issued_token_lifetime_must_fit_the_max_ttl() -> None:
+    with pytest.raises(SettingsError, match="LIVERELAY_TOKEN_TTL_SECONDS"):
+        Settings.from_env({"LIVERELAY_TOKEN_TTL_SECONDS": str(MAX_TTL + 1)})
+    with pytest.raises(SettingsError, match="LIVERELAY_TOKEN_TTL_SECONDS"):
+        Settings.from_env(
+            {"LIVERELAY_JWT_MAX_TTL_SECONDS": "3600", "LIVERELAY_TOKEN_TTL_SECONDS": "3601"}
+        )
+    for name, bad in (
+        ("LIVERELAY_JWT_LEEWAY_SECONDS", "-1"),
+        ("LIVERELAY_JWT_MAX_TTL_SECONDS", "0"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: bad})
+    fits = Settings.from_env({"LIVERELAY_TOKEN_TTL_SECONDS": str(MAX_TTL)})
+    assert fits.token_ttl_seconds == fits.jwt_max_ttl_seconds == MAX_TTL
+    assert fits.jwt_leeway_seconds == 60
+
+
+@pytest.mark.parametrize(
+    "permissions", [["allow_join"], ["allow_mod"], ["ask_join"], [], "anything", None]
+)
+async def test_permissions_claim_is_ignored(
+    api_client: TestClient, account: AccountCredentials, permissions: object
+) -> None:
+    """The videosdk ``permissions`` claim grants nothing here: every valid token of an account
+    has full access to that account (documented in the README)."""
+    claims: dict[str, Any] = {"exp": int(time.time()) + 60}
+    if permissions is not None:
+        claims["permissions"] = permissions
+    response = await api_client.get("/v1/livestreams", headers=signed(account, **claims))
+    assert response.status == 200

@@ -140,6 +140,22 @@ async def test_token_secret_is_refused_on_the_command_line(cli_env: dict[str, st
     assert secret not in result.stderr
 
 
+async def test_tokens_stay_within_the_max_ttl(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "LIVERELAY_SECRET": "s" * 32}
+    too_long = await liverelay(env, "token", "--apikey", "k", "--ttl", "2678401")
+    assert too_long.returncode == 2 and too_long.stdout == ""
+    assert "--ttl must be at most LIVERELAY_JWT_MAX_TTL_SECONDS (2678400)" in too_long.stderr
+    longest = await liverelay(env, "token", "--apikey", "k", "--ttl", "2678400")
+    assert longest.returncode == 0, longest.stderr
+    claims = jwt.decode(longest.stdout.strip(), "s" * 32, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 2678400
+    refused = await liverelay(
+        {**env, "LIVERELAY_TOKEN_TTL_SECONDS": "2678401"}, "apikey", "create", "--name", "x"
+    )
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "LIVERELAY_TOKEN_TTL_SECONDS must be > 0 and at most" in refused.stderr
+
+
 async def test_token_without_a_secret_is_a_clear_error(cli_env: dict[str, str]) -> None:
     for stdin in (None, b"", b"  \n"):
         result = await liverelay(
