@@ -1,12 +1,16 @@
-"""The README's configuration table stays true to the settings object."""
+"""The README's configuration table stays true to the settings object, and the deploy files
+and operations guide to the shutdown bound."""
 
 import dataclasses
 import re
 from pathlib import Path
 
+from api.media import SHUTDOWN_SECONDS
 from config.settings import ENV_PREFIX, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DEPLOY = ROOT / "deploy"
 
 
 def test_every_setting_is_documented_and_every_documented_variable_exists() -> None:
@@ -22,3 +26,37 @@ def test_every_setting_has_a_docstring() -> None:
     for field in dataclasses.fields(Settings):
         pattern = rf"\n    {field.name}: [^\n]+\n    \"\"\""
         assert re.search(pattern, source), f"setting {field.name} has no docstring"
+
+
+def test_the_systemd_unit_stops_liverelay_first_and_waits_for_it() -> None:
+    """SIGTERM must reach liverelay alone (it stops its ffmpeg children in order: their last
+    segments and recordings are written), and systemd must wait past the shutdown bound."""
+    unit = _unit_settings(DEPLOY / "liverelay.service")
+    assert unit["KillMode"] == "mixed"
+    assert unit["KillSignal"] == "SIGTERM"
+    assert int(unit["TimeoutStopSec"]) >= SHUTDOWN_SECONDS + 10
+
+
+def test_container_stop_timeouts_are_documented_above_the_shutdown_bound() -> None:
+    """Docker waits 10 s by default before SIGKILL: less than the 20 s shutdown bound."""
+    grace = int(SHUTDOWN_SECONDS + 10)
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    for text in (operations, dockerfile):
+        assert f"docker stop -t {grace}" in text or f"--stop-timeout {grace}" in text
+    for setting in (
+        f"stop_grace_period: {grace}s",
+        f"terminationGracePeriodSeconds: {grace}",
+        "KillMode=mixed",
+        f"TimeoutStopSec={grace}",
+    ):
+        assert setting in operations, setting
+
+
+def _unit_settings(path: Path) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith(("#", ";")):
+            settings[name.strip()] = value.strip()
+    return settings
