@@ -185,10 +185,19 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     is hidden whole; a text that ends inside a secret (a line cut short) has that end hidden.
     Used on every argv, stderr line and error before it is logged or stored.
     """
+    return _redact_forms(text, _forms(secrets))
+
+
+def _forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Every form of ``secrets`` to look for, longest first."""
+    return tuple(sorted(_variants(secrets), key=len, reverse=True))
+
+
+def _redact_forms(text: str, forms: Sequence[str]) -> str:
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-    forms = sorted(_variants(secrets), key=len, reverse=True)
     for form in forms:
-        text = text.replace(form, REDACTED)
+        if form in text:
+            text = text.replace(form, REDACTED)
     return _redact_cut_end(text, forms)
 
 
@@ -211,16 +220,23 @@ def _variants(secrets: Iterable[str]) -> set[str]:
 
 def _redact_cut_end(text: str, forms: Sequence[str]) -> str:
     end = text.rstrip("\ufffd")  # a multi-byte character cut in half decodes to U+FFFD
+    last = end[-1:]
+    if not last:
+        return text
     for form in forms:
-        for size in range(len(form) - 1, PARTIAL_SECRET_CHARS - 1, -1):
-            if end.endswith(form[:size]):
-                return end[:-size] + REDACTED
+        # candidate prefixes end where the form has the text's last character, longest first
+        i = form.rfind(last, PARTIAL_SECRET_CHARS - 1, len(form) - 1)
+        while i != -1:
+            if end.endswith(form[: i + 1]):
+                return end[: -(i + 1)] + REDACTED
+            i = form.rfind(last, PARTIAL_SECRET_CHARS - 1, i)
     return text
 
 
 def make_redactor(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A one-argument redactor for :class:`workers.process.FFmpegProcess` and the supervisor."""
-    return partial(redact, secrets=tuple(secrets))
+    """A one-argument redactor for :class:`workers.process.FFmpegProcess` and the supervisor
+    (the forms of ``secrets`` are worked out once, not on every line)."""
+    return partial(_redact_forms, forms=_forms(secrets))
 
 
 def url_secrets(url: str) -> list[str]:
