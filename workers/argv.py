@@ -168,6 +168,10 @@ PARTIAL_SECRET_CHARS = 5
 """A text ending with this many or more leading characters of a secret (a line cut at a length
 limit inside the secret) has that end redacted too."""
 
+SECRET_PIECE_CHARS = 8
+"""The parts of a secret split at ``/`` that are this long or longer are redacted on their own;
+shorter parts (``live`` of ``live/x``) are too common to hide everywhere."""
+
 # userinfo (RFC 3986 3.2.1) ends at the last "@" before the path, query or fragment
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]+@")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
@@ -181,9 +185,10 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
     Secrets are found by value, never by where they sit in a URL: as given, percent-encoded the
     ways URL encoders and ffmpeg write them (upper- or lower-case escapes, ``+`` for spaces),
-    and percent-decoded. Longer forms are replaced first so that one secret containing another
-    is hidden whole; a text that ends inside a secret (a line cut short) has that end hidden.
-    Used on every argv, stderr line and error before it is logged or stored.
+    and percent-decoded, and so are the long parts of a secret split at ``/``. Longer forms are
+    replaced first so that one secret containing another is hidden whole; a text that ends
+    inside a secret (a line cut short) has that end hidden. Used on every argv, stderr line and
+    error before it is logged or stored.
     """
     return _redact_forms(text, _forms(secrets))
 
@@ -203,9 +208,7 @@ def _redact_forms(text: str, forms: Sequence[str]) -> str:
 
 def _variants(secrets: Iterable[str]) -> set[str]:
     found: set[str] = set()
-    for secret in secrets:
-        if not secret:
-            continue
+    for secret in _with_pieces(secrets):
         encoded = {
             quote(secret, safe=""),
             quote(secret, safe="/"),
@@ -215,6 +218,21 @@ def _variants(secrets: Iterable[str]) -> set[str]:
         }
         lower = {_PERCENT_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
         found |= {secret, unquote(secret), *encoded, *lower}
+    return found
+
+
+def _with_pieces(secrets: Iterable[str]) -> set[str]:
+    """``secrets`` and, for one with ``/`` in it, each part before and after a ``/`` of at least
+    :data:`SECRET_PIECE_CHARS`: ffmpeg splits a URL's path into the RTMP application (the first
+    one or two segments, shown in the tcUrl) and the playpath, so a key may show in parts."""
+    found: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        found.add(secret)
+        for slash in (i for i, char in enumerate(secret) if char == "/"):
+            before, after = secret[:slash], secret[slash + 1 :]
+            found.update(p for p in (before, after) if len(p) >= SECRET_PIECE_CHARS)
     return found
 
 

@@ -98,3 +98,19 @@ def test_plain_text_stays_readable() -> None:
     text = "[tcp @ 0x1] Connection to tcp://127.0.0.1:1?tcp_nodelay=0 failed: Connection refused"
     assert redactor(text) == text
     assert redactor("ends with ONLY") == "ends with ONLY"  # too short to be the key's start
+
+
+def test_the_parts_ffmpeg_splits_a_key_into_are_hidden() -> None:
+    """With no application path in the target URL, ffmpeg takes the key's first segment(s) as
+    the RTMP application (it shows in a tcUrl) and the rest as the playpath."""
+    key = "studio-7f3a9c/b2e4d6f8a0"
+    redactor = make_redactor([key])
+    for text in (
+        "-rtmp_tcurl rtmp://x.example.com:1935/studio-7f3a9c",
+        "[rtmp @ 0x1] playpath b2e4d6f8a0 not found",
+    ):
+        assert REDACTED in redactor(text)
+        assert "studio-7f3a9c" not in redactor(text) and "b2e4d6f8a0" not in redactor(text)
+    assert redactor("a/b segment") == "a/b segment"
+    short = make_redactor(["live/x"])  # pieces this short are not worth hiding everywhere
+    assert short("live stream e1/restream:t9") == "live stream e1/restream:t9"
