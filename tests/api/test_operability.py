@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from api.app import create_app
 from api.keys import DB_ENGINE, METRICS_PORT
 from config import Secret, Settings, SettingsError
 from tests.api.conftest import assert_error
+from tests.conftest import postgres_admin
 
 METRICS_TOKEN = "scrape-token-5f1c9e"
 
@@ -77,6 +80,46 @@ async def test_readiness_detail_goes_to_the_log_not_the_body(
         assert private not in text
     assert "readiness check database failed" in caplog.text
     assert "unable to open database file" in caplog.text
+
+
+@pytest.fixture
+async def own_postgres_role() -> AsyncIterator[str]:
+    """A PostgreSQL role of its own, owning a database of the same name (dropped afterwards)."""
+    name = f"liverelay_ready_{secrets.token_hex(4)}"
+    await postgres_admin(f'CREATE ROLE "{name}" LOGIN')
+    await postgres_admin(f'CREATE DATABASE "{name}" OWNER "{name}"')
+    try:
+        yield name
+    finally:
+        await postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await postgres_admin(f'DROP ROLE IF EXISTS "{name}"')
+
+
+async def test_readiness_hides_the_database_user_and_host(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    own_postgres_role: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    role = own_postgres_role
+    url = f"postgresql+asyncpg://{role}@127.0.0.1:5432/{role}"
+    settings = Settings(
+        data_dir=tmp_path, database_url=Secret(url), http_port=0, rtmp_port=0, metrics_port=-1
+    )
+    client = await aiohttp_client(create_app(settings))
+    await client.app[DB_ENGINE].dispose()
+    await postgres_admin(f'ALTER ROLE "{role}" NOLOGIN')  # every new connection is refused
+    response = await client.get("/readyz")
+    assert response.status == 503
+    text = await response.text()
+    assert await response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "failed", "ffmpeg": "ok", "storage": "ok"},
+    }
+    for private in (role, "127.0.0.1", "5432", "permitted"):
+        assert private not in text
+    assert f'role "{role}" is not permitted to log in' in caplog.text
 
 
 async def test_readiness_hides_the_storage_path(
