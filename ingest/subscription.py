@@ -102,7 +102,7 @@ class Subscription:
         what was already queued."""
         kind, size = data[0], len(data)
         position = self._open_headers.get(kind, -1)
-        if position >= self._taken:
+        if position >= self._taken and not self._deferred:  # a deferred one is newer
             index = position - self._taken
             growth = size - len(self._queue[index])
             if self._queued_bytes + growth <= self.max_bytes:

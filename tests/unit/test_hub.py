@@ -149,6 +149,20 @@ async def test_unread_header_is_replaced_by_a_newer_one_of_its_track() -> None:
     assert avc_header(10, 200) in batch[4]
 
 
+async def test_header_that_waits_is_not_overtaken_by_a_later_one() -> None:
+    hub = started_hub(queue_bytes=1_000)
+    sub = hub.subscribe("s")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key(100))
+    hub.publish_media(TAG_VIDEO, 1, avc_header(1, 100))  # queued
+    hub.publish_media(TAG_VIDEO, 2, avc_header(2, 900))  # too big to replace it: waits
+    hub.publish_media(TAG_VIDEO, 3, avc_header(3, 100))  # replaces the waiting one
+    assert len(await drain(sub)) == 2
+    hub.publish_media(TAG_VIDEO, 4, key(100))
+    batch = await drain(sub)
+    assert avc_header(3, 100) in batch[0] and key(100) in batch[1] and len(batch) == 2
+
+
 async def test_oversized_sequence_header_is_refused() -> None:
     hub = started_hub()
     sub = hub.subscribe("s")
