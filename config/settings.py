@@ -109,7 +109,8 @@ class Settings:
     stream for about this much added delay (at most about four times it). 0 = read each
     message as it arrives."""
     hub_queue_bytes: int = 8 * 1024 * 1024
-    """Bytes of media buffered per output before it drops frames until the next keyframe."""
+    """Bytes of media buffered per output (sequence headers included) before it drops frames
+    until the next keyframe."""
     output_stall_seconds: float = 15.0
     """An ffmpeg output making no progress for this long is restarted."""
     output_backoff_max_seconds: float = 30.0

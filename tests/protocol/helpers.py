@@ -135,6 +135,17 @@ def connect_command(app: str = "live", transaction_id: float = 1.0, **extra: Any
     return command("connect", transaction_id, command_object)
 
 
+def publish_bytes(key: str, app: str = "live") -> bytes:
+    """Handshake, connect, createStream and publish, as one write."""
+    return (
+        C0C1
+        + C2
+        + connect_command(app)
+        + command("createStream", 2.0, None)
+        + command("publish", 3.0, None, key, "live", stream_id=1, csid=8)
+    )
+
+
 def handshaken(**limits: Any) -> RTMPServerConnection:
     """A server connection that has completed the handshake (its output drained)."""
     conn = RTMPServerConnection(**limits)
@@ -161,6 +172,12 @@ class Reply:
         value = self.values[0]
         assert isinstance(value, str)
         return value
+
+
+def statuses(replies: list[Reply]) -> list[dict[str, Any]]:
+    """The info objects of every ``onStatus``/``_error`` among ``replies``."""
+    answers = ("onStatus", "_error")
+    return [r.values[3] for r in replies if r.raw.type_id == 20 and r.name in answers]
 
 
 class ServerOutput:
