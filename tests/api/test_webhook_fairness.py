@@ -1,0 +1,73 @@
+"""Delivery fairness end to end, on SQLite and PostgreSQL: one account's dead receivers and
+flapping streams never hold the delivery slots every other account needs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp.test_utils import TestClient
+
+from api.models import new_object_id
+from api.stream_events import DatabaseStreamEvents
+from api.webhook_dispatcher import DeliveryPolicy
+from tests.api.conftest import create_stream, new_account
+from tests.api.webhook_support import (
+    FAST,
+    Blackhole,
+    Receiver,
+    blackhole,
+    create_webhook,
+    hook_settings,
+    receiver,
+    start_app,
+)
+from tests.polling import eventually
+from workers.events import SessionInfo
+
+__all__ = ["blackhole", "hook_settings", "receiver", "start_app"]  # fixtures
+
+StartApp = Callable[..., Awaitable[TestClient]]
+FLAPS = 3
+"""Times account A's stream starts and ends (each time an event per webhook)."""
+
+
+async def flap(client: TestClient, stream_id: str, times: int) -> None:
+    """Start and end a session of ``stream_id`` ``times`` times, through the same events the
+    media path reports a publisher coming and going with."""
+    events = DatabaseStreamEvents.for_app(client.app)
+    for _ in range(times):
+        info = SessionInfo(stream_id, new_object_id(), time.time(), "203.0.113.7:50000")
+        await events.session_started(info)
+        await events.session_ended(info, ended_at=time.time(), reason="publisher_left", bytes_in=0)
+
+
+async def test_one_accounts_blackholes_leave_slots_for_another_account(
+    start_app: StartApp, receiver: Receiver, blackhole: Blackhole
+) -> None:
+    # A POST to the blackhole is given up after 5 s: long enough that A's first attempts are
+    # all still waiting when B's event is queued, on a loaded machine too.
+    client = await start_app(DeliveryPolicy(**{**vars(FAST), "timeout": 5.0}))
+    noisy = await new_account(client, "Noisy")
+    for n in range(20):  # the most webhooks an account may have
+        await create_webhook(client, noisy, f"{blackhole.url}/hook{n}")
+    await flap(client, (await create_stream(client, noisy))["id"], FLAPS)
+    half = DeliveryPolicy().concurrency // 2
+    await eventually(lambda: blackhole.waiting >= half)  # A's deliveries are in flight
+
+    quiet = await new_account(client, "Quiet")
+    await create_webhook(client, quiet, receiver.url("ok"), ["livestream.started"])
+    stream = await create_stream(client, quiet)
+    info = SessionInfo(stream["id"], new_object_id(), time.time(), "198.51.100.4:50000")
+    await DatabaseStreamEvents.for_app(client.app).session_started(info)
+    # Either B's event arrives, or one of A's POSTs gave up first (it was waiting for a slot).
+    await eventually(lambda: bool(receiver.received) or blackhole.closed > 0, within=30)
+
+    assert blackhole.closed == 0, (
+        f"B's event waited until {blackhole.closed} of A's {blackhole.accepted} POSTs to the "
+        "blackhole timed out"
+    )
+    [got] = receiver.received
+    assert json.loads(got.body)["data"]["id"] == stream["id"]
+    assert half <= blackhole.waiting == blackhole.accepted  # A's POSTs are all still waiting
