@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from aiohttp.test_utils import TestClient
 
@@ -19,10 +20,13 @@ from tests.api.webhook_support import (
     Receiver,
     blackhole,
     create_webhook,
+    deliveries,
     hook_settings,
+    queue_event,
     receiver,
     start_app,
 )
+from tests.api.webhook_support import eventually as eventually_async
 from tests.polling import eventually
 from workers.events import SessionInfo
 
@@ -71,3 +75,40 @@ async def test_one_accounts_blackholes_leave_slots_for_another_account(
     [got] = receiver.received
     assert json.loads(got.body)["data"]["id"] == stream["id"]
     assert half <= blackhole.waiting == blackhole.accepted  # A's POSTs are all still waiting
+
+
+def seconds_between(start: str, end: str) -> float:
+    """Seconds from API timestamp ``start`` to ``end``."""
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+async def test_a_webhook_that_keeps_failing_waits_for_its_breaker_without_a_slot(
+    start_app: StartApp, blackhole: Blackhole
+) -> None:
+    # Two failures in a row open the breaker; its probe then waits 60 s (twice the 30 s backoff
+    # base), longer than a retry (30 s) or a lease (30.3 s), so held-back rows are told apart.
+    policy = {**vars(FAST), "timeout": 0.3, "backoff_base": 30.0, "backoff_cap": 3600.0}
+    client = await start_app(DeliveryPolicy(**{**policy, "breaker_threshold": 2}))
+    account = await new_account(client)
+    webhook = await create_webhook(client, account, f"{blackhole.url}/dead")
+    for _ in range(6):
+        await queue_event(client, account.id)
+
+    async def tripped() -> bool:
+        rows = await deliveries(client, account, webhook["id"])
+        held = [r for r in rows if r["attempts"] == 0]
+        return (
+            blackhole.waiting == 0
+            and len(rows) - len(held) >= 2
+            and bool(held)
+            and all(seconds_between(r["createdAt"], r["nextAttemptAt"]) > 45 for r in held)
+        )
+
+    await eventually_async(tripped)
+    rows = await deliveries(client, account, webhook["id"])
+    attempted = [r for r in rows if r["attempts"] > 0]
+    held = [r for r in rows if r["attempts"] == 0]
+    assert blackhole.accepted == len(attempted) < 6  # the held-back rows were never sent
+    assert {r["lastError"] for r in attempted} == {"no answer within 0.3 s"}
+    assert len({r["nextAttemptAt"] for r in held}) == 1  # all wait for the one probe
+    assert {r["status"] for r in rows} == {"pending"}
