@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.delivery_fairness import Candidate
@@ -47,12 +47,12 @@ class Claim:
         return Candidate(self.delivery_id, self.webhook_id, self.account_id)
 
 
-async def due_candidates(
-    session: AsyncSession, now: datetime, *, per_webhook: int, window: int
-) -> list[Candidate]:
-    """At most ``window`` due deliveries, at most ``per_webhook`` of each webhook, taken in turn
-    from each account (every account's oldest, then every account's second oldest, …), so an
-    account with thousands due does not fill the window."""
+def due_query(*, per_webhook: int, window: int) -> Select[tuple[str, str, str]]:
+    """The query of :func:`due_candidates`: at most ``window`` due deliveries, at most
+    ``per_webhook`` of each webhook, taken in turn from each account (every account's oldest,
+    then every account's second oldest, …), so an account with thousands due does not fill the
+    window. Built once per dispatcher (building it costs more than running it); the time is the
+    ``now`` parameter."""
     delivery = WebhookDelivery
     rank_in_webhook = (
         func.row_number()
@@ -71,7 +71,7 @@ async def due_candidates(
             rank_in_webhook,
         )
         .join(Webhook, Webhook.id == delivery.webhook_id)
-        .where(delivery.status == "pending", delivery.next_attempt_at <= now)
+        .where(delivery.status == "pending", delivery.next_attempt_at <= bindparam("now"))
         .subquery()
     )
     rank_in_account = (
@@ -87,12 +87,18 @@ async def due_candidates(
         .where(due.c.rank_in_webhook <= per_webhook)
         .subquery()
     )
-    query = (
+    return (
         select(ranked.c.id, ranked.c.webhook_id, ranked.c.account_id)
         .order_by(ranked.c.rank_in_account, ranked.c.next_attempt_at, ranked.c.id)
         .limit(window)
     )
-    rows = (await session.execute(query)).all()
+
+
+async def due_candidates(
+    session: AsyncSession, query: Select[tuple[str, str, str]], now: datetime
+) -> list[Candidate]:
+    """The deliveries :func:`due_query` finds due at ``now``."""
+    rows = (await session.execute(query, {"now": now})).all()
     return [Candidate(row.id, row.webhook_id, row.account_id) for row in rows]
 
 

@@ -122,6 +122,9 @@ class WebhookDispatcher:
         self._sending: dict[str, Claim] = {}
         """Deliveries claimed by this dispatcher and not finished, by id."""
         self._breakers = Breakers(self._policy.breaker_threshold)
+        self._due = webhook_claims.due_query(
+            per_webhook=self._policy.per_webhook, window=self._policy.window
+        )
         self._runner: asyncio.Task[None] | None = None
         self._next_due: datetime | None = None
         """When the earliest pending delivery not yet due falls due (seen by the last claim)."""
@@ -205,9 +208,7 @@ class WebhookDispatcher:
         give_up = timedelta(seconds=policy.give_up_after)
         self._breakers.prune(now - give_up)
         async with self._sessionmaker() as session, session.begin():
-            candidates = await webhook_claims.due_candidates(
-                session, now, per_webhook=policy.per_webhook, window=policy.window
-            )
+            candidates = await webhook_claims.due_candidates(session, self._due, now)
             webhook_ids = {c.webhook_id for c in candidates}
             for webhook_id, until in self._breakers.waiting(webhook_ids, now).items():
                 await webhook_claims.hold_back(
