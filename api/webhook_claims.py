@@ -155,21 +155,23 @@ async def hold_back(
     now: datetime,
     until: datetime,
     give_up_created_before: datetime,
-) -> None:
+) -> int:
     """Move the due deliveries of ``webhook_id`` to ``until`` (its breaker's next probe);
     those created before ``give_up_created_before`` would then be sent past their retry period
-    and become ``failed`` instead. Rows in flight have a lease in the future and stay."""
+    and become ``failed`` instead (returns how many). Rows in flight have a lease in the future
+    and stay."""
     due = (
         WebhookDelivery.webhook_id == webhook_id,
         WebhookDelivery.status == "pending",
         WebhookDelivery.next_attempt_at <= now,
     )
-    await session.execute(
+    given_up = await session.execute(
         update(WebhookDelivery)
         .where(*due, WebhookDelivery.created_at < give_up_created_before)
         .values(status="failed", last_error=HELD_BACK_TOO_LONG)
     )
     await session.execute(update(WebhookDelivery).where(*due).values(next_attempt_at=until))
+    return int(given_up.rowcount)  # type: ignore[attr-defined]
 
 
 async def next_due(session: AsyncSession, now: datetime) -> datetime | None:

@@ -211,13 +211,19 @@ class WebhookDispatcher:
             candidates = await webhook_claims.due_candidates(session, self._due, now)
             webhook_ids = {c.webhook_id for c in candidates}
             for webhook_id, until in self._breakers.waiting(webhook_ids, now).items():
-                await webhook_claims.hold_back(
+                given_up = await webhook_claims.hold_back(
                     session,
                     webhook_id,
                     now=now,
                     until=until,
                     give_up_created_before=until - give_up,
                 )
+                if given_up:
+                    log.warning(
+                        "webhook %s: %d deliveries given up while its breaker was open",
+                        webhook_id,
+                        given_up,
+                    )
             chosen = pick(
                 candidates,
                 limit,

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from api.models import new_object_id
 from api.stream_events import DatabaseStreamEvents
+from api.webhook_claims import HELD_BACK_TOO_LONG
 from api.webhook_dispatcher import DeliveryPolicy
 from tests.api.conftest import create_stream, new_account
 from tests.api.webhook_support import (
@@ -112,3 +113,27 @@ async def test_a_webhook_that_keeps_failing_waits_for_its_breaker_without_a_slot
     assert {r["lastError"] for r in attempted} == {"no answer within 0.3 s"}
     assert len({r["nextAttemptAt"] for r in held}) == 1  # all wait for the one probe
     assert {r["status"] for r in rows} == {"pending"}
+
+
+async def test_a_delivery_held_back_past_its_retry_period_fails_with_the_reason(
+    start_app: StartApp, blackhole: Blackhole
+) -> None:
+    # The breaker's probe (60 s away) would come after the 10 s retry period of every row.
+    policy = {**vars(FAST), "timeout": 0.3, "backoff_base": 30.0, "backoff_cap": 3600.0}
+    client = await start_app(
+        DeliveryPolicy(**{**policy, "breaker_threshold": 2, "give_up_after": 10.0})
+    )
+    account = await new_account(client)
+    webhook = await create_webhook(client, account, f"{blackhole.url}/dead")
+    for _ in range(6):
+        await queue_event(client, account.id)
+
+    async def all_failed() -> bool:
+        rows = await deliveries(client, account, webhook["id"])
+        return {r["status"] for r in rows} == {"failed"}
+
+    await eventually_async(all_failed)
+    rows = await deliveries(client, account, webhook["id"])
+    held = [r for r in rows if r["attempts"] == 0]
+    assert held and blackhole.accepted == len(rows) - len(held)
+    assert {r["lastError"] for r in held} == {HELD_BACK_TOO_LONG}
