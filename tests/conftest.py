@@ -13,8 +13,9 @@ accounts (every API query is scoped to an account).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -92,3 +93,32 @@ def api_app(app_settings: Settings) -> web.Application:
 async def api_client(aiohttp_client: AiohttpClient, api_app: web.Application) -> TestClient:
     """A test client on the started ``api_app``."""
     return await aiohttp_client(api_app)
+
+
+class CountingListener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts (answering each with
+    an HTTP 204 and closing), to show that nothing reached it."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(OSError):
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def counting_listener() -> AsyncIterator[CountingListener]:
+    """A :class:`CountingListener` listening while the test runs."""
+    listener = CountingListener()
+    server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    listener.port = server.sockets[0].getsockname()[1]
+    try:
+        yield listener
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -1,10 +1,10 @@
-"""The restream target URL policy (pure function; no database)."""
+"""The outbound URL policy of restream targets and webhooks (pure functions; no database)."""
 
 from __future__ import annotations
 
 import pytest
 
-from api.targets import restream_url_problem
+from api.targets import checked_url, restream_url_problem, webhook_url_problem
 
 
 @pytest.mark.parametrize(
@@ -72,3 +72,83 @@ def test_private_hosts_are_refused_unless_allowed(host: str) -> None:
     problem = restream_url_problem(url, allow_private=False)
     assert problem is not None and "private" in problem
     assert restream_url_problem(url, allow_private=True) is None
+
+
+HOSTILE_HOSTS = [
+    "\uff11\uff12\uff17.0.0.1",  # full-width digits
+    "127\u30020\u30020\u30021",  # ideographic full stops
+    "\u2460\u2461\u2466.0.0.1",  # circled digits
+    "127\uff0e0\uff0e0\uff0e1",  # full-width full stops
+    "\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34",
+    "2130706433",  # decimal
+    "0177.0.0.1",  # octal
+    "0x7f.1",  # hex
+    "0x7f000001",
+    "017700000001",
+    "127.0.0.1.",  # trailing dot
+    "127.1.",
+    "localhost.",
+    "10.0.0.5",
+    "0",
+    "[::ffff:127.0.0.1]",  # IPv4-mapped
+    "[::ffff:7f00:1]",
+    "[::ffff:10.0.0.5]",
+    "[::127.0.0.1]",  # IPv4-compatible (::/96)
+    "[::7f00:1]",
+    "[::8.8.8.8]",
+    "[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+    "[64:ff9b::10.0.0.5]",
+    "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+    "[64:ff9b:1::808:808]",  # local-use NAT64
+    "[2002:7f00:1::1]",  # 6to4 of 127.0.0.1
+    "[2002:a00:5::]",  # 6to4 of 10.0.0.5
+    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",  # Teredo
+    "[fe80::1%25eth0]",
+]
+"""Hosts that reach loopback, private or link-local addresses, in the spellings a URL parser,
+the HTTP client or the system resolver turn into one."""
+
+
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+@pytest.mark.parametrize("scheme", ["rtmp", "rtmps", "http", "https", "RTMP", "HTTP"])
+def test_hostile_spellings_of_private_hosts_are_refused(scheme: str, host: str) -> None:
+    url = f"{scheme}://{host}:1935/app"
+    problem = (
+        restream_url_problem(url, allow_private=False)
+        if scheme.lower().startswith("rtmp")
+        else webhook_url_problem(url, allow_private=False)
+    )
+    assert problem is not None and "private" in problem, problem
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[64:ff9b::808:808]",
+        "[2002:808:808::1]",
+        "[::ffff:8.8.8.8]",
+        "\uff18.\uff18.\uff18.\uff18",
+        "xn--bcher-kva.ch",
+    ],
+)
+def test_public_addresses_in_embedded_spellings_are_allowed(host: str) -> None:
+    assert webhook_url_problem(f"https://{host}/hook", allow_private=False) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("RTMP://a.example.com/app", "rtmp://a.example.com/app"),
+        ("RTMPS://A.Example.COM:443/App/X?y=Z", "rtmps://a.example.com:443/App/X?y=Z"),
+        ("Http://user:PW@Ex\u00e4mple.com./Hook", "http://user:PW@xn--exmple-cua.com./Hook"),
+        ("rtmp://\uff18.\uff18.\uff18.\uff18/live", "rtmp://8.8.8.8/live"),
+        ("rtmp://[2001:4860:4860:0::8888]:1935/a", "rtmp://[2001:4860:4860::8888]:1935/a"),
+        (
+            "rtmp://127\u30020\u30020\u30021/live",
+            "rtmp://127.0.0.1/live",
+        ),  # when private targets are allowed
+    ],
+)
+def test_urls_are_stored_as_the_client_will_read_them(url: str, stored: str) -> None:
+    schemes = ("rtmp", "rtmps", "http")
+    assert checked_url(url, schemes=schemes, allow_private=True) == stored
