@@ -5,12 +5,12 @@ URLs; both need a host. A URL is judged, and stored, in its normalised form
 (:func:`normalised_url`): scheme in lower case and the host as the HTTP client connects to it
 (yarl: lower case, IDNA/UTS #46 with NFKC, so ``127.0.0.1`` in full-width digits becomes
 ``127.0.0.1`` and ``exämple.com`` becomes ``xn--exmple-cua.com``); the path, query and
-credentials are kept as given. Unless private targets are allowed, hosts that are loopback, private, link-local,
-unspecified, reserved or multicast IP literals in any spelling, or ``localhost`` names, are
-refused (see :mod:`workers.egress` for the spellings and IPv6 embeddings). Host names are not
-resolved here, since what a name resolves to can change: the webhook sender resolves through a
-resolver that drops private addresses, and the restream output resolves and checks right before
-every start of its ffmpeg.
+credentials are kept as given. Unless private targets are allowed, hosts that are loopback,
+private, link-local, unspecified, reserved or multicast IP literals in any spelling, or
+``localhost`` names, are refused (see :mod:`workers.egress` for the spellings and IPv6
+embeddings). Host names are not resolved here, since what a name resolves to can change: the
+webhook sender resolves through a resolver that drops private addresses, and the restream
+output resolves and checks right before every start of its ffmpeg.
 """
 
 from __future__ import annotations

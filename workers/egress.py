@@ -2,14 +2,15 @@
 reach, judged the way the connecting side will see the host.
 
 A host is judged after the normalisation the HTTP client applies (yarl: lower case, IDNA with
-UTS #46, which includes NFKC, so ``127.0.0.1`` written with full-width digits, ideographic
-full stops or circled digits is ``127.0.0.1``), then as an IP literal in every spelling the
-system resolver accepts (decimal, octal and hex IPv4 such as ``2130706433``, ``0177.0.0.1`` and
+UTS #46, which includes NFKC, so ``127.0.0.1`` written with full-width digits, ideographic full
+stops or circled digits is ``127.0.0.1``), then as an IP literal in every spelling the system
+resolver accepts (decimal, octal and hex IPv4 such as ``2130706433``, ``0177.0.0.1`` and
 ``0x7f.1``, with or without a trailing dot). An address is private unless it is globally
-routable unicast; IPv6 addresses that carry an IPv4 address are judged by the IPv4 address they reach: IPv4-mapped ``::ffff:0:0/96``,
-NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16`` and Teredo (server and client). The deprecated
-IPv4-compatible block ``::/96`` and the local-use NAT64 block ``64:ff9b:1::/48`` are refused as a
-whole. Host names are resolved by :func:`resolve_addresses` (the seam tests replace).
+routable unicast; IPv6 addresses that carry an IPv4 address are judged by the IPv4 address they
+reach: IPv4-mapped ``::ffff:0:0/96``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16`` and Teredo
+(server and client). The deprecated IPv4-compatible block ``::/96`` and the local-use NAT64
+block ``64:ff9b:1::/48`` are refused as a whole. Host names are resolved by
+:func:`resolve_addresses` (the seam tests replace).
 """
 
 from __future__ import annotations
