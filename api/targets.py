@@ -94,6 +94,8 @@ def _rebuilt(url: str, netloc: str, scheme: str) -> str:
     shown = f"[{host}]" if ":" in host else host
     authority = f"{userinfo}{at}{shown}" + (f":{port}" if port is not None else "")
     normalised = f"{scheme}://{authority}{url[len(head) :]}"
+    if any(ch in _FORBIDDEN_CHARACTERS for ch in normalised):  # IDNA can produce a space
+        raise ValueError("the normalised host has whitespace or control characters")
     if connect_host(normalised) != host or urlsplit(normalised).port != port:
         raise ValueError("the normalised URL names another host")
     return normalised

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from api.targets import checked_url, restream_url_problem, webhook_url_problem
+from api.targets import UrlRefused, checked_url, restream_url_problem, webhook_url_problem
+from workers.egress import connect_host, is_private_host
 
 
 @pytest.mark.parametrize(
@@ -152,3 +155,23 @@ def test_public_addresses_in_embedded_spellings_are_allowed(host: str) -> None:
 def test_urls_are_stored_as_the_client_will_read_them(url: str, stored: str) -> None:
     schemes = ("rtmp", "rtmps", "http")
     assert checked_url(url, schemes=schemes, allow_private=True) == stored
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scheme=st.sampled_from(["rtmp", "RTMPS", "http", "HtTpS"]),
+    authority=st.text(max_size=40),
+    rest=st.sampled_from(["", "/", "/app", "/a?b#c"]),
+)
+def test_any_url_is_refused_or_stored_in_a_form_the_policy_accepts(
+    scheme: str, authority: str, rest: str
+) -> None:
+    """Garbage in: a normalised URL whose host passes the policy, or UrlRefused, nothing else."""
+    schemes = ("rtmp", "rtmps", "http", "https")
+    try:
+        stored = checked_url(f"{scheme}://{authority}{rest}", schemes=schemes, allow_private=False)
+    except UrlRefused:
+        return
+    assert stored.startswith(scheme.lower() + "://")
+    assert checked_url(stored, schemes=schemes, allow_private=False) == stored
+    assert not is_private_host(connect_host(stored))
