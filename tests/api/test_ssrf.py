@@ -16,9 +16,8 @@ from api.models import Webhook, new_object_id, utc_now
 from api.webhook_sender import PRIVATE_HOST_ERROR
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, new_account
-from tests.api.test_targets import HOSTILE_HOSTS
 from tests.api.webhook_support import FAST, deliveries, eventually, queue_event
-from tests.conftest import CountingListener
+from tests.conftest import HOSTILE_HOSTS, CountingListener
 
 PUBLIC_TARGET = {"url": "rtmp://a.example.com/live", "streamKey": "k1"}
 

@@ -11,6 +11,7 @@ import pytest
 from config import Settings, SettingsError
 from ingest.authorizer import RestreamTarget
 from ingest.hub import StreamHub
+from tests.conftest import HOSTILE_HOSTS
 from tests.polling import eventually
 from workers.egress import IPAddress, TargetAddressRefused
 from workers.restream import CONNECT_FAILED, RestreamOutput, coarse_error
@@ -63,12 +64,12 @@ async def test_ca_file_applies_to_rtmps_targets_only(tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
     bundle.write_text("x")
     settings = Settings(data_dir=tmp_path, restream_ca_file=str(bundle), output_stall_seconds=7)
-    rtmps = output(settings, f"rtmps://live.example.com:443/app/{KEY}")
-    rtmps = rtmps._argv(await rtmps.plan())
+    tls_relay = output(settings, f"rtmps://live.example.com:443/app/{KEY}")
+    rtmps = tls_relay._argv(await tls_relay.plan())
     assert rtmps[-5:] == ["-tls_verify", "1", "-ca_file", str(bundle), rtmps[-1]]
     assert rtmps[rtmps.index("-rw_timeout") + 1] == "7000000"
-    rtmp = output(settings, f"rtmp://live.example.com/app/{KEY}")
-    rtmp = rtmp._argv(await rtmp.plan())
+    relay = output(settings, f"rtmp://live.example.com/app/{KEY}")
+    rtmp = relay._argv(await relay.plan())
     assert "-ca_file" not in rtmp and "-tls_verify" not in rtmp
 
 
@@ -105,6 +106,18 @@ async def test_names_are_resolved_and_judged_before_every_start(
             "target host does not resolve",
         )
     assert len(resolver.asked) == 2
+
+
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+@pytest.mark.parametrize("scheme", ["rtmp", "RTMPS"])
+async def test_hostile_spellings_stored_earlier_are_refused_without_a_lookup(
+    tmp_path: Path, scheme: str, host: str
+) -> None:
+    resolver = FakeResolver()
+    relay = output(Settings(data_dir=tmp_path), f"{scheme}://{host}:1935/live/{KEY}", resolver)
+    with pytest.raises(TargetAddressRefused):
+        await relay.plan()
+    assert resolver.asked == []
 
 
 async def test_rtmp_names_are_pinned_to_a_checked_address_with_the_original_tc_url(
