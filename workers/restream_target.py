@@ -31,6 +31,7 @@ from workers.egress import (
     connect_host,
     ip_literal,
 )
+from workers.supervisor import PermanentOutputError
 
 RTMP_DEFAULT_PORT = 1935
 RTMPS_DEFAULT_PORT = 443
@@ -56,12 +57,18 @@ async def plan_connection(
 ) -> ConnectPlan:
     """Resolve and check the host of ``publish_url`` (see the module docstring); ``attempt``
     (1, 2, ...) picks the address for ``rtmp://``. Raises
-    :class:`~workers.egress.TargetAddressRefused` or :class:`TargetNotResolved`."""
+    :class:`~workers.egress.TargetAddressRefused` or :class:`TargetNotResolved`, and
+    :class:`~workers.supervisor.PermanentOutputError` for a URL without a valid host (stored
+    before the API normalised URLs)."""
     parts = urlsplit(publish_url)
     scheme = parts.scheme.lower()
-    host = connect_host(publish_url)
+    try:
+        host = connect_host(publish_url)
+        explicit_port = parts.port
+    except ValueError:
+        raise PermanentOutputError("target URL has no valid host") from None
     default_port = RTMPS_DEFAULT_PORT if scheme == "rtmps" else RTMP_DEFAULT_PORT
-    port = parts.port or default_port
+    port = explicit_port or default_port
     url = scheme + publish_url[len(parts.scheme) :]
     if scheme != "rtmp" and allow_private:
         return ConnectPlan(url)

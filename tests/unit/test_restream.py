@@ -16,7 +16,7 @@ from tests.polling import eventually
 from workers.egress import IPAddress, TargetAddressRefused
 from workers.restream import CONNECT_FAILED, RestreamOutput, coarse_error
 from workers.restream_target import TargetNotResolved
-from workers.supervisor import OutputState
+from workers.supervisor import OutputState, PermanentOutputError
 
 KEY = "live_123456_SeCrEtKeY"
 PUBLIC_V4 = "93.184.216.34"
@@ -118,6 +118,12 @@ async def test_hostile_spellings_stored_earlier_are_refused_without_a_lookup(
     with pytest.raises(TargetAddressRefused):
         await relay.plan()
     assert resolver.asked == []
+
+
+async def test_a_target_without_a_valid_host_fails_for_good(tmp_path: Path) -> None:
+    relay = output(Settings(data_dir=tmp_path), f"rtmp://a\u200bb.example.com/live/{KEY}")
+    with pytest.raises(PermanentOutputError, match="target URL has no valid host"):
+        await relay.plan()
 
 
 async def test_rtmp_names_are_pinned_to_a_checked_address_with_the_original_tc_url(
