@@ -119,7 +119,10 @@ class Settings:
     """PEM bundle of the certificate authorities trusted for ``rtmps://`` restream targets,
     instead of the system store. Certificates (chain and host name) are always verified."""
     allow_private_targets: bool = False
-    """Allow restream/webhook targets on loopback, link-local and private addresses."""
+    """Allow restream/webhook targets on loopback, link-local and private addresses. When false,
+    such hosts are refused in every spelling at creation, names are judged by what they resolve
+    to right before each connection, and restream connection failures read only "could not
+    connect to the target" in ``lastError``."""
     token_ttl_seconds: int = 86_400
     """Lifetime of tokens printed by ``liverelay apikey create``."""
     token_cache_seconds: float = 5.0
