@@ -33,15 +33,15 @@ def _left_out() -> Any:
 class EventRestreamTarget(RestreamTargetOutput):
     """A restream target in an event: its id, URL (without the key) and relay state."""
 
-    stream_key: SkipJsonSchema[str | None] = _left_out()
+    stream_key: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
 
 
 class EventStream(LiveStreamOutput):
     """The live stream in an event: as the API returns it, without ``streamKey`` and
     ``upstreamUrl``; restream targets without their ``streamKey``."""
 
-    stream_key: SkipJsonSchema[str | None] = _left_out()
-    upstream_url: SkipJsonSchema[str | None] = _left_out()
+    stream_key: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
+    upstream_url: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
     restream: list[EventRestreamTarget]  # type: ignore[assignment]
 
 
