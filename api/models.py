@@ -146,7 +146,9 @@ class Recording(Base):
     """One live session of a recorded stream, kept as an HLS VOD in storage under its ``id``.
 
     ``status`` is ``recording`` while the session is live (or until the next start finalizes
-    a recording a crash left open), then ``ready`` or ``failed`` (with ``error``).
+    a recording a crash left open), then ``ready`` or ``failed`` (with ``error``); ``deleted``
+    once its stream (or account) was deleted, until :mod:`api.deletion` has withdrawn its files
+    and removed the row.
     """
 
     __tablename__ = "recordings"
