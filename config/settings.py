@@ -129,6 +129,14 @@ class Settings:
     """Seconds a verified API token is remembered, so that a client's next requests skip the JWT
     check and the account look-up. A deleted API key keeps working this long at most (on every
     node). 0 = no cache."""
+    deletion_check_seconds: float = 2.0
+    """Seconds between two checks for streams and accounts deleted elsewhere (``liverelay
+    apikey delete``, another node): their live publishers are disconnected and their recordings
+    removed within about this long."""
+    retention_days: int = 30
+    """Days webhook deliveries (by event time) and ended live sessions (by end time) are kept;
+    older ones are deleted hourly. Pending deliveries and live sessions are never deleted.
+    0 = keep forever."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -149,6 +157,10 @@ class Settings:
             raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
+        if not self.deletion_check_seconds > 0:
+            raise SettingsError("LIVERELAY_DELETION_CHECK_SECONDS must be > 0")
+        if self.retention_days < 0:
+            raise SettingsError("LIVERELAY_RETENTION_DAYS must be >= 0 (0: keep forever)")
         if not self.token_cache_seconds >= 0:
             raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
         if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):

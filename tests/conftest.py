@@ -72,7 +72,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def app_settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings for a test app: the test's database, data in ``tmp_path``, fixed public URLs."""
+    """Settings for a test app: the test's database, data in ``tmp_path``, fixed public URLs.
+    Retention is off: the database is shared by the session's tests, some of which make rows
+    with old timestamps (``tests/api/test_retention.py`` turns it on)."""
     return Settings(
         data_dir=tmp_path,
         database_url=Secret(database_url),
@@ -80,6 +82,7 @@ def app_settings(tmp_path: Path, database_url: str) -> Settings:
         rtmp_port=0,
         public_http_url="http://testserver",
         public_rtmp_url="rtmp://testserver",
+        retention_days=0,
     )
 
 

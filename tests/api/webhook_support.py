@@ -258,3 +258,11 @@ def docs_verifier() -> Callable[..., bool]:
     exec(compile(block.group(1), str(DOCS), "exec"), namespace)
     verify: Callable[..., bool] = namespace["verify_signature"]
     return verify
+
+
+def keyless(stream: Mapping[str, Any]) -> dict[str, Any]:
+    """``stream`` as the API returns it, without what event payloads leave out: its
+    ``streamKey`` and ``upstreamUrl``, and its restream targets' ``streamKey``."""
+    targets = [{k: v for k, v in t.items() if k != "streamKey"} for t in stream["restream"]]
+    kept = {k: v for k, v in stream.items() if k not in ("streamKey", "upstreamUrl")}
+    return {**kept, "restream": targets}

@@ -1,0 +1,44 @@
+"""Indexes for retention (webhook deliveries by creation time, live sessions by end time); the
+streams of deleted accounts are deleted with them, and the recordings of deleted streams are
+marked ``deleted`` so that the server removes their files.
+
+Revision ID: 0004_retention
+Revises: 0003_lifecycle_webhooks
+Create Date: 2026-12-06 00:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004_retention"
+down_revision: str | None = "0003_lifecycle_webhooks"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Index what the retention task selects old rows by."""
+    op.create_index("ix_webhook_deliveries_created", "webhook_deliveries", ["created_at"])
+    op.create_index("ix_live_sessions_ended", "live_sessions", ["ended_at"])
+    op.execute(
+        sa.text(
+            "UPDATE live_streams SET deleted_at = (SELECT accounts.deleted_at FROM accounts"
+            " WHERE accounts.id = live_streams.account_id)"
+            " WHERE deleted_at IS NULL AND account_id IN"
+            " (SELECT id FROM accounts WHERE deleted_at IS NOT NULL)"
+        )
+    )
+    op.execute(
+        sa.text(
+            "UPDATE recordings SET status = 'deleted' WHERE live_stream_id IN"
+            " (SELECT id FROM live_streams WHERE deleted_at IS NOT NULL)"
+        )
+    )
+
+
+def downgrade() -> None:
+    """Drop the indexes (deleted rows stay deleted)."""
+    op.drop_index("ix_live_sessions_ended", "live_sessions")
+    op.drop_index("ix_webhook_deliveries_created", "webhook_deliveries")
