@@ -1,6 +1,6 @@
 """Limits of the RTMP listener that span connections: open connections per client address and
 the throttling of stream-key guessing, plus the stable names of the reasons a connection is
-closed early.
+closed early and the exception that ends a connection at a limit.
 
 Plain objects driven by an injected clock; :class:`~ingest.server.RTMPServer` owns one of each,
 so nothing here is module-level state.
@@ -46,6 +46,14 @@ class CloseReason(enum.StrEnum):
     """The stream key could not be checked (the database is unreachable)."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
+
+
+class ConnectionLimitHit(Exception):
+    """A limit of the listener ends a connection; the message is the logged detail."""
+
+    def __init__(self, reason: CloseReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AddressConnections:
