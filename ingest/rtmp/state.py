@@ -57,11 +57,6 @@ def _stay(state: State, *commands: str) -> dict[str, State]:
     return dict.fromkeys(commands, state)
 
 
-_AFTER_STREAM: dict[str, State] = {
-    **_stay(State.STREAM_CREATED, *_FMLE, "createStream", "play", *_UNPUBLISH, OTHER_COMMAND),
-    "publish": State.PUBLISH_REQUESTED,
-}
-
 PEER_TRANSITIONS: Mapping[State, Mapping[str, State]] = {
     State.HANDSHAKE: {},
     State.AWAITING_CONNECT: {"connect": State.CONNECTED},
@@ -69,13 +64,15 @@ PEER_TRANSITIONS: Mapping[State, Mapping[str, State]] = {
         **_stay(State.CONNECTED, *_FMLE, *_UNPUBLISH, OTHER_COMMAND),
         "createStream": State.STREAM_CREATED,
     },
-    State.STREAM_CREATED: _AFTER_STREAM,
-    # A second publish while one is pending or running is the session's to refuse ("already
-    # publishing"); an unpublish ends the publish.
-    State.PUBLISH_REQUESTED: {
-        **_stay(State.PUBLISH_REQUESTED, *_FMLE, "createStream", "publish", "play", OTHER_COMMAND),
-        **_stay(State.STREAM_CREATED, *_UNPUBLISH),
+    # play is reported for the session to refuse (liverelay plays over HLS).
+    State.STREAM_CREATED: {
+        **_stay(State.STREAM_CREATED, *_FMLE, "createStream", "play", *_UNPUBLISH, OTHER_COMMAND),
+        "publish": State.PUBLISH_REQUESTED,
     },
+    # Nothing is parsed while the server decides on a publish (RTMPServerConnection pauses).
+    State.PUBLISH_REQUESTED: {},
+    # A second publish is the session's to refuse ("already publishing"); an unpublish ends
+    # the publish.
     State.PUBLISHING: {
         **_stay(State.PUBLISHING, *_FMLE, "createStream", "publish", "play", OTHER_COMMAND),
         **_stay(State.STREAM_CREATED, *_UNPUBLISH),
