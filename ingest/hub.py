@@ -24,6 +24,7 @@ from ingest.flv import (
     inspect_audio,
     inspect_video,
 )
+from ingest.ratelimit import WarningRateLimiter
 from ingest.stats import BitrateMeter, StreamStats
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ class Subscription:
         self._waiting_for_keyframe = False
         self._closed = False
         self._wakeup = asyncio.Event()
-        self._clock = clock
-        self._last_warning = -DROP_WARNING_INTERVAL
+        self._warnings = WarningRateLimiter(DROP_WARNING_INTERVAL, clock=clock)
 
     @property
     def queued_bytes(self) -> int:
@@ -96,9 +96,7 @@ class Subscription:
         self._wakeup.set()
 
     def _warn_lagging(self) -> None:
-        now = self._clock()
-        if now - self._last_warning >= DROP_WARNING_INTERVAL:
-            self._last_warning = now
+        if self._warnings.allow("lagging") is not None:
             log.warning(
                 "output %s is lagging: dropping until next keyframe (%d frames dropped)",
                 self.name,
