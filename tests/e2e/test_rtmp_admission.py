@@ -96,17 +96,25 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+@pytest.mark.parametrize(
+    ("length", "writes", "reason"),
+    [
+        (0xFFFFFF, [PIECE] * TRICKLED, "protocol_error"),  # 16 MiB: past the limit at once
+        (len(PIECE) // 129 * 128, [PIECE[:-129]], "handshake_timeout"),  # 64 KiB, unfinished
+    ],
+    ids=["16MiB", "64KiB"],
+)
 async def test_strangers_announcing_huge_messages_hold_little_memory(
-    tmp_path: Path, sqlite_url: str
+    tmp_path: Path, sqlite_url: str, length: int, writes: list[bytes], reason: str
 ) -> None:
     async with serving(tmp_path, sqlite_url, rtmp_handshake_timeout=5.0) as live:
-        header = C0C1 + C2 + chunk_header(0, 4, length=0xFFFFFF, type_id=AUDIO, stream_id=1)
+        header = C0C1 + C2 + chunk_header(0, 4, length=length, type_id=AUDIO, stream_id=1)
         clients = [await connect(live) for _ in range(STRANGERS)]
 
         async def trickle(writer: asyncio.StreamWriter) -> None:
             writer.write(header)
-            for _ in range(TRICKLED):
-                writer.write(PIECE)
+            for piece in writes:
+                writer.write(piece)
                 await writer.drain()
 
         reset_peak_rss()
@@ -117,7 +125,7 @@ async def test_strangers_announcing_huge_messages_hold_little_memory(
             writer.close()
         growth = peak_rss_kb() - baseline
         assert growth < MAX_GROWTH_KB, f"RSS grew by {growth} kB"
-        assert sum(rtmp(live).rejected.values()) == STRANGERS
+        assert rtmp(live).rejected == {reason: STRANGERS}
         await eventually(lambda: rtmp(live).connection_count == 0)
 
 
