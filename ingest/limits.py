@@ -23,7 +23,8 @@ class CloseReason(enum.StrEnum):
     CONNECTION_LIMIT = "connection_limit"
     """``LIVERELAY_RTMP_MAX_CONNECTIONS`` connections were already open."""
     ADDRESS_LIMIT = "address_limit"
-    """``LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS`` were already open from the address."""
+    """``LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS`` connections not yet publishing were
+    already open from the address."""
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     """Not publishing ``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT`` seconds after connecting."""
     IDLE_TIMEOUT = "idle_timeout"
