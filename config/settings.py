@@ -89,11 +89,14 @@ class Settings:
     rtmp_max_connections: int = 1000
     """Concurrent RTMP connections accepted in total."""
     rtmp_max_connections_per_address: int = 10
-    """Concurrent RTMP connections accepted from one client IP address."""
+    """Concurrent RTMP connections from one client IP address that are not publishing yet
+    (handshake, connect, key check). Accepted publishers do not count: they are bounded by
+    ``rtmp_max_connections`` and one per stream key."""
     rtmp_max_message_size: int = 16 * 1024 * 1024
-    """Largest RTMP message (one video frame) accepted, in bytes."""
+    """Largest RTMP message (one video frame) accepted once a publish is accepted, in bytes.
+    Before that the limit is 64 KiB (and 8 chunk streams)."""
     rtmp_max_chunk_size: int = 16 * 1024 * 1024
-    """Largest chunk size a peer may announce."""
+    """Largest chunk size a peer may announce once its publish is accepted (64 KiB before)."""
     rtmp_max_publish_kbps: int = 0
     """Highest incoming bitrate of one RTMP connection in kbit/s, averaged over 5 s; a faster
     client is dropped. 0 = no limit."""

@@ -14,6 +14,8 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from ingest.ratelimit import WarningRateLimiter
+
 log = logging.getLogger(__name__)
 
 _BREAK = b""
@@ -36,8 +38,7 @@ class Subscription:
         self._waiting_for_keyframe = False
         self._closed = False
         self._wakeup = asyncio.Event()
-        self._clock = clock
-        self._last_warning = -DROP_WARNING_INTERVAL
+        self._warnings = WarningRateLimiter(DROP_WARNING_INTERVAL, clock=clock)
         self._taken = 0
         """Queue entries :meth:`read` took since the last start: ``_taken + i`` is the position
         of the entry at index ``i``."""
@@ -129,9 +130,7 @@ class Subscription:
         self._deferred.clear()
 
     def _warn_lagging(self) -> None:
-        now = self._clock()
-        if now - self._last_warning >= DROP_WARNING_INTERVAL:
-            self._last_warning = now
+        if self._warnings.allow("lagging") is not None:
             log.warning(
                 "output %s is lagging: dropping until next keyframe (%d frames dropped)",
                 self.name,
