@@ -1,13 +1,16 @@
 """Indexes for retention (webhook deliveries by creation time, live sessions by end time); the
 streams of deleted accounts are deleted with them, and the recordings of deleted streams are
-marked ``deleted`` so that the server removes their files.
+marked ``deleted`` so that the server removes their files; webhook payloads stored earlier lose
+their publish keys (``streamKey``, ``upstreamUrl``), as payloads are written from now on.
 
 Revision ID: 0004_retention
 Revises: 0003_lifecycle_webhooks
 Create Date: 2026-12-06 00:00:00
 """
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,6 +39,41 @@ def upgrade() -> None:
             " (SELECT id FROM live_streams WHERE deleted_at IS NOT NULL)"
         )
     )
+    _scrub_stored_payloads()
+
+
+SECRET_FIELDS = frozenset({"streamKey", "upstreamUrl"})
+"""What payloads written before this revision carried and payloads no longer do."""
+
+
+def _scrub_stored_payloads() -> None:
+    """Rewrite the stored webhook payloads that still name a publish key without it, in
+    Python (the JSON functions of SQLite and PostgreSQL differ)."""
+    connection = op.get_bind()
+    rows = connection.execute(
+        sa.text(
+            "SELECT id, payload FROM webhook_deliveries"
+            " WHERE payload LIKE '%streamKey%' OR payload LIKE '%upstreamUrl%'"
+        )
+    ).all()
+    update = sa.text("UPDATE webhook_deliveries SET payload = :payload WHERE id = :id")
+    for id_, payload in rows:
+        try:
+            document = json.loads(payload)
+        except ValueError:
+            continue
+        connection.execute(
+            update,
+            {"id": id_, "payload": json.dumps(_without_secrets(document), separators=(",", ":"))},
+        )
+
+
+def _without_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_secrets(v) for k, v in value.items() if k not in SECRET_FIELDS}
+    if isinstance(value, list):
+        return [_without_secrets(item) for item in value]
+    return value
 
 
 def downgrade() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -142,5 +143,55 @@ async def test_deletions_of_earlier_versions_are_carried_out(
             statuses = dict((await connection.execute(query)).all())
         assert streams["1" * 24] is not None and streams["2" * 24] is None
         assert statuses == {"1" * 24: "deleted", "2" * 24: "ready"}
+    finally:
+        await engine.dispose()
+
+
+async def test_stored_webhook_payloads_lose_their_publish_keys(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """Payloads queued before 0004 held the stream key, ``upstreamUrl`` and restream keys: the
+    upgrade rewrites them without those, keeping everything else."""
+    engine = create_engine(Settings(data_dir=tmp_path, database_url=Secret(empty_database_url)))
+    stream = {
+        "id": "1" * 24,
+        "streamKey": "SECRET-STREAM-KEY",
+        "upstreamUrl": "rtmp://h/live/SECRET-STREAM-KEY",
+        "restream": [{"id": "t1", "url": "rtmp://y/live2", "streamKey": "SECRET-TARGET-KEY"}],
+    }
+    payload = json.dumps({"id": "e1", "type": "livestream.started", "data": stream})
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0003_lifecycle_webhooks")
+            await connection.execute(
+                text(
+                    "INSERT INTO accounts (id, name, apikey, secret, created_at)"
+                    " VALUES (:id, 'n', 'k', 's', :now)"
+                ),
+                {"id": "a" * 24, "now": T},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO webhooks (id, account_id, url, events, secret, created_at)"
+                    " VALUES (:id, :account, 'https://h.example/x', '[\"*\"]', 's', :now)"
+                ),
+                {"id": "w" * 24, "account": "a" * 24, "now": T},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type,"
+                    " payload, status, attempts, next_attempt_at, created_at) VALUES"
+                    " (:id, :webhook, 'e1', 'livestream.started', :payload, 'pending', 0,"
+                    " :now, :now)"
+                ),
+                {"id": "d" * 24, "webhook": "w" * 24, "payload": payload, "now": T},
+            )
+        await upgrade_to_head(engine)
+        async with engine.connect() as connection:
+            query = text("SELECT payload FROM webhook_deliveries")
+            stored = (await connection.execute(query)).scalar_one()
+        assert "SECRET" not in stored
+        data = json.loads(stored)["data"]
+        assert data == {"id": "1" * 24, "restream": [{"id": "t1", "url": "rtmp://y/live2"}]}
     finally:
         await engine.dispose()
