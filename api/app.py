@@ -7,11 +7,13 @@ from aiohttp import web
 from api import openapi
 from api.auth import TokenCache
 from api.database import database_context
+from api.deletion import deletion_context
 from api.keys import SETTINGS, TOKEN_CACHE
 from api.media import media_context
 from api.metrics import METRICS, Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.retention import retention_context
 from api.routes import (
     health,
     lifecycle,
@@ -38,8 +40,10 @@ def create_app(
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
-    RTMP port), (4) the metrics listener. Media stops before the database, so the events of the
-    sessions it ends are queued while the database is still there.
+    RTMP port), (4) the metrics listener, (5) the deletion sweeper (ends what deleted streams
+    leave live, removes their recordings), (6) retention (prunes old deliveries and sessions).
+    Media stops before the dispatcher and the database, so the events of the sessions it ends
+    are queued while the database is still there.
     """
     app = web.Application(
         middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
@@ -55,6 +59,8 @@ def create_app(
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(metrics_listener_context)
+    app.cleanup_ctx.append(deletion_context)
+    app.cleanup_ctx.append(retention_context)
     health.register(app.router)
     livestreams.register(app.router)
     lifecycle.register(app.router)

@@ -68,11 +68,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     delete = apikey.add_parser(
         "delete",
-        help="delete an API key; its stream keys stop working at once, its tokens within "
+        help="delete an API key with its streams; its stream keys stop working at once, its "
+        "live publishers are disconnected and its recordings removed by running servers within "
+        "LIVERELAY_DELETION_CHECK_SECONDS, its tokens refused within "
         "LIVERELAY_TOKEN_CACHE_SECONDS",
     )
     delete.add_argument("apikey")
     delete.set_defaults(command=apikey_delete)
+    rotate = apikey.add_parser(
+        "rotate",
+        help="give an API key a new secret (streams, recordings and webhooks stay); tokens "
+        "signed with the old secret are refused within LIVERELAY_TOKEN_CACHE_SECONDS",
+    )
+    rotate.add_argument("apikey")
+    rotate.set_defaults(command=apikey_rotate)
     token = sub.add_parser(
         "token",
         help="print a JWT for an API key; the secret comes from LIVERELAY_SECRET or standard input",
@@ -152,8 +161,11 @@ def apikey_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
-    """``liverelay apikey delete APIKEY``: refuse its stream keys from now on, and its tokens
-    once running servers have forgotten them (``LIVERELAY_TOKEN_CACHE_SECONDS``)."""
+    """``liverelay apikey delete APIKEY``: delete the account and its streams. Its stream keys
+    are refused from now on; running servers notice the deletion in the shared database within
+    ``LIVERELAY_DELETION_CHECK_SECONDS`` (disconnecting its live publishers, removing its
+    recordings) and refuse its tokens once they have forgotten them
+    (``LIVERELAY_TOKEN_CACHE_SECONDS``)."""
 
     async def delete(session: AsyncSession) -> bool:
         return await queries.delete_account(session, args.apikey)
@@ -163,6 +175,27 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     log.info("deleted API key %s", args.apikey)
     _print_json({"apikey": args.apikey, "deleted": True})
+    return 0
+
+
+def apikey_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay apikey rotate APIKEY``: a new secret for the account (everything it owns
+    stays); print apikey, secret, userId and a token as ``apikey create`` does. Tokens signed
+    with the old secret are refused once running servers have forgotten them."""
+
+    async def rotate(session: AsyncSession) -> dict[str, str] | None:
+        account = await queries.rotate_secret(session, args.apikey)
+        if account is None:
+            return None
+        return {"apikey": account.apikey, "secret": account.secret, "userId": account.id}
+
+    rotated = asyncio.run(_with_session(settings, rotate))
+    if rotated is None:
+        log.error("no active API key %s", args.apikey)
+        return 1
+    token = issue_token(rotated["apikey"], rotated["secret"], settings.token_ttl_seconds)
+    log.info("new secret for API key %s (account %s)", rotated["apikey"], rotated["userId"])
+    _print_json({**rotated, "token": token})
     return 0
 
 

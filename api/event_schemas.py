@@ -1,26 +1,52 @@
 """The bodies POSTed to webhooks, as pydantic models: ``{id, type, createdAt, data}``, where
-``data`` is the live stream exactly as ``GET /v1/livestreams/{id}`` returns it, plus the object
-the event is about. :class:`api.stream_view.StreamView` renders them; the OpenAPI document
-describes them under ``webhooks``.
+``data`` is the live stream as ``GET /v1/livestreams/{id}`` returns it *without its secrets*
+(no ``streamKey``, no ``upstreamUrl``, no restream ``streamKey``), plus the object the event is
+about. :class:`api.stream_view.StreamView` renders them; the OpenAPI document describes them
+under ``webhooks``.
+
+Deliveries are kept in the database and their bodies shown again by the deliveries API, so they
+carry ids and key-free URLs only: a leaked receiver log or database dump reveals no key.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from api.outbox import EventType
-from api.schemas import (
-    LiveStreamOutput,
-    RecordingOutput,
-    RestreamTargetOutput,
-    _Output,
-)
+from api.restream_schemas import RestreamTargetOutput
+from api.schemas import LiveStreamOutput, RecordingOutput, _Output
 from api.session_schemas import SessionOutput
 from api.webhook_schemas import Timestamp
 
+SECRET_STREAM_FIELDS = frozenset({"stream_key", "upstream_url"})
+"""Fields of :class:`LiveStreamOutput` that hold the publish key."""
 
-class LiveStreamEventData(LiveStreamOutput):
-    """``data`` of ``livestream.*`` events: the stream as the API returns it, and the session."""
+
+def _left_out() -> Any:
+    """A field of the API object that events never carry (not dumped, not documented)."""
+    return Field(default=None, exclude=True)
+
+
+class EventRestreamTarget(RestreamTargetOutput):
+    """A restream target in an event: its id, URL (without the key) and relay state."""
+
+    stream_key: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
+
+
+class EventStream(LiveStreamOutput):
+    """The live stream in an event: as the API returns it, without ``streamKey`` and
+    ``upstreamUrl``; restream targets without their ``streamKey``."""
+
+    stream_key: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
+    upstream_url: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
+    restream: list[EventRestreamTarget]  # type: ignore[assignment]
+
+
+class LiveStreamEventData(EventStream):
+    """``data`` of ``livestream.*`` events: the stream and the session."""
 
     session: SessionOutput
 
@@ -28,13 +54,26 @@ class LiveStreamEventData(LiveStreamOutput):
 class RestreamEventData(LiveStreamEventData):
     """``data`` of ``restream.*`` events: also the target that connected or gave up."""
 
-    target: RestreamTargetOutput
+    target: EventRestreamTarget
 
 
-class RecordingEventData(LiveStreamOutput):
+class RecordingEventData(EventStream):
     """``data`` of ``recording.*`` events: the stream and the recording as the API returns it."""
 
     recording: RecordingOutput
+
+
+def event_stream_fields(output: LiveStreamOutput) -> dict[str, Any]:
+    """The fields of ``output`` an event carries, by name (restream targets without keys)."""
+    fields = {name: value for name, value in output if name not in SECRET_STREAM_FIELDS}
+    fields["restream"] = [event_target(target) for target in output.restream]
+    return fields
+
+
+def event_target(target: RestreamTargetOutput) -> EventRestreamTarget:
+    """``target`` as an event carries it (no ``streamKey``)."""
+    fields = {name: value for name, value in target if name != "stream_key"}
+    return EventRestreamTarget(**fields)
 
 
 class WebhookEvent(_Output):

@@ -146,7 +146,9 @@ class Recording(Base):
     """One live session of a recorded stream, kept as an HLS VOD in storage under its ``id``.
 
     ``status`` is ``recording`` while the session is live (or until the next start finalizes
-    a recording a crash left open), then ``ready`` or ``failed`` (with ``error``).
+    a recording a crash left open), then ``ready`` or ``failed`` (with ``error``); ``deleted``
+    once its stream (or account) was deleted, until :mod:`api.deletion` has withdrawn its files
+    and removed the row.
     """
 
     __tablename__ = "recordings"
@@ -171,7 +173,10 @@ class LiveSession(Base):
     window continues the same session)."""
 
     __tablename__ = "live_sessions"
-    __table_args__ = (Index("ix_live_sessions_stream_started", "live_stream_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_live_sessions_stream_started", "live_stream_id", "started_at"),
+        Index("ix_live_sessions_ended", "ended_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
     live_stream_id: Mapped[str] = mapped_column(ForeignKey("live_streams.id", ondelete="CASCADE"))
@@ -208,6 +213,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_webhook_created", "webhook_id", "created_at"),
+        Index("ix_webhook_deliveries_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)

@@ -140,7 +140,7 @@ def _item() -> dict[str, Any]:
         "post": operation("updateLiveStreamPost", update, True, "The updated stream"),
         "delete": operation(
             "deleteLiveStream",
-            "Delete a live stream and end its session",
+            "Delete a live stream, end its session and remove its recordings",
             False,
             "The deleted live stream",
         ),

@@ -55,8 +55,7 @@ def webhook_paths() -> dict[str, Any]:
                 **_operation(
                     "deleteWebhook", "Delete a webhook", "The deleted webhook", "WebhookOutput"
                 ),
-                "description": "Nothing more is sent to it; its pending deliveries become "
-                "`failed`.",
+                "description": "Nothing more is sent to it; its deliveries are deleted.",
             },
         },
         "/v1/webhooks/{id}/deliveries": {"parameters": [_WEBHOOK_ID], "get": _deliveries()},

@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,10 @@ from api.models import (
     new_object_id,
     utc_now,
 )
+
+DELETED = "deleted"
+"""Status of a recording whose stream was deleted: never listed or served again; its files and
+its row are being removed."""
 
 
 class TargetSpec(NamedTuple):
@@ -80,13 +84,34 @@ async def list_active_accounts(session: AsyncSession) -> Sequence[Account]:
 
 
 async def delete_account(session: AsyncSession, apikey: str) -> bool:
-    """Mark the account of ``apikey`` deleted; returns whether one was active."""
+    """Mark the account of ``apikey`` deleted, with every stream of it (as
+    :func:`delete_live_stream` does); returns whether one was active."""
     account = await get_active_account(session, apikey)
     if account is None:
         return False
-    account.deleted_at = utc_now()
+    now = utc_now()
+    account.deleted_at = now
+    streams = select(LiveStream.id).where(*_active_streams_of(account.id))
+    await _mark_recordings_deleted(session, streams)
+    await session.execute(
+        update(LiveStream)
+        .where(*_active_streams_of(account.id))
+        .values(deleted_at=now)
+        .execution_options(synchronize_session=False)
+    )
     await session.flush()
     return True
+
+
+async def rotate_secret(session: AsyncSession, apikey: str) -> Account | None:
+    """Give the active account of ``apikey`` a fresh 256-bit secret (tokens signed with the old
+    one are refused from now on); ``None`` when there is no such account."""
+    account = await get_active_account(session, apikey)
+    if account is None:
+        return None
+    account.secret = secrets.token_hex(32)
+    await session.flush()
+    return account
 
 
 # --- live streams -----------------------------------------------------------------------------
@@ -220,10 +245,22 @@ async def update_live_stream(
 
 
 async def delete_live_stream(session: AsyncSession, stream: LiveStream) -> LiveStream:
-    """Soft-delete ``stream``: it disappears from the API and its key can no longer publish."""
+    """Soft-delete ``stream``: it disappears from the API and its key can no longer publish; its
+    recordings become ``deleted`` (their files and rows are removed by :mod:`api.deletion`)."""
     stream.deleted_at = utc_now()
+    await _mark_recordings_deleted(session, [stream.id])
     await session.flush()
     return stream
+
+
+async def _mark_recordings_deleted(session: AsyncSession, stream_ids: Any) -> None:
+    """Mark every recording of ``stream_ids`` (a list or a subquery) ``deleted``."""
+    await session.execute(
+        update(Recording)
+        .where(Recording.live_stream_id.in_(stream_ids))
+        .values(status=DELETED)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def reset_stream_key(session: AsyncSession, stream: LiveStream) -> LiveStream:

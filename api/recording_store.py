@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
-from api.models import Recording
+from api.models import LiveStream, Recording
 from api.outbox import enqueue
 from api.stream_view import StreamView
 from workers.recording import RecordingStatus, RecordingSummary
@@ -41,6 +41,9 @@ class DatabaseRecordingStore:
             recording = await queries.get_recording_by_id(session, summary.recording_id)
             if recording is None:
                 return  # deleted meanwhile
+            if await _of_deleted_stream(session, recording):
+                recording.status = queries.DELETED  # left to api.deletion to remove
+                return
             recording.status = summary.status
             recording.ended_at = _datetime(summary.ended_at) if summary.ended_at else None
             recording.duration = summary.duration
@@ -66,6 +69,15 @@ class DatabaseRecordingStore:
         async with self._sessionmaker() as session:
             rows = await queries.unfinished_recordings(session)
         return [summary_of(row) for row in rows]
+
+
+async def _of_deleted_stream(session: AsyncSession, recording: Recording) -> bool:
+    """Whether ``recording`` is marked deleted or its stream was deleted (also while it was
+    being recorded, or just before its row was made)."""
+    if recording.status == queries.DELETED:
+        return True
+    stream = await session.get(LiveStream, recording.live_stream_id)
+    return stream is None or stream.deleted_at is not None
 
 
 def summary_of(recording: Recording) -> RecordingSummary:

@@ -18,12 +18,12 @@ from api.schema_base import (
     omit_null_defaults,
     optional_field,
 )
-from api.targets import restream_url_problem
+from api.targets import ALLOWED_SCHEMES, UrlRefused, checked_url
 from workers.supervisor import OutputStatus
 
 _NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
 _RESTREAM_URL = r"^[Rr][Tt][Mm][Pp][Ss]?://[^\x00-\x20\x7f]+$"
-"""Documents part of what :func:`api.targets.restream_url_problem` refuses (no host, private
+"""Documents part of what :func:`api.targets.checked_url` refuses (no host, private
 addresses are checked there only)."""
 
 Url = Annotated[
@@ -32,7 +32,9 @@ Url = Annotated[
         min_length=1,
         max_length=2048,
         description="rtmp:// or rtmps:// URL of the ingest, with a host; unless the server "
-        "allows private targets, not a loopback, private or link-local address.",
+        "allows private targets, not a loopback, private or link-local address. Stored and "
+        "returned normalised: scheme in lower case, host as the client connects to it "
+        "(lower case, IDNA).",
         json_schema_extra={"pattern": _RESTREAM_URL},
     ),
 ]
@@ -51,10 +53,10 @@ def _url_is_allowed(value: str, info: ValidationInfo) -> str:
     if "\x00" in value:
         raise PydanticCustomError("nul_character", "url must not contain NUL characters")
     allow_private = bool(info.context and info.context.get("allow_private_targets"))
-    problem = restream_url_problem(value, allow_private=allow_private)
-    if problem is not None:
-        raise PydanticCustomError("restream_url", problem)
-    return value
+    try:
+        return checked_url(value, schemes=ALLOWED_SCHEMES, allow_private=allow_private)
+    except UrlRefused as exc:
+        raise PydanticCustomError("restream_url", str(exc)) from None
 
 
 class RestreamTargetInput(InputModel):

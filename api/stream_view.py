@@ -1,5 +1,5 @@
-"""A live stream rendered outside a request, exactly as ``GET /v1/livestreams/{id}`` returns it
-to its owner: the ``data`` of webhook events.
+"""A live stream rendered outside a request, as ``GET /v1/livestreams/{id}`` returns it to its
+owner but without its keys (:mod:`api.event_schemas`): the ``data`` of webhook events.
 
 It goes through the same serializer as the routes (:func:`api.schemas.live_stream_output`) and
 reads the same app-level values they do (public URLs, the bound RTMP port, which streams are
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,13 @@ from sqlalchemy.orm import selectinload
 
 from api.auth import AuthenticatedAccount
 from api.current_session import CurrentSessionOutput, current_session_output
-from api.event_schemas import LiveStreamEventData, RecordingEventData, RestreamEventData
+from api.event_schemas import (
+    LiveStreamEventData,
+    RecordingEventData,
+    RestreamEventData,
+    event_stream_fields,
+    event_target,
+)
 from api.keys import RTMP_PORT, SETTINGS
 from api.models import Account, LiveSession, LiveStream, Recording
 from api.schemas import LiveStreamOutput, StatusLookup, live_stream_output, recording_output
@@ -81,7 +86,7 @@ class StreamView:
     ) -> dict[str, Any]:
         """``data`` of a ``livestream.*`` event (an ended session is never shown live)."""
         output = self.stream(stream, account, live=False if row.ended_at else None)
-        data = LiveStreamEventData(**_fields(output), session=session_output(row))
+        data = LiveStreamEventData(**event_stream_fields(output), session=session_output(row))
         return data.model_dump(by_alias=True)
 
     def restream_event(
@@ -96,7 +101,9 @@ class StreamView:
         target = next((t for t in output.restream if t.target_id == change.target_id), None)
         if target is None:
             return None
-        data = RestreamEventData(**_fields(output), session=session_output(row), target=target)
+        data = RestreamEventData(
+            **event_stream_fields(output), session=session_output(row), target=event_target(target)
+        )
         return data.model_dump(by_alias=True)
 
     def recording_event(
@@ -106,7 +113,8 @@ class StreamView:
         output = self.stream(stream, account)
         http_base = self._app[SETTINGS].http_base_url()
         data = RecordingEventData(
-            **_fields(output), recording=recording_output(recording, http_base=http_base)
+            **event_stream_fields(output),
+            recording=recording_output(recording, http_base=http_base),
         )
         return data.model_dump(by_alias=True)
 
@@ -165,8 +173,3 @@ class RestreamChange:
             return dataclasses.replace(status, state=state, last_error=self.last_error)
 
         return overlaid
-
-
-def _fields(model: LiveStreamOutput) -> Mapping[str, Any]:
-    """The fields of ``model`` by name, nested models kept as they are."""
-    return dict(model)

@@ -4,10 +4,17 @@ concurrently and marked ``delivered``, retried with capped, jittered exponential
 
 Everything is in the database, so a restart picks up where the last run stopped. A delivery is
 claimed before it is sent by moving its ``next_attempt_at`` a lease into the future with a
-conditional UPDATE: two nodes sharing PostgreSQL never send the same attempt twice, and a node
-that died mid-send leaves the delivery to be retried when the lease runs out (delivery is at
-least once; receivers de-duplicate on the event ``id``). The dispatcher polls, and is also woken
-right after a transaction that queued an event commits.
+conditional UPDATE (:mod:`api.webhook_claims`): two nodes sharing PostgreSQL never send the same
+attempt twice, and a node that died mid-send leaves the delivery to be retried when the lease
+runs out (delivery is at least once; receivers de-duplicate on the event ``id``). The dispatcher
+sleeps until the next delivery falls due, looks every ``poll_interval`` for rows other nodes
+queued, and is woken right after a transaction that queued an event commits and whenever one of
+its deliveries ends.
+
+The slots are shared fairly (:mod:`api.delivery_fairness`): at most ``per_webhook`` deliveries of
+a webhook and ``per_account`` of an account in flight, accounts served in turn, and a webhook
+that keeps failing waits behind its circuit breaker without holding a slot. These bounds, like
+the slots, are per node.
 """
 
 from __future__ import annotations
@@ -23,15 +30,20 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import webhook_claims
 from api.database import describe_error
+from api.delivery_fairness import Breakers, pick
 from api.keys import DB_SESSIONMAKER, SETTINGS
 from api.metrics import METRICS
-from api.models import Webhook, WebhookDelivery, utc_now
+from api.models import WebhookDelivery, utc_now
 from api.outbox import OUTBOX_WAKE
+from api.webhook_claims import Claim
 from api.webhook_sender import Attempt, WebhookSender
+
+__all__ = ["Claim", "DeliveryPolicy", "WebhookDispatcher", "webhook_context"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,15 @@ class DeliveryPolicy:
     """Deliveries claimed per look."""
     concurrency: int = 16
     """Deliveries in flight at once (a slow receiver holds one slot, never the others)."""
+    per_webhook: int = 2
+    """Deliveries of one webhook in flight at once."""
+    per_account: int = 8
+    """Deliveries of one account's webhooks in flight at once (at most ``concurrency - 1``,
+    so a slot is always left for the other accounts)."""
+    breaker_threshold: int = 5
+    """Failed attempts in a row after which a webhook's breaker opens: its deliveries then
+    wait for the breaker's next probe (after the backoff of that many failures), and only the
+    probe goes out until one is delivered."""
     timeout: float = 10.0
     """Seconds one POST may take, connection included."""
     backoff_base: float = 5.0
@@ -66,21 +87,15 @@ class DeliveryPolicy:
         """How long a claim holds a delivery: longer than any attempt can take."""
         return self.timeout + 30.0
 
+    @property
+    def account_slots(self) -> int:
+        """Deliveries of one account in flight at once: ``per_account``, leaving one slot."""
+        return max(1, min(self.per_account, self.concurrency - 1))
 
-@dataclass(frozen=True)
-class Claim:
-    """A delivery this node holds until ``lease_until``."""
-
-    delivery_id: str
-    webhook_id: str
-    event_id: str
-    event_type: str
-    payload: str
-    attempts: int
-    created_at: datetime
-    lease_until: datetime
-    url: str
-    secret: str
+    @property
+    def window(self) -> int:
+        """Due deliveries looked at per claim, to choose from fairly."""
+        return 4 * self.concurrency
 
 
 class WebhookDispatcher:
@@ -104,6 +119,12 @@ class WebhookDispatcher:
         self._random = random.Random()
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._sending: dict[str, Claim] = {}
+        """Deliveries claimed by this dispatcher and not finished, by id."""
+        self._breakers = Breakers(self._policy.breaker_threshold)
+        self._due = webhook_claims.due_query(
+            per_webhook=self._policy.per_webhook, window=self._policy.window
+        )
         self._runner: asyncio.Task[None] | None = None
         self._next_due: datetime | None = None
         """When the earliest pending delivery not yet due falls due (seen by the last claim)."""
@@ -169,35 +190,59 @@ class WebhookDispatcher:
         for claim in claims:
             task = asyncio.create_task(self._deliver(claim), name=f"webhook:{claim.delivery_id}")
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return seen == limit
+            task.add_done_callback(self._finished)
+        # Due deliveries left behind only for want of a free slot of their webhook or account
+        # are looked at again when one of this node's deliveries ends (see _finished).
+        return len(claims) == limit and seen > len(claims)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self.wake()  # a slot is free: a delivery waiting for its webhook's or account's turn
 
     async def claim(self, limit: int) -> tuple[list[Claim], int]:
-        """Lease up to ``limit`` due deliveries to this dispatcher; returns them and how many
-        were due (fewer are returned when another node took some first). The same query notes
-        when the next pending delivery falls due, so the dispatcher sleeps until then."""
-        now = self._clock()
-        lease_until = now + timedelta(seconds=self._policy.lease)
+        """Lease up to ``limit`` due deliveries to this dispatcher, chosen fairly among the
+        accounts and webhooks with deliveries due; returns them and how many were looked at.
+        Notes when the next pending delivery falls due, so the dispatcher sleeps until then."""
+        policy, now = self._policy, self._clock()
+        lease_until = now + timedelta(seconds=policy.lease)
+        give_up = timedelta(seconds=policy.give_up_after)
+        self._breakers.prune(now - give_up)
         async with self._sessionmaker() as session, session.begin():
-            pending = (
-                select(WebhookDelivery, Webhook)
-                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(WebhookDelivery.status == "pending")
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit + 1)
+            candidates = await webhook_claims.due_candidates(session, self._due, now)
+            webhook_ids = {c.webhook_id for c in candidates}
+            for webhook_id, until in self._breakers.waiting(webhook_ids, now).items():
+                given_up = await webhook_claims.hold_back(
+                    session,
+                    webhook_id,
+                    now=now,
+                    until=until,
+                    give_up_created_before=until - give_up,
+                )
+                if given_up:
+                    log.warning(
+                        "webhook %s: %d deliveries given up while its breaker was open",
+                        webhook_id,
+                        given_up,
+                    )
+            chosen = pick(
+                candidates,
+                limit,
+                in_flight=[c.candidate for c in self._sending.values()],
+                per_webhook=policy.per_webhook,
+                per_account=policy.account_slots,
+                webhook_limits=self._breakers.limits(webhook_ids, now, policy.per_webhook),
             )
-            rows = (await session.execute(pending)).all()
-            due = [(d, w) for d, w in rows[:limit] if d.next_attempt_at <= now]
-            later = rows[len(due)][0].next_attempt_at if len(due) < len(rows) else None
-            self._next_due = later if later is not None and later > now else None
+            rows = await webhook_claims.load(session, [c.delivery_id for c in chosen])
             claims = [
-                _claim_of(delivery, webhook, lease_until)
-                for delivery, webhook in due
-                if await _take(session, delivery, lease_until)
+                webhook_claims.claim_of(delivery, webhook, lease_until)
+                for delivery, webhook in rows
+                if await webhook_claims.take(session, delivery, lease_until)
             ]
-        if claims and (self._next_due is None or lease_until < self._next_due):
-            self._next_due = lease_until  # a lease this node may not close (see _deliver)
-        return claims, len(due)
+            self._next_due = await webhook_claims.next_due(session, now)
+        for claim in claims:
+            self._sending[claim.delivery_id] = claim
+            self._breakers.sent(claim.webhook_id)
+        return claims, len(candidates)
 
     async def _deliver(self, claim: Claim) -> None:
         try:
@@ -209,12 +254,32 @@ class WebhookDispatcher:
                 event_type=claim.event_type,
                 now=self._clock().timestamp(),
             )
+            self._judge(claim, attempt)
             await self._record(claim, attempt)
         except Exception as exc:  # left to the lease: it is tried again when the lease ends
             log.warning(
                 "webhook delivery %s: outcome not recorded: %s",
                 claim.delivery_id,
                 describe_error(exc),
+            )
+        finally:
+            del self._sending[claim.delivery_id]
+            self._breakers.ended(claim.webhook_id)
+
+    def _judge(self, claim: Claim, attempt: Attempt) -> None:
+        """Tell the webhook's breaker how the attempt went."""
+        if attempt.delivered:
+            self._breakers.succeeded(claim.webhook_id)
+            return
+        breaker = self._breakers.get(claim.webhook_id)
+        failures = (breaker.failures if breaker is not None else 0) + 1
+        breaker = self._breakers.failed(claim.webhook_id, self._clock(), self.backoff(failures))
+        if breaker.failures == breaker.threshold:
+            log.warning(
+                "webhook %s failed %d times in a row: its deliveries wait for a probe at %s",
+                claim.webhook_id,
+                breaker.failures,
+                breaker.probe_at,
             )
 
     async def _record(self, claim: Claim, attempt: Attempt) -> None:
@@ -273,35 +338,6 @@ class WebhookDispatcher:
             attempt.error,
             "; giving up" if result == "failed" else "; will retry",
         )
-
-
-async def _take(session: AsyncSession, delivery: WebhookDelivery, lease_until: datetime) -> bool:
-    """Lease ``delivery`` until ``lease_until`` unless another node claimed it meanwhile."""
-    taken = await session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id == delivery.id,
-            WebhookDelivery.status == "pending",
-            WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
-        )
-        .values(next_attempt_at=lease_until)
-    )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def _claim_of(delivery: WebhookDelivery, webhook: Webhook, lease_until: datetime) -> Claim:
-    return Claim(
-        delivery_id=delivery.id,
-        webhook_id=webhook.id,
-        event_id=delivery.event_id,
-        event_type=delivery.event_type,
-        payload=delivery.payload,
-        attempts=delivery.attempts,
-        created_at=delivery.created_at,
-        lease_until=lease_until,
-        url=webhook.url,
-        secret=webhook.secret,
-    )
 
 
 WEBHOOK_POLICY = web.AppKey("webhook_policy", DeliveryPolicy)

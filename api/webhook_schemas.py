@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 from api.models import Webhook, WebhookDelivery
 from api.outbox import EventPattern, EventType
 from api.schemas import PageInfo, _Input, _Output, iso_timestamp
-from api.targets import webhook_url_problem
+from api.targets import WEBHOOK_SCHEMES, UrlRefused, checked_url
 
 MAX_EVENT_PATTERNS = 20
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -25,7 +25,9 @@ class WebhookCreate(_Input):
     url: str = Field(
         min_length=1,
         max_length=2048,
-        description="http:// or https:// URL that receives the events as signed JSON POSTs.",
+        description="http:// or https:// URL that receives the events as signed JSON POSTs. "
+        "Stored and returned normalised: scheme in lower case, host as the client connects to "
+        "it (lower case, IDNA).",
     )
     events: list[EventPattern] = Field(
         min_length=1,
@@ -40,10 +42,10 @@ class WebhookCreate(_Input):
         if "\x00" in value:
             raise PydanticCustomError("nul_character", "url must not contain NUL characters")
         allow_private = bool(info.context and info.context.get("allow_private_targets"))
-        problem = webhook_url_problem(value, allow_private=allow_private)
-        if problem is not None:
-            raise PydanticCustomError("webhook_url", problem)
-        return value
+        try:
+            return checked_url(value, schemes=WEBHOOK_SCHEMES, allow_private=allow_private)
+        except UrlRefused as exc:
+            raise PydanticCustomError("webhook_url", str(exc)) from None
 
     @field_validator("events")
     @classmethod

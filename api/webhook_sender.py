@@ -2,9 +2,12 @@
 
 The signature header is ``Liverelay-Signature: t=<unix seconds>,v1=<hex>``, where ``<hex>`` is
 the HMAC-SHA256, keyed with the webhook's secret, of ``"<t>.<raw body>"`` (docs/webhooks.md
-shows how to check it). Redirects are not followed. Unless private targets are allowed, a host
-name that resolves only to loopback, private or link-local addresses is not connected to (the
-URL check at creation cannot see what a name resolves to later).
+shows how to check it). Redirects are not followed. Unless private targets are allowed, nothing
+private is connected to: right before each POST the host is judged as the HTTP client will read
+it (aiohttp connects to IP literals without asking the resolver, so this check is the one that
+sees them, including URLs stored before the policy knew a spelling), and a host name is resolved
+through :class:`PublicAddressResolver`, which drops loopback, private and link-local addresses
+(the URL check at creation cannot see what a name resolves to later).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from api.targets import is_private_address
+from workers.egress import connect_host, is_private_address, is_private_host
 
 SIGNATURE_HEADER = "Liverelay-Signature"
 EVENT_ID_HEADER = "Liverelay-Event-Id"
 EVENT_TYPE_HEADER = "Liverelay-Event-Type"
 MAX_ERROR_LENGTH = 512
+PRIVATE_HOST_ERROR = "not sent: the webhook host is a loopback, private or link-local address"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -109,6 +113,9 @@ class WebhookSender:
         """Send ``body`` to ``url`` once; never raises for network or HTTP failures."""
         if self._session is None:
             raise RuntimeError("WebhookSender.post before start")
+        refused = self._refusal(url)
+        if refused is not None:
+            return Attempt(False, None, refused)
         raw = body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -129,6 +136,17 @@ class WebhookSender:
         if 200 <= status < 300:
             return Attempt(True, status, None)
         return Attempt(False, status, f"answered HTTP {status}")
+
+    def _refusal(self, url: str) -> str | None:
+        """Why ``url`` must not be connected to, judged on the host exactly as aiohttp reads it
+        (yarl's normalised host), or ``None``."""
+        if self._allow_private:
+            return None
+        try:
+            host = connect_host(url)
+        except ValueError:
+            return "not sent: the webhook URL has no valid host"
+        return PRIVATE_HOST_ERROR if is_private_host(host) else None
 
 
 def _describe(exc: BaseException, url: str) -> str:

@@ -89,11 +89,14 @@ class Settings:
     rtmp_max_connections: int = 1000
     """Concurrent RTMP connections accepted in total."""
     rtmp_max_connections_per_address: int = 10
-    """Concurrent RTMP connections accepted from one client IP address."""
+    """Concurrent RTMP connections from one client IP address that are not publishing yet
+    (handshake, connect, key check). Accepted publishers do not count: they are bounded by
+    ``rtmp_max_connections`` and one per stream key."""
     rtmp_max_message_size: int = 16 * 1024 * 1024
-    """Largest RTMP message (one video frame) accepted, in bytes."""
+    """Largest RTMP message (one video frame) accepted once a publish is accepted, in bytes.
+    Before that the limit is 64 KiB (and 8 chunk streams)."""
     rtmp_max_chunk_size: int = 16 * 1024 * 1024
-    """Largest chunk size a peer may announce."""
+    """Largest chunk size a peer may announce once its publish is accepted (64 KiB before)."""
     rtmp_max_publish_kbps: int = 0
     """Highest incoming bitrate of one RTMP connection in kbit/s, averaged over 5 s; a faster
     client is dropped. 0 = no limit."""
@@ -109,7 +112,8 @@ class Settings:
     stream for about this much added delay (at most about four times it). 0 = read each
     message as it arrives."""
     hub_queue_bytes: int = 8 * 1024 * 1024
-    """Bytes of media buffered per output before it drops frames until the next keyframe."""
+    """Bytes of media buffered per output (sequence headers included) before it drops frames
+    until the next keyframe."""
     output_stall_seconds: float = 15.0
     """An ffmpeg output making no progress for this long is restarted."""
     output_backoff_max_seconds: float = 30.0
@@ -118,7 +122,10 @@ class Settings:
     """PEM bundle of the certificate authorities trusted for ``rtmps://`` restream targets,
     instead of the system store. Certificates (chain and host name) are always verified."""
     allow_private_targets: bool = False
-    """Allow restream/webhook targets on loopback, link-local and private addresses."""
+    """Allow restream/webhook targets on loopback, link-local and private addresses. When false,
+    such hosts are refused in every spelling at creation, names are judged by what they resolve
+    to right before each connection, and restream connection failures read only "could not
+    connect to the target" in ``lastError``."""
     metrics_host: str = "127.0.0.1"
     """Address of the metrics listener, which serves ``GET /metrics`` only."""
     metrics_port: int = 9090
@@ -138,6 +145,14 @@ class Settings:
     """Seconds a verified API token is remembered, so that a client's next requests skip the JWT
     check and the account look-up. A deleted API key keeps working this long at most (on every
     node). 0 = no cache."""
+    deletion_check_seconds: float = 2.0
+    """Seconds between two checks for streams and accounts deleted elsewhere (``liverelay
+    apikey delete``, another node): their live publishers are disconnected and their recordings
+    removed within about this long."""
+    retention_days: int = 30
+    """Days webhook deliveries (by event time) and ended live sessions (by end time) are kept;
+    older ones are deleted hourly. Pending deliveries and live sessions are never deleted.
+    0 = keep forever."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -158,6 +173,10 @@ class Settings:
             raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
+        if not self.deletion_check_seconds > 0:
+            raise SettingsError("LIVERELAY_DELETION_CHECK_SECONDS must be > 0")
+        if self.retention_days < 0:
+            raise SettingsError("LIVERELAY_RETENTION_DAYS must be >= 0 (0: keep forever)")
         if not self.token_cache_seconds >= 0:
             raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
         if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):

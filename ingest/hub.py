@@ -5,14 +5,16 @@ own byte-bounded queue. A subscription that falls behind drops frames until the 
 keyframe (or, for audio-only streams, the next frame that fits), counts the drops and warns at a
 limited rate. The hub caches the metadata and the sequence headers so a subscription that starts
 (or restarts) late begins with a decodable stream.
+
+Every queued byte counts toward the bound, sequence headers included: what counts as a header
+is a byte the publisher chooses. A lagging subscription keeps only the latest header of each
+track, and a header (or ``onMetaData``) over :data:`MAX_SEQUENCE_HEADER_BYTES` is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,16 +27,21 @@ from ingest.flv import (
     inspect_video,
 )
 from ingest.stats import BitrateMeter, StreamStats
+from ingest.subscription import Subscription
 
-log = logging.getLogger(__name__)
+__all__ = ["MAX_SEQUENCE_HEADER_BYTES", "MediaRefused", "StreamHub", "Subscription", "Tracks"]
 
-_BREAK = b""
-"""Queue marker of a requested break (no FLV tag is empty)."""
-
-DROP_WARNING_INTERVAL = 10.0
 AUDIO_ONLY_AFTER_MS = 1000
 REBASE_GAP_MS = 40
 """Gap put between the last timestamp of a publisher and the first of its replacement."""
+MAX_SEQUENCE_HEADER_BYTES = 64 * 1024
+"""Largest sequence header (decoder configuration) or ``onMetaData`` body a publisher may send.
+Real ones are well under a kilobyte; the hub caches them for late outputs."""
+
+
+class MediaRefused(Exception):
+    """The publisher sent something the hub does not take (a protocol error: the publish must
+    end). The message says what and how big, never the bytes."""
 
 
 @dataclass(frozen=True)
@@ -43,95 +50,6 @@ class Tracks:
 
     has_audio: bool
     has_video: bool
-
-
-class Subscription:
-    """One consumer's view of a stream: a bounded queue of complete FLV tags."""
-
-    def __init__(self, name: str, *, max_bytes: int, clock: Callable[[], float]) -> None:
-        self.name = name
-        self.max_bytes = max_bytes
-        self.dropped_frames = 0
-        """Frames dropped because this subscription lagged."""
-        self._queue: deque[bytes] = deque()
-        self._queued_bytes = 0
-        self._waiting_for_keyframe = False
-        self._closed = False
-        self._wakeup = asyncio.Event()
-        self._clock = clock
-        self._last_warning = -DROP_WARNING_INTERVAL
-
-    @property
-    def queued_bytes(self) -> int:
-        """Bytes waiting to be read."""
-        return self._queued_bytes
-
-    def _start(self, preamble: list[bytes], *, wait_for_keyframe: bool) -> None:
-        self._queue.clear()
-        self._queue.extend(preamble)
-        self._queued_bytes = sum(map(len, preamble))
-        self._waiting_for_keyframe = wait_for_keyframe
-        self._wakeup.set()
-
-    def _offer(self, data: bytes, random_access: bool, config: bool, video_keyframes: bool) -> None:
-        """Queue one FLV tag. ``random_access``: a point a lagging subscription may resume at
-        (video keyframe; any audio frame of an audio-only stream). ``config``: a sequence
-        header, always delivered (it is tiny and decoding depends on it). Plain arguments, not
-        an object: this runs for every message and every subscription."""
-        if self._closed:
-            return
-        if self._waiting_for_keyframe and not config:
-            if not random_access:
-                self.dropped_frames += 1
-                return
-            self._waiting_for_keyframe = False
-        size = len(data)
-        if self._queued_bytes + size > self.max_bytes and not config:
-            self.dropped_frames += 1
-            self._waiting_for_keyframe = video_keyframes
-            self._warn_lagging()
-            return
-        self._queue.append(data)
-        self._queued_bytes += size
-        self._wakeup.set()
-
-    def _warn_lagging(self) -> None:
-        now = self._clock()
-        if now - self._last_warning >= DROP_WARNING_INTERVAL:
-            self._last_warning = now
-            log.warning(
-                "output %s is lagging: dropping until next keyframe (%d frames dropped)",
-                self.name,
-                self.dropped_frames,
-            )
-
-    def _close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-
-    def request_break(self) -> None:
-        """Mark the current end of the queue: :meth:`read` returns ``[]`` there, once, so the
-        consumer can end its run cleanly (a publisher reconnect) before reading on."""
-        self._queue.append(_BREAK)
-        self._wakeup.set()
-
-    async def read(self) -> list[bytes] | None:
-        """Everything queued so far (waiting if nothing is); ``[]`` at a requested break;
-        ``None`` once the publish ended and the queue is drained. The ingest reads in batches
-        (``LIVERELAY_RTMP_READ_INTERVAL``), so a read here usually takes several messages."""
-        while not self._queue:
-            if self._closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        if self._queue[0] is _BREAK:
-            self._queue.popleft()
-            return []
-        batch: list[bytes] = []
-        while self._queue and self._queue[0] is not _BREAK:
-            batch.append(self._queue.popleft())
-        self._queued_bytes -= sum(map(len, batch))
-        return batch
 
 
 class StreamHub:
@@ -201,7 +119,13 @@ class StreamHub:
         return out
 
     def publish_metadata(self, payload: bytes, metadata: dict[str, object]) -> None:
-        """Record ``onMetaData`` (the FLV script tag body) and learn the tracks from it."""
+        """Record ``onMetaData`` (the FLV script tag body) and learn the tracks from it. Raises
+        :class:`MediaRefused` when it is over :data:`MAX_SEQUENCE_HEADER_BYTES`."""
+        if len(payload) > MAX_SEQUENCE_HEADER_BYTES:
+            raise MediaRefused(
+                f"onMetaData of {len(payload)} bytes is over the "
+                f"{MAX_SEQUENCE_HEADER_BYTES}-byte limit"
+            )
         self.stats.on_metadata(metadata)
         self._metadata = frame_tag(TAG_SCRIPT, 0, payload)
         if self._tracks is None and ("videocodecid" in metadata or "audiocodecid" in metadata):
@@ -213,24 +137,30 @@ class StreamHub:
             )
 
     def publish_media(self, kind: int, timestamp: int, body: bytes | memoryview) -> None:
-        """Frame one audio/video message and hand it to every subscription without waiting."""
+        """Frame one audio/video message and hand it to every subscription without waiting.
+        Raises :class:`MediaRefused` for a sequence header over
+        :data:`MAX_SEQUENCE_HEADER_BYTES` (nothing of it is kept)."""
         size = len(body)
+        info = inspect_video(body) if kind == TAG_VIDEO else inspect_audio(body)
+        config = info.sequence_header
+        if config and size > MAX_SEQUENCE_HEADER_BYTES:
+            track = "video" if kind == TAG_VIDEO else "audio"
+            raise MediaRefused(
+                f"{track} sequence header of {size} bytes is over the "
+                f"{MAX_SEQUENCE_HEADER_BYTES}-byte limit"
+            )
         self.bytes_in += size
         self.last_media_at = now = self._clock()
         self.bitrate.add(now, size)
         timestamp = self._rebase(timestamp)
         data = frame_tag(kind, timestamp, body)
         if kind == TAG_VIDEO:
-            info = inspect_video(body)
-            config = info.sequence_header
             if config:
                 self._video_header = data
                 if self._tracks is None:
                     self._video_expected = True
             random_access = keyframe = info.keyframe
         else:
-            info = inspect_audio(body)
-            config = info.sequence_header
             if config:
                 self._audio_header = data
             random_access = not self._video_expected

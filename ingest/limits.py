@@ -1,6 +1,6 @@
 """Limits of the RTMP listener that span connections: open connections per client address and
 the throttling of stream-key guessing, plus the stable names of the reasons a connection is
-closed early.
+closed early and the exception that ends a connection at a limit.
 
 Plain objects driven by an injected clock; :class:`~ingest.server.RTMPServer` owns one of each,
 so nothing here is module-level state.
@@ -23,7 +23,8 @@ class CloseReason(enum.StrEnum):
     CONNECTION_LIMIT = "connection_limit"
     """``LIVERELAY_RTMP_MAX_CONNECTIONS`` connections were already open."""
     ADDRESS_LIMIT = "address_limit"
-    """``LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS`` were already open from the address."""
+    """``LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS`` connections not yet publishing were
+    already open from the address."""
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     """Not publishing ``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT`` seconds after connecting."""
     IDLE_TIMEOUT = "idle_timeout"
@@ -46,6 +47,14 @@ class CloseReason(enum.StrEnum):
     """The stream key could not be checked (the database is unreachable)."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
+
+
+class ConnectionLimitHit(Exception):
+    """A limit of the listener ends a connection; the message is the logged detail."""
+
+    def __init__(self, reason: CloseReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AddressConnections:

@@ -2,8 +2,14 @@
 
 Timeouts and limits live here (the limiters in :mod:`ingest.limits`); protocol rules live in
 :mod:`ingest.rtmp`, publish rules in :mod:`ingest.session`. Every connection closed early is
-logged with its reason and counted in :attr:`RTMPServer.rejected`; no log line carries a
-stream key.
+counted in :attr:`RTMPServer.rejected` and logged with its reason: a warning at most once per
+reason every :data:`REFUSAL_WARNING_INTERVAL` seconds (saying how many were held back), the
+others at DEBUG. No log line carries a stream key.
+
+The per-address cap counts only connections that are not publishing: once a publish is
+accepted its connection leaves the count, so encoders behind one address (a studio, an office
+NAT) are bounded by the total cap and one publisher per stream key, not by the cap meant for
+strangers.
 """
 
 from __future__ import annotations
@@ -15,25 +21,35 @@ import time
 
 from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer
-from ingest.limits import AddressConnections, AuthFailureThrottle, Clock, CloseReason
+from ingest.batching import ReadBatcher
+from ingest.limits import (
+    AddressConnections,
+    AuthFailureThrottle,
+    Clock,
+    CloseReason,
+    ConnectionLimitHit,
+)
 from ingest.live import EndReason, LiveStreams
+from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
 from ingest.session import PublishSession, PublishSink, SessionClosed
-from ingest.transport import ConnectionLimitHit, ReadBatcher, RTMPTransport
+from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 5.0
 """How long a closing connection may take to flush its last replies before it is aborted."""
+REFUSAL_WARNING_INTERVAL = 10.0
+"""Seconds between two warnings about connections closed early for the same reason."""
 
 
 class RTMPServer:
     """Accepts RTMP publishers on one listening socket.
 
-    ``clock`` (monotonic seconds) drives the refused-key throttle and the bitrate limit;
-    timeouts use the event loop's clock.
+    ``clock`` (monotonic seconds) drives the refused-key throttle, the bitrate limit and the
+    rate of warnings; timeouts use the event loop's clock.
     """
 
     def __init__(
@@ -53,6 +69,9 @@ class RTMPServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._addresses = AddressConnections(settings.rtmp_max_connections_per_address)
+        self._not_publishing: set[RTMPTransport] = set()
+        """Connections counted in ``_addresses``: every one until its publish is accepted."""
+        self._warnings = WarningRateLimiter(REFUSAL_WARNING_INTERVAL, clock=clock)
         self._auth_failures = AuthFailureThrottle(
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
@@ -136,6 +155,7 @@ class RTMPServer:
             close_transport=transport.close_from_outside,
         )
         transport.attach(conn, session)
+        self._not_publishing.add(transport)
         task = asyncio.get_running_loop().create_task(self._connection(transport, client, host))
         self._connections.add(task)
 
@@ -150,10 +170,18 @@ class RTMPServer:
             finally:  # only now: a connection still flushing holds its slot
                 task = asyncio.current_task()
                 self._connections.discard(task)  # type: ignore[arg-type]
-                self._addresses.release(host)
+                self._leave_address_count(transport, host)
+
+    def _leave_address_count(self, transport: RTMPTransport, host: str) -> None:
+        """Stop counting ``transport`` against its address (once): it closed, or its publish
+        was accepted."""
+        if transport in self._not_publishing:
+            self._not_publishing.discard(transport)
+            self._addresses.release(host)
 
     def _admit(self, host: str) -> ConnectionLimitHit | None:
-        """Count a new connection from ``host``, or say which limit refuses it."""
+        """Count a new connection from ``host`` (against its address until it publishes), or
+        say which limit refuses it."""
         most = self._settings.rtmp_max_connections
         if len(self._connections) >= most:
             return ConnectionLimitHit(CloseReason.CONNECTION_LIMIT, f"{most} connections open")
@@ -167,6 +195,12 @@ class RTMPServer:
         self, client: str, reason: CloseReason, detail: str, level: int = logging.WARNING
     ) -> None:
         self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
+        if level >= logging.WARNING:
+            held_back = self._warnings.allow(reason)
+            if held_back is None:
+                level = logging.DEBUG
+            elif held_back:
+                detail = f"{detail} ({held_back} more since the last warning)"
         log.log(level, "RTMP connection from %s closed (%s): %s", client, reason.value, detail)
 
     # -- one connection -------------------------------------------------------------------------
@@ -178,7 +212,7 @@ class RTMPServer:
         timed_out = False
         try:
             clean, reason = await transport.run(
-                functools.partial(self._handle, conn=conn, session=session, host=host),
+                functools.partial(self._handle, transport=transport, host=host),
                 handshake_timeout=self._settings.rtmp_handshake_timeout,
             )
         except RTMPProtocolError as exc:
@@ -213,11 +247,12 @@ class RTMPServer:
                 self._auth_failures.window,
             )
 
-    async def _handle(
-        self, event: Event, *, conn: RTMPServerConnection, session: PublishSession, host: str
-    ) -> None:
+    async def _handle(self, event: Event, *, transport: RTMPTransport, host: str) -> None:
         """Pass ``event`` to the session, unless it is a publish from a throttled address: that
-        one is refused before the authorizer is asked."""
+        one is refused before the authorizer is asked. An accepted publish leaves the
+        per-address count."""
+        session, conn = transport.session, transport.conn
+        assert session is not None and conn is not None
         if isinstance(event, PublishRequested) and self._auth_failures.blocked(host):
             description = "Too many refused stream keys; try again later."
             conn.reject_publish(event.stream_id, description=description)
@@ -226,6 +261,8 @@ class RTMPServer:
                 CloseReason.AUTH_THROTTLED,
             )
         await session.handle(event)
+        if session.publishing:
+            self._leave_address_count(transport, host)
 
 
 def _peer(transport: RTMPTransport) -> str:

@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol
 
 from config.logs import stream_id_var
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
-from ingest.hub import StreamHub
+from ingest.hub import MediaRefused, StreamHub
 from ingest.limits import CloseReason
 from ingest.live import END_MESSAGES, EndReason, LiveEntry, LiveStreams
 from ingest.rtmp.connection import RTMPServerConnection
@@ -110,15 +110,21 @@ class PublishSession:
         if event.__class__ is MediaReceived:
             if self._publishing is not None:
                 media: MediaReceived = event  # type: ignore[assignment]
-                self._publishing.outputs.hub.publish_media(
-                    media.kind, media.timestamp, media.payload
-                )
+                try:
+                    self._publishing.outputs.hub.publish_media(
+                        media.kind, media.timestamp, media.payload
+                    )
+                except MediaRefused as exc:
+                    raise self._refused_media(exc) from None
             return True
         if isinstance(event, PublishRequested | UnpublishRequested):
             return False
         if isinstance(event, MetadataReceived):
             if self._publishing is not None:
-                self._publishing.outputs.hub.publish_metadata(event.payload, event.metadata)
+                try:
+                    self._publishing.outputs.hub.publish_metadata(event.payload, event.metadata)
+                except MediaRefused as exc:
+                    raise self._refused_media(exc) from None
         elif isinstance(event, ConnectRequested):
             self._on_connect(event)
         elif isinstance(event, PlayRequested):
@@ -195,6 +201,18 @@ class PublishSession:
         self.conn.reject_publish(event.stream_id, code=code, description=reason)
         log.warning("publish refused from %s: %s", self.client_address, reason)
         raise SessionClosed(f"publish refused: {reason}", counter)
+
+    def _refused_media(self, exc: MediaRefused) -> SessionClosed:
+        """The hub refused what the publisher sent: a protocol error that ends this publish
+        (the connection closes; the stream's other outputs and other streams go on)."""
+        assert self._publishing is not None
+        log.warning(
+            "stream %s: publisher from %s closed: %s",
+            self._publishing.grant.stream_id,
+            self.client_address,
+            exc,
+        )
+        return SessionClosed(f"protocol error: {exc}", CloseReason.PROTOCOL_ERROR)
 
     async def _on_unpublish(self, event: UnpublishRequested) -> None:
         if self._publishing is None:

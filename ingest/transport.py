@@ -7,7 +7,9 @@ publish being authorized, an unpublish winding its outputs down) pauses reading 
 the events after it, to the connection's task (:meth:`RTMPTransport.run`), which resumes
 reading once they are handled. Errors found in the callback (a protocol error, a limit, a
 refusal) stop reading and are raised in that task, so the server handles every way a
-connection ends in one place.
+connection ends in one place; a protocol error only after the events the peer completed
+before it (``RTMPProtocolError.events``). After a ``publish`` the sans-IO connection parses
+nothing until the publish is decided; the task then parses what waited.
 
 While publishing, reads are batched with the socket's receive low-water mark
 (``SO_RCVLOWAT``): it is set to what the publisher sends in about ``read_interval`` seconds, so
@@ -29,8 +31,10 @@ import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from ingest.limits import CloseReason
+from ingest.batching import ReadBatcher
+from ingest.limits import CloseReason, ConnectionLimitHit
 from ingest.rtmp.connection import RTMPServerConnection
+from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event
 from ingest.session import PublishSession
 from ingest.stats import BitrateMeter
@@ -40,53 +44,13 @@ log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
 """Bytes read and parsed at a time. A peer can make an event of every byte (empty media
 messages), so this keeps the events of one read, held while a publish is being authorized, to
-about 7 MB (256 KiB reads allowed about 30 MB)."""
+about 7 MB (256 KiB reads allowed about 30 MB); the bytes after the publish wait unparsed."""
 BITRATE_WINDOW_SECONDS = 5
 """Window over which ``LIVERELAY_RTMP_MAX_PUBLISH_KBPS`` is averaged."""
 MAX_LOW_WATER = READ_SIZE // 2
 """Highest receive low-water mark: a faster publisher gets shorter batches."""
 RATE_WINDOW_SECONDS = 1.0
 """How often the low-water mark follows the publisher's bitrate."""
-
-
-class ConnectionLimitHit(Exception):
-    """A limit of the listener ends a connection; the message is the logged detail."""
-
-    def __init__(self, reason: CloseReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class ReadBatcher:
-    """Releases the batched reads of publishing connections that have been waiting for their
-    low-water mark for two intervals: one timer for all of them, every two intervals, running
-    only while some connection batches."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._members: set[RTMPTransport] = set()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, transport: RTMPTransport) -> None:
-        self._members.add(transport)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(2 * self.interval, self._tick)
-
-    def discard(self, transport: RTMPTransport) -> None:
-        self._members.discard(transport)
-
-    def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        stalled_since = loop.time() - 2 * self.interval
-        for transport in self._members:
-            transport.release_if_waiting_since(stalled_since)
-        self._timer = loop.call_later(2 * self.interval, self._tick) if self._members else None
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._members.clear()
 
 
 class RTMPTransport(asyncio.BufferedProtocol):
@@ -166,17 +130,29 @@ class RTMPTransport(asyncio.BufferedProtocol):
         try:
             if self._meter is not None:
                 self._check_bitrate(nbytes)
-            events = conn.receive_data(self._view[:nbytes])
-            if self._pending:
-                self._pending.extend(events)
-            else:
-                self._dispatch(session, events)
-            self._send()
+            self._receive(conn, session, self._view[:nbytes])
         except Exception as exc:  # raised again in the connection's task
             self._fail(exc)
             return
         if self._batching:
             self._follow_bitrate(now, nbytes)
+
+    def _receive(
+        self, conn: RTMPServerConnection, session: PublishSession, data: memoryview | bytes
+    ) -> None:
+        """Parse ``data`` and hand its events on, those before a protocol error included."""
+        error: RTMPProtocolError | None = None
+        try:
+            events = conn.receive_data(data)
+        except RTMPProtocolError as exc:
+            events, error = list(exc.events), exc
+        if self._pending:
+            self._pending.extend(events)
+        else:
+            self._dispatch(session, events)
+        self._send()  # the replies to those events go out before a protocol error closes
+        if error is not None:
+            raise error
 
     def _dispatch(self, session: PublishSession, events: list[Event]) -> None:
         handle_now = session.handle_now
@@ -221,13 +197,17 @@ class RTMPTransport(asyncio.BufferedProtocol):
                         CloseReason.HANDSHAKE_TIMEOUT,
                         f"not publishing {handshake_timeout:g} s after connecting",
                     ) from None
-            if self._failure is not None:
-                raise self._failure
+            if (failure := self._final_failure()) is not None:
+                raise failure
             while self._pending:
                 await handle(self._pending.popleft())
                 self._send()
-                if self._failure is not None:
-                    raise self._failure
+                if (failure := self._final_failure()) is not None:
+                    raise failure
+                if not self._pending:
+                    self._parse_waiting()
+            if self._failure is not None:
+                raise self._failure
             if session.publishing and self._idle_timer is None and not self._lost:
                 self._idle_timer = self._loop.call_later(self._idle_timeout, self._check_idle)
             self._batch(session.publishing and not self._lost)
@@ -238,6 +218,20 @@ class RTMPTransport(asyncio.BufferedProtocol):
                 return False, "connection closed by publisher"
             if session.ended:  # unpublished: close rather than wait for a handshake deadline
                 return True, "publish ended"
+
+    def _final_failure(self) -> BaseException | None:
+        """What ended the connection, unless a protocol error waits for the events before it."""
+        return None if isinstance(self._failure, RTMPProtocolError) else self._failure
+
+    def _parse_waiting(self) -> None:
+        """Parse what the connection kept unparsed while a publish was being decided."""
+        conn, session = self.conn, self.session
+        if conn is None or session is None or self._failure is not None:
+            return
+        try:
+            self._receive(conn, session, b"")
+        except Exception as exc:
+            self._fail(exc)
 
     async def _wait(self, deadline: float | None) -> None:
         self._wakeup.clear()

@@ -13,8 +13,9 @@ accounts (every API query is scoped to an account).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -85,7 +86,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def app_settings(tmp_path: Path, database_url: str) -> Settings:
-    """Settings for a test app: the test's database, data in ``tmp_path``, fixed public URLs."""
+    """Settings for a test app: the test's database, data in ``tmp_path``, fixed public URLs.
+    Retention is off: the database is shared by the session's tests, some of which make rows
+    with old timestamps (``tests/api/test_retention.py`` turns it on)."""
     return Settings(
         data_dir=tmp_path,
         database_url=Secret(database_url),
@@ -94,6 +97,7 @@ def app_settings(tmp_path: Path, database_url: str) -> Settings:
         metrics_port=0,
         public_http_url="http://testserver",
         public_rtmp_url="rtmp://testserver",
+        retention_days=0,
     )
 
 
@@ -107,3 +111,67 @@ def api_app(app_settings: Settings) -> web.Application:
 async def api_client(aiohttp_client: AiohttpClient, api_app: web.Application) -> TestClient:
     """A test client on the started ``api_app``."""
     return await aiohttp_client(api_app)
+
+
+HOSTILE_HOSTS = [
+    "\uff11\uff12\uff17.0.0.1",  # full-width digits
+    "127\u30020\u30020\u30021",  # ideographic full stops
+    "\u2460\u2461\u2466.0.0.1",  # circled digits
+    "127\uff0e0\uff0e0\uff0e1",  # full-width full stops
+    "\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34",
+    "2130706433",  # decimal
+    "0177.0.0.1",  # octal
+    "0x7f.1",  # hex
+    "0x7f000001",
+    "017700000001",
+    "127.0.0.1.",  # trailing dot
+    "127.1.",
+    "localhost.",
+    "10.0.0.5",
+    "0",
+    "[::ffff:127.0.0.1]",  # IPv4-mapped
+    "[::ffff:7f00:1]",
+    "[::ffff:10.0.0.5]",
+    "[::127.0.0.1]",  # IPv4-compatible (::/96)
+    "[::7f00:1]",
+    "[::8.8.8.8]",
+    "[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+    "[64:ff9b::10.0.0.5]",
+    "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+    "[64:ff9b:1::808:808]",  # local-use NAT64
+    "[2002:7f00:1::1]",  # 6to4 of 127.0.0.1
+    "[2002:a00:5::]",  # 6to4 of 10.0.0.5
+    "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",  # Teredo
+    "[fe80::1%25eth0]",
+]
+"""Hosts that reach loopback, private or link-local addresses, in the spellings a URL parser,
+the HTTP client or the system resolver turn into one."""
+
+
+class CountingListener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts (answering each with
+    an HTTP 204 and closing), to show that nothing reached it."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.port = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(OSError):
+            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def counting_listener() -> AsyncIterator[CountingListener]:
+    """A :class:`CountingListener` listening while the test runs."""
+    listener = CountingListener()
+    server = await asyncio.start_server(listener.handle, "127.0.0.1", 0)
+    listener.port = server.sockets[0].getsockname()[1]
+    try:
+        yield listener
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -124,6 +124,7 @@ def restream_argv(
     loglevel: str = "warning",
     rw_timeout_seconds: float = 10.0,
     ca_file: str | None = None,
+    tc_url: str | None = None,
 ) -> list[str]:
     """FLV on stdin -> FLV published to an ``rtmp://`` or ``rtmps://`` target.
 
@@ -134,6 +135,11 @@ def restream_argv(
       rtmp protocol it is the *listen* timeout and turns the output into a server.
     - ``rtmps://``: ``-tls_verify 1`` (ffmpeg 9 verifies by default, older builds did not) checks
       the certificate chain and host name; ``-ca_file`` replaces the system CA store.
+    - ``-rtmp_tcurl``: the tcUrl of the RTMP ``connect`` (ffmpeg's default is
+      ``proto://host:port/app`` from the URL), given when the host in ``publish_url`` is an
+      address liverelay resolved from the target's name (:mod:`workers.restream_target`).
+    - the scheme is handed over in lower case: ffmpeg's protocol names are case-sensitive
+      ("Protocol not found" for ``RTMP://``).
     """
     scheme = urlsplit(publish_url).scheme.lower()
     if scheme not in ("rtmp", "rtmps"):
@@ -153,7 +159,9 @@ def restream_argv(
             argv += ["-ca_file", ca_file]
     elif ca_file is not None:
         raise ValueError("a CA file only applies to rtmps:// targets")
-    argv.append(publish_url)
+    if tc_url is not None:
+        argv += ["-rtmp_tcurl", tc_url]
+    argv.append(scheme + publish_url[publish_url.index(":") :])
     return argv
 
 

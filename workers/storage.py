@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from workers.m3u8 import PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
+TRASH_NAME = ".trash"
+"""Directory under the recordings root holding withdrawn recordings until they are removed."""
 _LINK_FALLBACK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 """``os.link`` failures that a copy works around (other filesystem, no hard links there)."""
 
@@ -98,8 +101,25 @@ class LocalRecordingStorage:
         await asyncio.to_thread(remove)
 
     async def delete(self, recording_id: str) -> None:
-        """Remove the recording's directory tree."""
-        await asyncio.to_thread(shutil.rmtree, self.directory(recording_id), True)
+        """Withdraw the recording (:meth:`withdraw`), then remove its files."""
+        withdrawn = await self.withdraw(recording_id)
+        if withdrawn is not None:
+            await asyncio.to_thread(shutil.rmtree, withdrawn, True)
+
+    @property
+    def trash(self) -> Path:
+        """Where withdrawn recordings wait to be removed (never served: not a recording id)."""
+        return self.root / TRASH_NAME
+
+    async def withdraw(self, recording_id: str) -> Path | None:
+        """Move the recording out of ``root/<id>/`` at once (one rename), so nothing of it is
+        served from now on; its files wait in :attr:`trash` for :meth:`empty_trash`. Returns
+        where they went, ``None`` if there was nothing to move."""
+        return await asyncio.to_thread(_move_to_trash, self.directory(recording_id), self.trash)
+
+    async def empty_trash(self) -> None:
+        """Remove every withdrawn recording's files (slow for large recordings: a thread)."""
+        await asyncio.to_thread(_empty, self.trash)
 
     @staticmethod
     def _add_segment(directory: Path, source: Path) -> int:
@@ -114,6 +134,27 @@ class LocalRecordingStorage:
                 raise
             _copy_then_rename(source, target)
         return target.stat().st_size
+
+
+def _move_to_trash(directory: Path, trash: Path) -> Path | None:
+    """Rename ``directory`` to a fresh name in ``trash`` (same filesystem: atomic)."""
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / f"{directory.name}-{secrets.token_hex(4)}"
+    try:
+        os.rename(directory, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def _empty(trash: Path) -> None:
+    if not trash.is_dir():
+        return
+    for entry in trash.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _copy_then_rename(source: Path, target: Path) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
 from api.current_session import CurrentSessionOutput, current_session_output
+from api.deletion import DELETION_SWEEPER
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, RTMP_PORT, SETTINGS
 from api.media import ORCHESTRATOR, end_live, live_status
@@ -134,12 +135,17 @@ async def update_live_stream(request: web.Request) -> web.Response:
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:
-    """``DELETE /v1/livestreams/{id}``: soft-delete, end a live session, return the object."""
+    """``DELETE /v1/livestreams/{id}``: soft-delete, end a live session, withdraw its
+    recordings (404 from now on; files removed in the background), return the object."""
     async with transaction(request) as session:
         stream = await own_stream(request, session, lock=True)
         await queries.delete_live_stream(session, stream)
     log.info("live stream %s deleted by account %s", stream.id, request[ACCOUNT].id)
     await end_session(request, stream.id, "deleted")
+    try:
+        await request.app[DELETION_SWEEPER].remove_recordings([stream.id])
+    except Exception:  # the deletion stands; the next sweep removes them
+        log.exception("removing the recordings of deleted stream %s failed", stream.id)
     return web.json_response(render_stream(request, stream, live=False))
 
 

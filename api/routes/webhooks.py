@@ -13,7 +13,7 @@ import re
 import secrets
 
 from aiohttp import web
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import ApiError, NotFound
@@ -94,15 +94,14 @@ async def get_webhook(request: web.Request) -> web.Response:
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
-    """``DELETE /v1/webhooks/{id}``: stop sending to it (pending deliveries become ``failed``);
-    returns the deleted webhook."""
+    """``DELETE /v1/webhooks/{id}``: stop sending to it and delete its deliveries (their
+    payloads with them); returns the deleted webhook. A delivery in flight finds its row gone
+    and records nothing."""
     async with transaction(request) as session:
         webhook = await own_webhook(request, session)
         webhook.deleted_at = utc_now()
         await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.webhook_id == webhook.id, WebhookDelivery.status == "pending")
-            .values(status="failed", last_error="the webhook was deleted")
+            delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
         )
     log.info("webhook %s deleted by account %s", webhook.id, request[ACCOUNT].id)
     return web.json_response(webhook_output(webhook).model_dump(by_alias=True))

@@ -85,6 +85,11 @@ class ChunkReader:
         self._streams: dict[int, _ChunkStream] = {}
         self._unfinished = 0  # bytes of partly received messages, all chunk streams together
 
+    def set_limits(self, *, max_message_size: int, max_chunk_streams: int) -> None:
+        """Change the limits for what is read from now on (raised once a publish is accepted)."""
+        self._max_message_size = max_message_size
+        self._max_chunk_streams = max_chunk_streams
+
     @property
     def unfinished_bytes(self) -> int:
         """Bytes of partly received messages, every chunk stream together."""

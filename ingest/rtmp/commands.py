@@ -18,14 +18,16 @@ from ingest.rtmp.events import (
     CommandReceived,
     ConnectRequested,
     Event,
+    MetadataReceived,
     PlayRequested,
     PublishRequested,
     StreamCreated,
     UnpublishRequested,
 )
 from ingest.rtmp.messages import MessageType
+from ingest.rtmp.state import ConnectionState
 
-__all__ = ["COMMAND_CSID", "MAX_PUBLISHES", "STREAM_CSID", "CommandHandler"]
+__all__ = ["COMMAND_CSID", "MAX_PUBLISHES", "STREAM_CSID", "CommandHandler", "metadata_event"]
 
 COMMAND_CSID = 3
 """Chunk stream id of our NetConnection command replies (as nginx-rtmp)."""
@@ -46,8 +48,9 @@ _UNPUBLISH_COMMANDS = ("FCUnpublish", "closeStream", "deleteStream")
 class CommandHandler:
     """Turns AMF0 command messages into events and sends the automatic replies."""
 
-    def __init__(self, send: SendMessage, *, max_amf_depth: int) -> None:
+    def __init__(self, send: SendMessage, state: ConnectionState, *, max_amf_depth: int) -> None:
         self._send = send
+        self._state = state
         self._max_amf_depth = max_amf_depth
         self._next_stream_id = 1
         self._publishing: dict[int, str] = {}  # message stream id -> publishing name
@@ -74,6 +77,7 @@ class CommandHandler:
         name = values[0]
         transaction_id = _number(values[1]) if len(values) > 1 else 0.0
         arguments = values[2:]
+        self._state.peer_command(name)  # raises if the command is out of order
         handler = self._handlers.get(name)
         if handler is None:
             return CommandReceived(stream_id, name, transaction_id, arguments)
@@ -206,6 +210,25 @@ class CommandHandler:
 
     def _send_command(self, csid: int, stream_id: int, *values: Any) -> None:
         self._send(csid, MessageType.COMMAND_AMF0, stream_id, amf0.encode(*values))
+
+
+def metadata_event(stream_id: int, payload: bytes, max_depth: int) -> MetadataReceived | None:
+    """RTMP 7.1.2: the event of a ``[@setDataFrame,] onMetaData, {...}`` data message, or
+    ``None`` for any other data message."""
+    decoder = amf0.AMF0Decoder(payload, max_depth=max_depth)
+    if decoder.at_end:
+        return None
+    start = 0
+    name = decoder.read_value()
+    if name == "@setDataFrame" and not decoder.at_end:
+        start = decoder.offset
+        name = decoder.read_value()
+    if name != "onMetaData" or decoder.at_end:
+        return None
+    metadata = decoder.read_value()
+    if not isinstance(metadata, dict):
+        return None
+    return MetadataReceived(stream_id, dict(metadata), payload[start : decoder.offset])
 
 
 def _number(value: Any) -> float:

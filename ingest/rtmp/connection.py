@@ -11,7 +11,15 @@ Typical use by a session::
 
 The connection answers the protocol plumbing itself (handshake, pings, acknowledgements,
 ``releaseStream``/``FCPublish``/``createStream``) and leaves every decision (connect, publish,
-play) to the session through ``accept_*``/``reject_*``/``send_status``.
+play) to the session through ``accept_*``/``reject_*``/``send_status``. Which command may come
+when is the table in :mod:`ingest.rtmp.state`; one out of order is a protocol error.
+
+Until a publish is accepted the peer is a stranger, so the size limits are small (the
+``pre_publish_*`` arguments); :meth:`RTMPServerConnection.accept_publish` raises them to the
+configured ones. So that what follows a ``publish`` is read under the right limits whatever
+the peer pipelines, parsing pauses after a ``publish`` until the session accepts or refuses it
+(as h11 pauses after a request): the bytes after it wait in the receive buffer, and the next
+:meth:`~RTMPServerConnection.receive_data` call (``b""`` will do) goes on with them.
 """
 
 from __future__ import annotations
@@ -21,14 +29,13 @@ from typing import Any
 from ingest.rtmp import amf0
 from ingest.rtmp.buffer import ReceiveBuffer
 from ingest.rtmp.chunks import ChunkReader, ChunkWriter, RawMessage
-from ingest.rtmp.commands import CommandHandler
+from ingest.rtmp.commands import CommandHandler, metadata_event
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import (
     AcknowledgementReceived,
     Event,
     HandshakeCompleted,
     MediaReceived,
-    MetadataReceived,
 )
 from ingest.rtmp.handshake import ServerHandshake
 from ingest.rtmp.messages import (
@@ -41,11 +48,20 @@ from ingest.rtmp.messages import (
     u32,
     user_control,
 )
+from ingest.rtmp.state import ConnectionState, State
 
 __all__ = ["RTMPServerConnection"]
 
 _MAX_CHUNK_SIZE_FIELD = 0x7FFFFFFF
 """RTMP 5.4.1: the chunk size is 31 bits; the top bit must be zero."""
+
+PRE_PUBLISH_MAX_MESSAGE_SIZE = 64 * 1024
+"""Default message size limit before a publish is accepted: commands and metadata are small."""
+PRE_PUBLISH_MAX_CHUNK_SIZE = 64 * 1024
+"""Default Set Chunk Size limit before a publish is accepted (a chunk larger than the largest
+message is of no use)."""
+PRE_PUBLISH_MAX_CHUNK_STREAMS = 8
+"""Default chunk stream limit before a publish is accepted (encoders use 3 to 6)."""
 
 
 class RTMPServerConnection:
@@ -55,6 +71,9 @@ class RTMPServerConnection:
     ``max_message_size``, a Set Chunk Size above ``max_chunk_size``, more than
     ``max_chunk_streams`` chunk stream ids or AMF0 values nested deeper than ``max_amf_depth``
     (at most :data:`~ingest.rtmp.amf0.MAX_DEPTH_LIMIT`) raise :class:`RTMPProtocolError`.
+    The three size limits apply once a publish is accepted; before that the ``pre_publish_*``
+    ones do (each at most the corresponding full limit), so a peer that has proved nothing
+    holds at most about ``2 * pre_publish_max_message_size`` bytes.
     ``out_chunk_size`` is announced to the peer with Set Chunk Size when the connect is
     accepted; ``window_ack_size`` is our Window Acknowledgement Size and peer bandwidth.
     """
@@ -68,12 +87,18 @@ class RTMPServerConnection:
         out_chunk_size: int = 4096,
         window_ack_size: int = 2_500_000,
         max_amf_depth: int = 32,
+        pre_publish_max_message_size: int = PRE_PUBLISH_MAX_MESSAGE_SIZE,
+        pre_publish_max_chunk_size: int = PRE_PUBLISH_MAX_CHUNK_SIZE,
+        pre_publish_max_chunk_streams: int = PRE_PUBLISH_MAX_CHUNK_STREAMS,
     ) -> None:
         for name, value in (
             ("max_message_size", max_message_size),
             ("max_chunk_size", max_chunk_size),
             ("max_chunk_streams", max_chunk_streams),
             ("window_ack_size", window_ack_size),
+            ("pre_publish_max_message_size", pre_publish_max_message_size),
+            ("pre_publish_max_chunk_size", pre_publish_max_chunk_size),
+            ("pre_publish_max_chunk_streams", pre_publish_max_chunk_streams),
         ):
             if value < 1:
                 raise ValueError(f"{name} must be positive, not {value}")
@@ -81,17 +106,26 @@ class RTMPServerConnection:
             raise ValueError(f"max_amf_depth must be in 1..{amf0.MAX_DEPTH_LIMIT}")
         if not 1 <= out_chunk_size <= _MAX_CHUNK_SIZE_FIELD:
             raise ValueError(f"out_chunk_size must be in 1..{_MAX_CHUNK_SIZE_FIELD}")
-        self._max_chunk_size = min(max_chunk_size, _MAX_CHUNK_SIZE_FIELD)
+        self._full_limits = (
+            max_message_size,
+            min(max_chunk_size, _MAX_CHUNK_SIZE_FIELD),
+            max_chunk_streams,
+        )
+        self._max_chunk_size = min(pre_publish_max_chunk_size, self._full_limits[1])
         self._out_chunk_size = out_chunk_size
         self._window_ack_size = window_ack_size
         self._buffer = ReceiveBuffer()
         self._handshake = ServerHandshake()
         self._reader = ChunkReader(
-            max_message_size=max_message_size, max_chunk_streams=max_chunk_streams
+            max_message_size=min(pre_publish_max_message_size, max_message_size),
+            max_chunk_streams=min(pre_publish_max_chunk_streams, max_chunk_streams),
         )
         self._writer = ChunkWriter()
         self._out = bytearray()
-        self._commands = CommandHandler(self._send_message, max_amf_depth=max_amf_depth)
+        self._state = ConnectionState()
+        self._commands = CommandHandler(
+            self._send_message, self._state, max_amf_depth=max_amf_depth
+        )
         self._max_amf_depth = max_amf_depth
         self._events: list[Event] = []
         self._bytes_received = 0
@@ -114,6 +148,11 @@ class RTMPServerConnection:
         return len(self._buffer) + self._reader.unfinished_bytes
 
     @property
+    def state(self) -> State:
+        """Where the connection is in its life (see :mod:`ingest.rtmp.state`)."""
+        return self._state.state
+
+    @property
     def handshake_completed(self) -> bool:
         """Whether the C0/C1/C2 handshake is over."""
         return self._handshake.done
@@ -134,7 +173,10 @@ class RTMPServerConnection:
         """Feed bytes from the peer; return the events they complete.
 
         Raises :class:`RTMPProtocolError` (and nothing else) if the peer broke the protocol;
-        the connection is then dead and every later call raises too. Replies (handshake,
+        the connection is then dead and every later call raises too. The error's ``events``
+        are those this call parsed before it. After a ``publish`` nothing more is parsed until
+        :meth:`accept_publish` or :meth:`reject_publish`; then call again (with ``b""`` if
+        nothing new arrived) to read what waited. Replies (handshake,
         acknowledgements, pongs, automatic command results) wait in :meth:`data_to_send`.
         """
         if self._close_reason is not None:
@@ -146,6 +188,7 @@ class RTMPServerConnection:
             self._buffer.parse(data, self._parse)
         except RTMPProtocolError as exc:
             self._close_reason = str(exc)
+            exc.events = tuple(events)
             raise
         self._acknowledge()
         return events
@@ -161,9 +204,13 @@ class RTMPServerConnection:
             pos = self._handshake.receive(data, pos, self._out)
             if not self._handshake.done:
                 return pos
+            self._state.handshake_completed()
             self._events.append(HandshakeCompleted())
         read_message = self._reader.read_message
+        state = self._state
         while True:
+            if state.state is State.PUBLISH_REQUESTED:
+                return pos  # paused until accept_publish/reject_publish
             message, pos = read_message(data, pos)
             if message is None:
                 return pos
@@ -181,9 +228,10 @@ class RTMPServerConnection:
             # RTMP 7.1.1: AMF3 commands start with a 0 format byte; the rest is AMF0 in practice.
             self._report(self._commands.handle(message.stream_id, message.payload[1:]))
         elif type_id == MessageType.DATA_AMF0:
-            self._handle_data(message.stream_id, message.payload)
+            self._report(metadata_event(message.stream_id, message.payload, self._max_amf_depth))
         elif type_id == MessageType.DATA_AMF3:
-            self._handle_data(message.stream_id, message.payload[1:])
+            body = message.payload[1:]
+            self._report(metadata_event(message.stream_id, body, self._max_amf_depth))
         elif type_id <= MessageType.SET_PEER_BANDWIDTH:
             self._handle_control(message)
         # Anything else (shared objects, aggregates, unknown types) is ignored.
@@ -240,25 +288,6 @@ class RTMPServerConnection:
             body = u32(self._bytes_received)
             self._send_message(CONTROL_CSID, MessageType.ACKNOWLEDGEMENT, 0, body)
 
-    # -- data messages (RTMP 7.1.2) -----------------------------------------------------------
-
-    def _handle_data(self, stream_id: int, payload: bytes) -> None:
-        """Report ``[@setDataFrame,] onMetaData, {...}``; ignore other data messages."""
-        decoder = amf0.AMF0Decoder(payload, max_depth=self._max_amf_depth)
-        if decoder.at_end:
-            return
-        start = 0
-        name = decoder.read_value()
-        if name == "@setDataFrame" and not decoder.at_end:
-            start = decoder.offset
-            name = decoder.read_value()
-        if name != "onMetaData" or decoder.at_end:
-            return
-        metadata = decoder.read_value()
-        if isinstance(metadata, dict):
-            body = payload[start : decoder.offset]
-            self._events.append(MetadataReceived(stream_id, dict(metadata), body))
-
     # -- output -------------------------------------------------------------------------------
 
     def _send_message(self, csid: int, type_id: int, stream_id: int, payload: bytes) -> None:
@@ -281,6 +310,15 @@ class RTMPServerConnection:
         self._writer.chunk_size = self._out_chunk_size
         self._commands.connect_result(transaction_id)
 
+    def use_full_limits(self) -> None:
+        """Raise the size limits from the ``pre_publish_*`` ones to the configured ones (the
+        peer proved a stream key). Called by :meth:`accept_publish`; idempotent."""
+        max_message_size, max_chunk_size, max_chunk_streams = self._full_limits
+        self._max_chunk_size = max_chunk_size
+        self._reader.set_limits(
+            max_message_size=max_message_size, max_chunk_streams=max_chunk_streams
+        )
+
     def reject_connect(
         self, transaction_id: float, description: str = "Connection rejected."
     ) -> None:
@@ -289,7 +327,11 @@ class RTMPServerConnection:
 
     def accept_publish(self, stream_id: int) -> None:
         """Accept a publish: StreamBegin and ``onStatus`` ``NetStream.Publish.Start`` on the
-        message stream ``stream_id`` the publish arrived on."""
+        message stream ``stream_id`` the publish arrived on. From now on the full size limits
+        apply (:meth:`use_full_limits`)."""
+        self._state.server_decision("accept_publish")
+        if self._state.state is State.PUBLISHING:
+            self.use_full_limits()
         body = user_control(UserControlEvent.STREAM_BEGIN, u32(stream_id))
         self._send_message(CONTROL_CSID, MessageType.USER_CONTROL, 0, body)
         name = self._commands.publishing_name(stream_id)
@@ -309,11 +351,13 @@ class RTMPServerConnection:
     ) -> None:
         """Refuse a publish with an error ``onStatus`` on ``stream_id``; the session then
         usually flushes :meth:`data_to_send` and closes."""
+        self._state.server_decision("reject_publish")
         self._commands.forget_publish(stream_id)
         self.send_status(stream_id, "error", code, description)
 
     def end_publish(self, stream_id: int, description: str = "Stream ended by the server.") -> None:
         """Tell the publisher its publish ended on our side (``NetStream.Unpublish.Success``)."""
+        self._state.server_decision("end_publish")
         self._commands.forget_publish(stream_id)
         self.send_status(stream_id, "status", "NetStream.Unpublish.Success", description)
 

@@ -20,6 +20,7 @@ from api.auth import TokenCache, issue_token
 from api.keys import DB_SESSIONMAKER, TOKEN_CACHE
 from config import Settings, SettingsError
 from tests.api.conftest import AccountCredentials, assert_error, new_account
+from tests.fakes import FakeClock
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -128,19 +129,6 @@ async def test_unknown_apikey(api_client: TestClient, account: AccountCredential
     )
 
 
-class FakeClock:
-    """Unix time that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 async def delete_apikey(client: TestClient, apikey: str) -> None:
     async with client.app[DB_SESSIONMAKER]() as session, session.begin():
         assert await queries.delete_account(session, apikey)
@@ -152,7 +140,7 @@ async def get_status(client: TestClient, token: str) -> int:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(time.time())
 
 
 @pytest.fixture

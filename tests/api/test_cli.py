@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import jwt
@@ -15,8 +16,10 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
+from api.auth import TokenCache, issue_token
 from config import Settings
 from tests.api.conftest import assert_error
+from tests.api.test_recordings import T0, add_recording
 
 LIVERELAY = Path(sys.executable).parent / "liverelay"
 
@@ -173,3 +176,46 @@ async def test_migrate_and_bad_settings(cli_env: dict[str, str]) -> None:
     result = await liverelay({**cli_env, "LIVERELAY_HTTP_PORT": "eighty"}, "migrate")
     assert result.returncode == 2
     assert "LIVERELAY_HTTP_PORT" in result.stderr
+
+
+async def test_apikey_rotate_keeps_the_account_and_retires_old_tokens(
+    aiohttp_client: AiohttpClient, cli_settings: Settings, cli_env: dict[str, str]
+) -> None:
+    clock = [time.time()]
+    cache = TokenCache(5.0, clock=lambda: clock[0])
+    client = await aiohttp_client(create_app(cli_settings, token_cache=cache))
+    created = json.loads((await liverelay(cli_env, "apikey", "create", "--name", "x")).stdout)
+    old = {"Authorization": created["token"]}
+    response = await client.post("/v1/livestreams", json={"name": "s", "record": True}, headers=old)
+    stream = await response.json()
+    hook = {"url": "https://hooks.example.invalid/", "events": ["*"]}
+    webhook = await (await client.post("/v1/webhooks", json=hook, headers=old)).json()
+    recording = await add_recording(client, stream["id"], started=T0)
+    assert (await client.get("/v1/livestreams", headers=old)).status == 200  # now cached
+
+    rotated = await liverelay(cli_env, "apikey", "rotate", created["apikey"])
+
+    assert rotated.returncode == 0, rotated.stderr
+    new = json.loads(rotated.stdout)
+    assert set(new) == {"apikey", "secret", "userId", "token"}
+    assert (new["apikey"], new["userId"]) == (created["apikey"], created["userId"])
+    assert new["secret"] != created["secret"] and new["secret"] not in rotated.stderr
+    assert jwt.decode(new["token"], new["secret"], algorithms=["HS256"])["apikey"] == new["apikey"]
+    assert (await client.get("/v1/livestreams", headers=old)).status == 200  # still cached
+    unseen = {"Authorization": issue_token(created["apikey"], created["secret"], 3600)}
+    await assert_error(await client.get("/v1/livestreams", headers=unseen), 401, "unauthorized")
+    clock[0] += 6  # the cache forgets the old token
+    await assert_error(await client.get("/v1/livestreams", headers=old), 401, "unauthorized")
+
+    headers = {"Authorization": new["token"]}
+    streams = await (await client.get("/v1/livestreams", headers=headers)).json()
+    assert [s["id"] for s in streams["data"]] == [stream["id"]]
+    webhooks = await (await client.get("/v1/webhooks", headers=headers)).json()
+    assert [w["id"] for w in webhooks["data"]] == [webhook["id"]]
+    path = f"/v1/livestreams/{stream['id']}/recordings"
+    recordings = await (await client.get(path, headers=headers)).json()
+    assert [r["id"] for r in recordings["data"]] == [recording]
+
+    unknown = await liverelay(cli_env, "apikey", "rotate", "not-a-key")
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert "no active API key" in unknown.stderr

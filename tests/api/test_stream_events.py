@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from api import outbox
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveSession, Recording, Webhook, WebhookDelivery, new_object_id
 from api.recording_store import DatabaseRecordingStore
@@ -28,7 +29,7 @@ from tests.api.conftest import (
     holding_its_connection,
     one_connection_engine,
 )
-from tests.api.webhook_support import create_webhook, stop_dispatcher
+from tests.api.webhook_support import create_webhook, keyless, stop_dispatcher
 from workers.events import SessionInfo
 from workers.recording import RecordingSummary
 
@@ -91,7 +92,7 @@ async def test_a_session_is_recorded_with_its_events(
     assert len({b["id"] for b in bodies}) == 3
     current = await get_json(quiet, account, f"/v1/livestreams/{stream['id']}")
     for body in bodies:
-        assert without(body["data"], "session") == current
+        assert without(body["data"], "session") == keyless(current)
         assert body["data"]["session"]["id"] == info.session_id
     assert [b["data"]["session"]["reconnects"] for b in bodies] == [0, 1, 1]
     ended = bodies[-1]["data"]["session"]
@@ -193,11 +194,7 @@ async def test_restream_changes_are_queued_with_their_target(
     assert (connected["type"], failed["type"]) == ("restream.connected", "restream.failed")
     assert connected["data"]["target"]["status"] == "live"
     target = failed["data"]["target"]
-    assert (target["_id"], target["url"], target["streamKey"]) == (
-        target_id,
-        TARGET["url"],
-        TARGET["streamKey"],
-    )
+    assert (target["_id"], target["url"]) == (target_id, TARGET["url"])
     assert (target["status"], target["lastError"]) == ("failed", "refused")
     assert failed["data"]["restream"] == [target]
     assert failed["data"]["session"]["id"] == info.session_id
@@ -225,7 +222,7 @@ async def test_a_finished_recording_queues_its_event(
     assert first["data"]["recording"] == by_id[ids[0]]
     assert second["data"]["recording"] == by_id[ids[1]]
     current = await get_json(quiet, account, f"/v1/livestreams/{stream['id']}")
-    assert without(first["data"], "recording") == current
+    assert without(first["data"], "recording") == keyless(current)
 
 
 async def test_a_recording_store_without_a_view_queues_nothing(
@@ -262,3 +259,42 @@ async def test_sessions_a_crash_left_open_are_closed_at_start(
     assert [b["type"] for b in bodies] == ["livestream.ended"]
     assert bodies[0]["data"]["session"]["id"] == info.session_id
     assert await events.close_interrupted() == 0  # nothing left open
+
+
+async def test_event_payloads_carry_no_stream_or_restream_keys(
+    quiet: TestClient, account: AccountCredentials
+) -> None:
+    second = {"url": "rtmps://live.example.com/app", "streamKey": "sk_live_9f8e7d6c5b4a"}
+    stream = await create_stream(quiet, account, record=True, restream=[TARGET, second])
+    target_id = stream["restream"][0]["_id"]
+    await create_webhook(quiet, account, HOOK, ["*"])
+    events = DatabaseStreamEvents.for_app(quiet.app)
+    store = DatabaseRecordingStore(quiet.app[DB_SESSIONMAKER], StreamView(quiet.app))
+    info = SessionInfo(stream["id"], new_object_id(), time.time() - 60, "203.0.113.7:50000")
+
+    await events.session_started(info)
+    await events.session_reconnected(info, "203.0.113.7:50001")
+    await events.restream_changed(info, target_id=target_id, state="connected", last_error=None)
+    await events.restream_changed(info, target_id=target_id, state="failed", last_error="refused")
+    for status in ("ready", "failed"):
+        rid = await store.recording_started(stream["id"], info.started_at)
+        await store.recording_finished(
+            RecordingSummary(rid, stream["id"], status, info.started_at, time.time())  # type: ignore[arg-type]
+        )
+    await events.session_ended(info, ended_at=time.time(), reason="deleted", bytes_in=9)
+
+    bodies = await queued(quiet, account.id)
+    assert {b["type"] for b in bodies} == set(outbox.EVENT_TYPES)
+    secrets = (stream["streamKey"], TARGET["streamKey"], second["streamKey"])
+    for body in bodies:
+        text = json.dumps(body)
+        leaked = [secret for secret in secrets if secret in text]
+        assert leaked == [], f"{body['type']} payload holds {leaked}"
+        data = body["data"]
+        assert "streamKey" not in data and "upstreamUrl" not in data
+        assert data["id"] == stream["id"] and data["streamUrl"] == stream["streamUrl"]
+        assert [t["_id"] for t in data["restream"]] == [t["_id"] for t in stream["restream"]]
+        assert [t["url"] for t in data["restream"]] == [TARGET["url"], second["url"]]
+    [failed] = [b for b in bodies if b["type"] == "restream.failed"]
+    assert failed["data"]["target"]["_id"] == target_id
+    assert "streamKey" not in failed["data"]["target"]

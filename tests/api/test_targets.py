@@ -1,10 +1,14 @@
-"""The restream target URL policy (pure function; no database)."""
+"""The outbound URL policy of restream targets and webhooks (pure functions; no database)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from api.targets import restream_url_problem
+from api.targets import UrlRefused, checked_url, restream_url_problem, webhook_url_problem
+from tests.conftest import HOSTILE_HOSTS
+from workers.egress import connect_host, is_private_host
 
 
 @pytest.mark.parametrize(
@@ -72,3 +76,68 @@ def test_private_hosts_are_refused_unless_allowed(host: str) -> None:
     problem = restream_url_problem(url, allow_private=False)
     assert problem is not None and "private" in problem
     assert restream_url_problem(url, allow_private=True) is None
+
+
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+@pytest.mark.parametrize("scheme", ["rtmp", "rtmps", "http", "https", "RTMP", "HTTP"])
+def test_hostile_spellings_of_private_hosts_are_refused(scheme: str, host: str) -> None:
+    url = f"{scheme}://{host}:1935/app"
+    problem = (
+        restream_url_problem(url, allow_private=False)
+        if scheme.lower().startswith("rtmp")
+        else webhook_url_problem(url, allow_private=False)
+    )
+    assert problem is not None and "private" in problem, problem
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[64:ff9b::808:808]",
+        "[2002:808:808::1]",
+        "[::ffff:8.8.8.8]",
+        "\uff18.\uff18.\uff18.\uff18",
+        "xn--bcher-kva.ch",
+    ],
+)
+def test_public_addresses_in_embedded_spellings_are_allowed(host: str) -> None:
+    assert webhook_url_problem(f"https://{host}/hook", allow_private=False) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("RTMP://a.example.com/app", "rtmp://a.example.com/app"),
+        ("RTMPS://A.Example.COM:443/App/X?y=Z", "rtmps://a.example.com:443/App/X?y=Z"),
+        ("Http://user:PW@Ex\u00e4mple.com./Hook", "http://user:PW@xn--exmple-cua.com./Hook"),
+        ("rtmp://\uff18.\uff18.\uff18.\uff18/live", "rtmp://8.8.8.8/live"),
+        ("rtmp://[2001:4860:4860:0::8888]:1935/a", "rtmp://[2001:4860:4860::8888]:1935/a"),
+        (
+            "rtmp://127\u30020\u30020\u30021/live",
+            "rtmp://127.0.0.1/live",
+        ),  # when private targets are allowed
+    ],
+)
+def test_urls_are_stored_as_the_client_will_read_them(url: str, stored: str) -> None:
+    schemes = ("rtmp", "rtmps", "http")
+    assert checked_url(url, schemes=schemes, allow_private=True) == stored
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    scheme=st.sampled_from(["rtmp", "RTMPS", "http", "HtTpS"]),
+    authority=st.text(max_size=40),
+    rest=st.sampled_from(["", "/", "/app", "/a?b#c"]),
+)
+def test_any_url_is_refused_or_stored_in_a_form_the_policy_accepts(
+    scheme: str, authority: str, rest: str
+) -> None:
+    """Garbage in: a normalised URL whose host passes the policy, or UrlRefused, nothing else."""
+    schemes = ("rtmp", "rtmps", "http", "https")
+    try:
+        stored = checked_url(f"{scheme}://{authority}{rest}", schemes=schemes, allow_private=False)
+    except UrlRefused:
+        return
+    assert stored.startswith(scheme.lower() + "://")
+    assert checked_url(stored, schemes=schemes, allow_private=False) == stored
+    assert not is_private_host(connect_host(stored))

@@ -103,6 +103,80 @@ async def receiver(aiohttp_server: AiohttpServer) -> AsyncIterator[Receiver]:
     receiver.release.set()
 
 
+class Blackhole:
+    """A loopback TCP server that accepts connections, reads what arrives and never answers:
+    each webhook POST to it waits for the sender's timeout. Counts connections open and closed;
+    holds at most :attr:`LIMIT` at once (more are closed at once)."""
+
+    LIMIT = 200
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        """Connections accepted so far."""
+        self.closed = 0
+        """Of those, connections the client closed (gave up on)."""
+        self.url = ""
+        self._open: set[asyncio.BaseTransport] = set()
+
+    @property
+    def waiting(self) -> int:
+        """Connections open now (requests in flight, never to be answered)."""
+        return len(self._open)
+
+    def accept(self, transport: asyncio.BaseTransport) -> None:
+        """Count a new connection (closing it at once beyond :attr:`LIMIT`)."""
+        if len(self._open) >= self.LIMIT:
+            transport.close()
+            return
+        self.accepted += 1
+        self._open.add(transport)
+
+    def lost(self, transport: asyncio.BaseTransport) -> None:
+        """Count a connection the client closed."""
+        if transport in self._open:
+            self._open.discard(transport)
+            self.closed += 1
+
+    def close_all(self) -> None:
+        """Close every connection still open (at the end of the test)."""
+        for transport in list(self._open):
+            transport.close()
+        self._open.clear()
+
+
+class _BlackholeConnection(asyncio.Protocol):
+    """One connection to a :class:`Blackhole`: discards what it reads (the default
+    ``data_received``), closes on the client's EOF and tells the hole when it is gone."""
+
+    def __init__(self, hole: Blackhole) -> None:
+        self._hole = hole
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._hole.accept(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._hole.lost(self._transport)
+
+
+@pytest.fixture
+async def blackhole() -> AsyncIterator[Blackhole]:
+    """A :class:`Blackhole` on 127.0.0.1, closed with its connections at the end."""
+    hole = Blackhole()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _BlackholeConnection(hole), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hole.url = f"http://127.0.0.1:{port}"
+    try:
+        yield hole
+    finally:
+        server.close()
+        hole.close_all()
+        await server.wait_closed()
+
+
 @pytest.fixture
 def hook_settings(app_settings: Settings) -> Settings:
     """The test settings, with webhooks to loopback allowed (the receiver is on 127.0.0.1)."""
@@ -184,3 +258,11 @@ def docs_verifier() -> Callable[..., bool]:
     exec(compile(block.group(1), str(DOCS), "exec"), namespace)
     verify: Callable[..., bool] = namespace["verify_signature"]
     return verify
+
+
+def keyless(stream: Mapping[str, Any]) -> dict[str, Any]:
+    """``stream`` as the API returns it, without what event payloads leave out: its
+    ``streamKey`` and ``upstreamUrl``, and its restream targets' ``streamKey``."""
+    targets = [{k: v for k, v in t.items() if k != "streamKey"} for t in stream["restream"]]
+    kept = {k: v for k, v in stream.items() if k not in ("streamKey", "upstreamUrl")}
+    return {**kept, "restream": targets}

@@ -1,5 +1,6 @@
-"""Helpers of the recording and restream end-to-end tests: RTMP receivers, a stalled ingest,
-API polling and FLV decoding."""
+"""Helpers of the recording and restream end-to-end tests: RTMP receivers, a stalled ingest, an
+RTMP ingest that records what clients send in ``connect`` and ``publish``, API polling and FLV
+decoding."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from urllib.parse import urljoin
 import aiohttp
 import av
 
+from ingest.rtmp import RTMPProtocolError, RTMPServerConnection
+from ingest.rtmp.events import ConnectRequested, PublishRequested
 from tests.e2e.conftest import DecodedHLS, LiveServer, decode_ts, fetch
 from workers.m3u8 import parse_media_playlist
 
@@ -96,6 +99,60 @@ async def stalled_ingest() -> AsyncIterator[StalledIngest]:
         yield stalled
     finally:
         await stalled.close()
+
+
+@dataclass(frozen=True)
+class Connected:
+    """What one RTMP client sent: its ``connect`` and, if it got there, its ``publish``."""
+
+    app: str
+    tc_url: str | None
+    publish_name: str | None = None
+    publish_query: str = ""
+
+
+@dataclass
+class ConnectRecorder:
+    """An RTMP ingest on loopback (liverelay's own sans-IO protocol) that accepts every
+    ``connect`` and ``publish`` and records them in :attr:`seen`."""
+
+    server: asyncio.Server | None = None
+    seen: list[Connected] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = RTMPServerConnection()
+        with contextlib.suppress(RTMPProtocolError, OSError):
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    self._answer(conn, event)
+                writer.write(conn.data_to_send())
+        writer.close()
+
+    def _answer(self, conn: RTMPServerConnection, event: object) -> None:
+        if isinstance(event, ConnectRequested):
+            self.seen.append(Connected(event.app, event.tc_url))
+            conn.accept_connect(event.transaction_id)
+        elif isinstance(event, PublishRequested):
+            last = self.seen[-1]
+            self.seen[-1] = Connected(last.app, last.tc_url, event.name, event.query)
+            conn.accept_publish(event.stream_id)
+
+
+@contextlib.asynccontextmanager
+async def connect_recorder() -> AsyncIterator[ConnectRecorder]:
+    """A :class:`ConnectRecorder` listening on 127.0.0.1 for the ``with`` block."""
+    recorder = ConnectRecorder()
+    recorder.server = await asyncio.start_server(recorder.serve, "127.0.0.1", 0)
+    try:
+        yield recorder
+    finally:
+        recorder.server.close()
+        await recorder.server.wait_closed()
 
 
 def target(port: int, key: str) -> dict[str, str]:

@@ -26,9 +26,11 @@ from tests.e2e.conftest import (
     Publisher,
     Sources,
     e2e_settings,
+    first_statuses,
     free_port,
     has_segment,
     push,
+    read_to_eof,
     start_live_server,
     wait_for_playlist,
 )
@@ -37,10 +39,9 @@ from tests.protocol.helpers import (
     C0C1,
     C2,
     VIDEO,
-    Reply,
-    ServerOutput,
     command,
     connect_command,
+    publish_bytes,
 )
 from tests.protocol.helpers import message_chunks as chunks
 from workers.m3u8 import parse_media_playlist
@@ -78,44 +79,6 @@ async def connect(
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.rtmp_port))
     return await asyncio.open_connection(sock=sock)
-
-
-async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 15.0) -> bytes:
-    """Everything the server sends until it closes (fails if it does not within ``timeout``).
-    A reset counts as the close: the server closed with bytes of ours unread."""
-    data = bytearray()
-    with contextlib.suppress(ConnectionResetError):
-        async with asyncio.timeout(timeout):
-            while chunk := await reader.read(65536):
-                data += chunk
-    return bytes(data)
-
-
-def publish_bytes(key: str, app: str = "live") -> bytes:
-    """Handshake, connect, createStream and publish, as one write."""
-    return (
-        C0C1
-        + C2
-        + connect_command(app)
-        + command("createStream", 2.0, None)
-        + command("publish", 3.0, None, key, "live", stream_id=1, csid=8)
-    )
-
-
-def statuses(replies: list[Reply]) -> list[dict[str, Any]]:
-    """The info objects of every ``onStatus``/``_error`` among ``replies``."""
-    answers = ("onStatus", "_error")
-    return [r.values[3] for r in replies if r.raw.type_id == 20 and r.name in answers]
-
-
-async def first_statuses(reader: asyncio.StreamReader) -> list[dict[str, Any]]:
-    """Read until the server answered with a status (or closed); return the statuses."""
-    output = ServerOutput(expect_handshake=True)
-    found: list[dict[str, Any]] = []
-    async with asyncio.timeout(15):
-        while not found and (data := await reader.read(65536)):
-            found += statuses(output.feed(data))
-    return found
 
 
 async def publish_raw(live: LiveServer, key: str, **options: str) -> list[dict[str, Any]]:

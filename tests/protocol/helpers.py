@@ -9,7 +9,7 @@ AMF0 decoder, which the other tests check independently.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from ingest.rtmp import amf0
 from ingest.rtmp.chunks import ChunkReader, RawMessage
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
-from ingest.rtmp.events import Event, HandshakeCompleted
+from ingest.rtmp.events import ConnectRequested, Event, HandshakeCompleted, StreamCreated
 
 EXTENDED = 0xFFFFFF
 C1 = bytes(8) + bytes(i * 7 % 251 for i in range(1528))
@@ -135,12 +135,49 @@ def connect_command(app: str = "live", transaction_id: float = 1.0, **extra: Any
     return command("connect", transaction_id, command_object)
 
 
+def publish_bytes(key: str, app: str = "live") -> bytes:
+    """Handshake, connect, createStream and publish, as one write."""
+    return (
+        C0C1
+        + C2
+        + connect_command(app)
+        + command("createStream", 2.0, None)
+        + command("publish", 3.0, None, key, "live", stream_id=1, csid=8)
+    )
+
+
 def handshaken(**limits: Any) -> RTMPServerConnection:
     """A server connection that has completed the handshake (its output drained)."""
     conn = RTMPServerConnection(**limits)
     events = conn.receive_data(C0C1 + C2)
     assert events == [HandshakeCompleted()]
     conn.data_to_send()
+    return conn
+
+
+def connected(**limits: Any) -> RTMPServerConnection:
+    """A server connection whose ``connect`` was accepted (its output drained)."""
+    conn = handshaken(**limits)
+    [connect] = conn.receive_data(connect_command())
+    assert isinstance(connect, ConnectRequested)
+    conn.accept_connect(connect.transaction_id)
+    conn.data_to_send()
+    return conn
+
+
+def stream_created(**limits: Any) -> RTMPServerConnection:
+    """A connected server connection that answered ``createStream`` with message stream 1."""
+    conn = connected(**limits)
+    assert conn.receive_data(command("createStream", 2.0, None)) == [StreamCreated(1)]
+    conn.data_to_send()
+    return conn
+
+
+def full_limits(**limits: Any) -> RTMPServerConnection:
+    """A handshaken connection already under its full size limits, as after an accepted
+    publish (for tests of the chunk layer that do not care about the publish)."""
+    conn = handshaken(**limits)
+    conn.use_full_limits()
     return conn
 
 
@@ -161,6 +198,12 @@ class Reply:
         value = self.values[0]
         assert isinstance(value, str)
         return value
+
+
+def statuses(replies: list[Reply]) -> list[dict[str, Any]]:
+    """The info objects of every ``onStatus``/``_error`` among ``replies``."""
+    answers = ("onStatus", "_error")
+    return [r.values[3] for r in replies if r.raw.type_id == 20 and r.name in answers]
 
 
 class ServerOutput:
@@ -206,17 +249,25 @@ ERROR_JUNK = b"\xc0\xc8"
 ERROR_JUNK_MESSAGE = "RTMP chunk stream 264 starts with a type 3 header"
 
 
-def check_feeds(data: bytes, expected: Sequence[Event], **limits: Any) -> None:
+def check_feeds(
+    data: bytes,
+    expected: Sequence[Event],
+    *,
+    start: Callable[..., RTMPServerConnection] = handshaken,
+    **limits: Any,
+) -> None:
     """h11-style: ``data`` gives ``expected`` fed whole, one byte at a time and followed by
-    trailing junk (pending junk changes nothing; bad junk is an error after the events)."""
+    trailing junk (pending junk changes nothing; bad junk is an error that carries the events
+    before it). Each feed goes to a new connection made by ``start`` (e.g. :func:`connected`)."""
     expected = list(expected)
-    assert handshaken(**limits).receive_data(data) == expected
-    assert feed_bytewise(handshaken(**limits), data) == expected
+    assert start(**limits).receive_data(data) == expected
+    assert feed_bytewise(start(**limits), data) == expected
     for junk in PENDING_JUNK:
-        assert handshaken(**limits).receive_data(data + junk) == expected
-    conn = handshaken(**limits)
+        assert start(**limits).receive_data(data + junk) == expected
+    conn = start(**limits)
     assert conn.receive_data(data) == expected
     with pytest.raises(RTMPProtocolError, match=ERROR_JUNK_MESSAGE):
         conn.receive_data(ERROR_JUNK)
-    with pytest.raises(RTMPProtocolError, match=ERROR_JUNK_MESSAGE):
-        handshaken(**limits).receive_data(data + ERROR_JUNK)
+    with pytest.raises(RTMPProtocolError, match=ERROR_JUNK_MESSAGE) as caught:
+        start(**limits).receive_data(data + ERROR_JUNK)
+    assert list(caught.value.events) == expected

@@ -9,8 +9,9 @@ spliced in between, and byte-level mutations applied on top.
 
 :func:`run` feeds bytes the way a server would (answering connect and publish like a session)
 and checks after every call: only :class:`RTMPProtocolError` escapes, a dead connection stays
-dead, :attr:`~RTMPServerConnection.buffered_bytes` stays within :meth:`Limits.buffer_bound`,
-and the replies queued so far grow at most linearly with the bytes received so far.
+dead, :attr:`~RTMPServerConnection.buffered_bytes` stays within :meth:`Limits.buffer_bound`
+(within the much smaller :meth:`Limits.pre_publish_bound` until a publish is accepted), and
+the replies queued so far grow at most linearly with the bytes received so far.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from dataclasses import dataclass
 import pytest
 
 from ingest.rtmp import amf0
-from ingest.rtmp.connection import RTMPServerConnection
+from ingest.rtmp.connection import (
+    PRE_PUBLISH_MAX_CHUNK_SIZE,
+    PRE_PUBLISH_MAX_MESSAGE_SIZE,
+    RTMPServerConnection,
+)
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import ConnectRequested, Event, PlayRequested, PublishRequested
+from ingest.rtmp.state import State
 from tests.protocol.helpers import (
     AUDIO,
     C0C1,
@@ -45,6 +51,9 @@ REPLY_FACTOR = 8
 """Replies may be this many times the bytes received (a 26-byte FCPublish gets ~200 bytes)..."""
 REPLY_CONSTANT = 8192
 """...plus this much (S0+S1+S2 and the connect/publish answers)."""
+ABSURD_DEPTH = 8000
+"""AMF0 nesting far past any limit that still fits in a message a peer may send before its
+publish is accepted (at most 8 bytes a level, under 64 KiB)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,17 @@ class Limits:
         """Most bytes a connection may hold for unfinished input: one incomplete chunk (or
         handshake packet) waiting in the receive buffer, plus the partly received messages of
         every chunk stream together (capped at the message size limit)."""
-        largest_chunk = min(self.max_chunk_size, self.max_message_size) + MAX_CHUNK_HEADER
-        return max(HANDSHAKE_PENDING, largest_chunk) + self.max_message_size
+        return _bound(self.max_chunk_size, self.max_message_size)
+
+    def pre_publish_bound(self) -> int:
+        """The same bound under the small limits that hold until a publish is accepted."""
+        message = min(PRE_PUBLISH_MAX_MESSAGE_SIZE, self.max_message_size)
+        return _bound(min(PRE_PUBLISH_MAX_CHUNK_SIZE, self.max_chunk_size), message)
+
+
+def _bound(max_chunk_size: int, max_message_size: int) -> int:
+    largest_chunk = min(max_chunk_size, max_message_size) + MAX_CHUNK_HEADER
+    return max(HANDSHAKE_PENDING, largest_chunk) + max_message_size
 
 
 # -- valid publish sessions ---------------------------------------------------------------------
@@ -282,23 +300,31 @@ def run(data: bytes, cuts: Sequence[int] = (), limits: Limits | None = None) -> 
     module docstring) after each call."""
     limits = limits or Limits()
     conn = limits.connection()
-    bound = limits.buffer_bound()
+    bound, pre_publish_bound = limits.buffer_bound(), limits.pre_publish_bound()
     events: list[Event] = []
     replied = 0
     for piece in split(data, cuts):
-        try:
-            new = conn.receive_data(piece)
-        except RTMPProtocolError as exc:
-            assert conn.close_reason == str(exc)
-            with pytest.raises(RTMPProtocolError, match="RTMP connection is closed"):
-                conn.receive_data(b"\x00")
-            return events, str(exc)
-        assert all(isinstance(event, Event) for event in new)
+        while True:  # a publish pauses parsing until it is answered: then read what waited
+            try:
+                new = conn.receive_data(piece)
+            except RTMPProtocolError as exc:
+                assert conn.close_reason == str(exc)
+                assert all(isinstance(event, Event) for event in exc.events)
+                with pytest.raises(RTMPProtocolError, match="RTMP connection is closed"):
+                    conn.receive_data(b"\x00")
+                return [*events, *exc.events], str(exc)
+            assert all(isinstance(event, Event) for event in new)
+            paused = conn.state is State.PUBLISH_REQUESTED
+            answer(conn, new)
+            replied += len(conn.data_to_send())
+            assert replied <= REPLY_FACTOR * conn.bytes_received + REPLY_CONSTANT
+            events += new
+            if not paused:
+                break
+            piece = b""
         assert conn.buffered_bytes <= bound, (conn.buffered_bytes, bound)
-        answer(conn, new)
-        replied += len(conn.data_to_send())
-        assert replied <= REPLY_FACTOR * conn.bytes_received + REPLY_CONSTANT
-        events += new
+        if conn.state is not State.PUBLISHING:
+            assert conn.buffered_bytes <= pre_publish_bound, (conn.buffered_bytes, conn.state)
     return events, None
 
 

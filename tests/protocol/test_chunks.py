@@ -14,6 +14,7 @@ from tests.protocol.helpers import (
     VIDEO,
     check_feeds,
     chunk_header,
+    full_limits,
     handshaken,
     message_chunks,
     set_chunk_size,
@@ -188,7 +189,7 @@ def test_zero_length_message() -> None:
 def test_set_chunk_size(size: int) -> None:
     payload = bytes(range(256)) * 40
     data = set_chunk_size(size) + message_chunks(0, 6, payload, timestamp=1, chunk_size=size)
-    check_feeds(data, [video(1, payload)])
+    check_feeds(data, [video(1, payload)], start=full_limits)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +202,7 @@ def test_set_chunk_size(size: int) -> None:
     ],
 )
 def test_invalid_set_chunk_size(size: int, message: str) -> None:
-    conn = handshaken()
+    conn = full_limits()
     with pytest.raises(RTMPProtocolError, match=f"^{re.escape(message)}$"):
         conn.receive_data(set_chunk_size(size))
     assert conn.close_reason == message
@@ -217,7 +218,7 @@ def test_set_chunk_size_above_custom_limit() -> None:
 
 def test_message_size_limit() -> None:
     """The 24-bit length field allows 16 MiB - 1; the limit is checked on the header."""
-    conn = handshaken(max_message_size=1_000_000)
+    conn = full_limits(max_message_size=1_000_000)
     header = chunk_header(0, 6, length=16_000_000, type_id=VIDEO, stream_id=1)
     with pytest.raises(
         RTMPProtocolError, match=r"^RTMP message of 16000000 bytes exceeds limit 1000000$"

@@ -13,6 +13,7 @@ from tests.protocol.helpers import (
     ServerOutput,
     check_feeds,
     control,
+    full_limits,
     handshaken,
     message_chunks,
     window_ack_size,
@@ -33,7 +34,7 @@ def acks(data: bytes) -> list[int]:
 
 
 def test_no_acknowledgement_before_the_peer_announces_a_window() -> None:
-    conn = handshaken()
+    conn = full_limits()
     conn.receive_data(message_chunks(0, 6, b"x" * 5_000_000, chunk_size=128))
     assert conn.data_to_send() == b""
 
@@ -63,7 +64,7 @@ def test_acknowledgements_every_window_once_announced() -> None:
 
 
 def test_window_announced_after_lots_of_data() -> None:
-    conn = handshaken()
+    conn = full_limits()
     conn.receive_data(message_chunks(0, 6, bytes(10_000)))
     assert conn.data_to_send() == b""
     conn.receive_data(window_ack_size(2_500_000))

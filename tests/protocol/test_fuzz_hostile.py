@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from ingest.rtmp.events import MediaReceived, PublishRequested
 from tests.protocol.helpers import AUDIO, VIDEO
 from tests.protocol.hostile import (
+    ABSURD_DEPTH,
     NESTING_OPENERS,
     Frame,
     Limits,
@@ -198,7 +199,7 @@ def test_byte_by_byte_gives_the_same_events() -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(NESTING_OPENERS))
-@pytest.mark.parametrize("depth", [100_000])
+@pytest.mark.parametrize("depth", [ABSURD_DEPTH])
 def test_absurd_amf_nesting_is_a_protocol_error(kind: str, depth: int) -> None:
     _, error = run(b"".join(publish_blocks(PublishSession())[:2]) + deep_command_block(depth, kind))
     assert error is not None and "nested deeper than 32 levels" in error

@@ -9,8 +9,16 @@ from ingest.rtmp import amf0
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import PublishRequested
-from tests.protocol.helpers import AUDIO, C0C1, C2, command, handshaken, message_chunks
-from tests.protocol.hostile import Limits, deep_command_block, run
+from tests.protocol.helpers import (
+    AUDIO,
+    C0C1,
+    C2,
+    command,
+    handshaken,
+    message_chunks,
+    stream_created,
+)
+from tests.protocol.hostile import ABSURD_DEPTH, Limits, deep_command_block, run
 
 
 def test_buffered_bytes_counts_a_partial_chunk_and_unfinished_messages() -> None:
@@ -37,19 +45,21 @@ def test_consumed_bytes_are_not_kept_between_calls() -> None:
 def test_publishes_on_ever_new_message_streams_are_a_protocol_error() -> None:
     # Each publish name was remembered until its unpublish: a peer sending publish on new
     # message stream ids without end grew the connection's memory without bound.
-    conn = handshaken()
+    conn = stream_created()
+    conn.receive_data(command("publish", 0.0, None, "key1", "live", stream_id=1, csid=8))
+    conn.accept_publish(1)  # once publishing, further publishes do not pause parsing
     publishes = b"".join(
-        command("publish", 0.0, None, f"key{i}", "live", stream_id=i, csid=8) for i in range(1, 9)
+        command("publish", 0.0, None, f"key{i}", "live", stream_id=i, csid=8) for i in range(2, 9)
     )
     events = conn.receive_data(publishes)
-    assert len([e for e in events if isinstance(e, PublishRequested)]) == 8
+    assert len([e for e in events if isinstance(e, PublishRequested)]) == 7
     ninth = command("publish", 0.0, None, "key9", "live", stream_id=9, csid=8)
     with pytest.raises(RTMPProtocolError, match="RTMP peer publishes on more than 8 streams"):
         conn.receive_data(ninth)
 
 
 def test_publishing_again_on_the_same_stream_is_not_counted_twice() -> None:
-    conn = handshaken()
+    conn = stream_created()
     again = command("publish", 0.0, None, "key", "live", stream_id=1, csid=8)
     for _ in range(20):
         conn.receive_data(again)
@@ -67,5 +77,5 @@ def test_amf_depth_limit_is_capped_below_the_recursion_limit() -> None:
 @pytest.mark.parametrize("kind", ["strict_array", "object", "ecma_array", "typed_object"])
 def test_deepest_allowed_amf_nesting_is_a_protocol_error_past_it(kind: str) -> None:
     limits = Limits(max_amf_depth=100)
-    _, error = run(C0C1 + C2 + deep_command_block(100_000, kind), limits=limits)
+    _, error = run(C0C1 + C2 + deep_command_block(ABSURD_DEPTH, kind), limits=limits)
     assert error is not None and "nested deeper than 100 levels" in error

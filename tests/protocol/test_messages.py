@@ -27,8 +27,10 @@ from tests.protocol.helpers import (
     check_feeds,
     command,
     connect_command,
+    connected,
     handshaken,
     message_chunks,
+    stream_created,
 )
 
 METADATA = ECMAArray(width=1280.0, height=720.0, videocodecid=7.0, encoder="Lavf61.7.100")
@@ -40,6 +42,7 @@ def test_play_is_reported() -> None:
     check_feeds(
         command("play", 4.0, None, "cam1", -2.0, stream_id=1),
         [PlayRequested(stream_id=1, name="cam1")],
+        start=stream_created,
     )
 
 
@@ -50,6 +53,7 @@ def test_other_commands_are_reported() -> None:
             CommandReceived(0, "getStreamLength", 3.0, [None, "x"]),
             CommandReceived(0, "_checkbw", 4.0, []),
         ],
+        start=connected,
     )
 
 
@@ -57,7 +61,7 @@ def test_amf3_command_message_is_decoded_as_amf0() -> None:
     """Type 17: a leading 0 byte, then AMF0 values (as ffmpeg sends and reads them)."""
     body = b"\x00" + amf0.encode("createStream", 2.0, None)
     data = message_chunks(0, 3, body, type_id=17, stream_id=0)
-    check_feeds(data, [StreamCreated(1)])
+    check_feeds(data, [StreamCreated(1)], start=connected)
 
 
 def test_metadata_variants() -> None:

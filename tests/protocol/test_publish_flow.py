@@ -13,6 +13,7 @@ from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import (
     ConnectRequested,
     Event,
+    HandshakeCompleted,
     MediaReceived,
     MetadataReceived,
     PublishRequested,
@@ -21,16 +22,23 @@ from ingest.rtmp.events import (
 )
 from tests.protocol.helpers import (
     AUDIO,
+    C0C1,
+    C2,
     DATA,
+    ERROR_JUNK,
+    ERROR_JUNK_MESSAGE,
+    PENDING_JUNK,
     VIDEO,
     ServerOutput,
-    check_feeds,
     command,
     connect_command,
+    connected,
     handshaken,
     message_chunks,
     set_chunk_size,
+    stream_created,
 )
+from tests.protocol.hostile import run
 
 KEY = "sk_live_123"
 CONNECT_PROPERTIES = {
@@ -165,7 +173,15 @@ def test_whole_client_stream_whole_bytewise_and_with_junk() -> None:
         *expected_media_events(),
         UnpublishRequested(1, "FCUnpublish"),
     ]
-    check_feeds(data, expected)
+    # Fed like a session does: answering connect and publish, and reading on after the
+    # publish (which pauses parsing until it is answered).
+    data = C0C1 + C2 + data
+    expected = [HandshakeCompleted(), *expected]
+    assert run(data) == (expected, None)
+    assert run(data, range(len(data))) == (expected, None)
+    for junk in PENDING_JUNK:
+        assert run(data + junk) == (expected, None)
+    assert run(data + ERROR_JUNK) == (expected, ERROR_JUNK_MESSAGE)
 
 
 def test_gstreamer_style_publish_with_transaction_id_zero() -> None:
@@ -191,7 +207,7 @@ def test_gstreamer_style_publish_with_transaction_id_zero() -> None:
 
 
 def test_second_created_stream_answers_on_its_own_stream_id() -> None:
-    conn = handshaken()
+    conn = connected()
     out = ServerOutput()
     events = conn.receive_data(
         command("createStream", 2.0, None)
@@ -235,7 +251,7 @@ def test_reject_connect() -> None:
 
 
 def test_reject_publish_answers_on_the_publish_stream() -> None:
-    conn = handshaken()
+    conn = connected()
     out = ServerOutput()
     conn.receive_data(
         command("createStream", 4.0, None) + command("publish", 5.0, None, "bad", stream_id=1)
@@ -259,7 +275,7 @@ def test_reject_publish_answers_on_the_publish_stream() -> None:
 
 
 def test_end_publish_and_send_status() -> None:
-    conn = handshaken()
+    conn = stream_created()
     out = ServerOutput()
     conn.receive_data(command("publish", 5.0, None, KEY, stream_id=1))
     conn.end_publish(1, "Stream ended by an operator.")
@@ -287,6 +303,7 @@ def test_end_publish_and_send_status() -> None:
     ],
 )
 def test_unpublish_commands_report_once(commands: bytes, expected: UnpublishRequested) -> None:
-    conn = handshaken()
+    conn = stream_created()
     conn.receive_data(command("publish", 5.0, None, KEY, stream_id=1))
+    conn.accept_publish(1)
     assert conn.receive_data(commands) == [expected]

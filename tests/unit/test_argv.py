@@ -150,6 +150,20 @@ def test_restream_ca_file_only_for_rtmps() -> None:
         restream_argv(FF, publish_url="rtmp://h/app/k", ca_file="/ca.pem")
 
 
+@pytest.mark.parametrize("scheme", ["RTMP", "Rtmp", "RTMPS"])
+def test_restream_argv_hands_ffmpeg_a_lower_case_scheme(scheme: str) -> None:
+    # ffmpeg's protocol names are case-sensitive: "RTMP://" is "Protocol not found".
+    argv = restream_argv(FF, publish_url=f"{scheme}://Live.example.com/App/KEY")
+    assert argv[-1] == f"{scheme.lower()}://Live.example.com/App/KEY"
+
+
+def test_restream_argv_sends_the_given_tc_url() -> None:
+    argv = restream_argv(
+        FF, publish_url="rtmp://192.0.2.7:1935/app/KEY", tc_url="rtmp://live.example.com:1935/app"
+    )
+    assert argv[-3:] == ["-rtmp_tcurl", "rtmp://live.example.com:1935/app", argv[-1]]
+
+
 # -- redaction --------------------------------------------------------------------------------
 
 

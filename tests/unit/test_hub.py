@@ -2,12 +2,16 @@
 
 import asyncio
 
-from ingest.flv import TAG_AUDIO, TAG_VIDEO, file_header
-from ingest.hub import StreamHub, Tracks
+import pytest
+
+from ingest.flv import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, file_header, frame_tag
+from ingest.hub import MAX_SEQUENCE_HEADER_BYTES, MediaRefused, StreamHub, Tracks
 
 AVC_SEQ = b"\x17\x00\x00\x00\x00\x01\x64"
 AAC_SEQ = b"\xaf\x00\x12\x10"
 META = {"videocodecid": 7.0, "audiocodecid": 10.0}
+META_BODY = b"\x02\x00\x0aonMetaData\x03\x00\x00\x09"
+META_TAG = frame_tag(TAG_SCRIPT, 0, META_BODY)
 
 
 def key(n: int = 100) -> bytes:
@@ -20,7 +24,7 @@ def inter(n: int = 100) -> bytes:
 
 def started_hub(queue_bytes: int = 10_000) -> StreamHub:
     hub = StreamHub("s" * 24, queue_bytes=queue_bytes)
-    hub.publish_metadata(b"\x02\x00\x0aonMetaData\x03\x00\x00\x09", META)
+    hub.publish_metadata(META_BODY, META)
     hub.publish_media(TAG_VIDEO, 0, AVC_SEQ)
     hub.publish_media(TAG_AUDIO, 0, AAC_SEQ)
     return hub
@@ -78,15 +82,107 @@ async def test_lagging_subscription_drops_until_next_keyframe_and_never_blocks()
     assert fast.dropped_frames == 0
 
 
-async def test_sequence_headers_pass_a_full_queue() -> None:
+async def test_sequence_header_that_finds_the_queue_full_comes_before_the_next_keyframe() -> None:
     hub = started_hub(queue_bytes=300)
     sub = hub.subscribe("s")
     await drain(sub)
     hub.publish_media(TAG_VIDEO, 0, key(250))
-    hub.publish_media(TAG_VIDEO, 1, inter(250))
+    hub.publish_media(TAG_VIDEO, 1, inter(250))  # does not fit: dropping until a keyframe
     hub.publish_media(TAG_VIDEO, 2, AVC_SEQ)
+    assert [key(250) in tag for tag in await drain(sub)] == [True]
+    hub.publish_media(TAG_VIDEO, 3, key(100))
     batch = await drain(sub)
-    assert any(AVC_SEQ in tag for tag in batch)
+    assert len(batch) == 2 and AVC_SEQ in batch[0] and key(100) in batch[1]
+
+
+def avc_header(n: int, size: int) -> bytes:
+    """A distinct AVC sequence header body of ``size`` bytes."""
+    return b"\x17\x00\x00\x00\x00" + n.to_bytes(4, "big") + bytes(size - 9)
+
+
+def aac_header(n: int, size: int) -> bytes:
+    return b"\xaf\x00" + n.to_bytes(4, "big") + bytes(size - 6)
+
+
+async def test_lagging_subscription_fed_many_headers_stays_within_its_byte_limit() -> None:
+    hub = started_hub(queue_bytes=10_000)
+    sub = hub.subscribe("never-reads")
+    for n in range(200):  # 200 headers of 1000 bytes, both tracks, nothing read
+        hub.publish_media(TAG_VIDEO, n, avc_header(n, 1000))
+        hub.publish_media(TAG_AUDIO, n, aac_header(n, 1000))
+        hub.publish_media(TAG_VIDEO, n, inter(500))
+    assert sub.queued_bytes <= 10_000
+    hub.publish_media(TAG_VIDEO, 300, key(100))
+    tags = await drain(sub)
+    assert sum(map(len, tags)) <= 10_000
+
+
+async def test_only_the_latest_header_per_track_is_kept_for_a_lagging_reader() -> None:
+    hub = started_hub(queue_bytes=1_000)
+    sub = hub.subscribe("slow")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key(900))  # the queue is full from here
+    for n in range(5):
+        hub.publish_media(TAG_VIDEO, n, avc_header(n, 100))
+        hub.publish_media(TAG_AUDIO, n, aac_header(n, 50))
+    await drain(sub)  # the reader catches up: only the keyframe was queued
+    hub.publish_media(TAG_VIDEO, 40, key(100))
+    batch = await drain(sub)
+    assert batch[0].find(avc_header(4, 100)) == 11
+    assert batch[1].find(aac_header(4, 50)) == 11
+    assert key(100) in batch[2] and len(batch) == 3
+
+
+async def test_unread_header_is_replaced_by_a_newer_one_of_its_track() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("s")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key())
+    for n in range(10):  # an encoder repeating its configuration with nothing in between
+        hub.publish_media(TAG_VIDEO, 1, avc_header(n, 200))
+        hub.publish_media(TAG_AUDIO, 1, aac_header(n, 100))
+    hub.publish_media(TAG_VIDEO, 2, inter())
+    hub.publish_media(TAG_VIDEO, 3, avc_header(10, 200))  # after a frame: queued, not replaced
+    batch = await drain(sub)
+    assert len(batch) == 5
+    assert avc_header(9, 200) in batch[1] and aac_header(9, 100) in batch[2]
+    assert avc_header(10, 200) in batch[4]
+
+
+async def test_header_that_waits_is_not_overtaken_by_a_later_one() -> None:
+    hub = started_hub(queue_bytes=1_000)
+    sub = hub.subscribe("s")
+    await drain(sub)
+    hub.publish_media(TAG_VIDEO, 0, key(100))
+    hub.publish_media(TAG_VIDEO, 1, avc_header(1, 100))  # queued
+    hub.publish_media(TAG_VIDEO, 2, avc_header(2, 900))  # too big to replace it: waits
+    hub.publish_media(TAG_VIDEO, 3, avc_header(3, 100))  # replaces the waiting one
+    assert len(await drain(sub)) == 2
+    hub.publish_media(TAG_VIDEO, 4, key(100))
+    batch = await drain(sub)
+    assert avc_header(3, 100) in batch[0] and key(100) in batch[1] and len(batch) == 2
+
+
+async def test_oversized_sequence_header_is_refused() -> None:
+    hub = started_hub()
+    sub = hub.subscribe("s")
+    await drain(sub)
+    for kind, body in (
+        (TAG_VIDEO, avc_header(1, MAX_SEQUENCE_HEADER_BYTES + 1)),
+        (TAG_AUDIO, aac_header(1, MAX_SEQUENCE_HEADER_BYTES + 1)),
+    ):
+        with pytest.raises(MediaRefused, match=f"of {MAX_SEQUENCE_HEADER_BYTES + 1} bytes"):
+            hub.publish_media(kind, 0, body)
+    with pytest.raises(MediaRefused, match="onMetaData"):
+        hub.publish_metadata(bytes(MAX_SEQUENCE_HEADER_BYTES + 1), META)
+    assert sub.queued_bytes == 0
+    hub.publish_media(TAG_VIDEO, 0, avc_header(2, MAX_SEQUENCE_HEADER_BYTES))  # the cap itself
+    late = await drain(hub.subscribe("late"))  # cached headers: the accepted ones only
+    assert [len(tag) for tag in late[1:]] == [
+        len(META_TAG),
+        MAX_SEQUENCE_HEADER_BYTES + 15,
+        len(AAC_SEQ) + 15,
+    ]
 
 
 async def test_audio_only_stream_without_metadata() -> None:

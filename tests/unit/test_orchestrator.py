@@ -39,7 +39,8 @@ def make_ready(outputs: StreamOutputs) -> None:
 
 
 def rt(target_id: str, key: str) -> RestreamTarget:
-    return RestreamTarget(target_id, f"rtmp://ingest.example/app/{key}")
+    # A public address: the output resolves names before it starts ffmpeg, and there is no DNS.
+    return RestreamTarget(target_id, f"rtmp://93.184.216.34/app/{key}")
 
 
 @pytest.fixture

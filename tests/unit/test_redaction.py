@@ -13,6 +13,7 @@ from config import Settings
 from ingest.authorizer import RestreamTarget
 from ingest.hub import StreamHub
 from tests.conftest import assert_hidden
+from tests.fakes import FakeResolver
 from workers.argv import REDACTED, format_argv, make_redactor, restream_argv
 from workers.restream import RestreamOutput
 
@@ -42,7 +43,9 @@ BASES = (
 def restream_output(url: str, key: str, tmp_path: Path) -> RestreamOutput:
     hub = StreamHub("e" * 24, queue_bytes=100_000)
     target = RestreamTarget("t9", f"{url}/{key}", stream_key=key)
-    return RestreamOutput(Settings(data_dir=tmp_path), ffmpeg=FF, hub=hub, target=target)
+    return RestreamOutput(
+        Settings(data_dir=tmp_path), ffmpeg=FF, hub=hub, target=target, resolve=FakeResolver()
+    )
 
 
 def lower_hex(text: str) -> str:
@@ -63,10 +66,12 @@ def ffmpeg_says(url: str) -> list[str]:
 
 @pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("key", HOSTILE_KEYS)
-def test_restream_key_is_hidden_everywhere(base: str, key: str, tmp_path: Path) -> None:
+async def test_restream_key_is_hidden_everywhere(base: str, key: str, tmp_path: Path) -> None:
     relay = restream_output(base, key, tmp_path)
     url = relay.target.publish_url
-    started = format_argv(relay._argv(), relay.supervisor._redact)
+    # The argv as started: the checked address, and the name (perhaps with the key's first
+    # segment as the application) in -rtmp_tcurl.
+    started = format_argv(relay._argv(await relay.plan()), relay.supervisor._redact)
     assert_hidden(key, started)
     assert started.startswith(f"{FF} -hide_banner") and REDACTED in started
     for line in ffmpeg_says(url):

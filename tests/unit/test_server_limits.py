@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
+
 import pytest
 
 from config.settings import Settings, SettingsError
+from ingest.authorizer import PublishDenied, PublishGrant
 from ingest.limits import AddressConnections, AuthFailureThrottle, CloseReason
-
-
-class FakeClock:
-    """Monotonic seconds that move only when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
+from ingest.live import LiveStreams
+from ingest.ratelimit import WarningRateLimiter
+from ingest.server import RTMPServer
+from ingest.session import LiveOutputs
+from tests.fakes import FakeClock
+from tests.polling import eventually
 
 # -- connections per address --------------------------------------------------------------------
 
@@ -149,3 +146,72 @@ def test_limit_settings_have_safe_defaults_and_come_from_the_environment() -> No
 def test_limit_settings_refuse_nonsense(name: str, value: int) -> None:
     with pytest.raises(SettingsError, match=f"LIVERELAY_{name.upper()}"):
         Settings(**{name: value})  # type: ignore[arg-type]
+
+
+# -- warnings at a limited rate ---------------------------------------------------------------
+
+
+def test_rate_limited_warnings_count_what_they_hold_back() -> None:
+    clock = FakeClock()
+    limiter = WarningRateLimiter(10.0, clock=clock)
+    assert limiter.allow("address_limit") == 0
+    assert [limiter.allow("address_limit") for _ in range(5)] == [None] * 5
+    assert limiter.allow("connection_limit") == 0  # each key has its own interval
+    clock.advance(9.9)
+    assert limiter.allow("address_limit") is None
+    clock.advance(0.1)
+    assert limiter.allow("address_limit") == 6
+    assert limiter.allow("address_limit") is None
+    clock.advance(10)
+    assert limiter.allow("address_limit") == 1
+
+
+async def test_refused_connections_log_one_warning_per_reason_and_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ingest.server")
+    clock = FakeClock()
+    settings = Settings(
+        data_dir=tmp_path, rtmp_host="127.0.0.1", rtmp_port=0, rtmp_max_connections_per_address=1
+    )
+    server = RTMPServer(
+        settings, authorizer=RefuseAll(), sink=NoSink(), live=LiveStreams(), clock=clock
+    )
+    await server.start()
+    try:
+        _, held = await asyncio.open_connection("127.0.0.1", server.port)
+        await eventually(lambda: server.connection_count == 1)
+        await refuse(server, 30)
+        clock.advance(10)
+        await refuse(server, 5)
+        held.close()
+    finally:
+        await server.close()
+    assert server.rejected == {"address_limit": 35}
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("1 open from its address")
+    assert lines[1].endswith("1 open from its address (29 more since the last warning)")
+    assert sum(r.levelno == logging.DEBUG for r in caplog.records) == 33
+
+
+async def refuse(server: RTMPServer, count: int) -> None:
+    """Open ``count`` connections the per-address cap refuses; wait for each close."""
+    for _ in range(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await reader.read() == b""
+        writer.close()
+
+
+class RefuseAll:
+    """An authorizer that knows no stream key (refused connections never ask)."""
+
+    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+        raise PublishDenied("unknown stream key")
+
+
+class NoSink:
+    """A sink that must not be reached: no publish is accepted here."""
+
+    async def open(self, grant: PublishGrant, client_address: str) -> LiveOutputs:
+        raise AssertionError("no publish is accepted in this test")

@@ -18,16 +18,9 @@ from api.auth import (
     read_token,
 )
 from config import Settings, SettingsError
+from tests.fakes import FakeClock
 
 SECRET = "s" * 64
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def account(n: int) -> AuthenticatedAccount:

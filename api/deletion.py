@@ -1,0 +1,228 @@
+"""Carrying out deletions on this node: a deleted stream's live session ends, its recordings
+stop being served at once and their files are removed; the same for every stream of a deleted
+account.
+
+The database says what is deleted (``live_streams.deleted_at``, ``accounts.deleted_at``, and
+recordings in status ``deleted``); this node acts on it:
+
+- ``DELETE /v1/livestreams/{id}`` marks the stream and its recordings in one transaction, ends
+  the live session, then calls :meth:`DeletionSweeper.remove_recordings` before it answers.
+- ``liverelay apikey delete`` runs in another process and marks the account, its streams and
+  their recordings. The server notices at its next sweep, every
+  ``LIVERELAY_DELETION_CHECK_SECONDS``: live publishers of deleted streams or accounts are
+  disconnected (reason ``deleted``), then their recordings removed. A sweep costs one query by
+  primary key over the streams live on this node, and one over the ``recordings.status`` index.
+- At start-up, the first sweep removes what a stop in between left: recordings still marked
+  ``deleted``, and withdrawn files not yet removed.
+
+Playback serves recordings from disk without asking the database (segments are requested
+often). Removing a recording therefore starts with one rename of its directory out of the
+served tree (:meth:`workers.storage.LocalRecordingStorage.withdraw`): every request after it is
+a 404. Only then is its row deleted, and its files are removed in the background. A stop between
+the two steps leaves the row marked ``deleted``, found again by the next sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+
+from aiohttp import web
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.database import describe_error
+from api.keys import DB_SESSIONMAKER, LIVE, SETTINGS
+from api.media import ORCHESTRATOR, RECORDING_STORAGE, end_live
+from api.models import Account, LiveStream, Recording
+from api.queries import DELETED
+from ingest.live import EndReason
+from workers.storage import LocalRecordingStorage
+
+log = logging.getLogger(__name__)
+
+REMOVAL_BATCH = 100
+"""Recordings withdrawn per query."""
+
+EndLive = Callable[[str, EndReason], Awaitable[bool]]
+
+
+class DeletionSweeper:
+    """Ends the live sessions of deleted streams and removes their recordings' files."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        storage: LocalRecordingStorage,
+        *,
+        live_ids: Callable[[], Iterable[str]],
+        end_live: EndLive,
+        interval: float,
+    ) -> None:
+        """``live_ids``: the streams with a publisher or a running session on this node;
+        ``end_live``: ends one of them; ``interval``: seconds between sweeps."""
+        self._sessionmaker = sessionmaker
+        self._storage = storage
+        self._live_ids = live_ids
+        self._end_live = end_live
+        self._interval = interval
+        self._runner: asyncio.Task[None] | None = None
+        self._emptying: asyncio.Task[None] | None = None
+        self._empty_again = False
+        self.sweeps = 0
+        """Sweeps completed (failed ones not counted)."""
+
+    def start(self) -> None:
+        """Sweep now (leftovers of the last run), then every ``interval`` seconds."""
+        self._empty_soon()
+        self._runner = asyncio.create_task(self._run(), name="deletion-sweeper")
+
+    async def close(self) -> None:
+        """Stop sweeping; files not yet removed wait in the trash for the next start."""
+        for task in (self._runner, self._emptying):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._runner = self._emptying = None
+
+    async def sweep(self) -> None:
+        """End what is live of deleted streams here, then remove deleted recordings."""
+        await self.end_deleted_live()
+        await self.remove_recordings()
+
+    async def end_deleted_live(self) -> list[str]:
+        """Disconnect the publishers (and end the sessions) of deleted streams and of deleted
+        accounts' streams on this node; returns their ids."""
+        live = sorted(set(self._live_ids()))
+        if not live:
+            return []
+        async with self._sessionmaker() as session:
+            deleted = await _deleted_among(session, live)
+        for stream_id in deleted:
+            if await self._end_live(stream_id, "deleted"):
+                log.info("live stream %s was deleted: its live session ended", stream_id)
+        return deleted
+
+    async def remove_recordings(self, stream_ids: Sequence[str] | None = None) -> int:
+        """Withdraw the recordings marked ``deleted`` (of ``stream_ids`` only, if given) and
+        delete their rows; their files are removed in the background. Streams with a running
+        session here are left for a later sweep (their recording is still being written).
+        Returns how many recordings were withdrawn."""
+        removed = 0
+        while True:
+            batch = await self._withdraw_batch(stream_ids)
+            removed += batch
+            if batch < REMOVAL_BATCH:
+                break
+        if removed:
+            log.info("removed %d recordings of deleted streams", removed)
+            self._empty_soon()
+        return removed
+
+    async def _withdraw_batch(self, stream_ids: Sequence[str] | None) -> int:
+        busy = set(self._live_ids())
+        async with self._sessionmaker() as session:
+            ids = await _deleted_recordings(session, stream_ids, busy)
+        for recording_id in ids:
+            await self._storage.withdraw(recording_id)
+        if ids:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(
+                    delete(Recording).where(Recording.id.in_(ids), Recording.status == DELETED)
+                )
+        return len(ids)
+
+    def _empty_soon(self) -> None:
+        """Remove the withdrawn files in the background (once more if a removal runs)."""
+        if self._emptying is not None and not self._emptying.done():
+            self._empty_again = True
+            return
+        self._emptying = asyncio.create_task(self._empty(), name="recording-trash")
+
+    async def _empty(self) -> None:
+        while True:
+            self._empty_again = False
+            try:
+                await self._storage.empty_trash()
+            except OSError as exc:
+                log.warning("withdrawn recordings not removed: %s", describe_error(exc))
+            if not self._empty_again:
+                return
+
+    async def _run(self) -> None:
+        failing = False
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # the database may be away: try again next time
+                level = logging.DEBUG if failing else logging.WARNING
+                log.log(level, "deleted streams not swept: %s", describe_error(exc))
+                failing = True
+            else:
+                self.sweeps += 1
+                failing = False
+            await asyncio.sleep(self._interval)
+
+
+async def _deleted_among(session: AsyncSession, stream_ids: Sequence[str]) -> list[str]:
+    """Which of ``stream_ids`` are deleted, or belong to a deleted account."""
+    query = (
+        select(LiveStream.id)
+        .join(Account, Account.id == LiveStream.account_id)
+        .where(
+            LiveStream.id.in_(stream_ids),
+            or_(LiveStream.deleted_at.is_not(None), Account.deleted_at.is_not(None)),
+        )
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def _deleted_recordings(
+    session: AsyncSession, stream_ids: Sequence[str] | None, busy: set[str]
+) -> list[str]:
+    """Up to :data:`REMOVAL_BATCH` recordings marked ``deleted``, not of ``busy`` streams."""
+    query = select(Recording.id).where(Recording.status == DELETED)
+    if stream_ids is not None:
+        query = query.where(Recording.live_stream_id.in_(stream_ids))
+    if busy:
+        query = query.where(Recording.live_stream_id.not_in(busy))
+    query = query.order_by(Recording.id).limit(REMOVAL_BATCH)
+    return list((await session.execute(query)).scalars())
+
+
+DELETION_SWEEPER = web.AppKey("deletion_sweeper", DeletionSweeper)
+"""The app's sweeper (routes call :meth:`DeletionSweeper.remove_recordings`)."""
+
+
+def _live_ids(app: web.Application) -> Callable[[], list[str]]:
+    """The streams with a publisher, or a session that is not ending, on this node."""
+
+    def live_ids() -> list[str]:
+        running = [o.grant.stream_id for o in app[ORCHESTRATOR].live_outputs() if not o.ending]
+        return [*app[LIVE].stream_ids(), *running]
+
+    return live_ids
+
+
+async def deletion_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` (after the media context): sweep while the app runs."""
+
+    async def end(stream_id: str, reason: EndReason) -> bool:
+        return await end_live(app, stream_id, reason)
+
+    sweeper = DeletionSweeper(
+        app[DB_SESSIONMAKER],
+        app[RECORDING_STORAGE],
+        live_ids=_live_ids(app),
+        end_live=end,
+        interval=app[SETTINGS].deletion_check_seconds,
+    )
+    app[DELETION_SWEEPER] = sweeper
+    sweeper.start()
+    try:
+        yield
+    finally:
+        await sweeper.close()

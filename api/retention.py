@@ -1,0 +1,165 @@
+"""Retention: webhook deliveries and ended live sessions older than
+``LIVERELAY_RETENTION_DAYS`` are deleted, at start-up and then every
+:data:`PRUNE_INTERVAL_SECONDS`.
+
+What is pruned, and by which timestamp:
+
+- ``webhook_deliveries`` that are ``delivered`` or ``failed``, by ``created_at`` (when the event
+  happened). A ``pending`` delivery is never pruned: the dispatcher gives up on it long before.
+- ``live_sessions`` that ended, by ``ended_at``. A live session (no ``ended_at``) is never pruned,
+  however long ago it started. Recordings reference streams, not sessions, so they stay.
+
+Rows go in batches of :data:`PRUNE_BATCH`, one short transaction each, so a first run over a
+large backlog never holds a long lock. Nodes sharing a database may prune at the same time:
+deleting what another node already deleted is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.database import describe_error
+from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.models import LiveSession, WebhookDelivery, utc_now
+
+log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_SECONDS = 3600.0
+"""Time between two prunes."""
+PRUNE_BATCH = 1000
+"""Rows deleted per transaction."""
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """How many rows one prune deleted."""
+
+    deliveries: int
+    """Webhook deliveries (delivered or failed) older than the retention."""
+    sessions: int
+    """Live sessions that ended before the retention."""
+
+
+async def prune_older_than(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    retention: timedelta,
+    *,
+    now: datetime | None = None,
+) -> Pruned:
+    """Delete the deliveries and ended sessions older than ``retention`` (from ``now``)."""
+    cutoff = (now or utc_now()) - retention
+    deliveries = await _delete_all(
+        sessionmaker,
+        WebhookDelivery.id,
+        WebhookDelivery.status != "pending",
+        WebhookDelivery.created_at < cutoff,
+    )
+    sessions = await _delete_all(
+        sessionmaker,
+        LiveSession.id,
+        LiveSession.ended_at.is_not(None),
+        LiveSession.ended_at < cutoff,
+    )
+    return Pruned(deliveries, sessions)
+
+
+async def _delete_all(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    key: Any,
+    *where: ColumnElement[bool],
+) -> int:
+    """Delete the rows of ``key``'s table matching ``where``, a batch per transaction."""
+    total = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            ids = (await session.execute(select(key).where(*where).limit(PRUNE_BATCH))).scalars()
+            batch = list(ids)
+            if batch:
+                await session.execute(delete(key.class_).where(key.in_(batch)))
+        total += len(batch)
+        if len(batch) < PRUNE_BATCH:
+            return total
+
+
+class RetentionTask:
+    """Prunes at start and every ``interval`` seconds while the app runs."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        retention: timedelta,
+        *,
+        interval: float = PRUNE_INTERVAL_SECONDS,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._retention = retention
+        self._interval = interval
+        self._clock = clock
+        self._runner: asyncio.Task[None] | None = None
+        self.passes = 0
+        """Prunes completed (failed ones not counted)."""
+
+    def start(self) -> None:
+        """Start pruning in the background."""
+        self._runner = asyncio.create_task(self._run(), name="retention")
+
+    async def close(self) -> None:
+        """Stop pruning (a prune under way is rolled back)."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+
+    async def prune_once(self) -> Pruned | None:
+        """One prune; a failure (the database away) is logged and waits for the next."""
+        try:
+            pruned = await prune_older_than(self._sessionmaker, self._retention, now=self._clock())
+        except Exception as exc:
+            log.warning("retention: old rows not pruned: %s", describe_error(exc))
+            return None
+        self.passes += 1
+        if pruned.deliveries or pruned.sessions:
+            log.info(
+                "retention: pruned %d webhook deliveries and %d live sessions older than %s",
+                pruned.deliveries,
+                pruned.sessions,
+                self._retention,
+            )
+        return pruned
+
+    async def _run(self) -> None:
+        while True:
+            await self.prune_once()
+            await asyncio.sleep(self._interval)
+
+
+RETENTION = web.AppKey("retention", RetentionTask)
+"""The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
+
+
+async def retention_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: prune while the app runs (after the database context started)."""
+    days = app[SETTINGS].retention_days
+    if days == 0:
+        log.info("retention: disabled (LIVERELAY_RETENTION_DAYS=0); nothing is pruned")
+        yield
+        return
+    task = RetentionTask(app[DB_SESSIONMAKER], timedelta(days=days))
+    app[RETENTION] = task
+    task.start()
+    try:
+        yield
+    finally:
+        await task.close()
