@@ -61,7 +61,7 @@ def create_app(
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(deletion_context)
     app.cleanup_ctx.append(retention_context)
-    health.register(app.router)
+    health.register(app)
     livestreams.register(app.router)
     lifecycle.register(app.router)
     restream.register(app.router)

@@ -13,6 +13,7 @@ from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
 from ingest.live import LiveStreams
+from ingest.ratelimit import WarningRateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
@@ -28,6 +29,8 @@ AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
 """The database-backed publish authorizer handed to the ingest server."""
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 """API tokens verified in the last ``LIVERELAY_TOKEN_CACHE_SECONDS`` (JWT middleware)."""
+READINESS_WARNINGS = web.AppKey("readiness_warnings", WarningRateLimiter)
+"""Limits the warnings of failing readiness checks (anyone may ask ``/readyz`` at any rate)."""
 
 # web.RequestKey needs aiohttp >= 3.14.
 REQUEST_ID = web.RequestKey("request_id", str)

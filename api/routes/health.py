@@ -1,7 +1,9 @@
 """``GET /healthz`` (liveness) and ``GET /readyz`` (readiness), both without authentication.
 
 ``/readyz`` names the failing checks only; why they failed (paths, database host and user,
-exception text) goes to the log. ``GET /metrics`` lives in :mod:`api.metrics_listener`."""
+exception text) goes to the log: as a warning once per :data:`READINESS_WARNING_INTERVAL` and
+check, with the number held back, and at DEBUG in between, since anyone may ask at any rate.
+``GET /metrics`` lives in :mod:`api.metrics_listener`."""
 
 from __future__ import annotations
 
@@ -9,26 +11,31 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
 from sqlalchemy import text
 
-from api.keys import DB_ENGINE, SETTINGS
+from api.keys import DB_ENGINE, READINESS_WARNINGS, SETTINGS
 from api.media import FFMPEG_PATH
 from api.schemas import HealthOutput, ReadinessOutput
+from ingest.ratelimit import WarningRateLimiter
 
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
 """Seconds each readiness check may take before it counts as failing."""
+READINESS_WARNING_INTERVAL = 60.0
+"""Seconds between two warnings about one failing check."""
 
 
-def register(router: web.UrlDispatcher) -> None:
-    """Add the health and readiness routes to ``router``."""
-    router.add_get("/healthz", healthz, allow_head=False)
-    router.add_get("/readyz", readyz, allow_head=False)
+def register(app: web.Application) -> None:
+    """Add the health and readiness routes to ``app``, and the limiter of its warnings."""
+    app[READINESS_WARNINGS] = WarningRateLimiter(READINESS_WARNING_INTERVAL, clock=time.monotonic)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -41,26 +48,43 @@ async def readyz(request: web.Request) -> web.Response:
     with each failing check marked ``failed`` (the reason is logged)."""
     app = request.app
     checks = {
-        "database": await _check("database", _database(app)),
-        "ffmpeg": await _check("ffmpeg", asyncio.to_thread(_executable, app[FFMPEG_PATH])),
-        "storage": await _check("storage", asyncio.to_thread(_writable, app[SETTINGS].data_dir)),
+        "database": await _check(app, "database", _database(app)),
+        "ffmpeg": await _check(app, "ffmpeg", asyncio.to_thread(_executable, app[FFMPEG_PATH])),
+        "storage": await _check(
+            app, "storage", asyncio.to_thread(_writable, app[SETTINGS].data_dir)
+        ),
     }
     ok = all(result == "ok" for result in checks.values())
     body = ReadinessOutput(status="ok" if ok else "unavailable", checks=checks)
     return web.json_response(body.model_dump(by_alias=True), status=200 if ok else 503)
 
 
-async def _check(name: str, work: object) -> Literal["ok", "failed"]:
+async def _check(app: web.Application, name: str, work: object) -> Literal["ok", "failed"]:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await work  # type: ignore[misc]
     except TimeoutError:
-        log.warning("readiness check %s failed: timed out after %g s", name, CHECK_TIMEOUT)
+        _failed(app, name, f"timed out after {CHECK_TIMEOUT:g} s")
         return "failed"
     except Exception as exc:  # any failure is a readiness answer, not a server error
-        log.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+        _failed(app, name, f"{type(exc).__name__}: {exc}")
         return "failed"
     return "ok"
+
+
+def _failed(app: web.Application, name: str, reason: str) -> None:
+    held_back = app[READINESS_WARNINGS].allow(name)
+    if held_back is None:
+        log.debug("readiness check %s failed: %s", name, reason)
+    elif held_back:
+        log.warning(
+            "readiness check %s failed: %s (%d more since the last warning)",
+            name,
+            reason,
+            held_back,
+        )
+    else:
+        log.warning("readiness check %s failed: %s", name, reason)
 
 
 async def _database(app: web.Application) -> None:

@@ -14,10 +14,13 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
-from api.keys import DB_ENGINE, METRICS_PORT
+from api.keys import DB_ENGINE, METRICS_PORT, READINESS_WARNINGS
+from api.routes.health import READINESS_WARNING_INTERVAL
 from config import Secret, Settings, SettingsError
+from ingest.ratelimit import WarningRateLimiter
 from tests.api.conftest import assert_error
 from tests.conftest import postgres_admin
+from tests.fakes import FakeClock
 
 METRICS_TOKEN = "scrape-token-5f1c9e"
 
@@ -222,3 +225,31 @@ async def scrape(client: TestClient) -> Scraped:
 def test_metrics_port_setting_is_checked(value: str) -> None:
     with pytest.raises(SettingsError, match="LIVERELAY_METRICS_PORT"):
         Settings.from_env({"LIVERELAY_METRICS_PORT": value})
+
+
+async def test_a_failing_check_warns_at_a_limited_rate(
+    aiohttp_client: AiohttpClient,
+    app_settings: Settings,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Anyone may ask ``/readyz`` as often as they like: while a check fails, its warning is
+    logged once per interval with the number held back, the rest at DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="api.routes.health")
+    not_a_directory = tmp_path / "not-a-directory"
+    not_a_directory.write_text("x")
+    app = create_app(replace(app_settings, data_dir=not_a_directory))
+    clock = FakeClock()
+    app[READINESS_WARNINGS] = WarningRateLimiter(READINESS_WARNING_INTERVAL, clock=clock)
+    client = await aiohttp_client(app)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    for _ in range(20):
+        assert (await client.get("/readyz")).status == 503
+    assert len(warnings()) == 1 and "readiness check storage failed" in warnings()[0]
+    assert sum("readiness check storage failed" in r.getMessage() for r in caplog.records) == 20
+    clock.advance(READINESS_WARNING_INTERVAL)
+    assert (await client.get("/readyz")).status == 503
+    assert len(warnings()) == 2 and "(19 more since the last warning)" in warnings()[1]
