@@ -19,7 +19,7 @@ from api.app import create_app
 from api.auth import TokenCache, issue_token
 from config import Settings
 from tests.api.conftest import assert_error
-from tests.api.test_recordings import T0, add_recording
+from tests.api.recording_support import T0, add_recording
 
 LIVERELAY = Path(sys.executable).parent / "liverelay"
 

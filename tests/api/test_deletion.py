@@ -15,7 +15,7 @@ from api.keys import DB_SESSIONMAKER, LIVE
 from api.models import LiveStream, Recording, utc_now
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, go_live
-from tests.api.test_recordings import T0, add_recording
+from tests.api.recording_support import T0, add_recording
 from tests.polling import eventually
 
 

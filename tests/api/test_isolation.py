@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from api import queries
 from api.keys import DB_SESSIONMAKER
 from tests.api.conftest import TARGET, AccountCredentials, MakeAccount, assert_error, create_stream
-from tests.api.test_openapi import routed_operations
+from tests.api.spec_support import routed_operations
 
 ACCOUNT_ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("get", "/v1/livestreams/{id}"): None,

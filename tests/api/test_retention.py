@@ -18,7 +18,7 @@ from api.retention import RETENTION, prune_older_than
 from api.stream_events import DatabaseStreamEvents
 from config import Settings
 from tests.api.conftest import AccountCredentials, create_stream
-from tests.api.test_recordings import T0, add_recording
+from tests.api.recording_support import T0, add_recording
 from tests.api.webhook_support import create_webhook, queue_event, stop_dispatcher
 from tests.polling import eventually
 from workers.events import SessionInfo

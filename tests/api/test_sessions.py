@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveSession, new_object_id
 from tests.api.conftest import TIMESTAMP, AccountCredentials, assert_error, create_stream
-from tests.api.test_openapi import assert_matches_spec, fetch_document
+from tests.api.spec_support import assert_matches_spec, fetch_document
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

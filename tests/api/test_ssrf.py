@@ -16,8 +16,9 @@ from api.models import Webhook, new_object_id, utc_now
 from api.webhook_sender import PRIVATE_HOST_ERROR
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, new_account
-from tests.api.webhook_support import FAST, deliveries, eventually, queue_event
+from tests.api.webhook_support import FAST, deliveries, queue_event
 from tests.conftest import HOSTILE_HOSTS, CountingListener
+from tests.polling import eventually
 
 PUBLIC_TARGET = {"url": "rtmp://a.example.com/live", "streamKey": "k1"}
 
@@ -124,7 +125,7 @@ async def test_stored_hostile_webhooks_never_reach_a_loopback_receiver(
                 return False
         return True
 
-    await eventually(all_retried_or_delivered, timeout=30)
+    await eventually(all_retried_or_delivered, within=30)
     errors = {url: (await deliveries(client, account, wid))[0] for url, wid in hooks.items()}
     assert counting_listener.connections == 0
     unexplained = {

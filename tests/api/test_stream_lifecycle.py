@@ -22,7 +22,7 @@ from tests.api.conftest import (
     create_stream,
     go_live,
 )
-from tests.api.test_openapi import check, fetch_document
+from tests.api.spec_support import check, fetch_document
 
 
 async def post(client: TestClient, account: AccountCredentials, path: str) -> dict[str, Any]:

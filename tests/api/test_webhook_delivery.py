@@ -23,7 +23,6 @@ from tests.api.webhook_support import (
     create_webhook,
     deliveries,
     docs_verifier,
-    eventually,
     hook_client,
     hook_settings,
     keyless,
@@ -32,6 +31,7 @@ from tests.api.webhook_support import (
     start_app,
     stop_dispatcher,
 )
+from tests.polling import eventually
 from workers.events import SessionInfo
 
 __all__ = ["hook_client", "hook_settings", "receiver", "start_app"]  # fixtures

@@ -27,7 +27,6 @@ from tests.api.webhook_support import (
     receiver,
     start_app,
 )
-from tests.api.webhook_support import eventually as eventually_async
 from tests.polling import eventually
 from workers.events import SessionInfo
 
@@ -105,7 +104,7 @@ async def test_a_webhook_that_keeps_failing_waits_for_its_breaker_without_a_slot
             and all(seconds_between(r["createdAt"], r["nextAttemptAt"]) > 45 for r in held)
         )
 
-    await eventually_async(tripped)
+    await eventually(tripped)
     rows = await deliveries(client, account, webhook["id"])
     attempted = [r for r in rows if r["attempts"] > 0]
     held = [r for r in rows if r["attempts"] == 0]
@@ -132,7 +131,7 @@ async def test_a_delivery_held_back_past_its_retry_period_fails_with_the_reason(
         rows = await deliveries(client, account, webhook["id"])
         return {r["status"] for r in rows} == {"failed"}
 
-    await eventually_async(all_failed)
+    await eventually(all_failed)
     rows = await deliveries(client, account, webhook["id"])
     held = [r for r in rows if r["attempts"] == 0]
     assert held and blackhole.accepted == len(rows) - len(held)

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from api.outbox import EVENT_TYPES
 from api.routes.webhooks import MAX_WEBHOOKS_PER_ACCOUNT
 from tests.api.conftest import HEX24, TIMESTAMP, AccountCredentials, MakeAccount, assert_error
-from tests.api.test_openapi import assert_matches_spec, fetch_document
+from tests.api.spec_support import assert_matches_spec, fetch_document
 from tests.api.webhook_support import create_webhook, deliveries, queue_event, stop_dispatcher
 
 HOOK = "https://hooks.example.invalid/liverelay"  # .invalid never resolves (RFC 6761)

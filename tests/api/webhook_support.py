@@ -241,15 +241,6 @@ async def deliveries(
     return list((await response.json())["data"])
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait until ``check()`` is true (polling every 20 ms)."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def docs_verifier() -> Callable[..., bool]:
     """``verify_signature`` from the first Python block of docs/webhooks.md."""
     block = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.DOTALL)

@@ -32,6 +32,7 @@ from api.auth import issue_token
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveStream
 from config import Secret, Settings
+from tests.polling import eventually
 from tests.protocol.helpers import (
     ServerOutput,
     message_chunks,
@@ -169,15 +170,24 @@ def e2e_settings(tmp_path: Path, database_url: str, http_port: int, **overrides:
     return Settings(**values)
 
 
-@pytest.fixture
-async def live_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
-    """The whole service on loopback, SQLite backend."""
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, sqlite_url: str, **overrides: Any) -> AsyncIterator[LiveServer]:
+    """The whole app on loopback (SQLite backend) with ``overrides`` of its settings."""
     port = free_port()
-    server, live = await start_live_server(e2e_settings(tmp_path, sqlite_url, port), port)
+    server, live = await start_live_server(
+        e2e_settings(tmp_path, sqlite_url, port, **overrides), port
+    )
     try:
         yield live
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def live_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
+    """The whole service on loopback, SQLite backend."""
+    async with serving(tmp_path, sqlite_url) as live:
+        yield live
 
 
 @dataclass
@@ -298,16 +308,20 @@ async def wait_for_playlist(
     url: str, predicate: Callable[[str], bool], *, timeout: float = 30
 ) -> str:
     """Poll ``url`` until it answers 200 with a playlist satisfying ``predicate``."""
-    deadline = time.monotonic() + timeout
     last = ""
-    while time.monotonic() < deadline:
+
+    async def satisfied() -> str | None:
+        nonlocal last
         status, body, _ = await fetch(url)
         if status == 200:
             last = body.decode()
-            if predicate(last):
-                return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"playlist at {url} never satisfied the condition; last:\n{last}")
+            return last if predicate(last) else None
+        return None
+
+    def message() -> str:
+        return f"playlist at {url} never satisfied the condition; last:\n{last}"
+
+    return await eventually(satisfied, timeout, interval=0.1, message=message)
 
 
 def segment_count(text: str) -> int:

@@ -31,8 +31,8 @@ from tests.e2e.conftest import (
     start_live_server,
     wait_for_playlist,
 )
-from tests.e2e.test_recording_crash import Service, call
-from tests.e2e.test_recording_crash import service as service
+from tests.e2e.serve_process import Service, call
+from tests.e2e.serve_process import service as service
 from tests.polling import eventually
 from workers.supervisor import OutputState
 

@@ -18,11 +18,9 @@ from tests.e2e.conftest import (
     LiveServer,
     Publisher,
     Sources,
-    e2e_settings,
-    free_port,
     has_segment,
     push,
-    start_live_server,
+    serving,
     wait_for_playlist,
 )
 from tests.e2e.outputs import Connected, ConnectRecorder, connect_recorder, wait_for_api
@@ -49,35 +47,19 @@ def loopback_name() -> str:
     return name
 
 
-async def server(
-    tmp_path: Path, sqlite_url: str, *, allow_private: bool
-) -> AsyncIterator[LiveServer]:
-    port = free_port()
-    settings = e2e_settings(
-        tmp_path,
-        sqlite_url,
-        port,
-        allow_private_targets=allow_private,
-        output_backoff_max_seconds=0.5,
-    )
-    test_server, live = await start_live_server(settings, port)
-    try:
-        yield live
-    finally:
-        await test_server.close()
-
-
 @pytest.fixture
 async def strict_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
     """The service with private targets refused (the default)."""
-    async for live in server(tmp_path, sqlite_url, allow_private=False):
+    overrides = {"allow_private_targets": False, "output_backoff_max_seconds": 0.5}
+    async with serving(tmp_path, sqlite_url, **overrides) as live:
         yield live
 
 
 @pytest.fixture
 async def private_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
     """The service with private (loopback) targets allowed."""
-    async for live in server(tmp_path, sqlite_url, allow_private=True):
+    overrides = {"allow_private_targets": True, "output_backoff_max_seconds": 0.5}
+    async with serving(tmp_path, sqlite_url, **overrides) as live:
         yield live
 
 

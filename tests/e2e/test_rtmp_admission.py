@@ -14,15 +14,16 @@ from pathlib import Path
 import pytest
 
 from api.keys import LIVE
-from tests.e2e.conftest import LiveServer, Publisher, Sources, push
-from tests.e2e.test_rtmp_hostile import (
-    connect,
+from tests.e2e.conftest import (
+    LiveServer,
+    Publisher,
+    Sources,
     first_statuses,
+    push,
     read_to_eof,
-    rtmp,
     serving,
-    tolerate_reset,
 )
+from tests.e2e.rtmp_clients import connect, rtmp, tolerate_reset
 from tests.polling import eventually
 from tests.protocol.helpers import (
     AUDIO,

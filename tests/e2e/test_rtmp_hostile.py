@@ -9,31 +9,25 @@ The hostile clients are raw sockets speaking bytes built with ``tests/protocol/h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import socket
-from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from api.media import RTMP_SERVER
-from ingest.server import RTMPServer
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,
     Sources,
-    e2e_settings,
     first_statuses,
-    free_port,
     has_segment,
     push,
     read_to_eof,
-    start_live_server,
+    serving,
     wait_for_playlist,
 )
+from tests.e2e.rtmp_clients import connect, rtmp, tolerate_reset
 from tests.polling import eventually
 from tests.protocol.helpers import (
     C0C1,
@@ -50,35 +44,6 @@ pytestmark = pytest.mark.e2e
 
 HANDSHAKE_REPLY = 1 + 2 * 1536
 """S0 + S1 + S2."""
-
-
-@contextlib.asynccontextmanager
-async def serving(tmp_path: Path, sqlite_url: str, **overrides: Any) -> AsyncIterator[LiveServer]:
-    """The whole app on loopback with ``overrides`` of its settings."""
-    port = free_port()
-    settings = e2e_settings(tmp_path, sqlite_url, port, **overrides)
-    server, live = await start_live_server(settings, port)
-    try:
-        yield live
-    finally:
-        await server.close()
-
-
-def rtmp(live: LiveServer) -> RTMPServer:
-    return live.app[RTMP_SERVER]
-
-
-async def connect(
-    live: LiveServer, *, local_host: str = "127.0.0.1", receive_buffer: int | None = None
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A raw TCP connection to the RTMP port, optionally with a small receive buffer."""
-    sock = socket.socket()
-    if receive_buffer is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.bind((local_host, 0))
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", live.rtmp_port))
-    return await asyncio.open_connection(sock=sock)
 
 
 async def publish_raw(live: LiveServer, key: str, **options: str) -> list[dict[str, Any]]:
@@ -103,11 +68,6 @@ async def publish_then_fall_silent(live: LiveServer, key: str) -> list[dict[str,
         return codes
     finally:
         writer.close()
-
-
-async def tolerate_reset(send: Awaitable[None]) -> None:
-    with contextlib.suppress(ConnectionError):
-        await send
 
 
 # -- per-address connection limit -----------------------------------------------------------------

@@ -19,16 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import LiveServer
-from tests.e2e.test_rtmp_hostile import (
-    connect,
-    first_statuses,
-    publish_bytes,
-    read_to_eof,
-    rtmp,
-    serving,
-)
-from tests.protocol.helpers import command, message_chunks
+from tests.e2e.conftest import LiveServer, first_statuses, read_to_eof, serving
+from tests.e2e.rtmp_clients import connect, rtmp
+from tests.protocol.helpers import command, message_chunks, publish_bytes
 
 pytestmark = pytest.mark.e2e
 
