@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import av
 from ingest.rtmp import RTMPProtocolError, RTMPServerConnection
 from ingest.rtmp.events import ConnectRequested, PublishRequested
 from tests.e2e.conftest import DecodedHLS, LiveServer, decode_ts, fetch
+from tests.polling import eventually
 from workers.m3u8 import parse_media_playlist
 
 
@@ -173,15 +173,18 @@ async def api(live: LiveServer, method: str, path: str, **kwargs: Any) -> Any:
 async def wait_for_api(
     live: LiveServer, path: str, predicate: Callable[[Any], bool], *, timeout: float = 30
 ) -> Any:
-    """Poll ``GET path`` until ``predicate(body)`` holds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``GET path`` until ``predicate(body)`` holds; return that body."""
     body: Any = None
-    while time.monotonic() < deadline:
+
+    async def satisfied() -> Any:
+        nonlocal body
         body = await api(live, "GET", path)
-        if predicate(body):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"GET {path} never satisfied the condition; last: {body}")
+        return body if predicate(body) else None
+
+    def message() -> str:
+        return f"GET {path} never satisfied the condition; last: {body}"
+
+    return await eventually(satisfied, timeout, interval=0.1, message=message)
 
 
 def target_states(stream: dict[str, Any]) -> dict[str, str]:

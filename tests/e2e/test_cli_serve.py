@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     push,
     wait_for_playlist,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +44,16 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
 
 async def wait_until_ready(url: str, server: asyncio.subprocess.Process) -> None:
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+
+        async def ready() -> bool:
             assert server.returncode is None, "liverelay serve exited early"
             try:
                 async with http.get(url) as response:
-                    if response.status == 200:
-                        return
+                    return response.status == 200
             except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("liverelay serve did not come up")
+                return False
+
+        await eventually(ready, 20, interval=0.1, message="liverelay serve did not come up")
 
 
 async def test_serve_with_zero_configuration_tour(

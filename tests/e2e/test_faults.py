@@ -173,12 +173,14 @@ async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
 
         await proxy.start()
         async with aiohttp.ClientSession() as http:
-            for _ in range(50):
+
+            async def answers() -> bool:
                 async with http.get(f"{live.http_url}/v1/livestreams", headers=live.headers) as r:
-                    if r.status == 200:
-                        break
-                await asyncio.sleep(0.2)
-            assert r.status == 200, "the API recovered without a restart"
+                    return r.status == 200
+
+            await eventually(
+                answers, 10, interval=0.2, message="the API did not recover without a restart"
+            )
         again = await push(ffmpeg_exe, sources.av, waiting["upstreamUrl"])
         publishers.append(again)
         await wait_for_playlist(waiting["downstreamUrl"], has_segment)

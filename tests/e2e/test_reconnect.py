@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     segment_count,
     wait_for_playlist,
 )
+from tests.polling import eventually
 from workers.m3u8 import parse_media_playlist
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,13 @@ async def test_abrupt_drop_then_reconnect_continues_the_session(
     await wait_for_playlist(playlist_url, lambda t: segment_count(t) >= 3)
     first.kill()  # a network drop: no unpublish
     await first.process.wait()
-    await asyncio.sleep(2)
+    stream_url = f"{live_server.http_url}/v1/livestreams/{stream['id']}"
+
+    async def waiting_for_the_publisher() -> bool:
+        _, body, _ = await fetch_json_with(live_server, stream_url)
+        return bool(body["currentSession"] and body["currentSession"]["reconnecting"])
+
+    await eventually(waiting_for_the_publisher, 10, message="the drop was never noticed")
     status, body, _ = await fetch(playlist_url)
     assert status == 200 and not ended(body.decode()), "the window keeps the playlist open"
     before = segment_count(body.decode())
@@ -56,11 +63,12 @@ async def test_abrupt_drop_then_reconnect_continues_the_session(
     assert decoded.video_frames >= (before - 1 + 5) * 30 * 0.9, decoded
 
     recordings_url = f"{live_server.http_url}/v1/livestreams/{stream['id']}/recordings"
-    for _ in range(100):
+
+    async def first_recording_ready() -> dict | None:
         _, body, _ = await fetch_json_with(live_server, recordings_url)
-        if body["data"] and body["data"][0]["status"] == "ready":
-            break
-        await asyncio.sleep(0.1)
+        return body if body["data"] and body["data"][0]["status"] == "ready" else None
+
+    body = await eventually(first_recording_ready, 10, interval=0.1)
     assert len(body["data"]) == 1, "one session, one recording"
     recording = body["data"][0]
     status, text, _ = await fetch(recording["recordingUrl"])

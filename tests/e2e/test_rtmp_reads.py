@@ -21,6 +21,7 @@ import pytest
 
 from tests.e2e.conftest import LiveServer, first_statuses, read_to_eof, serving
 from tests.e2e.rtmp_clients import connect, rtmp
+from tests.polling import eventually
 from tests.protocol.helpers import command, message_chunks, publish_bytes
 
 pytestmark = pytest.mark.e2e
@@ -65,11 +66,12 @@ async def bytes_in(live: LiveServer, stream_id: str) -> int | None:
 async def wait_for_bytes_in(live: LiveServer, stream_id: str, expected: int) -> None:
     """Poll the API until the session counted ``expected`` media bytes (20 s at most)."""
     seen: list[int | None] = []
-    async with asyncio.timeout(20):
-        while not seen or seen[-1] != expected:
-            await asyncio.sleep(0.05)
-            seen.append(await bytes_in(live, stream_id))
-    assert seen[-1] == expected
+
+    async def counted() -> bool:
+        seen.append(await bytes_in(live, stream_id))
+        return seen[-1] == expected
+
+    await eventually(counted, 20, interval=0.05, message=lambda: f"bytesIn seen: {seen[-5:]}")
 
 
 async def test_media_in_the_same_write_as_the_publish_is_all_received(
