@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import selectinload
 
 from api import database, queries
@@ -150,6 +156,22 @@ async def one_connection_engine(
         yield engine
     finally:
         await engine.dispose()
+
+
+class PoolWaits:
+    """Sessions on an engine, counting the tries that ran out of the pool's wait."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.count = 0
+        waits = self
+
+        class CountingSession(AsyncSession):
+            async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+                if isinstance(value, PoolTimeout):
+                    waits.count += 1
+                await super().__aexit__(type_, value, traceback)
+
+        self.sessionmaker = async_sessionmaker(engine, class_=CountingSession)
 
 
 @contextlib.asynccontextmanager

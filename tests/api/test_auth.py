@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 import json
@@ -182,15 +181,24 @@ async def test_deleted_apikey_is_refused_once_the_cache_ttl_passes(
 async def test_expired_token_is_refused_even_when_cached(
     aiohttp_client: AiohttpClient, app_settings: Settings
 ) -> None:
-    no_leeway = dataclasses.replace(app_settings, jwt_leeway_seconds=0)
-    client = await aiohttp_client(create_app(no_leeway, token_cache=TokenCache(3600)))
-    account = await new_account(client)
-    expires = int(time.time()) + 2
-    token = jwt.encode({"apikey": account.apikey, "exp": expires}, account.secret, "HS256")
-    assert await get_status(client, token) == 200
-    assert len(client.app[TOKEN_CACHE]) == 1
-    await asyncio.sleep(expires - time.time() + 0.05)
-    await assert_unauthorized(client, {"Authorization": token}, "token expired")
+    # One cache for two apps on one database: a lenient one (60 s leeway) verifies a token that
+    # expired 30 s ago, while the cache's clock is still 40 s back; once that clock passes the
+    # token's exp, the entry is gone and the strict app (no leeway) finds the token expired.
+    now = time.time()
+    clock = FakeClock(now - 40)
+    cache = TokenCache(3600, clock=clock)
+    apps = [
+        create_app(dataclasses.replace(app_settings, jwt_leeway_seconds=leeway), token_cache=cache)
+        for leeway in (60, 0)
+    ]
+    lenient, strict = [await aiohttp_client(app) for app in apps]
+    account = await new_account(lenient)
+    token = jwt.encode({"apikey": account.apikey, "exp": int(now) - 30}, account.secret, "HS256")
+    assert await get_status(lenient, token) == 200
+    assert len(cache) == 1
+    assert await get_status(strict, token) == 200  # from the cache: before exp on its clock
+    clock.advance(10)  # the cache's clock reaches exp
+    await assert_unauthorized(strict, {"Authorization": token}, "token expired")
 
 
 async def test_cache_never_outlives_the_token(cached_client: TestClient, clock: FakeClock) -> None:

@@ -20,6 +20,7 @@ from api.auth import TokenCache, issue_token
 from config import Settings
 from tests.api.conftest import assert_error
 from tests.api.recording_support import T0, add_recording
+from tests.fakes import FakeClock
 
 LIVERELAY = Path(sys.executable).parent / "liverelay"
 
@@ -181,8 +182,8 @@ async def test_migrate_and_bad_settings(cli_env: dict[str, str]) -> None:
 async def test_apikey_rotate_keeps_the_account_and_retires_old_tokens(
     aiohttp_client: AiohttpClient, cli_settings: Settings, cli_env: dict[str, str]
 ) -> None:
-    clock = [time.time()]
-    cache = TokenCache(5.0, clock=lambda: clock[0])
+    clock = FakeClock(time.time())
+    cache = TokenCache(5.0, clock=clock)
     client = await aiohttp_client(create_app(cli_settings, token_cache=cache))
     created = json.loads((await liverelay(cli_env, "apikey", "create", "--name", "x")).stdout)
     old = {"Authorization": created["token"]}
@@ -204,7 +205,7 @@ async def test_apikey_rotate_keeps_the_account_and_retires_old_tokens(
     assert (await client.get("/v1/livestreams", headers=old)).status == 200  # still cached
     unseen = {"Authorization": issue_token(created["apikey"], created["secret"], 3600)}
     await assert_error(await client.get("/v1/livestreams", headers=unseen), 401, "unauthorized")
-    clock[0] += 6  # the cache forgets the old token
+    clock.advance(6)  # the cache forgets the old token
     await assert_error(await client.get("/v1/livestreams", headers=old), 401, "unauthorized")
 
     headers = {"Authorization": new["token"]}

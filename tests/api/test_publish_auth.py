@@ -17,10 +17,12 @@ from config import Settings
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
 from tests.api.conftest import (
     AccountCredentials,
+    PoolWaits,
     create_stream,
     holding_its_connection,
     one_connection_engine,
 )
+from tests.polling import eventually
 
 
 async def test_valid_key_gets_a_grant(
@@ -101,12 +103,13 @@ async def test_a_busy_pool_delays_a_publish_rather_than_refusing_it(
     # key check keeps waiting (within its patience) and is granted once the connection is free.
     stream = await create_stream(api_client, account)
     async with one_connection_engine(app_settings, pool_timeout=0.2) as engine:
-        authorizer = DatabasePublishAuthorizer(async_sessionmaker(engine), busy_patience=10.0)
+        waits = PoolWaits(engine)
+        authorizer = DatabasePublishAuthorizer(waits.sessionmaker, busy_patience=10.0)
         async with holding_its_connection(engine):
             check = asyncio.create_task(
                 authorizer.authorize_publish(stream["streamKey"], "127.0.0.1:50000")
             )
-            await asyncio.sleep(0.6)  # three pool waits have run out meanwhile
+            await eventually(lambda: waits.count >= 3)  # three pool waits have run out
             assert not check.done()
         grant = await asyncio.wait_for(check, 10)
     assert grant.stream_id == stream["id"]

@@ -25,11 +25,13 @@ from config import Settings
 from tests.api.conftest import (
     TARGET,
     AccountCredentials,
+    PoolWaits,
     create_stream,
     holding_its_connection,
     one_connection_engine,
 )
 from tests.api.webhook_support import create_webhook, keyless, stop_dispatcher
+from tests.polling import eventually
 from workers.events import SessionInfo
 from workers.recording import RecordingSummary
 
@@ -151,13 +153,12 @@ async def test_a_busy_pool_delays_a_session_event_rather_than_dropping_it(
     stream = await create_stream(quiet, account)
     await create_webhook(quiet, account, HOOK, ["livestream.*"])
     async with one_connection_engine(app_settings, pool_timeout=0.2) as engine:
-        events = DatabaseStreamEvents(
-            async_sessionmaker(engine), StreamView(quiet.app), timeout=10.0
-        )
+        waits = PoolWaits(engine)
+        events = DatabaseStreamEvents(waits.sessionmaker, StreamView(quiet.app), timeout=10.0)
         info = SessionInfo(stream["id"], new_object_id(), time.time(), "203.0.113.7:50000")
         async with holding_its_connection(engine):
             start = asyncio.create_task(events.session_started(info))
-            await asyncio.sleep(0.6)  # three pool waits have run out meanwhile
+            await eventually(lambda: waits.count >= 3)  # three pool waits have run out
             assert not start.done()
         await asyncio.wait_for(start, 10)
     assert await session_row(quiet, info.session_id) is not None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -31,6 +32,7 @@ from tests.api.webhook_support import (
     start_app,
     stop_dispatcher,
 )
+from tests.fakes import FakeClock
 from tests.polling import eventually
 from workers.events import SessionInfo
 
@@ -125,21 +127,50 @@ async def test_a_retry_is_sent_when_it_falls_due_not_at_the_next_poll(
 async def test_a_delivery_fails_once_the_retry_period_is_over(
     start_app: StartApp, receiver: Receiver
 ) -> None:
-    client = await start_app(DeliveryPolicy(**{**vars(FAST), "give_up_after": 0.3}))
+    # The app's dispatcher is stopped; this one sends on a clock the test moves, so the retry
+    # period runs out between the first attempt and the second, however slow the machine.
+    policy = DeliveryPolicy(**{**vars(FAST), "give_up_after": 60.0})
+    client = await start_app(policy)
+    await stop_dispatcher(client)
     account = await new_account(client)
     webhook = await create_webhook(client, account, receiver.url("fail"))
     await queue_event(client, account.id)
+    clock = FakeClock(time.time())  # not before the event was queued: it is due
+    dispatcher = WebhookDispatcher(
+        client.app[DB_SESSIONMAKER],
+        sender=WebhookSender(timeout=1.0, allow_private=True),
+        policy=policy,
+        results=client.app[METRICS].webhook_deliveries,
+        clock=clock.utc,
+    )
 
-    async def failed() -> bool:
-        rows = await deliveries(client, account, webhook["id"])
-        return rows[0]["status"] == "failed"
+    async def row() -> dict[str, Any]:
+        [only] = await deliveries(client, account, webhook["id"])
+        return only
 
-    await eventually(failed)
-    [row] = await deliveries(client, account, webhook["id"])
-    assert row["attempts"] >= 2 and row["attempts"] == len(receiver.on("fail"))
-    assert (row["lastStatusCode"], row["lastError"]) == (500, "answered HTTP 500")
-    assert row["nextAttemptAt"] is None and row["deliveredAt"] is None
+    await dispatcher.start()
+    try:
+        first = await eventually(lambda: recorded(row, attempts=1))
+        assert first["status"] == "pending" and first["nextAttemptAt"] is not None
+        # The retry falls due; the one after it would come later than 60 s after the event.
+        clock.advance(59.95)
+        dispatcher.wake()
+        last = await eventually(lambda: recorded(row, attempts=2))
+    finally:
+        await dispatcher.close()
+    assert last["status"] == "failed"
+    assert last["attempts"] == 2 == len(receiver.on("fail"))
+    assert (last["lastStatusCode"], last["lastError"]) == (500, "answered HTTP 500")
+    assert last["nextAttemptAt"] is None and last["deliveredAt"] is None
     assert counted(client, "failed") >= 1
+
+
+async def recorded(
+    row: Callable[[], Awaitable[dict[str, Any]]], *, attempts: int
+) -> dict[str, Any] | None:
+    """The delivery once its ``attempts``-th attempt is recorded, else None."""
+    current = await row()
+    return current if current["attempts"] >= attempts else None
 
 
 async def test_a_receiver_that_never_answers_holds_up_nothing_else(

@@ -61,8 +61,19 @@ def test_publishes_on_ever_new_message_streams_are_a_protocol_error() -> None:
 def test_publishing_again_on_the_same_stream_is_not_counted_twice() -> None:
     conn = stream_created()
     again = command("publish", 0.0, None, "key", "live", stream_id=1, csid=8)
+    conn.receive_data(again)
+    conn.accept_publish(1)  # once publishing, further publishes do not pause parsing
     for _ in range(20):
-        conn.receive_data(again)
+        [event] = conn.receive_data(again)
+        assert event == PublishRequested(1, 0.0, "key", "live")
+    # Stream 1 counts once: seven new streams still fit under the limit of 8, the next does not.
+    others = b"".join(
+        command("publish", 0.0, None, f"key{i}", "live", stream_id=i, csid=8) for i in range(2, 9)
+    )
+    assert len(conn.receive_data(others)) == 7
+    ninth = command("publish", 0.0, None, "key9", "live", stream_id=9, csid=8)
+    with pytest.raises(RTMPProtocolError, match="RTMP peer publishes on more than 8 streams"):
+        conn.receive_data(ninth)
 
 
 def test_amf_depth_limit_is_capped_below_the_recursion_limit() -> None:

@@ -1,4 +1,5 @@
-"""The live playlist keeper: window, retirement, discontinuities, ENDLIST."""
+"""The live playlist keeper: window, retirement, discontinuities, ENDLIST, through the methods the
+HLS output uses (``add``, ``refresh``, ``flush``, ``close``)."""
 
 from pathlib import Path
 
@@ -19,6 +20,10 @@ a-1.ts
 def write_segments(directory: Path, *names: str) -> None:
     for name in names:
         (directory / name).write_bytes(b"\x47" * 188)
+
+
+def segment_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.glob("*.ts"))
 
 
 def test_parse_media_playlist() -> None:
@@ -51,32 +56,32 @@ def test_render_playlist_rfc8216_tags() -> None:
     ]
 
 
-def test_sync_ignores_listed_segments_not_on_disk(tmp_path: Path) -> None:
+async def test_refresh_ignores_listed_segments_not_on_disk(tmp_path: Path) -> None:
     private = tmp_path / "ffmpeg-a.m3u8"
     private.write_text(FFMPEG_PLAYLIST)
     write_segments(tmp_path, "a-0.ts")
     playlist = LivePlaylist(tmp_path, list_size=3, segment_seconds=2)
-    assert playlist.sync(private) == 1
-    assert playlist.sync(private) == 0
+    assert await playlist.refresh(private) == 1
+    assert "a-1.ts" not in playlist.path.read_text()
+    assert await playlist.refresh(private) == 0
     write_segments(tmp_path, "a-1.ts")
-    assert playlist.sync(private) == 1
+    assert await playlist.refresh(private) == 1
     assert "a-1.ts" in playlist.path.read_text()
 
 
-def test_window_slides_and_old_files_are_deleted_one_window_later(tmp_path: Path) -> None:
+async def test_window_slides_and_old_files_are_deleted_one_window_later(tmp_path: Path) -> None:
     playlist = LivePlaylist(tmp_path, list_size=2, segment_seconds=2)
     names = [f"s-{i}.ts" for i in range(6)]
     write_segments(tmp_path, *names)
     for name in names:
         playlist.add(Segment(name, 2.0))
-    playlist.write()
+    await playlist.flush()
     assert [s.name for s in playlist.window] == ["s-4.ts", "s-5.ts"]
     assert "#EXT-X-MEDIA-SEQUENCE:4" in playlist.path.read_text()
-    on_disk = sorted(p.name for p in tmp_path.glob("*.ts"))
-    assert on_disk == ["s-2.ts", "s-3.ts", "s-4.ts", "s-5.ts"]
+    assert segment_files(tmp_path) == ["s-2.ts", "s-3.ts", "s-4.ts", "s-5.ts"]
 
 
-def test_discontinuity_marks_next_segment_and_counts_when_retired(tmp_path: Path) -> None:
+async def test_discontinuity_marks_next_segment_and_counts_when_retired(tmp_path: Path) -> None:
     playlist = LivePlaylist(tmp_path, list_size=2, segment_seconds=2)
     playlist.mark_discontinuity()  # nothing published yet: no discontinuity needed
     playlist.add(Segment("a.ts", 2.0))
@@ -85,14 +90,16 @@ def test_discontinuity_marks_next_segment_and_counts_when_retired(tmp_path: Path
     assert [s.discontinuity for s in playlist.window] == [False, True]
     playlist.add(Segment("c.ts", 2.0))
     playlist.add(Segment("d.ts", 2.0))
-    playlist.write()
+    await playlist.flush()
     assert "#EXT-X-DISCONTINUITY-SEQUENCE:1" in playlist.path.read_text()
 
 
-def test_target_duration_covers_long_segments_and_end_writes_endlist(tmp_path: Path) -> None:
+async def test_target_duration_covers_long_segments_and_close_writes_endlist(
+    tmp_path: Path,
+) -> None:
     playlist = LivePlaylist(tmp_path, list_size=3, segment_seconds=2)
     playlist.add(Segment("a.ts", 4.2))
-    playlist.end()
+    await playlist.close()
     text = playlist.path.read_text()
     assert "#EXT-X-TARGETDURATION:5" in text
     assert text.endswith("#EXT-X-ENDLIST\n")
@@ -110,12 +117,12 @@ def test_segments_reported_to_callback(tmp_path: Path) -> None:
     assert seen == ["a.ts"]
 
 
-def test_sync_skips_an_unchanged_private_playlist(tmp_path: Path, monkeypatch) -> None:
+async def test_refresh_skips_an_unchanged_private_playlist(tmp_path: Path, monkeypatch) -> None:
     private = tmp_path / "ffmpeg-a.m3u8"
     private.write_text(FFMPEG_PLAYLIST)
     write_segments(tmp_path, "a-0.ts", "a-1.ts")
     playlist = LivePlaylist(tmp_path, list_size=3, segment_seconds=2)
-    assert playlist.sync(private) == 2
+    assert await playlist.refresh(private) == 2
     reads = []
     real_read_text = Path.read_text
 
@@ -124,11 +131,11 @@ def test_sync_skips_an_unchanged_private_playlist(tmp_path: Path, monkeypatch) -
         return real_read_text(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", counting_read_text)
-    assert playlist.sync(private) == 0
+    assert await playlist.refresh(private) == 0
     assert reads == []  # same file: only a stat
     tmp = tmp_path / "ffmpeg-a.m3u8.tmp"  # ffmpeg replaces its playlist by a rename
     tmp.write_text(FFMPEG_PLAYLIST + "#EXTINF:2.000000,\na-2.ts\n")
     tmp.replace(private)
     write_segments(tmp_path, "a-2.ts")
-    assert playlist.sync(private) == 1
+    assert await playlist.refresh(private) == 1
     assert reads == ["ffmpeg-a.m3u8"]
