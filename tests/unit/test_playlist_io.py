@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from workers import playlist as playlist_module
 from workers.m3u8 import Segment, parse_media_playlist
 from workers.playlist import LivePlaylist
+
+T = TypeVar("T")
 
 HEADER = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
 
@@ -27,6 +32,18 @@ def ffmpeg_lists(private: Path, *names: str) -> None:
 
 def segment_files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.glob("*.ts"))
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """The loop's threads for ``asyncio.to_thread``, counting the work handed to them."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
 
 
 class GatedWrites:
@@ -138,9 +155,13 @@ async def test_a_cancelled_refresh_does_not_overlap_the_next_write(
     with pytest.raises(asyncio.CancelledError):
         await poller
     ffmpeg_lists(private, "a-0.ts", "a-1.ts")
+    threads = CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(threads)
     final = asyncio.create_task(playlist.refresh(private, last=True))
     closing = asyncio.create_task(playlist.close())
-    await asyncio.sleep(0.05)
+    for _ in range(5):  # turns of the loop: both tasks and the work they queue run their part
+        await asyncio.sleep(0)
+    assert threads.submitted == 0, "file work was started while the cancelled write still runs"
     assert writes.running == 1 and not final.done() and not closing.done()
     writes.gate.set()
     assert await final == 1
