@@ -5,7 +5,6 @@ databases: the tests use the real ones.)"""
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
 
 from workers.egress import IPAddress
 
@@ -33,10 +32,6 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` forward."""
         self.now += seconds
-
-    def utc(self) -> datetime:
-        """``now`` as an aware UTC datetime (for seams that take a ``datetime`` clock)."""
-        return datetime.fromtimestamp(self.now, UTC)
 
 
 class FakeResolver:

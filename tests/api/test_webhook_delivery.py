@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -141,7 +142,7 @@ async def test_a_delivery_fails_once_the_retry_period_is_over(
         sender=WebhookSender(timeout=1.0, allow_private=True),
         policy=policy,
         results=client.app[METRICS].webhook_deliveries,
-        clock=clock.utc,
+        clock=lambda: datetime.fromtimestamp(clock(), UTC),
     )
 
     async def row() -> dict[str, Any]:
