@@ -34,8 +34,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, LIVE, SETTINGS
-from api.media import ORCHESTRATOR, RECORDING_STORAGE, end_live
+from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.media import PATHS, RECORDING_STORAGE, end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
 from ingest.live import EndReason
@@ -198,11 +198,10 @@ DELETION_SWEEPER = web.AppKey("deletion_sweeper", DeletionSweeper)
 
 
 def _live_ids(app: web.Application) -> Callable[[], list[str]]:
-    """The streams with a publisher, or a session that is not ending, on this node."""
+    """The streams with a live path (a publisher, or a session in its window) on this node."""
 
     def live_ids() -> list[str]:
-        running = [o.grant.stream_id for o in app[ORCHESTRATOR].live_outputs() if not o.ending]
-        return [*app[LIVE].stream_ids(), *running]
+        return [path.stream_id for path in app[PATHS].paths()]
 
     return live_ids
 

@@ -7,17 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingest.stats import AudioTrack, VideoTrack
-from workers.stream_outputs import StreamOutputs
+from workers.live_path import LivePath
 
 
-def current_session(outputs: StreamOutputs, *, now: float | None = None) -> dict[str, Any]:
+def current_session(path: LivePath, *, now: float | None = None) -> dict[str, Any]:
     """``currentSession``: who publishes, what it sends, how each output is doing."""
-    hub = outputs.hub
+    hub = path.hub
     stats = hub.stats
     return {
-        "id": outputs.info.session_id,
-        "startedAt": _iso(outputs.info.started_at),
-        "clientAddress": outputs.client_address,
+        "id": path.info.session_id,
+        "startedAt": _iso(path.info.started_at),
+        "clientAddress": path.client_address,
         "encoder": stats.encoder,
         "video": _video(stats.video) if hub.tracks is None or hub.tracks.has_video else None,
         "audio": _audio(stats.audio) if hub.tracks is None or hub.tracks.has_audio else None,
@@ -30,10 +30,10 @@ def current_session(outputs: StreamOutputs, *, now: float | None = None) -> dict
                 "droppedFrames": dropped,
                 "lastError": status.last_error,
             }
-            for status, dropped in outputs.output_statuses()
+            for status, dropped in path.output_statuses()
         ],
-        "reconnecting": outputs.reconnecting,
-        "reconnects": outputs.reconnects,
+        "reconnecting": path.reconnecting,
+        "reconnects": path.reconnects,
     }
 
 

@@ -11,7 +11,8 @@ from pytest_aiohttp.plugin import AiohttpClient
 from sqlalchemy import select, update
 
 from api.app import create_app
-from api.keys import DB_SESSIONMAKER, LIVE
+from api.keys import DB_SESSIONMAKER
+from api.media import PATHS
 from api.models import LiveStream, Recording, utc_now
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, go_live
@@ -97,4 +98,4 @@ async def test_recordings_a_crash_left_behind_are_removed_at_start(
     await eventually(lambda: _files_left(app_settings) == [".trash"])
     await _assert_gone(node, recording)
     assert await _recording_rows(node, stream["id"]) == []
-    assert not node.app[LIVE].is_live(stream["id"])
+    assert node.app[PATHS].get(stream["id"]) is None
