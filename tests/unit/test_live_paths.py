@@ -232,3 +232,29 @@ async def test_an_orphaned_window_never_ends_the_session_that_replaced_it(
     assert not path.reconnecting and path.publisher is back
     await path.leave(dropped, clean=True, reason="publisher_left")  # late: no longer its publisher
     assert paths.get(STREAM) is path and not path.ending
+
+
+# -- a path's own ends ------------------------------------------------------------------------
+
+
+async def test_the_maximum_duration_ends_the_path_and_disconnects_its_publisher(
+    paths: LivePaths, keys: KeyTable
+) -> None:
+    path = await go_live(paths, keys, PublishGrant(STREAM, max_duration_seconds=0.05))
+    publisher = path.publisher
+    assert isinstance(publisher, FakePublisher)
+    await asyncio.wait_for(path.ended.wait(), 10)
+    assert publisher.ended == ["max_duration"]
+    assert paths.get(STREAM) is None and path.publisher is None
+
+
+async def test_a_reconnect_window_running_out_ends_the_path(
+    paths: LivePaths, keys: KeyTable
+) -> None:
+    path = await go_live(paths, keys, PublishGrant(STREAM, reconnect_window_seconds=0.05))
+    publisher = path.publisher
+    assert isinstance(publisher, FakePublisher)
+    await path.leave(publisher, clean=False, reason="timed_out")
+    assert path.reconnecting and paths.get(STREAM) is path
+    await asyncio.wait_for(path.ended.wait(), 10)
+    assert paths.get(STREAM) is None and publisher.ended == []
