@@ -9,13 +9,34 @@ rather than failing the request: the media side may learn more before the API do
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from workers.output_state import OutputState
+
 OutputStateName = Literal["idle", "connecting", "live", "retrying", "failed", "stopped"]
-"""The states of a supervised output (``workers.supervisor.OutputState``)."""
+"""The states of a supervised output as the API names them (see :func:`output_state_name`)."""
+
+_STATE_NAMES: Mapping[OutputState, OutputStateName] = MappingProxyType(
+    {
+        OutputState.IDLE: "idle",
+        OutputState.CONNECTING: "connecting",
+        OutputState.LIVE: "live",
+        OutputState.RETRYING: "retrying",
+        OutputState.FAILED: "failed",
+        OutputState.STOPPED: "stopped",
+        OutputState.FINISHED: "stopped",
+    }
+)
+
+
+def output_state_name(state: OutputState) -> OutputStateName:
+    """``state`` as the API names it: an output ``finished`` (its input ended and it delivered
+    everything) reads ``stopped``, as one stopped at the end of its session does."""
+    return _STATE_NAMES[state]
 
 
 class _Status(BaseModel):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ def current_session(outputs: StreamOutputs, *, now: float | None = None) -> dict
         "encoder": stats.encoder,
         "video": _video(stats.video) if hub.tracks is None or hub.tracks.has_video else None,
         "audio": _audio(stats.audio) if hub.tracks is None or hub.tracks.has_audio else None,
-        "bitrateKbps": hub.bitrate.kbps(time.monotonic() if now is None else now),
+        "bitrateKbps": hub.bitrate.kbps(hub.clock() if now is None else now),
         "bytesIn": hub.bytes_in,
         "outputs": [
             {
