@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -23,7 +22,7 @@ from ingest.live import EndReason, LiveStreams
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.orchestrator import Orchestrator
-from workers.status import current_session
+from workers.status import SessionStatus, session_status
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
@@ -104,9 +103,9 @@ def is_live(app: web.Application, stream_id: str) -> bool:
     return outputs is not None and not outputs.ending
 
 
-def live_status(app: web.Application, stream_id: str) -> dict[str, Any] | None:
-    """The stream's ``currentSession`` (camelCase, JSON-ready), or None when it is not live."""
+def live_status(app: web.Application, stream_id: str) -> SessionStatus | None:
+    """The status of the stream's live session, or None when it is not live."""
     outputs = app[ORCHESTRATOR].get(stream_id)
     if outputs is None or outputs.ending:
         return None
-    return current_session(outputs)
+    return session_status(outputs)
