@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +23,7 @@ from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.live_path import LivePath
 from workers.live_paths import LivePaths
-from workers.status import current_session
+from workers.status import SessionStatus, session_status
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def live_path(app: web.Application, stream_id: str) -> LivePath | None:
     return path if path is not None and not path.ending else None
 
 
-def live_status(app: web.Application, stream_id: str) -> dict[str, Any] | None:
-    """The stream's ``currentSession`` (camelCase, JSON-ready), or None when it is not live."""
+def live_status(app: web.Application, stream_id: str) -> SessionStatus | None:
+    """The status of the stream's live session, or None when it is not live."""
     path = live_path(app, stream_id)
-    return current_session(path) if path is not None else None
+    return session_status(path) if path is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import get_args
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,9 +18,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from api.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
-from workers.supervisor import OutputState
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -112,9 +113,10 @@ class LiveStateCollector(Collector):
             bitrate.add_metric([stream], path.hub.bitrate.kbps(now))
             for status, dropped_frames in path.output_statuses():
                 output = status.name.rsplit("/", 1)[-1]
-                for candidate in OutputState:
+                shown = output_state_name(status.state)
+                for candidate in get_args(OutputStateName):
                     state.add_metric(
-                        [stream, output, candidate.value], 1.0 if status.state is candidate else 0.0
+                        [stream, output, candidate], 1.0 if shown == candidate else 0.0
                     )
                 restarts.add_metric([stream, output], status.restarts)
                 dropped.add_metric([stream, output], dropped_frames)
