@@ -23,9 +23,11 @@ from api import queries
 from api.app import create_app
 from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
+from api.deletion import withdraw_deleted_recordings
 from api.schemas import iso_timestamp
 from config import Settings, SettingsError
 from config.logs import configure_logging
+from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger("liverelay")
 
@@ -162,17 +164,29 @@ def apikey_list(settings: Settings, args: argparse.Namespace) -> int:
 
 def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
     """``liverelay apikey delete APIKEY``: delete the account and its streams. Its stream keys
-    are refused from now on; running servers notice the deletion in the shared database within
-    ``LIVERELAY_DELETION_CHECK_SECONDS`` (disconnecting its live publishers, removing its
-    recordings) and refuse its tokens once they have forgotten them
+    are refused from now on and its recordings are no longer served when this returns (they
+    are withdrawn from the data directory); running servers notice the deletion in the shared
+    database within ``LIVERELAY_DELETION_CHECK_SECONDS`` (disconnecting its live publishers,
+    removing the recordings' files) and refuse its tokens once they have forgotten them
     (``LIVERELAY_TOKEN_CACHE_SECONDS``)."""
 
-    async def delete(session: AsyncSession) -> bool:
-        return await queries.delete_account(session, args.apikey)
+    async def delete(session: AsyncSession) -> str | None:
+        account = await queries.get_active_account(session, args.apikey)
+        if account is None or not await queries.delete_account(session, args.apikey):
+            return None
+        return account.id
 
-    if not asyncio.run(_with_session(settings, delete)):
+    account_id = asyncio.run(_with_session(settings, delete))
+    if account_id is None:
         log.error("no active API key %s", args.apikey)
         return 1
+    storage = LocalRecordingStorage(settings.recordings_dir)
+
+    async def withdraw(session: AsyncSession) -> int:
+        return await withdraw_deleted_recordings(session, storage, account_id)
+
+    withdrawn = asyncio.run(_with_session(settings, withdraw))
+    log.info("withdrew %d recordings of API key %s", withdrawn, args.apikey)
     log.info("deleted API key %s", args.apikey)
     _print_json({"apikey": args.apikey, "deleted": True})
     return 0

@@ -1,21 +1,46 @@
 """The ``currentSession`` of a live stream object, as pydantic models.
 
-The media side renders a live session's status as a camelCase dict (``api.media.live_status``);
-:func:`current_session_output` validates it into these models, so the OpenAPI document generated
-from them says exactly what the stream object carries. Keys the models do not know are dropped
-rather than failing the request: the media side may learn more before the API documents it.
+The media side hands the API a typed status (:class:`workers.status.SessionStatus`, from
+``api.media.live_status``); :func:`current_session_output` maps it into these models, the one
+place it becomes the JSON schema, so the OpenAPI document generated from them says exactly
+what the stream object carries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from api.schema_base import iso_timestamp
+from ingest.stats import AudioTrack, VideoTrack
+from workers.output_state import OutputState
+from workers.status import OutputReport, SessionStatus
+
 OutputStateName = Literal["idle", "connecting", "live", "retrying", "failed", "stopped"]
-"""The states of a supervised output (``workers.supervisor.OutputState``)."""
+"""The states of a supervised output as the API names them (see :func:`output_state_name`)."""
+
+_STATE_NAMES: Mapping[OutputState, OutputStateName] = MappingProxyType(
+    {
+        OutputState.IDLE: "idle",
+        OutputState.CONNECTING: "connecting",
+        OutputState.LIVE: "live",
+        OutputState.RETRYING: "retrying",
+        OutputState.FAILED: "failed",
+        OutputState.STOPPED: "stopped",
+        OutputState.FINISHED: "stopped",
+    }
+)
+
+
+def output_state_name(state: OutputState) -> OutputStateName:
+    """``state`` as the API names it: an output ``finished`` (its input ended and it delivered
+    everything) reads ``stopped``, as one stopped at the end of its session does."""
+    return _STATE_NAMES[state]
 
 
 class _Status(BaseModel):
@@ -73,8 +98,50 @@ class CurrentSessionOutput(_Status):
     reconnects: int = Field(default=0, description="Publishers that came back in this session.")
 
 
-def current_session_output(status: Mapping[str, Any] | None) -> CurrentSessionOutput | None:
-    """``status`` (the media side's camelCase dict, or ``None`` when not live) as the model."""
+def current_session_output(status: SessionStatus | None) -> CurrentSessionOutput | None:
+    """``status`` (the media side's, or ``None`` when not live) as the model."""
     if status is None:
         return None
-    return CurrentSessionOutput.model_validate(status)
+    return CurrentSessionOutput(
+        id=status.session_id,
+        started_at=iso_timestamp(datetime.fromtimestamp(status.started_at, UTC)),
+        client_address=status.client_address,
+        encoder=status.encoder,
+        video=_video(status.video),
+        audio=_audio(status.audio),
+        bitrate_kbps=status.bitrate_kbps,
+        bytes_in=status.bytes_in,
+        outputs=[_output(report) for report in status.outputs],
+        reconnecting=status.reconnecting,
+        reconnects=status.reconnects,
+    )
+
+
+def _output(report: OutputReport) -> SessionOutputState:
+    status = report.status
+    return SessionOutputState(
+        name=status.name.rsplit("/", 1)[-1],
+        state=output_state_name(status.state),
+        dropped_frames=report.dropped_frames,
+        last_error=status.last_error,
+    )
+
+
+def _video(video: VideoTrack | None) -> VideoTrackOutput | None:
+    if video is None:
+        return None
+    return VideoTrackOutput(
+        codec=video.codec,
+        width=video.width,
+        height=video.height,
+        fps=video.fps,
+        keyframe_interval=video.keyframe_interval,
+    )
+
+
+def _audio(audio: AudioTrack | None) -> AudioTrackOutput | None:
+    if audio is None:
+        return None
+    return AudioTrackOutput(
+        codec=audio.codec, sample_rate=audio.sample_rate, channels=audio.channels
+    )

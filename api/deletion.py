@@ -8,12 +8,15 @@ recordings in status ``deleted``); this node acts on it:
 - ``DELETE /v1/livestreams/{id}`` marks the stream and its recordings in one transaction, ends
   the live session, then calls :meth:`DeletionSweeper.remove_recordings` before it answers.
 - ``liverelay apikey delete`` runs in another process and marks the account, its streams and
-  their recordings. The server notices at its next sweep, every
+  their recordings; it shares the node's data directory, so it withdraws the recordings itself
+  before it returns. The server notices at its next sweep, every
   ``LIVERELAY_DELETION_CHECK_SECONDS``: live publishers of deleted streams or accounts are
-  disconnected (reason ``deleted``), then their recordings removed. A sweep costs one query by
-  primary key over the streams live on this node, and one over the ``recordings.status`` index.
-- At start-up, the first sweep removes what a stop in between left: recordings still marked
-  ``deleted``, and withdrawn files not yet removed.
+  disconnected (reason ``deleted``), then their recordings removed. That sweep costs one query
+  by primary key over the streams live on this node, and none when nothing is live: every node
+  runs it, idle or not.
+- A full sweep, at start-up and every :data:`FULL_SWEEP_SECONDS`, also looks for recordings
+  still marked ``deleted`` (over the ``recordings.status`` index) and removes them, with the
+  withdrawn files not yet removed: what a stop in between, or the CLI, left.
 
 Playback serves recordings from disk without asking the database (segments are requested
 often). Removing a recording therefore starts with one rename of its directory out of the
@@ -34,8 +37,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, LIVE, SETTINGS
-from api.media import ORCHESTRATOR, RECORDING_STORAGE, end_live
+from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.media import PATHS, RECORDING_STORAGE, end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
 from ingest.live import EndReason
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 
 REMOVAL_BATCH = 100
 """Recordings withdrawn per query."""
+FULL_SWEEP_SECONDS = 60.0
+"""Seconds between two full sweeps (recordings marked ``deleted`` that no sweep of this node
+ended: a stop in between, or the CLI)."""
 
 EndLive = Callable[[str, EndReason], Awaitable[bool]]
 
@@ -71,11 +77,13 @@ class DeletionSweeper:
         self._runner: asyncio.Task[None] | None = None
         self._emptying: asyncio.Task[None] | None = None
         self._empty_again = False
+        self._ended: set[str] = set()
+        """Deleted streams whose live session a sweep ended, until their recordings went."""
         self.sweeps = 0
         """Sweeps completed (failed ones not counted)."""
 
     def start(self) -> None:
-        """Sweep now (leftovers of the last run), then every ``interval`` seconds."""
+        """Sweep fully now (leftovers of the last run), then every ``interval`` seconds."""
         self._empty_soon()
         self._runner = asyncio.create_task(self._run(), name="deletion-sweeper")
 
@@ -89,8 +97,16 @@ class DeletionSweeper:
         self._runner = self._emptying = None
 
     async def sweep(self) -> None:
-        """End what is live of deleted streams here, then remove deleted recordings."""
-        await self.end_deleted_live()
+        """End what is live of deleted streams here, then remove the recordings of the streams
+        ended so (those still being written at a later sweep). No query when nothing is live."""
+        self._ended.update(await self.end_deleted_live())
+        if self._ended:
+            await self.remove_recordings(sorted(self._ended))
+            self._ended.intersection_update(self._live_ids())
+
+    async def sweep_all(self) -> None:
+        """:meth:`sweep`, then remove every recording marked ``deleted``."""
+        await self.sweep()
         await self.remove_recordings()
 
     async def end_deleted_live(self) -> list[str]:
@@ -153,10 +169,13 @@ class DeletionSweeper:
                 return
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failing = False
+        full_due = loop.time()
         while True:
+            full = loop.time() >= full_due
             try:
-                await self.sweep()
+                await (self.sweep_all() if full else self.sweep())
             except Exception as exc:  # the database may be away: try again next time
                 level = logging.DEBUG if failing else logging.WARNING
                 log.log(level, "deleted streams not swept: %s", describe_error(exc))
@@ -164,6 +183,8 @@ class DeletionSweeper:
             else:
                 self.sweeps += 1
                 failing = False
+                if full:
+                    full_due = loop.time() + FULL_SWEEP_SECONDS
             await asyncio.sleep(self._interval)
 
 
@@ -193,16 +214,32 @@ async def _deleted_recordings(
     return list((await session.execute(query)).scalars())
 
 
+async def withdraw_deleted_recordings(
+    session: AsyncSession, storage: LocalRecordingStorage, account_id: str
+) -> int:
+    """Withdraw the recordings marked ``deleted`` of the streams of ``account_id`` (the CLI,
+    after deleting an account; the server's full sweep deletes their rows and files later).
+    Returns how many were withdrawn."""
+    query = (
+        select(Recording.id)
+        .join(LiveStream, LiveStream.id == Recording.live_stream_id)
+        .where(LiveStream.account_id == account_id, Recording.status == DELETED)
+    )
+    withdrawn = 0
+    for recording_id in (await session.execute(query)).scalars():
+        withdrawn += await storage.withdraw(recording_id) is not None
+    return withdrawn
+
+
 DELETION_SWEEPER = web.AppKey("deletion_sweeper", DeletionSweeper)
 """The app's sweeper (routes call :meth:`DeletionSweeper.remove_recordings`)."""
 
 
 def _live_ids(app: web.Application) -> Callable[[], list[str]]:
-    """The streams with a publisher, or a session that is not ending, on this node."""
+    """The streams with a live path (a publisher, or a session in its window) on this node."""
 
     def live_ids() -> list[str]:
-        running = [o.grant.stream_id for o in app[ORCHESTRATOR].live_outputs() if not o.ending]
-        return [*app[LIVE].stream_ids(), *running]
+        return [path.stream_id for path in app[PATHS].paths()]
 
     return live_ids
 

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
-from ingest.live import LiveStreams
 from ingest.ratelimit import WarningRateLimiter
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -21,8 +20,6 @@ DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
 """The async engine; disposed when the app shuts down."""
 DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_sessionmaker")
 """Opens one session per request (``expire_on_commit=False``)."""
-LIVE = web.AppKey("live", LiveStreams)
-"""Streams live on this node right now; routes only call ``is_live`` and ``end``."""
 RTMP_PORT = web.AppKey("rtmp_port", int)
 """The port the RTMP listener is bound to (for ``upstreamUrl``)."""
 AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")

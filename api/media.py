@@ -1,7 +1,7 @@
-"""The media context of the app: the RTMP listener, the live registry and the output orchestrator.
+"""The media context of the app: the RTMP listener and the live paths it admits publishers to.
 
-Started after the database (the publish authorizer needs it) and stopped before it: closing the
-RTMP server ends every publish, which flushes the outputs and closes the playlists and recordings.
+Started after the database (the publish authorizer needs it) and stopped before it: ending every
+live path disconnects its publisher, flushes its outputs and closes its playlist and recording.
 Before the RTMP listener opens, recordings an unclean shutdown left open are finalized.
 """
 
@@ -10,20 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
-from api.keys import AUTHORIZER, DB_SESSIONMAKER, LIVE, RTMP_PORT, SETTINGS
+from api.keys import AUTHORIZER, DB_SESSIONMAKER, RTMP_PORT, SETTINGS
 from api.metrics import METRICS
 from api.recording_store import DatabaseRecordingStore
 from api.stream_events import DatabaseStreamEvents
 from api.stream_view import StreamView
-from ingest.live import EndReason, LiveStreams
+from ingest.live import EndReason
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
-from workers.orchestrator import Orchestrator
-from workers.status import current_session
+from workers.live_path import LivePath
+from workers.live_paths import LivePaths
+from workers.status import SessionStatus, session_status
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 20.0
 """Bound of a graceful shutdown (SIGTERM): publishers closed, playlists and recordings ended."""
 
-ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
-"""Every live stream's outputs on this node (read-only for routes)."""
+PATHS = web.AppKey("live_paths", LivePaths)
+"""Every live path on this node: routes read them, and end them only through
+:func:`end_live`."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
@@ -46,67 +47,60 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     ffmpeg = resolve_ffmpeg(settings)
     log.info("using %s (%s)", ffmpeg, await ffmpeg_version(ffmpeg))
-    live = LiveStreams()
     storage = LocalRecordingStorage(settings.recordings_dir)
     events = DatabaseStreamEvents.for_app(app)
-    orchestrator = Orchestrator(
+    paths = LivePaths(
         settings,
         ffmpeg=ffmpeg,
+        authorizer=app[AUTHORIZER],
         recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
         events=events,
         storage=storage,
-        disconnect=live.end,
     )
-    await orchestrator.recover()
+    await paths.recover()
     await events.close_interrupted()
-    server = RTMPServer(settings, authorizer=app[AUTHORIZER], sink=orchestrator, live=live)
+    server = RTMPServer(settings, admission=paths)
     await server.start()
-    app[LIVE] = live
-    app[ORCHESTRATOR] = orchestrator
+    app[PATHS] = paths
     app[RECORDING_STORAGE] = storage
     app[RTMP_SERVER] = server
     app[RTMP_PORT] = server.port
     app[FFMPEG_PATH] = ffmpeg
-    app[METRICS].watch_media(live, orchestrator, server)
+    app[METRICS].watch_media(paths, server)
     try:
         yield
     finally:
-        await shut_down(live, server, orchestrator)
+        await shut_down(paths, server)
 
 
-async def shut_down(live: LiveStreams, server: RTMPServer, orchestrator: Orchestrator) -> None:
+async def shut_down(paths: LivePaths, server: RTMPServer) -> None:
     """Stop cleanly within :data:`SHUTDOWN_SECONDS`: publishers are told the server is going
     away (``onStatus``) and disconnected, playlists and recordings are closed with ENDLIST;
     then the listener closes. Past the bound the rest is cut short."""
     try:
         async with asyncio.timeout(SHUTDOWN_SECONDS):
-            await asyncio.gather(
-                *(live.end(stream_id, "shutdown") for stream_id in live.stream_ids()),
-                return_exceptions=True,
-            )
-            await orchestrator.close()
+            await paths.close()
     except TimeoutError:
         log.warning("shutdown took longer than %g s; stopping the rest at once", SHUTDOWN_SECONDS)
     await server.close()
 
 
 async def end_live(app: web.Application, stream_id: str, reason: EndReason) -> bool:
-    """End the live session of ``stream_id`` now: disconnect its publisher (if any) and close
-    its outputs, also inside a reconnect window. Returns whether the stream was live."""
-    disconnected = await app[LIVE].end(stream_id, reason)
-    completed = await app[ORCHESTRATOR].complete(stream_id, reason)
-    return disconnected or completed
+    """End the live path of ``stream_id`` now: disconnect its publisher (if any) and close its
+    outputs, also inside a reconnect window; a publish of the stream whose key check began
+    before this call is turned away. Returns whether the stream was live."""
+    return await app[PATHS].end(stream_id, reason)
 
 
-def is_live(app: web.Application, stream_id: str) -> bool:
-    """Whether ``stream_id`` has a live session on this node (also while reconnecting)."""
-    outputs = app[ORCHESTRATOR].get(stream_id)
-    return outputs is not None and not outputs.ending
+def live_path(app: web.Application, stream_id: str) -> LivePath | None:
+    """The live path of ``stream_id`` on this node (also while reconnecting), if any; none
+    before the media context started or after it stopped."""
+    paths = app.get(PATHS)
+    path = paths.get(stream_id) if paths is not None else None
+    return path if path is not None and not path.ending else None
 
 
-def live_status(app: web.Application, stream_id: str) -> dict[str, Any] | None:
-    """The stream's ``currentSession`` (camelCase, JSON-ready), or None when it is not live."""
-    outputs = app[ORCHESTRATOR].get(stream_id)
-    if outputs is None or outputs.ending:
-        return None
-    return current_session(outputs)
+def live_status(app: web.Application, stream_id: str) -> SessionStatus | None:
+    """The status of the stream's live session, or None when it is not live."""
+    path = live_path(app, stream_id)
+    return session_status(path) if path is not None else None

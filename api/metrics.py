@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import get_args
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -17,10 +18,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from ingest.live import LiveStreams
+from api.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
-from workers.orchestrator import Orchestrator
-from workers.supervisor import OutputState
+from workers.live_paths import LivePaths
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -44,9 +44,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch_media(self, live: LiveStreams, orchestrator: Orchestrator, rtmp: RTMPServer) -> None:
-        """Expose the live state of ``live``, ``orchestrator`` and ``rtmp`` at scrape time."""
-        self.registry.register(LiveStateCollector(live, orchestrator, rtmp))
+    def watch_media(self, paths: LivePaths, rtmp: RTMPServer) -> None:
+        """Expose the live state of ``paths`` and ``rtmp`` at scrape time."""
+        self.registry.register(LiveStateCollector(paths, rtmp))
 
     def render(self) -> bytes:
         """The exposition text."""
@@ -59,14 +59,15 @@ METRICS = web.AppKey("metrics", Metrics)
 class LiveStateCollector(Collector):
     """Reads streams, outputs and RTMP counters when Prometheus scrapes."""
 
-    def __init__(self, live: LiveStreams, orchestrator: Orchestrator, rtmp: RTMPServer) -> None:
-        self._live = live
-        self._orchestrator = orchestrator
+    def __init__(self, paths: LivePaths, rtmp: RTMPServer) -> None:
+        self._paths = paths
         self._rtmp = rtmp
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "liverelay_live_streams", "Streams with a publisher now.", value=len(self._live)
+            "liverelay_live_streams",
+            "Streams with a publisher now.",
+            value=self._paths.publishing(),
         )
         yield GaugeMetricFamily(
             "liverelay_rtmp_connections",
@@ -106,15 +107,16 @@ class LiveStateCollector(Collector):
             "Frames an output dropped because it lagged.",
             labels=["stream", "output"],
         )
-        for outputs in self._orchestrator.live_outputs():
-            stream = outputs.hub.stream_id
-            ingest.add_metric([stream], outputs.hub.bytes_in)
-            bitrate.add_metric([stream], outputs.hub.bitrate.kbps(now))
-            for status, dropped_frames in outputs.output_statuses():
+        for path in self._paths.paths():
+            stream = path.stream_id
+            ingest.add_metric([stream], path.hub.bytes_in)
+            bitrate.add_metric([stream], path.hub.bitrate.kbps(now))
+            for status, dropped_frames in path.output_statuses():
                 output = status.name.rsplit("/", 1)[-1]
-                for candidate in OutputState:
+                shown = output_state_name(status.state)
+                for candidate in get_args(OutputStateName):
                     state.add_metric(
-                        [stream, output, candidate.value], 1.0 if status.state is candidate else 0.0
+                        [stream, output, candidate], 1.0 if shown == candidate else 0.0
                     )
                 restarts.add_metric([stream, output], status.restarts)
                 dropped.add_metric([stream, output], dropped_frames)

@@ -20,7 +20,7 @@ from workers.recording import RecordingStatus, RecordingSummary
 
 
 class DatabaseRecordingStore:
-    """Creates and finishes ``recordings`` rows for the orchestrator, one transaction each."""
+    """Creates and finishes the ``recordings`` rows of live paths, one transaction each."""
 
     def __init__(
         self, sessionmaker: async_sessionmaker[AsyncSession], view: StreamView | None = None

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.current_session import OutputStateName
+from api.current_session import OutputStateName, output_state_name
 from api.models import RestreamTarget
 from api.schema_base import (
     InputModel,
@@ -110,7 +110,7 @@ def restream_target_output(
         _id=target.id,
         url=target.url,
         stream_key=target.stream_key,
-        status=status.state.value if status is not None else "idle",
+        status=output_state_name(status.state) if status is not None else "idle",
         last_error=status.last_error if status is not None else None,
         since=iso_timestamp(datetime.fromtimestamp(status.since, UTC)) if status else None,
         retries=status.retries if status is not None else 0,

@@ -32,7 +32,7 @@ from api.models import Account, LiveSession, LiveStream, Recording
 from api.schemas import LiveStreamOutput, StatusLookup, live_stream_output, recording_output
 from api.session_schemas import session_output
 from workers.events import RestreamState
-from workers.stream_outputs import StreamOutputs
+from workers.live_path import LivePath
 from workers.supervisor import OutputState, OutputStatus
 
 
@@ -69,8 +69,8 @@ class StreamView:
         """The stream object; its live state is read from this node unless ``live`` is False
         (a session that just ended); ``change`` is a restream target's newly reported state."""
         settings = self._app[SETTINGS]
-        outputs, session = self._media_state(stream.id)
-        lookup = _relay_status(outputs)
+        path, session = self._media_state(stream.id)
+        lookup = _relay_status(path)
         return live_stream_output(
             stream,
             account,
@@ -118,26 +118,21 @@ class StreamView:
         )
         return data.model_dump(by_alias=True)
 
-    def _media_state(
-        self, stream_id: str
-    ) -> tuple[StreamOutputs | None, CurrentSessionOutput | None]:
-        """The stream's outputs and current session on this node (none before the media
+    def _media_state(self, stream_id: str) -> tuple[LivePath | None, CurrentSessionOutput | None]:
+        """The stream's live path and current session on this node (none before the media
         context started or after it stopped)."""
         # api.media constructs views (it imports this module): its names are imported here.
-        from api.media import ORCHESTRATOR, live_status
+        from api.media import live_path, live_status
 
-        orchestrator = self._app.get(ORCHESTRATOR)
-        if orchestrator is None:
-            return None, None
         session = current_session_output(live_status(self._app, stream_id))
-        return orchestrator.get(stream_id), session
+        return live_path(self._app, stream_id), session
 
 
-def _relay_status(outputs: StreamOutputs | None) -> StatusLookup:
-    """The relay state of each restream target among ``outputs`` (none: not relaying)."""
+def _relay_status(path: LivePath | None) -> StatusLookup:
+    """The relay state of each restream target of ``path`` (none: not relaying)."""
 
     def lookup(target_id: str) -> OutputStatus | None:
-        output = outputs.restreams.get(target_id) if outputs is not None else None
+        output = path.outputs.restreams.get(target_id) if path is not None else None
         return output.status() if output is not None else None
 
     return lookup
@@ -145,14 +140,14 @@ def _relay_status(outputs: StreamOutputs | None) -> StatusLookup:
 
 @dataclasses.dataclass(frozen=True)
 class RestreamChange:
-    """What the orchestrator reported about one restream target."""
+    """What a live path reported about one restream target."""
 
     target_id: str
     state: RestreamState
     last_error: str | None
 
     def overlay(self, lookup: StatusLookup) -> StatusLookup:
-        """``lookup`` with this target's state as reported (the orchestrator may have moved on
+        """``lookup`` with this target's state as reported (the live path may have moved on
         by the time the event is rendered)."""
         state = OutputState.LIVE if self.state == "connected" else OutputState.FAILED
 

@@ -147,8 +147,8 @@ class Settings:
     node). 0 = no cache."""
     deletion_check_seconds: float = 2.0
     """Seconds between two checks for streams and accounts deleted elsewhere (``liverelay
-    apikey delete``, another node): their live publishers are disconnected and their recordings
-    removed within about this long."""
+    apikey delete``, another node): their live publishers are disconnected within about this
+    long. The check asks the database only while something is live on this node."""
     retention_days: int = 30
     """Days webhook deliveries (by event time) and ended live sessions (by end time) are kept;
     older ones are deleted hourly. Pending deliveries and live sessions are never deleted.

@@ -95,6 +95,12 @@ class StreamHub:
         """Set once the tracks are known and outputs can start with a decodable stream."""
 
     @property
+    def clock(self) -> Callable[[], float]:
+        """The hub's clock (monotonic seconds): ``last_media_at`` is on it, and the outputs of
+        the stream time their stalls and polls with it."""
+        return self._clock
+
+    @property
     def tracks(self) -> Tracks | None:
         """The tracks, once known."""
         return self._tracks

@@ -1,10 +1,18 @@
-"""The registry of streams that are live right now on this node (read by the API)."""
+"""The seam between a publishing connection and the live path of its stream.
+
+A live path (implemented by ``workers``) owns everything live of one stream: its publisher, its
+hub and outputs, its reconnect window and its deadline. A connection never registers itself
+anywhere: it asks :class:`PathAdmission` to admit it with a stream key, gets the
+:class:`PublishedPath` it feeds, and leaves it when its publisher goes. The path, in turn, may
+end the connection through the :class:`Publisher` interface, and that is all either side knows
+of the other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
+
+from ingest.hub import StreamHub
 
 EndReason = Literal[
     "publisher_left",
@@ -35,56 +43,48 @@ END_MESSAGES: dict[EndReason, str] = {
 """What a publisher is told (in ``onStatus``) when the server ends its publish."""
 
 
-@dataclass
-class LiveEntry:
-    """One live publisher, as the API may see it."""
+class Publisher(Protocol):
+    """A connection publishing into a live path, as the path sees it (the RTMP session)."""
 
-    stream_id: str
-    """Public id of the stream."""
-    client_address: str
-    """``host:port`` of the publisher."""
-    started_at: float
-    """Wall-clock start (``time.time()``)."""
-    disconnect: Callable[[EndReason, bool], Awaitable[None]] = field(repr=False)
-    """Ends the publish for a reason; ``clean=False`` lets a reconnect continue the session
-    (used when a new publisher with the same key replaces a stale one)."""
+    @property
+    def client_address(self) -> str:
+        """``host:port`` of the publisher."""
+        ...
+
+    def disconnect(self, reason: EndReason) -> None:
+        """The path let this publisher go (the operator ended the stream, the session reached
+        its maximum duration, a newer publisher with the same key replaced it, the server is
+        stopping): tell the peer why and close its connection. The publisher is no longer the
+        path's; it must not feed or leave the path afterwards."""
+        ...
 
 
-class LiveStreams:
-    """Which stream ids are live, and a way to end them. Owned by the ingest server."""
+class PublishedPath(Protocol):
+    """What a publishing connection may do with the live path it was admitted to."""
 
-    def __init__(self) -> None:
-        self._entries: dict[str, LiveEntry] = {}
+    @property
+    def stream_id(self) -> str:
+        """Public id of the stream."""
+        ...
 
-    def add(self, entry: LiveEntry) -> None:
-        """Register a new live publisher (replacing a stale one is the session's job)."""
-        self._entries[entry.stream_id] = entry
+    @property
+    def hub(self) -> StreamHub:
+        """Where the publisher's media goes."""
+        ...
 
-    def remove(self, entry: LiveEntry) -> None:
-        """Forget ``entry`` if it is still the registered one."""
-        if self._entries.get(entry.stream_id) is entry:
-            del self._entries[entry.stream_id]
+    async def leave(self, publisher: Publisher, *, clean: bool, reason: EndReason) -> None:
+        """``publisher`` stopped: ``clean`` after an unpublish (the session ends now), not after
+        a dropped connection (the session may wait for the publisher to come back). Nothing
+        happens if ``publisher`` is no longer the path's."""
+        ...
 
-    def get(self, stream_id: str) -> LiveEntry | None:
-        """The live entry of ``stream_id``, if any."""
-        return self._entries.get(stream_id)
 
-    def is_live(self, stream_id: str) -> bool:
-        """Whether ``stream_id`` has a publisher now."""
-        return stream_id in self._entries
+class PathAdmission(Protocol):
+    """Admits publishers to live paths (implemented by ``workers``)."""
 
-    def stream_ids(self) -> list[str]:
-        """The ids of the streams live now (a snapshot)."""
-        return list(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    async def end(self, stream_id: str, reason: EndReason) -> bool:
-        """Disconnect the publisher of ``stream_id`` and end its session; returns whether one
-        was live."""
-        entry = self._entries.get(stream_id)
-        if entry is None:
-            return False
-        await entry.disconnect(reason, True)
-        return True
+    async def admit(self, stream_key: str, publisher: Publisher) -> PublishedPath:
+        """Check ``stream_key`` and make ``publisher`` the publisher of its stream's path, as
+        one step: nothing that ends the stream can come between the check and the admission.
+        Raises :class:`~ingest.authorizer.PublishDenied` for a refused key; any other error
+        means the publish cannot be admitted now."""
+        ...

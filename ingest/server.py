@@ -20,7 +20,6 @@ import logging
 import time
 
 from config.settings import Settings
-from ingest.authorizer import PublishAuthorizer
 from ingest.batching import ReadBatcher
 from ingest.limits import (
     AddressConnections,
@@ -29,12 +28,12 @@ from ingest.limits import (
     CloseReason,
     ConnectionLimitHit,
 )
-from ingest.live import EndReason, LiveStreams
+from ingest.live import EndReason, PathAdmission
 from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
-from ingest.session import PublishSession, PublishSink, SessionClosed
+from ingest.session import PublishSession, SessionClosed
 from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
@@ -56,15 +55,12 @@ class RTMPServer:
         self,
         settings: Settings,
         *,
-        authorizer: PublishAuthorizer,
-        sink: PublishSink,
-        live: LiveStreams,
+        admission: PathAdmission,
         clock: Clock = time.monotonic,
     ) -> None:
+        """``admission`` checks stream keys and admits publishers to their streams' paths."""
         self._settings = settings
-        self._authorizer = authorizer
-        self._sink = sink
-        self._live = live
+        self._admission = admission
         self._clock = clock
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -149,9 +145,7 @@ class RTMPServer:
         session = PublishSession(
             conn,
             client_address=client,
-            authorizer=self._authorizer,
-            sink=self._sink,
-            live=self._live,
+            admission=self._admission,
             close_transport=transport.close_from_outside,
         )
         transport.attach(conn, session)
@@ -249,7 +243,7 @@ class RTMPServer:
 
     async def _handle(self, event: Event, *, transport: RTMPTransport, host: str) -> None:
         """Pass ``event`` to the session, unless it is a publish from a throttled address: that
-        one is refused before the authorizer is asked. An accepted publish leaves the
+        one is refused before its key is checked. An accepted publish leaves the
         per-address count."""
         session, conn = transport.session, transport.conn
         assert session is not None and conn is not None

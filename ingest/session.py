@@ -1,24 +1,24 @@
-"""One RTMP client connection: turns protocol events into authorization and hub calls.
+"""One RTMP client connection: turns protocol events into admission and hub calls.
 
-The session is the only place that decides what a peer may do. It knows nothing about sockets
-(:mod:`ingest.server` feeds it bytes and sends what it returns) and nothing about the database
-(a :class:`~ingest.authorizer.PublishAuthorizer` answers for stream keys) or ffmpeg (a
-:class:`PublishSink` receives the media).
+The session knows nothing about sockets (:mod:`ingest.server` feeds it bytes and sends what it
+returns), nothing about the database and nothing about ffmpeg: a
+:class:`~ingest.live.PathAdmission` checks the stream key and admits the connection to the
+live path of its stream, whose hub receives the media. The path may end the publish from
+outside (:meth:`PublishSession.disconnect`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
 from config.logs import stream_id_var
-from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
+from ingest.authorizer import PublishDenied
 from ingest.hub import MediaRefused, StreamHub
 from ingest.limits import CloseReason
-from ingest.live import END_MESSAGES, EndReason, LiveEntry, LiveStreams
+from ingest.live import END_MESSAGES, EndReason, PathAdmission, PublishedPath
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.events import (
     ConnectRequested,
@@ -35,24 +35,6 @@ log = logging.getLogger(__name__)
 APP_NAME = "live"
 
 
-class LiveOutputs(Protocol):
-    """What a publish feeds: the stream's hub and its outputs."""
-
-    hub: StreamHub
-
-    async def end(self, *, clean: bool, reason: EndReason) -> None:
-        """The publisher left: ``clean`` after an unpublish, not after a dropped connection."""
-        ...
-
-
-class PublishSink(Protocol):
-    """Starts a stream's outputs when its publish is accepted (implemented by workers)."""
-
-    async def open(self, grant: PublishGrant, client_address: str) -> LiveOutputs:
-        """Create the hub and start the outputs for ``grant``."""
-        ...
-
-
 class SessionClosed(Exception):
     """The session decided to end the connection; the message is the logged reason (never a
     stream key) and :attr:`reason` its stable name for counters."""
@@ -65,9 +47,9 @@ class SessionClosed(Exception):
 @dataclass
 class _Publishing:
     stream_id: int
-    grant: PublishGrant
-    outputs: LiveOutputs
-    entry: LiveEntry
+    """The RTMP message stream of the publish."""
+    path: PublishedPath
+    hub: StreamHub
 
 
 class PublishSession:
@@ -78,19 +60,20 @@ class PublishSession:
         conn: RTMPServerConnection,
         *,
         client_address: str,
-        authorizer: PublishAuthorizer,
-        sink: PublishSink,
-        live: LiveStreams,
+        admission: PathAdmission,
         close_transport: Callable[[], None],
     ) -> None:
         self.conn = conn
-        self.client_address = client_address
-        self._authorizer = authorizer
-        self._sink = sink
-        self._live = live
+        self._client_address = client_address
+        self._admission = admission
         self._close_transport = close_transport
         self._publishing: _Publishing | None = None
         self._ended = False
+
+    @property
+    def client_address(self) -> str:
+        """``host:port`` of the peer."""
+        return self._client_address
 
     @property
     def publishing(self) -> bool:
@@ -111,9 +94,7 @@ class PublishSession:
             if self._publishing is not None:
                 media: MediaReceived = event  # type: ignore[assignment]
                 try:
-                    self._publishing.outputs.hub.publish_media(
-                        media.kind, media.timestamp, media.payload
-                    )
+                    self._publishing.hub.publish_media(media.kind, media.timestamp, media.payload)
                 except MediaRefused as exc:
                     raise self._refused_media(exc) from None
             return True
@@ -122,7 +103,7 @@ class PublishSession:
         if isinstance(event, MetadataReceived):
             if self._publishing is not None:
                 try:
-                    self._publishing.outputs.hub.publish_metadata(event.payload, event.metadata)
+                    self._publishing.hub.publish_metadata(event.payload, event.metadata)
                 except MediaRefused as exc:
                     raise self._refused_media(exc) from None
         elif isinstance(event, ConnectRequested):
@@ -163,37 +144,21 @@ class PublishSession:
                 CloseReason.ALREADY_PUBLISHING,
             )
         try:
-            grant = await self._authorizer.authorize_publish(event.name, self.client_address)
+            path = await self._admission.admit(event.name, self)
         except PublishDenied as exc:
             self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.BAD_KEY)
-        except Exception as exc:  # the authorizer's backend is down: refuse now, clearly
-            log.error(
-                "cannot check a stream key from %s: %s", self.client_address, type(exc).__name__
-            )
+        except Exception as exc:  # the key's backend is down, or the outputs cannot start
+            log.error("cannot admit a publish from %s: %s", self.client_address, type(exc).__name__)
             self._reject(
                 event,
                 "NetStream.Publish.Failed",
                 "service temporarily unavailable, try again",
                 CloseReason.AUTH_UNAVAILABLE,
             )
-        stale = self._live.get(grant.stream_id)
-        if stale is not None:
-            log.info(
-                "stream %s: new publisher from %s replaces %s",
-                grant.stream_id,
-                self.client_address,
-                stale.client_address,
-            )
-            # Not clean: the session goes on with this publisher (OBS reconnecting before the
-            # server noticed that the old connection died).
-            await stale.disconnect("publisher_left", False)
-        stream_id_var.set(grant.stream_id)  # this connection's task and the outputs it starts
-        outputs = await self._sink.open(grant, self.client_address)
-        entry = LiveEntry(grant.stream_id, self.client_address, time.time(), self._disconnect)
-        self._publishing = _Publishing(event.stream_id, grant, outputs, entry)
-        self._live.add(entry)
+        stream_id_var.set(path.stream_id)  # this connection's task logs for the stream
+        self._publishing = _Publishing(event.stream_id, path, path.hub)
         self.conn.accept_publish(event.stream_id)
-        log.info("stream %s: publishing from %s", grant.stream_id, self.client_address)
+        log.info("stream %s: publishing from %s", path.stream_id, self.client_address)
 
     def _reject(
         self, event: PublishRequested, code: str, reason: str, counter: CloseReason
@@ -208,7 +173,7 @@ class PublishSession:
         assert self._publishing is not None
         log.warning(
             "stream %s: publisher from %s closed: %s",
-            self._publishing.grant.stream_id,
+            self._publishing.path.stream_id,
             self.client_address,
             exc,
         )
@@ -222,29 +187,36 @@ class PublishSession:
                 clean=True, reason="publisher_left", detail=f"publisher sent {event.command}"
             )
 
-    async def _disconnect(self, reason: EndReason, clean: bool) -> None:
-        """End this publish from outside (API, max duration, replaced by a reconnect)."""
-        message = END_MESSAGES[reason]
-        if self._publishing is not None:
+    def disconnect(self, reason: EndReason) -> None:
+        """The path ended this publish (operator, maximum duration, replaced by a newer
+        publisher, shutdown): tell the peer why, then close the connection."""
+        publishing, self._publishing = self._publishing, None
+        self._ended = True
+        if publishing is not None:
+            message = END_MESSAGES[reason]
             self.conn.send_status(
-                self._publishing.stream_id, "status", "NetStream.Unpublish.Success", message
+                publishing.stream_id, "status", "NetStream.Unpublish.Success", message
             )
-        await self.finish(clean=clean, reason=reason, detail=f"disconnected: {message}")
+            log.info(
+                "stream %s: publish from %s ended (disconnected: %s)",
+                publishing.path.stream_id,
+                self.client_address,
+                message,
+            )
         self._close_transport()
 
     async def finish(self, *, clean: bool, reason: EndReason, detail: str) -> None:
-        """End the publish once (idempotent): unregister it and hand its outputs the end.
-        ``clean`` (an unpublish, or the operator) ends the session now; otherwise the session
-        may wait for the publisher to reconnect."""
+        """End the publish once (idempotent) and tell the path its publisher left. ``clean``
+        (an unpublish) ends the session now; otherwise the session may wait for the publisher
+        to reconnect."""
         publishing, self._publishing = self._publishing, None
         if publishing is None or self._ended:
             return
         self._ended = True
-        self._live.remove(publishing.entry)
         log.info(
             "stream %s: publish from %s ended (%s)",
-            publishing.grant.stream_id,
+            publishing.path.stream_id,
             self.client_address,
             detail,
         )
-        await publishing.outputs.end(clean=clean, reason=reason)
+        await publishing.path.leave(self, clean=clean, reason=reason)

@@ -1,11 +1,16 @@
 """Fakes of the project's own seams, shared by the whole suite: a clock that moves only when
-told to, and a resolver that answers from a fixed table. (Never fakes of ffmpeg, sockets or
-databases: the tests use the real ones.)"""
+told to, a resolver that answers from a fixed table, and a publish authorizer that holds its
+answer until a test releases it. (Never fakes of ffmpeg, sockets or databases: the tests use
+the real ones.)"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
 
+from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from workers.egress import IPAddress
 
 PUBLIC_V4 = "93.184.216.34"
@@ -45,3 +50,63 @@ class FakeResolver:
         if host not in DNS:
             raise OSError(f"[Errno -2] Name or service not known: {host}")
         return [ipaddress.ip_address(a) for a in DNS[host]]
+
+
+@dataclass
+class HeldCheck:
+    """One key check held by :class:`GatedAuthorizer`."""
+
+    checked: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the key was checked: the answer is known but not yet given."""
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by the test to let the answer go."""
+
+    def release(self) -> None:
+        """Give the answer now."""
+        self.released.set()
+
+
+class GatedAuthorizer:
+    """A publish authorizer that asks ``inner`` (the real one) and, for each call a test asked
+    to hold, waits after the key check until the test releases it: "key checked, publish not yet
+    registered" lasts exactly as long as the test wants, so interleavings are driven, not hoped
+    for. Calls nobody asked to hold answer at once."""
+
+    def __init__(self, inner: PublishAuthorizer | None = None) -> None:
+        self.inner = inner
+        self._holds: deque[HeldCheck] = deque()
+        self.calls = 0
+        """Key checks asked so far."""
+
+    def hold_next(self) -> HeldCheck:
+        """Hold the next key check not yet claimed by an earlier ``hold_next``."""
+        hold = HeldCheck()
+        self._holds.append(hold)
+        return hold
+
+    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+        """The inner answer, given when the held check (if this call is one) is released."""
+        assert self.inner is not None, "GatedAuthorizer.inner is not set"
+        self.calls += 1
+        hold = self._holds.popleft() if self._holds else None
+        try:
+            return await self.inner.authorize_publish(stream_key, client_address)
+        finally:
+            if hold is not None:
+                hold.checked.set()
+                await hold.released.wait()
+
+
+class KeyTable:
+    """A publish authorizer answering from a table of stream keys (``grants``), which a test
+    edits as the API would the database."""
+
+    def __init__(self) -> None:
+        self.grants: dict[str, PublishGrant] = {}
+
+    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+        """The grant of ``stream_key``, or :class:`PublishDenied`."""
+        grant = self.grants.get(stream_key)
+        if grant is None:
+            raise PublishDenied("unknown stream key")
+        return grant

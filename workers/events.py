@@ -1,6 +1,6 @@
 """What the media side tells the durable side about a stream's life (implemented by ``api``,
 which records sessions and queues webhooks). Calls never raise into the media path: the
-orchestrator logs and carries on if the database is away."""
+live path logs and carries on if the database is away."""
 
 from __future__ import annotations
 

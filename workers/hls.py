@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
 from workers.argv import hls_argv
+from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.playlist import LivePlaylist
 from workers.process import FFmpegProcess
-from workers.supervisor import PermanentOutputError, RunContext, Supervisor, run_process
+from workers.supervisor import PermanentOutputError, RunContext, RunEnd, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +38,12 @@ PLAYLIST_IO_TIMEOUT = 5.0
 milliseconds); a hung disk must not hang the shutdown. The work still completes, in order."""
 
 
-async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> bool:
-    """Write everything ``sub`` delivers into ``process`` until the publish ends (returns
-    True) or a break was requested (returns False). Each write carries what one batched
-    ingest read delivered, so ffmpeg wakes once per read rather than once per message."""
-    while batch := await sub.read():
-        await process.write(b"".join(batch) if len(batch) > 1 else batch[0])
-    return batch is None
-
-
-async def idle_input_is_progress(ctx: RunContext, hub: StreamHub, interval: float = 1.0) -> None:
-    """While the publisher sends nothing (paused, or gone inside its reconnect window), an
-    output that was working cannot progress: that is not a stall, so report progress."""
-    while True:
-        await asyncio.sleep(interval)
-        working = ctx.process is not None and ctx.process.progress_count > 0
-        if working and time.monotonic() - hub.last_media_at > interval * 2:
-            ctx.progress()
-
-
 class PollSchedule:
     """When to look at ffmpeg's playlist next: every :data:`FIRST_SEGMENT_POLL_SECONDS` until
     the first segment, every :data:`POLL_SECONDS` after that, and every
     :data:`AFTER_KEYFRAME_POLL_SECONDS` for a while after a keyframe that can end a segment (one
     that comes at least 80 % of a segment after the last one: with a short GOP, most keyframes
-    cannot). Times are the event loop's."""
+    cannot). Times are the hub's clock."""
 
     def __init__(self, segment_seconds: float, now: float) -> None:
         self._min_gap = 0.8 * segment_seconds
@@ -88,7 +69,8 @@ class PollSchedule:
 
 
 class HLSOutput:
-    """Keeps a stream's live playlist fed for one live session."""
+    """Keeps a stream's live playlist fed for one live session. Every time it takes (stalls,
+    polls) is on the hub's clock."""
 
     name = "hls"
 
@@ -107,14 +89,14 @@ class HLSOutput:
         self.playlist = playlist
         self._tag = session_tag
         self._sub: Subscription | None = None
-        self.input_ended = asyncio.Event()
-        """Set once the publish ended and ffmpeg has written its last segment."""
+        self._clock = hub.clock
         self.supervisor = Supervisor(
             f"{hub.stream_id}/hls",
             self._run,
             stall_seconds=settings.output_stall_seconds,
             backoff_initial=0.5,
             backoff_max=settings.output_backoff_max_seconds,
+            clock=hub.clock,
         )
 
     @property
@@ -128,10 +110,11 @@ class HLSOutput:
         self.supervisor.start()
 
     async def stop(self, *, timeout: float) -> None:
-        """Let ffmpeg finish what the hub already delivered (bounded), then stop for good."""
+        """Let ffmpeg finish what the hub already delivered (bounded: the output is
+        ``finished`` then, unless it failed), then stop for good."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self.input_ended.wait()
+                await self.supervisor.wait_done()
         await self.supervisor.stop()
         await self.playlist.close(timeout=PLAYLIST_IO_TIMEOUT)
         if self._sub is not None:
@@ -144,21 +127,22 @@ class HLSOutput:
         if self._sub is not None:
             self._sub.request_break()
 
-    async def _run(self, ctx: RunContext) -> None:
+    async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
         await asyncio.to_thread(self._check_storage)
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
             self.playlist.mark_discontinuity()
         part = 0
-        while not await self._run_ffmpeg(ctx, f"{self._tag}-{ctx.attempt}-{part}"):
-            part += 1  # a break: the next publisher continues in a new run
+        while True:
+            end = await self._run_ffmpeg(ctx, f"{self._tag}-{ctx.attempt}-{part}")
+            if end is not FeedEnd.BREAK:
+                break
+            part += 1  # a publisher reconnect: the next publisher continues in a new run
             self._hub.restart(self._sub)
             self.playlist.mark_discontinuity()
-        # The publish ended and ffmpeg wrote its last segment: wait to be stopped rather than
-        # return (a returning run would be restarted).
-        self.input_ended.set()
-        await ctx.stopping.wait()
+        # INPUT_ENDED: ffmpeg wrote its last segment and the output is finished.
+        return RunEnd.INPUT_ENDED if end is FeedEnd.INPUT_ENDED else None
 
     def _check_storage(self) -> None:
         """Fail for good (not retry) when the live directory cannot be written: no restart of
@@ -172,16 +156,10 @@ class HLSOutput:
                 f"cannot write HLS output: {exc.strerror or exc} ({self.playlist.directory.name})"
             ) from exc
 
-    async def _run_ffmpeg(self, ctx: RunContext, run_tag: str) -> bool:
-        """One ffmpeg run; True when the publish ended, False at a requested break."""
+    async def _run_ffmpeg(self, ctx: RunContext, run_tag: str) -> FeedEnd:
+        """One ffmpeg run, until the publish ends, a break or the stop."""
         assert self._sub is not None
         sub = self._sub
-        input_ended = True
-
-        async def feed(process: FFmpegProcess) -> None:
-            nonlocal input_ended
-            input_ended = await feed_subscription(sub, process)
-
         directory = self.playlist.directory
         private = directory / f".ffmpeg-{run_tag}.m3u8"
         argv = hls_argv(
@@ -193,22 +171,21 @@ class HLSOutput:
         process = FFmpegProcess(argv, name=f"{self._hub.stream_id}/hls")
         poller = asyncio.create_task(self._poll(ctx, private))
         try:
-            await run_process(ctx, process, feed)
+            return await run_process(ctx, process, lambda p: feed_subscription(sub, p))
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await self.playlist.refresh(private, timeout=PLAYLIST_IO_TIMEOUT, last=True)
-        return input_ended or ctx.stopping.is_set()
 
     async def _poll(self, ctx: RunContext, private: Path) -> None:
         """Publish new segments as ffmpeg lists them (each one is progress)."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
-        schedule = PollSchedule(self._settings.hls_segment_seconds, loop.time())
+        schedule = PollSchedule(self._settings.hls_segment_seconds, self._clock())
 
         def keyframe_passed() -> None:
-            if schedule.keyframe(loop.time()) and not wake.is_set():
+            if schedule.keyframe(self._clock()) and not wake.is_set():
                 loop.call_later(AFTER_KEYFRAME_POLL_SECONDS, wake.set)
 
         idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
@@ -221,7 +198,7 @@ class HLSOutput:
                 wake.clear()
                 timer.cancel()
                 found = await self.playlist.refresh(private) > 0
-                interval = schedule.looked(loop.time(), found=found)
+                interval = schedule.looked(self._clock(), found=found)
                 if found:
                     ctx.progress()
         finally:

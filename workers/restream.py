@@ -29,10 +29,10 @@ from ingest.authorizer import RestreamTarget
 from ingest.hub import StreamHub, Subscription
 from workers.argv import make_redactor, restream_argv, url_secrets
 from workers.egress import Resolve, resolve_addresses
-from workers.hls import feed_subscription, idle_input_is_progress
+from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.process import FFmpegProcess
 from workers.restream_target import ConnectPlan, plan_connection
-from workers.supervisor import OutputState, OutputStatus, RunContext, Supervisor, run_process
+from workers.supervisor import OutputState, OutputStatus, RunContext, RunEnd, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,6 @@ class RestreamOutput:
         self._redact = make_redactor([target.stream_key, *url_secrets(target.publish_url)])
         self.name = f"{hub.stream_id}/restream:{target.target_id}"
         """Name in logs and statuses (never the URL: it holds the key)."""
-        self.input_ended = asyncio.Event()
-        """Set once the publish ended and ffmpeg sent everything it was given."""
         self.supervisor = Supervisor(
             self.name,
             self._run,
@@ -93,6 +91,7 @@ class RestreamOutput:
             stall_seconds=settings.output_stall_seconds,
             redact=self._redact,
             on_change=self._changed if on_change is not None else None,
+            clock=hub.clock,
         )
 
     @property
@@ -120,12 +119,13 @@ class RestreamOutput:
 
     async def stop(self, *, drain_timeout: float = 0.0) -> None:
         """Stop for good and unsubscribe. After the publish ended, pass ``drain_timeout``: ffmpeg
-        then gets that long to send what the hub already delivered, if it is live (a target
-        removed while live, or one that is failing, is stopped at once)."""
+        then gets that long to send what the hub already delivered, if it is live (the
+        output is ``finished`` then, unless it failed; a target removed while live, or one
+        that is failing, is stopped at once)."""
         if drain_timeout > 0 and self.supervisor.state is OutputState.LIVE:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_timeout):
-                    await self.input_ended.wait()
+                    await self.supervisor.wait_done()
         await self.supervisor.stop()
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
@@ -149,7 +149,7 @@ class RestreamOutput:
             tc_url=plan.tc_url,
         )
 
-    async def _run(self, ctx: RunContext) -> None:
+    async def _run(self, ctx: RunContext) -> RunEnd | None:
         sub = self._sub
         assert sub is not None
         if ctx.attempt > 1:
@@ -158,11 +158,9 @@ class RestreamOutput:
         process = FFmpegProcess(self._argv(plan), name=self.name, redact=self._redact)
         idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
         try:
-            await run_process(ctx, process, lambda p: feed_subscription(sub, p))
+            end = await run_process(ctx, process, lambda p: feed_subscription(sub, p))
         finally:
             idle_watch.cancel()
-        if ctx.stopping.is_set():
-            return
-        # The publish ended and ffmpeg flushed: wait to be stopped (a returning run restarts).
-        self.input_ended.set()
-        await ctx.stopping.wait()
+        # INPUT_ENDED: ffmpeg sent all it was given and the output is finished. Nothing
+        # requests a break of a restream subscription; one would begin a new attempt.
+        return RunEnd.INPUT_ENDED if end is FeedEnd.INPUT_ENDED else None

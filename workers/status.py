@@ -1,60 +1,69 @@
-"""The live status of a session as the API shows it (``currentSession``)."""
+"""The live status of a session, typed: what the API renders as ``currentSession``
+(:func:`api.current_session.current_session_output` maps it to the JSON schema)."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass
 
 from ingest.stats import AudioTrack, VideoTrack
-from workers.stream_outputs import StreamOutputs
+from workers.live_path import LivePath
+from workers.output_state import OutputStatus
 
 
-def current_session(outputs: StreamOutputs, *, now: float | None = None) -> dict[str, Any]:
-    """``currentSession``: who publishes, what it sends, how each output is doing."""
-    hub = outputs.hub
+@dataclass(frozen=True)
+class OutputReport:
+    """One running output of a session."""
+
+    status: OutputStatus
+    """Its supervisor's status (redacted; a restream's error as tenants may see it)."""
+    dropped_frames: int
+    """Frames it dropped because it lagged."""
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """Who publishes, what it sends, and how each output is doing."""
+
+    session_id: str
+    """24-hex id of the session."""
+    started_at: float
+    """Wall-clock start of the session (Unix seconds)."""
+    client_address: str
+    """``host:port`` of the current (or last) publisher."""
+    encoder: str | None
+    """What the publisher says it is."""
+    video: VideoTrack | None
+    """The video track as far as known; ``None`` also when the publish has no video."""
+    audio: AudioTrack | None
+    """The audio track as far as known; ``None`` also when the publish has no audio."""
+    bitrate_kbps: float
+    """Incoming bitrate over the last seconds."""
+    bytes_in: int
+    """Media bytes received in the session."""
+    outputs: tuple[OutputReport, ...]
+    """Each running output: HLS first, then the restream targets."""
+    reconnecting: bool
+    """The publisher dropped and the session waits inside its reconnect window."""
+    reconnects: int
+    """Publishers that came back in this session."""
+
+
+def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus:
+    """The status of the session ``path`` runs; ``now`` (the hub's clock by default) dates
+    the bitrate."""
+    hub = path.hub
     stats = hub.stats
-    return {
-        "id": outputs.info.session_id,
-        "startedAt": _iso(outputs.info.started_at),
-        "clientAddress": outputs.client_address,
-        "encoder": stats.encoder,
-        "video": _video(stats.video) if hub.tracks is None or hub.tracks.has_video else None,
-        "audio": _audio(stats.audio) if hub.tracks is None or hub.tracks.has_audio else None,
-        "bitrateKbps": hub.bitrate.kbps(time.monotonic() if now is None else now),
-        "bytesIn": hub.bytes_in,
-        "outputs": [
-            {
-                "name": status.name.rsplit("/", 1)[-1],
-                "state": status.state.value,
-                "droppedFrames": dropped,
-                "lastError": status.last_error,
-            }
-            for status, dropped in outputs.output_statuses()
-        ],
-        "reconnecting": outputs.reconnecting,
-        "reconnects": outputs.reconnects,
-    }
-
-
-def _video(video: VideoTrack | None) -> dict[str, Any] | None:
-    if video is None:
-        return None
-    return {
-        "codec": video.codec,
-        "width": video.width,
-        "height": video.height,
-        "fps": video.fps,
-        "keyframeInterval": video.keyframe_interval,
-    }
-
-
-def _audio(audio: AudioTrack | None) -> dict[str, Any] | None:
-    if audio is None:
-        return None
-    return {"codec": audio.codec, "sampleRate": audio.sample_rate, "channels": audio.channels}
-
-
-def _iso(epoch: float) -> str:
-    moment = datetime.fromtimestamp(epoch, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    tracks = hub.tracks
+    return SessionStatus(
+        session_id=path.info.session_id,
+        started_at=path.info.started_at,
+        client_address=path.client_address,
+        encoder=stats.encoder,
+        video=stats.video if tracks is None or tracks.has_video else None,
+        audio=stats.audio if tracks is None or tracks.has_audio else None,
+        bitrate_kbps=hub.bitrate.kbps(hub.clock() if now is None else now),
+        bytes_in=hub.bytes_in,
+        outputs=tuple(OutputReport(s, dropped) for s, dropped in path.output_statuses()),
+        reconnecting=path.reconnecting,
+        reconnects=path.reconnects,
+    )

@@ -1,10 +1,10 @@
 """``/v1/livestreams``: create, list, get, update and delete live streams.
 
 Every handler runs behind the JWT middleware (``request[ACCOUNT]`` is set) and sees only the
-account's own streams; anything else is a 404. Whether a stream is live, and its
-``currentSession``, come from the media side (:func:`api.media.live_status`), the state of its
-restream relays from ``app[ORCHESTRATOR]``. A new ``restream`` list applies at once to a live
-stream (only the changed targets start or stop); ``record``, ``reconnectWindowSeconds`` and
+account's own streams; anything else is a 404. Whether a stream is live, its
+``currentSession`` and the state of its restream relays come from its live path on this node
+(:func:`api.media.live_path`). A new ``restream`` list applies at once to a live stream (only
+the changed targets start or stop); ``record``, ``reconnectWindowSeconds`` and
 ``maxDurationSeconds`` apply from its next publish.
 
 The helpers the other ``/v1/livestreams/{id}/...`` route modules share live here: the request's
@@ -26,7 +26,7 @@ from api.current_session import CurrentSessionOutput, current_session_output
 from api.deletion import DELETION_SWEEPER
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, RTMP_PORT, SETTINGS
-from api.media import ORCHESTRATOR, end_live, live_status
+from api.media import PATHS, end_live, live_path, live_status
 from api.models import LiveStream
 from api.publish_auth import grant_for
 from api.schemas import (
@@ -130,7 +130,7 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 else None,
             )
     if "restream" in given:
-        apply_restream(request, stream)
+        await apply_restream(request, stream)
     return web.json_response(render_stream(request, stream))
 
 
@@ -176,9 +176,9 @@ async def own_stream(
     return stream
 
 
-def apply_restream(request: web.Request, stream: LiveStream) -> None:
+async def apply_restream(request: web.Request, stream: LiveStream) -> None:
     """Relay a live ``stream`` to its (committed) target list from now on."""
-    if request.app[ORCHESTRATOR].update_restream(stream.id, grant_for(stream).restream):
+    if await request.app[PATHS].update_restream(stream.id, grant_for(stream).restream):
         log.info("live stream %s: restream targets changed while live", stream.id)
 
 
@@ -243,8 +243,7 @@ def _stream_filter(request: web.Request) -> queries.StreamFilter:
 
 def live_stream_ids(app: web.Application) -> frozenset[str]:
     """The streams with a live session on this node (also inside a reconnect window)."""
-    ids = (outputs.grant.stream_id for outputs in app[ORCHESTRATOR].live_outputs())
-    return frozenset(stream_id for stream_id in ids if live_status(app, stream_id) is not None)
+    return frozenset(path.stream_id for path in app[PATHS].paths() if not path.ending)
 
 
 def render_stream(
@@ -278,10 +277,10 @@ def _current_session(app: web.Application, stream_id: str) -> CurrentSessionOutp
 
 def restream_status(request: web.Request, stream_id: str) -> StatusLookup:
     """The relay state of each restream target of ``stream_id`` on this node."""
-    outputs = request.app[ORCHESTRATOR].get(stream_id)
+    path = live_path(request.app, stream_id)
 
     def lookup(target_id: str) -> OutputStatus | None:
-        output = outputs.restreams.get(target_id) if outputs is not None else None
+        output = path.outputs.restreams.get(target_id) if path is not None else None
         return output.status() if output is not None else None
 
     return lookup

@@ -2,7 +2,7 @@
 
 Same rules as the live stream routes: behind the JWT middleware, only the account's own streams,
 anything else a 404. The recording of a session that is live right now reports its current
-size and duration (from the orchestrator) and cannot be deleted until the session ends.
+size and duration (from its live path) and cannot be deleted until the session ends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aiohttp import web
 from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import SETTINGS
-from api.media import ORCHESTRATOR, RECORDING_STORAGE
+from api.media import RECORDING_STORAGE, live_path
 from api.models import Recording
 from api.routes.livestreams import own_stream, transaction
 from api.schemas import RecordingList, RecordingOutput, recording_output
@@ -67,12 +67,11 @@ async def delete_recording(request: web.Request) -> web.Response:
 
 def _running(request: web.Request, recording: Recording) -> RecordingSummary | None:
     """The live summary of ``recording`` if it is being recorded on this node now."""
-    outputs = request.app[ORCHESTRATOR].get(recording.live_stream_id)
-    if outputs is None or outputs.recording is None:
+    path = live_path(request.app, recording.live_stream_id)
+    running = path.outputs.recording if path is not None else None
+    if running is None or running.recording_id != recording.id:
         return None
-    if outputs.recording.recording_id != recording.id:
-        return None
-    return outputs.recording.summary()
+    return running.summary()
 
 
 def _output(request: web.Request, recording: Recording) -> RecordingOutput:

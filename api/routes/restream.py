@@ -51,7 +51,7 @@ async def add_target(request: web.Request) -> web.Response:
         spec = queries.TargetSpec(body.url, body.stream_key)
         target = await queries.add_restream_target(session, stream, spec)
     log.info("live stream %s: restream target %s added", stream.id, target.id)
-    apply_restream(request, stream)
+    await apply_restream(request, stream)
     location = f"/v1/livestreams/{stream.id}/restream/{target.id}"
     return web.json_response(
         _render(request, stream, target), status=201, headers={"Location": location}
@@ -75,7 +75,7 @@ async def update_target(request: web.Request) -> web.Response:
             )
     if given:
         log.info("live stream %s: restream target %s changed", stream.id, target.id)
-        apply_restream(request, stream)
+        await apply_restream(request, stream)
     return web.json_response(_render(request, stream, target))
 
 
@@ -87,7 +87,7 @@ async def delete_target(request: web.Request) -> web.Response:
         removed = restream_target_output(target, None).model_dump(by_alias=True)
         await queries.remove_restream_target(session, stream, target)
     log.info("live stream %s: restream target %s removed", stream.id, target.id)
-    apply_restream(request, stream)
+    await apply_restream(request, stream)
     return web.json_response(removed)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +22,12 @@ from sqlalchemy.orm import selectinload
 
 from api import database, queries
 from api.auth import issue_token
-from api.keys import DB_SESSIONMAKER, LIVE
-from api.media import ORCHESTRATOR
+from api.keys import DB_SESSIONMAKER
+from api.media import PATHS
 from api.models import LiveStream
-from api.publish_auth import grant_for
 from config import Settings
-from ingest.live import LiveEntry
-from workers.orchestrator import StreamOutputs
+from ingest.live import EndReason
+from workers.live_path import LivePath
 
 HEX24 = re.compile(r"^[0-9a-f]{24}$")
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -111,35 +109,36 @@ async def assert_error(
 
 @dataclass
 class LivePublisher:
-    """A stream made live on the test app's media side without RTMP (see :func:`go_live`)."""
+    """A publisher admitted to a stream's live path without RTMP (see :func:`go_live`); it
+    records the reasons the path disconnected it for."""
 
-    stream_id: str
-    outputs: StreamOutputs
-    """The session the orchestrator opened for it."""
+    client_address: str
+    path: LivePath = field(init=False)
+    """The live path it was admitted to."""
     ended: list[str] = field(default_factory=list)
     """Why the publisher was disconnected, in order."""
+
+    def disconnect(self, reason: EndReason) -> None:
+        """The path let this publisher go."""
+        self.ended.append(reason)
+
+    @property
+    def stream_id(self) -> str:
+        return self.path.stream_id
 
 
 async def go_live(
     client: TestClient, stream_id: str, client_address: str = "203.0.113.7:50000"
 ) -> LivePublisher:
-    """Open a live session for ``stream_id`` the way a granted publish does: the orchestrator
-    opens it with the stream's grant (its outputs wait for media that never comes) and the
-    publisher joins the live registry, recording the reasons it is disconnected for."""
+    """Admit a publisher to ``stream_id``'s live path the way a publish does, with the stream's
+    key through the app's admission (its outputs wait for media that never comes)."""
     app = client.app
     async with app[DB_SESSIONMAKER]() as session:
         row = await session.get(LiveStream, stream_id, options=[selectinload(LiveStream.targets)])
     assert row is not None
-    publisher = LivePublisher(
-        stream_id, await app[ORCHESTRATOR].open(grant_for(row), client_address)
-    )
-
-    async def disconnect(reason: str, *_: object) -> None:
-        publisher.ended.append(reason)
-        app[LIVE].remove(entry)
-
-    entry = LiveEntry(stream_id, client_address, time.time(), disconnect)
-    app[LIVE].add(entry)
+    publisher = LivePublisher(client_address)
+    publisher.path = await app[PATHS].admit(row.stream_key, publisher)
+    assert publisher.path.stream_id == stream_id
     return publisher
 
 

@@ -29,7 +29,7 @@ async def test_status_filter_pages_over_matching_streams_only(
     streams = [await create_stream(api_client, account, name=f"s{i}") for i in range(5)]
     await go_live(api_client, streams[1]["id"])
     waiting = await go_live(api_client, streams[2]["id"])
-    await waiting.outputs.end(clean=False, reason="timed_out")  # inside its reconnect window
+    await waiting.path.leave(waiting, clean=False, reason="timed_out")  # in its reconnect window
     response = await api_client.post(
         f"/v1/livestreams/{streams[3]['id']}/disable", headers=account.headers
     )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp.test_utils import TestClient
 
-from api.media import ORCHESTRATOR
+from api.media import PATHS
 from tests.api.conftest import (
     HEX24,
     TARGET,
@@ -142,7 +142,7 @@ async def test_delete_ends_the_live_session(
     deleted = await response.json()
     assert (deleted["status"], deleted["currentSession"]) == ("idle", None)
     assert publisher.ended == ["deleted"]
-    assert api_client.app[ORCHESTRATOR].get(stream["id"]) is None
+    assert api_client.app[PATHS].get(stream["id"]) is None
 
 
 async def test_list_paginates_newest_first(

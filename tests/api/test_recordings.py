@@ -1,6 +1,6 @@
 """``/v1/livestreams/{id}/recordings`` and recording playback, on SQLite and PostgreSQL.
 
-Recording rows and files are made directly (as the orchestrator would) so these tests need no
+Recording rows and files are made directly (as a live path would) so these tests need no
 publisher; the end-to-end tests record real sessions.
 """
 

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.keys import AUTHORIZER
-from api.media import ORCHESTRATOR
+from api.media import PATHS
 from config import Settings
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from tests.api.conftest import HEX24, AccountCredentials, assert_error, create_stream, go_live
@@ -201,8 +201,8 @@ async def test_changes_reach_the_relays_of_a_live_session(
     first = {"url": f"{closed}/one", "streamKey": "k1"}
     stream = await create_stream(api_client, account, restream=[first])
     publisher = await go_live(api_client, stream["id"])
-    outputs = publisher.outputs
-    hub = outputs.hub
+    outputs = publisher.path.outputs
+    hub = publisher.path.hub
     hub.publish_metadata(b"\x02\x00\x0aonMetaData\x03\x00\x00\x09", {"videocodecid": 7.0})
     hub.publish_media(TAG_VIDEO, 0, b"\x17\x00\x00\x00\x00\x01\x64")
     hub.publish_media(TAG_AUDIO, 0, b"\xaf\x00\x12\x10")
@@ -227,4 +227,4 @@ async def test_changes_reach_the_relays_of_a_live_session(
     response = await api_client.delete(f"{base}/{first_id}", headers=account.headers)
     assert response.status == 200
     assert set(outputs.restreams) == {added["_id"]}
-    assert api_client.app[ORCHESTRATOR].get(stream["id"]) is outputs
+    assert api_client.app[PATHS].get(stream["id"]) is publisher.path

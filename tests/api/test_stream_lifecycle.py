@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api.keys import AUTHORIZER, DB_SESSIONMAKER
-from api.media import ORCHESTRATOR
+from api.media import PATHS
 from api.models import LiveStream
 from ingest.authorizer import PublishDenied
 from tests.api.conftest import (
@@ -55,7 +55,7 @@ async def test_reset_stream_key_refuses_the_old_key_and_ends_its_publish(
     assert (reset["status"], reset["currentSession"]) == ("idle", None)
     assert reset["updatedAt"] >= stream["updatedAt"]
     assert publisher.ended == ["reset"]
-    assert publisher.outputs.ended.is_set()
+    assert publisher.path.ended.is_set()
     assert await get_stream(api_client, account, stream["id"]) == reset
 
     authorizer = api_client.app[AUTHORIZER]
@@ -127,7 +127,7 @@ async def test_complete_ends_the_live_session_and_is_harmless_when_idle(
     assert (completed["status"], completed["currentSession"]) == ("idle", None)
     assert completed["streamKey"] == stream["streamKey"]
     assert publisher.ended == ["completed"]
-    assert publisher.outputs.ended.is_set()
+    assert publisher.path.ended.is_set()
 
     assert await post(api_client, account, f"{url}/complete") == completed
     grant = await api_client.app[AUTHORIZER].authorize_publish(stream["streamKey"], "c")
@@ -139,7 +139,7 @@ async def test_complete_ends_a_session_waiting_in_its_reconnect_window(
 ) -> None:
     stream = await create_stream(api_client, account, reconnectWindowSeconds=600)
     publisher = await go_live(api_client, stream["id"])
-    await publisher.outputs.end(clean=False, reason="timed_out")  # the publisher dropped
+    await publisher.path.leave(publisher, clean=False, reason="timed_out")  # it dropped
 
     waiting = await get_stream(api_client, account, stream["id"])
     assert waiting["status"] == "live"
@@ -147,8 +147,8 @@ async def test_complete_ends_a_session_waiting_in_its_reconnect_window(
 
     completed = await post(api_client, account, f"/v1/livestreams/{stream['id']}/complete")
     assert (completed["status"], completed["currentSession"]) == ("idle", None)
-    assert publisher.outputs.ended.is_set()
-    assert api_client.app[ORCHESTRATOR].get(stream["id"]) is None
+    assert publisher.path.ended.is_set()
+    assert api_client.app[PATHS].get(stream["id"]) is None
 
 
 async def test_current_session_while_live(
@@ -162,7 +162,7 @@ async def test_current_session_while_live(
     check(shown, {"$ref": "#/components/schemas/LiveStreamOutput"}, document)
     assert shown["status"] == "live"
     current = shown["currentSession"]
-    assert HEX24.match(current["id"]) and current["id"] == publisher.outputs.info.session_id
+    assert HEX24.match(current["id"]) and current["id"] == publisher.path.info.session_id
     assert TIMESTAMP.match(current["startedAt"])
     assert current["clientAddress"] == "203.0.113.9:41000"
     assert current["reconnecting"] is False

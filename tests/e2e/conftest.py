@@ -141,8 +141,17 @@ class LiveServer:
             return result
 
 
-async def start_live_server(settings: Settings, http_port: int) -> tuple[TestServer, LiveServer]:
+async def start_live_server(
+    settings: Settings,
+    http_port: int,
+    *,
+    prepare: Callable[[web.Application], None] | None = None,
+) -> tuple[TestServer, LiveServer]:
+    """Start the app of ``settings`` on ``http_port``; ``prepare`` may change the app before it
+    starts (e.g. add a context)."""
     app = create_app(settings)
+    if prepare is not None:
+        prepare(app)
     server = TestServer(app, host="127.0.0.1", port=http_port)
     await server.start_server()
     async with app[DB_SESSIONMAKER]() as session, session.begin():

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from api import cli
-from api.keys import LIVE
+from api.media import PATHS
 from tests.e2e.conftest import (
     Publisher,
     Sources,
@@ -54,7 +54,7 @@ async def test_deleting_an_api_key_disconnects_its_publishers_and_removes_record
         namespace = argparse.Namespace(apikey=apikey)
         assert await asyncio.to_thread(cli.apikey_delete, settings, namespace) == 0
 
-        await eventually(lambda: not live.app[LIVE].is_live(stream["id"]), within=10)
+        await eventually(lambda: live.app[PATHS].get(stream["id"]) is None, within=10)
         await eventually(lambda: publisher.process.returncode is not None, within=20)
         await eventually(lambda: not _recorded_segments(settings.recordings_dir), within=10)
         assert (await fetch(recording_url))[0] == 404

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from api.media import ORCHESTRATOR
+from api.media import PATHS
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,
@@ -46,7 +46,7 @@ async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
     await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 2)
-    hls = live_server.app[ORCHESTRATOR].get(stream["id"]).hls  # type: ignore[union-attr]
+    hls = live_server.app[PATHS].get(stream["id"]).outputs.hls  # type: ignore[union-attr]
     process = hls.supervisor.process
     assert process is not None and process.pid is not None
     os.kill(process.pid, signal.SIGKILL)
@@ -75,7 +75,7 @@ async def test_unwritable_storage_fails_that_output_only(
     live_dir = live_server.settings.live_dir / broken["id"]
     shutil.rmtree(live_dir)
     live_dir.write_text("not a directory any more")  # every write below it now fails
-    hls = live_server.app[ORCHESTRATOR].get(broken["id"]).hls  # type: ignore[union-attr]
+    hls = live_server.app[PATHS].get(broken["id"]).outputs.hls  # type: ignore[union-attr]
     await eventually(lambda: hls.supervisor.state is OutputState.FAILED, within=30)
     assert "cannot write HLS output" in (hls.supervisor.status().last_error or "")
     before = segment_count((await fetch(healthy["downstreamUrl"]))[1].decode())

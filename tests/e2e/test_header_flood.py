@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from api.media import ORCHESTRATOR, RTMP_SERVER
+from api.media import PATHS, RTMP_SERVER
 from ingest.hub import MAX_SEQUENCE_HEADER_BYTES
 from ingest.subscription import Subscription
 from tests.e2e.conftest import (
@@ -110,11 +110,11 @@ async def attack_setup(
     assert codes == ["NetStream.Publish.Start"]
     for kind, timestamp, body in encoder_start(source):
         assert await attacker.send(kind, timestamp, body)
-    orchestrator = live.app[ORCHESTRATOR]
+    paths = live.app[PATHS]
 
     def restream_subscription() -> Subscription | None:
-        outputs = orchestrator.get(stream["id"])
-        restreams = list(outputs.restreams.values()) if outputs else []
+        path = paths.get(stream["id"])
+        restreams = list(path.outputs.restreams.values()) if path else []
         return restreams[0].subscription if restreams else None
 
     await eventually(lambda: restream_subscription() is not None, within=15)

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from api.media import ORCHESTRATOR
+from api.media import PATHS
 from config.logs import quiet_chatty_loggers
 from tests.e2e.conftest import (
     LiveServer,
@@ -122,10 +122,11 @@ async def test_recorded_push_with_good_closed_and_stalled_targets(
             }
 
         seen = await wait_for_api(live, path, bad_targets_retrying, timeout=30)
-        outputs = live.app[ORCHESTRATOR].get(stream["id"])
-        assert outputs is not None
+        live_path = live.app[PATHS].get(stream["id"])
+        assert live_path is not None
+        outputs = live_path.outputs
         while time.monotonic() - live_since < 8:  # memory stays bounded while targets misbehave
-            assert all(s.queued_bytes <= HUB_QUEUE_BYTES for s in outputs.hub.subscriptions)
+            assert all(s.queued_bytes <= HUB_QUEUE_BYTES for s in live_path.hub.subscriptions)
             await asyncio.sleep(0.2)
         playing = await wait_for_playlist(stream["downstreamUrl"], has_segment)
         recordings = await api(live, "GET", f"{path}/recordings")
@@ -200,8 +201,9 @@ async def test_targets_change_while_live_and_a_late_receiver_connects(
     await wait_for_api(
         live, path, lambda b: set(target_states(b).values()) <= {"retrying", "connecting"}
     )
-    outputs = live.app[ORCHESTRATOR].get(stream["id"])
-    assert outputs is not None
+    live_path = live.app[PATHS].get(stream["id"])
+    assert live_path is not None
+    outputs = live_path.outputs
     late_output = outputs.restreams[stream["restream"][0]["_id"]]
 
     # A receiver that comes up late is connected within the backoff cap.

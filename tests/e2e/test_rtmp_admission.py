@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.keys import LIVE
+from api.media import PATHS
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,
@@ -55,7 +55,7 @@ async def test_publish_without_connect_is_a_protocol_error(tmp_path: Path, sqlit
         writer.close()
         assert [reply.name for reply in replies if reply.raw.type_id == 20] == []
         assert rtmp(live).rejected == {"protocol_error": 1}
-        assert not live.app[LIVE].is_live(stream["id"])
+        assert live.app[PATHS].get(stream["id"]) is None
 
 
 async def test_events_before_garbage_in_the_same_read_are_handled(
@@ -144,15 +144,15 @@ async def test_publishers_behind_one_address_all_go_live_with_the_default_cap(
 ) -> None:
     assert live_server.settings.rtmp_max_connections_per_address < PUBLISHERS
     streams = [await live_server.create_stream() for _ in range(PUBLISHERS)]
-    registry, refused = live_server.app[LIVE], rtmp(live_server).rejected
+    registry, refused = live_server.app[PATHS], rtmp(live_server).rejected
     for start in range(0, PUBLISHERS, BATCH):
         for stream in streams[start : start + BATCH]:
             url = stream["upstreamUrl"]
             publishers.append(await push(ffmpeg_exe, sources.audio_only, url, loop=True))
         live = min(start + BATCH, PUBLISHERS)
-        await eventually(lambda: len(registry) == live or bool(refused), within=60)  # noqa: B023
+        await eventually(lambda: registry.publishing() == live or bool(refused), within=60)  # noqa: B023
         assert refused == {}
-    assert sorted(registry.stream_ids()) == sorted(stream["id"] for stream in streams)
+    assert sorted(p.stream_id for p in registry.paths()) == sorted(s["id"] for s in streams)
     assert all(publisher.process.returncode is None for publisher in publishers)
 
 

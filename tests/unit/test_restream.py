@@ -1,8 +1,11 @@
-"""The restream output's command line, name, CA setting and target resolution (no network: a
-fake resolver stands in for DNS; see tests/e2e for real ffmpeg)."""
+"""The restream output's command line, name, CA setting, target resolution and end (no network:
+a fake resolver stands in for DNS, and a small executable fixture that prints ffmpeg-style
+progress and reads its stdin to EOF stands in for ffmpeg; see tests/e2e for real ffmpeg)."""
 
 from __future__ import annotations
 
+import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from workers.restream_target import TargetNotResolved
 from workers.supervisor import OutputState, PermanentOutputError
 
 KEY = "live_123456_SeCrEtKeY"
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def output(settings: Settings, url: str, resolver: FakeResolver | None = None) -> RestreamOutput:
@@ -193,6 +197,31 @@ def test_the_status_is_coarse_only_where_private_targets_are_refused(tmp_path: P
     refused = "exited with code 1: Error opening output files: Connection refused"
     for allowed, shown in ((False, CONNECT_FAILED), (True, refused)):
         relay = output(Settings(data_dir=tmp_path, allow_private_targets=allowed), "rtmp://h/a/k")
-        relay.supervisor._last_error = refused
+        relay.supervisor._machine.last_error = refused
         assert relay.status().last_error == shown
     assert OutputState.IDLE is relay.status().state
+
+
+async def test_a_live_restream_finishes_on_its_own_once_the_publish_ended(tmp_path: Path) -> None:
+    script = tmp_path / "ffmpeg"
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} {FIXTURES / 'progress.py'} advance\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    settings = Settings(data_dir=tmp_path, allow_private_targets=True)
+    hub = StreamHub("e" * 24, queue_bytes=100_000)
+    relay = RestreamOutput(
+        settings,
+        ffmpeg=str(script),
+        hub=hub,
+        target=RestreamTarget("t9", f"rtmp://127.0.0.1/a/{KEY}"),
+    )
+    relay.start()
+    try:
+        await eventually(lambda: relay.status().state is OutputState.LIVE)
+        hub.close()  # the publish ended: the feed drains, ffmpeg gets EOF and flushes
+        await eventually(lambda: relay.status().state not in (OutputState.LIVE,), within=5)
+        assert relay.status().state.value == "finished"
+        assert relay.supervisor.process is not None
+        assert relay.supervisor.process.returncode == 0  # ended by EOF, not by a signal
+    finally:
+        await relay.stop(drain_timeout=5)
+    assert relay.status().state.value == "finished"  # a stop keeps the end it reached

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings, SettingsError
-from ingest.authorizer import PublishDenied, PublishGrant
+from ingest.authorizer import PublishDenied
 from ingest.limits import AddressConnections, AuthFailureThrottle, CloseReason
-from ingest.live import LiveStreams
+from ingest.live import PublishedPath, Publisher
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
-from ingest.session import LiveOutputs
 from tests.fakes import FakeClock
 from tests.polling import eventually
 
@@ -174,9 +173,7 @@ async def test_refused_connections_log_one_warning_per_reason_and_interval(
     settings = Settings(
         data_dir=tmp_path, rtmp_host="127.0.0.1", rtmp_port=0, rtmp_max_connections_per_address=1
     )
-    server = RTMPServer(
-        settings, authorizer=RefuseAll(), sink=NoSink(), live=LiveStreams(), clock=clock
-    )
+    server = RTMPServer(settings, admission=RefuseAll(), clock=clock)
     await server.start()
     try:
         _, held = await asyncio.open_connection("127.0.0.1", server.port)
@@ -204,14 +201,7 @@ async def refuse(server: RTMPServer, count: int) -> None:
 
 
 class RefuseAll:
-    """An authorizer that knows no stream key (refused connections never ask)."""
+    """An admission that knows no stream key (refused connections never ask)."""
 
-    async def authorize_publish(self, stream_key: str, client_address: str) -> PublishGrant:
+    async def admit(self, stream_key: str, publisher: Publisher) -> PublishedPath:
         raise PublishDenied("unknown stream key")
-
-
-class NoSink:
-    """A sink that must not be reached: no publish is accepted here."""
-
-    async def open(self, grant: PublishGrant, client_address: str) -> LiveOutputs:
-        raise AssertionError("no publish is accepted in this test")

@@ -6,28 +6,30 @@ import asyncio
 import logging
 import random
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import FakeClock
 from tests.polling import eventually
 from workers.argv import make_redactor
-from workers.process import FFmpegProcess
-from workers.supervisor import (
+from workers.backoff import Backoff, backoff_delay
+from workers.feed import FeedEnd, run_process
+from workers.output_state import (
+    TERMINAL_STATES,
     TRANSITIONS,
     IllegalTransition,
+    OutputEvent,
+    OutputMachine,
     OutputState,
     OutputStatus,
-    PermanentOutputError,
-    RunContext,
-    Supervisor,
-    backoff_delay,
-    run_process,
 )
+from workers.process import FFmpegProcess
+from workers.supervisor import PermanentOutputError, RunContext, RunEnd, Supervisor
 
 FIXTURES = Path(__file__).parent / "fixtures"
 S = OutputState
+E = OutputEvent
 
 
 def child(script: str, *args: str) -> list[str]:
@@ -71,17 +73,191 @@ def test_backoff_jitter_stays_in_its_band_and_under_the_cap() -> None:
     assert same == again  # an injected rng makes delays reproducible
 
 
-def test_transition_table_has_terminal_states() -> None:
-    assert TRANSITIONS[S.FAILED] == frozenset()
-    assert TRANSITIONS[S.STOPPED] == frozenset()
-    assert S.LIVE not in TRANSITIONS[S.IDLE]
+# -- the transition table ---------------------------------------------------------------------
+
+PATHS: dict[OutputState, list[OutputEvent]] = {
+    S.IDLE: [],
+    S.CONNECTING: [E.ATTEMPT_STARTED],
+    S.LIVE: [E.ATTEMPT_STARTED, E.PROGRESSED],
+    S.RETRYING: [E.ATTEMPT_STARTED, E.ATTEMPT_FAILED],
+    S.FAILED: [E.ATTEMPT_STARTED, E.GAVE_UP],
+    S.STOPPED: [E.STOP_REQUESTED],
+    S.FINISHED: [E.ATTEMPT_STARTED, E.PROGRESSED, E.INPUT_ENDED],
+}
+"""A way from ``idle`` to each state."""
+
+
+def machine(
+    clock: FakeClock | None = None, *, max_retries: int | None = None, **backoff: float
+) -> OutputMachine:
+    return OutputMachine(
+        "x",
+        backoff=Backoff(**{"jitter": 0.0, **backoff}),
+        reset_after=30.0,
+        max_retries=max_retries,
+        rng=random.Random(0),
+        wall_clock=clock or FakeClock(),
+    )
+
+
+def drive(out: OutputMachine, event: OutputEvent, clock: FakeClock) -> None:
+    """Send ``event`` through the machine's own event method."""
+    if event is E.ATTEMPT_STARTED:
+        out.attempt_started()
+    elif event is E.PROGRESSED:
+        out.progressed(clock())
+    elif event in (E.ATTEMPT_FAILED, E.GAVE_UP):
+        out.attempt_failed("down", permanent=event is E.GAVE_UP, now=clock())
+    elif event is E.INPUT_ENDED:
+        out.input_ended()
+    elif event is E.STOP_REQUESTED:
+        out.stop_requested()
+    else:
+        out.crashed("bug")
+
+
+def machine_in(state: OutputState, clock: FakeClock) -> OutputMachine:
+    out = machine(clock)
+    for event in PATHS[state]:
+        drive(out, event, clock)
+    assert out.state is state
+    return out
+
+
+def test_the_table_has_a_row_per_state_and_three_terminal_states() -> None:
     assert set(TRANSITIONS) == set(OutputState)
+    assert TERMINAL_STATES == {S.FAILED, S.STOPPED, S.FINISHED}
+    for state in set(OutputState) - TERMINAL_STATES:
+        assert TRANSITIONS[state][E.STOP_REQUESTED] is S.STOPPED
+        assert TRANSITIONS[state][E.CRASHED] is S.FAILED
+    assert S.LIVE not in TRANSITIONS[S.IDLE].values()
+    finishing = {state for state, row in TRANSITIONS.items() if E.INPUT_ENDED in row}
+    assert finishing == {S.CONNECTING, S.LIVE}  # only a running attempt sees its input end
 
 
-async def test_illegal_transition_raises() -> None:
-    sup = Supervisor("x", _never_called)
-    with pytest.raises(IllegalTransition, match="output x: illegal transition idle -> live"):
-        sup._transition(S.LIVE)
+@pytest.mark.parametrize("state", list(OutputState))
+def test_every_event_moves_the_machine_as_the_table_says(state: OutputState) -> None:
+    clock = FakeClock()
+    for event in OutputEvent:
+        out = machine_in(state, clock)
+        clock.advance(1)
+        before = out.since
+        if event in TRANSITIONS[state]:
+            drive(out, event, clock)
+            assert out.state is TRANSITIONS[state][event], event
+            assert out.since == clock() != before
+        elif event in (E.STOP_REQUESTED, E.CRASHED) and state in TERMINAL_STATES:
+            drive(out, event, clock)  # stopping or crashing when already done keeps the end
+            assert (out.state, out.since) == (state, before)
+        elif event is E.PROGRESSED:
+            drive(out, event, clock)  # progress moves only a connecting output
+            assert (out.state, out.since) == (state, before)
+        else:
+            with pytest.raises(IllegalTransition, match=f"from {state} on {event}"):
+                drive(out, event, clock)
+
+
+def test_an_illegal_transition_raises_and_names_the_output() -> None:
+    with pytest.raises(IllegalTransition, match="output x: illegal transition from idle on"):
+        machine().input_ended()
+
+
+def test_backoff_grows_per_consecutive_failure_and_max_retries_gives_up() -> None:
+    clock = FakeClock()
+    out = machine(clock, max_retries=3, initial=1.0, maximum=3.0)
+    delays = []
+    for _ in range(4):
+        out.attempt_started()
+        delays.append(out.attempt_failed("refused", permanent=False, now=clock()))
+    assert delays == [1.0, 2.0, 3.0, None]
+    assert (out.state, out.retries, out.restarts, out.last_error) == (S.FAILED, 4, 3, "refused")
+
+
+def test_retries_start_over_after_an_attempt_stayed_live_long_enough() -> None:
+    clock = FakeClock()
+    out = machine(clock)
+    out.attempt_started()
+    out.attempt_failed("down", permanent=False, now=clock())
+    out.attempt_started()
+    out.progressed(clock())
+    clock.advance(29.9)
+    out.attempt_failed("dropped", permanent=False, now=clock())
+    assert out.retries == 2  # live for less than reset_after: still consecutive
+    out.attempt_started()
+    out.progressed(clock())
+    clock.advance(30)
+    out.attempt_failed("dropped", permanent=False, now=clock())
+    assert out.retries == 1
+    assert out.status().retry_delay == 1.0
+
+
+def test_the_status_keeps_the_failed_attempts_stderr_until_the_new_one_speaks() -> None:
+    clock = FakeClock()
+    out = machine(clock)
+    out.attempt_started()
+    out.attempt_failed("exited", permanent=False, now=clock(), stderr_tail=["refused"])
+    out.attempt_started()
+    assert out.status().stderr_tail == ("refused",)
+    assert out.status(["connecting..."]).stderr_tail == ("connecting...",)
+    out.progressed(clock())
+    assert out.status().stderr_tail == ()  # live: only the running process speaks
+
+
+# -- finished ----------------------------------------------------------------------------------
+
+
+async def test_a_run_whose_input_ended_finishes_the_output_without_a_stop() -> None:
+    clock, wall = FakeClock(), FakeClock(1_700_000_000.0)
+    recorder = Recorder()
+    calls = 0
+
+    async def run(ctx: RunContext) -> RunEnd:
+        nonlocal calls
+        calls += 1
+        ctx.progress()
+        wall.advance(5)
+        return RunEnd.INPUT_ENDED
+
+    sup = Supervisor("hls:9", run, clock=clock, wall_clock=wall, on_change=recorder)
+    sup.start()
+    status = await asyncio.wait_for(sup.wait_done(), 10)
+    assert status.state is S.FINISHED and status.since == 1_700_000_005.0
+    assert recorder.states == [S.CONNECTING, S.LIVE, S.FINISHED]
+    assert (status.retries, status.restarts, status.last_error) == (0, 0, None)
+    assert (await sup.stop()).state is S.FINISHED  # finished is terminal: stop keeps it
+    assert calls == 1
+
+
+async def test_a_process_whose_feed_ended_finishes_after_an_eof_stop() -> None:
+    processes: list[FFmpegProcess] = []
+
+    async def feed(process: FFmpegProcess) -> FeedEnd:
+        await process.write(b"the last bytes")
+        return FeedEnd.INPUT_ENDED
+
+    async def run(ctx: RunContext) -> RunEnd | None:
+        proc = FFmpegProcess(child("progress.py", "advance", "0.05"), name="prog")
+        processes.append(proc)
+        end = await run_process(ctx, proc, feed, grace=3)
+        return RunEnd.INPUT_ENDED if end is FeedEnd.INPUT_ENDED else None
+
+    sup = Supervisor("hls:8", run)
+    sup.start()
+    assert (await asyncio.wait_for(sup.wait_done(), 10)).state is S.FINISHED
+    assert processes[0].returncode == 0  # ended by EOF, not by a signal
+
+
+async def test_an_illegal_transition_in_the_loop_is_raised_by_stop() -> None:
+    async def run(ctx: RunContext) -> None:
+        sup._machine.state = S.STOPPED  # a bug: the state changed outside the table
+        return None
+
+    sup = Supervisor("x", run, backoff_initial=0.001)
+    sup.start()
+    assert sup._task is not None
+    await asyncio.wait({sup._task}, timeout=10)
+    with pytest.raises(IllegalTransition, match="illegal transition from stopped on attempt fai"):
+        await sup.stop()
 
 
 async def _never_called(ctx: RunContext) -> None:
@@ -153,8 +329,7 @@ async def test_permanent_error_goes_to_failed_without_retry() -> None:
 
     sup = Supervisor("restream:2", run, backoff_initial=0.01, on_change=recorder)
     sup.start()
-    await eventually(lambda: sup.state is S.FAILED)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(sup.wait_done(), 10)
     assert calls == 1
     assert recorder.states == [S.CONNECTING, S.FAILED]
     status = await sup.stop()  # failed is terminal: stop keeps it
@@ -210,9 +385,7 @@ async def test_stop_during_backoff_is_prompt() -> None:
     sup = Supervisor("x", run, backoff_initial=60, backoff_max=60)
     sup.start()
     await eventually(lambda: sup.state is S.RETRYING)
-    started = time.monotonic()
-    status = await sup.stop()
-    assert time.monotonic() - started < 1
+    status = await asyncio.wait_for(sup.stop(), 10)  # not after the 60 s backoff
     assert status.state is S.STOPPED
     assert status.last_error == "down"
 
@@ -253,9 +426,7 @@ async def test_stop_cancels_a_run_that_ignores_stopping(caplog: pytest.LogCaptur
     sup = Supervisor("x", run, stop_timeout=0.1)
     sup.start()
     await eventually(lambda: sup.state is S.CONNECTING)
-    started = time.monotonic()
-    assert (await sup.stop()).state is S.STOPPED
-    assert time.monotonic() - started < 2
+    assert (await asyncio.wait_for(sup.stop(), 10)).state is S.STOPPED  # not after 60 s
     assert cancelled.is_set()
     assert "did not end 0.1 s after stop; cancelling" in caplog.text
 

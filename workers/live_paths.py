@@ -1,0 +1,286 @@
+"""The registry of live paths on this node: the only record of what is live here, the only way
+in (:meth:`LivePaths.admit`) and the only way to end it (:meth:`LivePaths.end`).
+
+Everything that changes a stream's live state holds that stream's lock: an admission from its
+key check to its registration, an end from its look-up to the path's last flush, a change of
+restream targets. So after :meth:`LivePaths.end` returns, no publisher admitted before it is
+left, whatever the interleaving; it implements :class:`ingest.live.PathAdmission`.
+
+The key check is the one step that cannot take the lock first: which stream a key belongs to is
+what the check finds out. Every end (and every change of restream targets) therefore leaves a
+mark, and an admission that finds a mark for its stream made since its check began checks the
+key again under the lock, which sees the change (the API commits a change before it ends the
+stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.logs import stream_id_var
+from config.settings import Settings
+from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant, RestreamTarget
+from ingest.live import EndReason, Publisher
+from workers.events import NoStreamEvents, SessionInfo, StreamEvents
+from workers.live_path import LivePath
+from workers.recording import RecordingStore, finalize_unfinished
+from workers.storage import RecordingStorage
+
+log = logging.getLogger(__name__)
+
+
+class PathsClosed(Exception):
+    """The node is shutting down: no new publisher is admitted."""
+
+
+class LivePaths:
+    """Every live path on this node (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ffmpeg: str,
+        authorizer: PublishAuthorizer,
+        recordings: RecordingStore | None = None,
+        storage: RecordingStorage | None = None,
+        events: StreamEvents | None = None,
+    ) -> None:
+        """``authorizer`` checks stream keys; without ``recordings`` and ``storage`` nothing is
+        recorded; without ``events`` the sessions go unreported."""
+        self._settings = settings
+        self._ffmpeg = ffmpeg
+        self._authorizer = authorizer
+        self._recordings = recordings
+        self._storage = storage
+        self._events: StreamEvents = events if events is not None else NoStreamEvents()
+        self._paths: dict[str, LivePath] = {}
+        self._locks: dict[str, _StreamLock] = {}
+        self._marks = _ChangeMarks()
+        self._ending: set[LivePath] = set()
+        self._cleanups: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    # -- what the API reads -------------------------------------------------------------------
+
+    def get(self, stream_id: str) -> LivePath | None:
+        """The live path of ``stream_id``, if it is live (also inside its reconnect window)."""
+        return self._paths.get(stream_id)
+
+    def paths(self) -> tuple[LivePath, ...]:
+        """Every live path on this node."""
+        return tuple(self._paths.values())
+
+    def publishing(self) -> int:
+        """How many paths have a publisher now."""
+        return sum(path.publisher is not None for path in self._paths.values())
+
+    # -- admission ----------------------------------------------------------------------------
+
+    async def admit(self, stream_key: str, publisher: Publisher) -> LivePath:
+        """Check ``stream_key`` and make ``publisher`` its stream's publisher, as one step per
+        stream: a new path, the same session continued (reconnect window, or a stale publisher
+        replaced), or the stale session ended and a new one begun when the stream has no
+        window. Raises :class:`PublishDenied` for a refused key."""
+        mark = self._marks.begin()
+        try:
+            address = publisher.client_address
+            grant = await self._authorizer.authorize_publish(stream_key, address)
+            async with self._exclusive(grant.stream_id):
+                if self._marks.changed_since(grant.stream_id, mark):
+                    grant = await self._check_again(stream_key, address, grant.stream_id)
+                return await self._admit(grant, publisher)
+        finally:
+            self._marks.done(mark)
+
+    async def _check_again(self, stream_key: str, address: str, stream_id: str) -> PublishGrant:
+        """The stream changed while its key was checked: check it again (under the lock)."""
+        log.info("stream %s changed while a publish from %s was checked", stream_id, address)
+        grant = await self._authorizer.authorize_publish(stream_key, address)
+        if grant.stream_id != stream_id:  # keys are unique: only a new key could do this
+            raise PublishDenied("unknown stream key")
+        return grant
+
+    async def _admit(self, grant: PublishGrant, publisher: Publisher) -> LivePath:
+        if self._closed:
+            raise PathsClosed("the server is shutting down")
+        stream_id = grant.stream_id
+        stream_id_var.set(stream_id)  # the admitting task and the outputs it starts
+        path = self._paths.get(stream_id)
+        if path is not None and not path.continues:
+            await self._end_locked(path, "publisher_left")
+            path = None
+        if path is not None:
+            path.take_over(grant, publisher)
+            return path
+        return await self._open(grant, publisher)
+
+    async def _open(self, grant: PublishGrant, publisher: Publisher) -> LivePath:
+        """Prepare a clean live directory and begin a new session."""
+        stream_id = grant.stream_id
+        cleanup = self._cleanups.pop(stream_id, None)
+        if cleanup is not None:
+            cleanup.cancel()
+        directory = self._settings.live_dir / stream_id
+        await asyncio.to_thread(_reset_dir, directory)
+        info = SessionInfo(stream_id, new_session_id(), time.time(), publisher.client_address)
+        path = LivePath(
+            self._settings,
+            ffmpeg=self._ffmpeg,
+            grant=grant,
+            info=info,
+            directory=directory,
+            events=self._events,
+            request_end=self._end_if,
+            recordings=self._recordings,
+            storage=self._storage,
+        )
+        self._paths[stream_id] = path
+        path.begin(publisher)
+        return path
+
+    # -- changes and ends -------------------------------------------------------------------
+
+    async def end(self, stream_id: str, reason: EndReason) -> bool:
+        """End the live path of ``stream_id`` now (publisher disconnected, outputs flushed, the
+        session recorded as ended), also inside its reconnect window, and turn away any
+        publish whose key check began before this call. Returns whether it was live."""
+        self._marks.changed(stream_id)
+        async with self._exclusive(stream_id):
+            path = self._paths.get(stream_id)
+            if path is None:
+                return False
+            await self._end_locked(path, reason)
+            return True
+
+    async def update_restream(self, stream_id: str, targets: Sequence[RestreamTarget]) -> bool:
+        """Relay ``stream_id`` to ``targets`` from now on if it is live here (a publish being
+        admitted meanwhile reads them too); returns whether it was live."""
+        self._marks.changed(stream_id)
+        async with self._exclusive(stream_id):
+            path = self._paths.get(stream_id)
+            if path is None or path.ending:
+                return False
+            path.outputs.set_restream(targets)
+            return True
+
+    async def _end_if(self, path: LivePath, reason: EndReason, still: Callable[[], bool]) -> None:
+        """End ``path`` (a path's own request: unpublish, window, deadline) if it is still
+        registered and ``still()`` holds once the stream's lock is taken."""
+        async with self._exclusive(path.stream_id):
+            if self._paths.get(path.stream_id) is path and still():
+                await self._end_locked(path, reason)
+
+    async def _end_locked(self, path: LivePath, reason: EndReason) -> None:
+        stream_id = path.stream_id
+        if self._paths.get(stream_id) is path:
+            del self._paths[stream_id]
+        self._ending.add(path)
+        try:
+            await path.finish(reason)
+        finally:
+            self._ending.discard(path)
+            if not self._closed:
+                self._cleanups[stream_id] = asyncio.create_task(self._remove_later(stream_id))
+
+    async def _remove_later(self, stream_id: str) -> None:
+        """Keep the ended playlist long enough for players to reach ENDLIST, then remove it."""
+        linger = self._settings.hls_segment_seconds * self._settings.hls_list_size * 2
+        await asyncio.sleep(linger)
+        await asyncio.to_thread(shutil.rmtree, self._settings.live_dir / stream_id, True)
+        self._cleanups.pop(stream_id, None)
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, stream_id: str) -> AsyncIterator[None]:
+        """Hold ``stream_id``'s lock (made on first use, dropped when nobody holds or waits)."""
+        entry = self._locks.get(stream_id)
+        if entry is None:
+            entry = self._locks[stream_id] = _StreamLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[stream_id]
+
+    # -- start and stop -----------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Close the recordings an unclean shutdown left open (call before admitting)."""
+        if self._recordings is None or self._storage is None:
+            return
+        try:
+            await finalize_unfinished(self._recordings, self._storage)
+        except Exception:
+            log.exception("closing the recordings left open by the last run failed")
+
+    async def close(self) -> None:
+        """End every path (shutdown); publishes admitted from now on are refused."""
+        self._closed = True
+        busy = set(self._paths) | set(self._locks)
+        await asyncio.gather(*(self.end(s, "shutdown") for s in busy), return_exceptions=True)
+        if self._ending:
+            await asyncio.gather(*(p.finish("shutdown") for p in self._ending))
+        for task in self._cleanups.values():
+            task.cancel()
+
+
+@dataclass
+class _StreamLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    """Tasks holding or waiting for the lock."""
+
+
+class _ChangeMarks:
+    """Which streams were ended or changed while key checks were running. Marks are kept only
+    while a check that began before them runs, so they never outnumber the streams."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last: dict[str, int] = {}
+        self._running: Counter[int] = Counter()
+
+    def begin(self) -> int:
+        """A key check begins; returns its mark."""
+        self._running[self._count] += 1
+        return self._count
+
+    def changed(self, stream_id: str) -> None:
+        """``stream_id`` was ended or changed (its new state is committed)."""
+        self._count += 1
+        if self._running:
+            self._last[stream_id] = self._count
+
+    def changed_since(self, stream_id: str, mark: int) -> bool:
+        """Whether ``stream_id`` changed after the check of ``mark`` began."""
+        return self._last.get(stream_id, -1) > mark
+
+    def done(self, mark: int) -> None:
+        """The check of ``mark`` is over."""
+        self._running[mark] -= 1
+        if self._running[mark] <= 0:
+            del self._running[mark]
+        if not self._running:
+            self._last.clear()
+
+
+def new_session_id() -> str:
+    """A 24-hex id shaped like the API's object ids (time first, so ids sort by start)."""
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def _reset_dir(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
