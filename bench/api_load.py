@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from bench import procstat
-from bench.common import REPO_DIR, RESULTS_DIR, fmt, percentile
+from bench.common import REPO_DIR, RESULTS_DIR, fmt, percentile, write_result
 from bench.servers import Liverelay
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -268,9 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(
         run_api_benchmarks(backends, requests=args.requests, concurrency=args.concurrency)
     )
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS_DIR / f"api-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"machine": procstat.machine(), "results": results}, indent=2))
+    out = write_result({"machine": procstat.machine(), "results": results}, args.out, "api")
     print(api_table(results))
     print(f"\nwrote {out}")
     return 0

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -36,14 +37,23 @@ def ffmpeg_exe() -> str:
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def liverelay_exe() -> str:
-    exe = Path(sys.executable).with_name("liverelay")
+def venv_exe(name: str, missing: str) -> str:
+    """The program ``name`` next to this Python (its venv), else on PATH; exits with
+    ``missing`` when there is none."""
+    exe = Path(sys.executable).with_name(name)
     if exe.exists():
         return str(exe)
-    found = shutil.which("liverelay")
+    found = shutil.which(name)
     if not found:
-        raise SystemExit("liverelay console script not found (pip install -e . in this venv)")
+        raise SystemExit(missing)
     return found
+
+
+def liverelay_exe() -> str:
+    """The ``liverelay`` console script of this venv."""
+    return venv_exe(
+        "liverelay", "liverelay console script not found (pip install -e . in this venv)"
+    )
 
 
 def free_port() -> int:
@@ -208,3 +218,32 @@ async def create_api_key(env: dict[str, str], workdir: Path, name: str) -> str:
         raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
     token: str = json.loads(out)["token"]
     return token
+
+
+async def create_livestreams(
+    base_url: str,
+    token: str,
+    prefix: str,
+    count: int,
+    timeout: aiohttp.ClientTimeout | None = None,
+) -> list[dict[str, Any]]:
+    """``POST /v1/livestreams`` ``count`` times (named ``<prefix>-<i>``), one after another;
+    the response bodies (``id``, ``upstreamUrl``, ``downstreamUrl``...)."""
+    bodies: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(
+        headers={"Authorization": token}, timeout=timeout or aiohttp.client.DEFAULT_TIMEOUT
+    ) as http:
+        for i in range(count):
+            async with http.post(f"{base_url}/v1/livestreams", json={"name": f"{prefix}-{i}"}) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
+                bodies.append(await r.json())
+    return bodies
+
+
+def write_result(result: Any, out: Path | None, prefix: str) -> Path:
+    """Write ``result`` as JSON to ``out``, or to ``results/<prefix>-<time>.json``; the path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = out or RESULTS_DIR / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=2, default=str))
+    return out

@@ -234,9 +234,15 @@ async def watch_disk(probes: list[StreamProbe], stop: asyncio.Event, interval: f
             await asyncio.wait_for(stop.wait(), interval)
 
 
-async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+    """GET ``url``: (status, body)."""
     async with http.get(url) as r:
         return r.status, await r.read()
+
+
+def is_ts_segment(status: int, data: bytes) -> bool:
+    """Whether a segment download succeeded as MPEG-TS (at least one packet, sync byte first)."""
+    return status == 200 and len(data) >= 188 and data[0] == 0x47
 
 
 async def wait_first_playable(
@@ -246,12 +252,12 @@ async def wait_first_playable(
     url = probe.target.playlist_url
     while time.monotonic() < deadline:
         try:
-            status, body = await _get(http, url)
+            status, body = await get(http, url)
             playlist = parse_playlist(body.decode(errors="replace")) if status == 200 else None
             if playlist and playlist.segments:
                 seg_url = urllib.parse.urljoin(url, playlist.segments[0][0])
-                seg_status, data = await _get(http, seg_url)
-                if seg_status == 200 and len(data) >= 188 and data[0] == 0x47:
+                seg_status, data = await get(http, seg_url)
+                if is_ts_segment(seg_status, data):
                     probe.first_playable_at = time.monotonic()
                     return
         except (aiohttp.ClientError, TimeoutError):
@@ -267,7 +273,7 @@ async def view(
     url = probe.target.playlist_url
     while not stop.is_set():
         try:
-            status, _ = await _get(http, url)
+            status, _ = await get(http, url)
             probe.http_polls += 1
             probe.http_last_status = status
             if status != 200:
@@ -283,14 +289,14 @@ async def check_final(http: aiohttp.ClientSession, probe: StreamProbe) -> None:
     """At the end of the window the playlist must still load and its newest segment download."""
     url = probe.target.playlist_url
     try:
-        status, body = await _get(http, url)
+        status, body = await get(http, url)
         playlist = parse_playlist(body.decode(errors="replace")) if status == 200 else None
         if not playlist or not playlist.segments:
             probe.final_segment_ok = False
             probe.final_error = f"playlist: HTTP {status}, {len(body)} bytes"
             return
-        seg_status, data = await _get(http, urllib.parse.urljoin(url, playlist.segments[-1][0]))
-        probe.final_segment_ok = seg_status == 200 and len(data) >= 188 and data[0] == 0x47
+        seg_status, data = await get(http, urllib.parse.urljoin(url, playlist.segments[-1][0]))
+        probe.final_segment_ok = is_ts_segment(seg_status, data)
         if not probe.final_segment_ok:
             probe.final_error = f"segment: HTTP {seg_status}, {len(data)} bytes"
     except (aiohttp.ClientError, TimeoutError) as exc:

@@ -8,6 +8,9 @@ double counting the ones still alive.
 Memory: ``Rss`` and ``Pss`` from ``/proc/<pid>/smaps_rollup``. PSS splits shared pages (the
 ffmpeg binary's text, Python's shared libraries) between the processes that map them, so the
 PSS of a tree is what the tree really costs; RSS counts shared pages once per process.
+
+Also what a long run watches for leaks: a process's open descriptors by kind, its threads, its
+descendants, and ffmpeg processes anywhere that mention a path (orphans).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -155,6 +160,11 @@ def _smaps_rollup(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
+def own_memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in kB of ``pid`` alone."""
+    return _smaps_rollup(pid)
+
+
 def mem_sample(roots: list[int]) -> MemSample:
     members = trees(roots)
     rss = pss = 0
@@ -210,3 +220,89 @@ def machine() -> dict[str, object]:
         "mem_total_mb": round(mem_kb / 1024),
         "kernel": os.uname().release,
     }
+
+
+def descendants(root: int) -> list[ProcInfo]:
+    """Every process below ``root`` (not ``root`` itself)."""
+    return [p for p in tree(root) if p.pid != root]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+
+
+def ffmpeg_mentioning(path: Path) -> list[dict[str, Any]]:
+    """Every ffmpeg process on the machine whose command line mentions ``path``."""
+    needle = str(path)
+    found = []
+    for p in all_processes().values():
+        argv = _cmdline(p.pid)
+        if argv and "ffmpeg" in os.path.basename(argv[0]) and any(needle in a for a in argv):
+            found.append({"pid": p.pid, "ppid": p.ppid, "state": p.state})
+    return found
+
+
+def _socket_ports(pid: int) -> dict[str, int]:
+    """Socket inode -> local TCP port, from the network namespace of ``pid``."""
+    ports: dict[str, int] = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9:
+                        ports[parts[9]] = int(parts[1].rsplit(":", 1)[1], 16)
+        except OSError:
+            continue
+    return ports
+
+
+def open_fds(pid: int, ports: dict[int, str] | None = None) -> dict[str, int]:
+    """Open file descriptors of ``pid``, by kind: pipe, anon, socket (split by local port with
+    ``ports``: port -> name, e.g. ``http`` and ``rtmp``), database (the SQLite file, -wal,
+    -shm) and other files."""
+    kinds = {"total": 0, "pipe": 0, "anon": 0, "socket": 0, "database": 0, "file": 0}
+    for name in (ports or {}).values():
+        kinds[f"socket_{name}"] = 0
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return kinds
+    inode_ports = _socket_ports(pid) if ports else {}
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        kinds["total"] += 1
+        if target.startswith("socket:"):
+            kinds["socket"] += 1
+            port = inode_ports.get(target[8:-1])
+            if ports and port in ports:
+                kinds[f"socket_{ports[port]}"] += 1
+        elif target.startswith("pipe:"):
+            kinds["pipe"] += 1
+        elif target.startswith("anon_inode:"):
+            kinds["anon"] += 1
+        elif ".db" in os.path.basename(target):
+            kinds["database"] += 1
+        else:
+            kinds["file"] += 1
+    return kinds
+
+
+def threads(pid: int) -> int | None:
+    """Threads of ``pid`` (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None

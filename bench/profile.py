@@ -25,8 +25,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS_DIR, ffmpeg_exe, source_clip
-from bench.compare import run_step, table
+from bench.common import RESULTS_DIR, ffmpeg_exe, source_clip, venv_exe
+from bench.compare_step import run_step
+from bench.compare_tables import table
 from bench.servers import Liverelay, Server, extract_ref
 
 _WAITS = {"wait", "_worker"}  # threading.Condition.wait / idle ThreadPoolExecutor workers
@@ -34,13 +35,8 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
 
 
 def py_spy() -> str:
-    exe = Path(sys.executable).with_name("py-spy")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("py-spy")
-    if not found:
-        raise SystemExit("py-spy not found: pip install py-spy")
-    return found
+    """The py-spy binary of this venv (or on PATH)."""
+    return venv_exe("py-spy", "py-spy not found: pip install py-spy")
 
 
 def _short_file(path: str) -> str:

@@ -18,12 +18,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from bench.common import (
     REPO_DIR,
     RESULTS_DIR,
     create_api_key,
+    create_livestreams,
     free_port,
     liverelay_exe,
     stop_process,
@@ -52,6 +51,28 @@ def extract_ref(ref: str) -> tuple[Path, str]:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target, sha
+
+
+def liverelay_env(
+    data_dir: Path, *, http_port: int, rtmp_port: int, metrics_port: int
+) -> dict[str, str]:
+    """This process's environment without its ``LIVERELAY_*`` settings, plus the settings every
+    benchmarked ``liverelay serve`` gets: ``data_dir``, loopback ports (``metrics_port`` -1: no
+    metrics listener) and the common HLS settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+    env.update(
+        {
+            "LIVERELAY_DATA_DIR": str(data_dir),
+            "LIVERELAY_HTTP_HOST": "127.0.0.1",
+            "LIVERELAY_HTTP_PORT": str(http_port),
+            "LIVERELAY_RTMP_HOST": "127.0.0.1",
+            "LIVERELAY_RTMP_PORT": str(rtmp_port),
+            "LIVERELAY_METRICS_PORT": str(metrics_port),
+            "LIVERELAY_HLS_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
+            "LIVERELAY_HLS_LIST_SIZE": str(LIST_SIZE),
+        }
+    )
+    return env
 
 
 @dataclass(frozen=True)
@@ -136,17 +157,11 @@ class Liverelay(Server):
         self.rtmp_port = free_port()
         self.database_url = database_url
         self.token: str | None = None
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY_")}
+        env = liverelay_env(
+            workdir / "data", http_port=self.http_port, rtmp_port=self.rtmp_port, metrics_port=-1
+        )
         env.update(
             {
-                "LIVERELAY_DATA_DIR": str(workdir / "data"),
-                "LIVERELAY_HTTP_HOST": "127.0.0.1",
-                "LIVERELAY_HTTP_PORT": str(self.http_port),
-                "LIVERELAY_RTMP_HOST": "127.0.0.1",
-                "LIVERELAY_RTMP_PORT": str(self.rtmp_port),
-                "LIVERELAY_METRICS_PORT": "-1",
-                "LIVERELAY_HLS_SEGMENT_SECONDS": str(SEGMENT_SECONDS),
-                "LIVERELAY_HLS_LIST_SIZE": str(LIST_SIZE),
                 "LIVERELAY_RTMP_MAX_CONNECTIONS": "2000",
                 # every publisher comes from 127.0.0.1: lift the per-address cap (default 10)
                 "LIVERELAY_RTMP_MAX_CONNECTIONS_PER_ADDRESS": "2000",
@@ -180,24 +195,16 @@ class Liverelay(Server):
         return {"Authorization": self.token}
 
     async def create_streams(self, count: int) -> list[Target]:
-        targets: list[Target] = []
-        async with aiohttp.ClientSession(headers=self.auth) as http:
-            for i in range(count):
-                async with http.post(
-                    f"{self.base_url}/v1/livestreams", json={"name": f"bench-{i}"}
-                ) as r:
-                    if r.status != 201:
-                        raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
-                    body = await r.json()
-                targets.append(
-                    Target(
-                        name=body["id"],
-                        publish_url=body["upstreamUrl"],
-                        playlist_url=body["downstreamUrl"],
-                        playlist_file=self.workdir / "data" / "live" / body["id"] / "index.m3u8",
-                    )
-                )
-        return targets
+        assert self.token is not None
+        return [
+            Target(
+                name=body["id"],
+                publish_url=body["upstreamUrl"],
+                playlist_url=body["downstreamUrl"],
+                playlist_file=self.workdir / "data" / "live" / body["id"] / "index.m3u8",
+            )
+            for body in await create_livestreams(self.base_url, self.token, "bench", count)
+        ]
 
 
 NGINX_CONF = """\
