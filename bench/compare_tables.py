@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import fmt
 
-COLUMNS = [
+COLUMNS = (
     ("server", 9),
     ("N", 4),
     ("ok", 4),
@@ -26,7 +26,7 @@ COLUMNS = [
     ("pubs CPU%", 9),
     ("busy %", 6),
     ("other %", 7),
-]
+)
 
 
 def row(step: dict[str, Any]) -> list[str]:
