@@ -152,7 +152,7 @@ class LivePlaylist:
         """Append ``segment`` to the window, retiring the oldest beyond ``list_size``. Changes
         only the state; the files follow with the next :meth:`flush`."""
         if self._pending_discontinuity:
-            segment = Segment(segment.name, segment.duration, True)
+            segment = Segment(segment.name, segment.duration, discontinuity=True)
             self._pending_discontinuity = False
         self._seen.add(segment.name)
         self._window.append(segment)
