@@ -46,8 +46,8 @@ DB_POOL_SIZE = 10
 DB_MAX_OVERFLOW = 20
 """PostgreSQL connections kept open, and opened beyond that under load (30 at most per node).
 Many publishers starting at once (a node restart: every encoder reconnects) each need a
-connection for the key check and the session row; SQLAlchemy's default of 5 + 10 made the
-128th wait past the connect timeout, and its publish was refused."""
+connection for the key check and the session row, and a publish whose connection does not come
+within the connect timeout is refused: SQLAlchemy's default of 5 + 10 is too few for that."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

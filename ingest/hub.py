@@ -27,9 +27,16 @@ from ingest.flv import (
     inspect_video,
 )
 from ingest.stats import BitrateMeter, StreamStats
-from ingest.subscription import Subscription
+from ingest.subscription import ReadEnd, Subscription
 
-__all__ = ["MAX_SEQUENCE_HEADER_BYTES", "MediaRefused", "StreamHub", "Subscription", "Tracks"]
+__all__ = [
+    "MAX_SEQUENCE_HEADER_BYTES",
+    "MediaRefused",
+    "ReadEnd",
+    "StreamHub",
+    "Subscription",
+    "Tracks",
+]
 
 AUDIO_ONLY_AFTER_MS = 1000
 REBASE_GAP_MS = 40

@@ -10,6 +10,7 @@ end cannot grow the queue.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -23,6 +24,16 @@ _BREAK = b""
 
 DROP_WARNING_INTERVAL = 10.0
 """Seconds between two lag warnings of one subscription."""
+
+
+class ReadEnd(enum.Enum):
+    """What :meth:`Subscription.read` returns when it has no media to deliver."""
+
+    BREAK = "break"
+    """A requested break (:meth:`Subscription.request_break`): the consumer ends its current
+    run here; reading on delivers what came after it."""
+    ENDED = "ended"
+    """The publish ended and everything queued was read; every later read says so again."""
 
 
 class Subscription:
@@ -142,25 +153,27 @@ class Subscription:
         self._wakeup.set()
 
     def request_break(self) -> None:
-        """Mark the current end of the queue: :meth:`read` returns ``[]`` there, once, so the
-        consumer can end its run cleanly (a publisher reconnect) before reading on."""
+        """Mark the current end of the queue: :meth:`read` returns :attr:`ReadEnd.BREAK` there,
+        once, so the consumer can end its run cleanly (a publisher reconnect) before reading
+        on."""
         self._open_headers.clear()  # a header of the next run never replaces one of this run
         self._queue.append(_BREAK)
         self._wakeup.set()
 
-    async def read(self) -> list[bytes] | None:
-        """Everything queued so far (waiting if nothing is); ``[]`` at a requested break;
-        ``None`` once the publish ended and the queue is drained. The ingest reads in batches
+    async def read(self) -> list[bytes] | ReadEnd:
+        """Everything queued so far, oldest first, never an empty list (waiting if nothing is
+        queued); :attr:`ReadEnd.BREAK` at a requested break; :attr:`ReadEnd.ENDED` once the
+        publish ended and the queue is drained. The ingest reads in batches
         (``LIVERELAY_RTMP_READ_INTERVAL``), so a read here usually takes several messages."""
         while not self._queue:
             if self._closed:
-                return None
+                return ReadEnd.ENDED
             self._wakeup.clear()
             await self._wakeup.wait()
         if self._queue[0] is _BREAK:
             self._queue.popleft()
             self._taken += 1
-            return []
+            return ReadEnd.BREAK
         batch: list[bytes] = []
         while self._queue and self._queue[0] is not _BREAK:
             batch.append(self._queue.popleft())

@@ -43,8 +43,8 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 """Bytes read and parsed at a time. A peer can make an event of every byte (empty media
-messages), so this keeps the events of one read, held while a publish is being authorized, to
-about 7 MB (256 KiB reads allowed about 30 MB); the bytes after the publish wait unparsed."""
+messages), so this bounds the events of one read, held while a publish is being authorized, to
+about 7 MB; the bytes after the publish wait unparsed."""
 BITRATE_WINDOW_SECONDS = 5
 """Window over which ``LIVERELAY_RTMP_MAX_PUBLISH_KBPS`` is averaged."""
 MAX_LOW_WATER = READ_SIZE // 2

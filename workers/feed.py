@@ -9,7 +9,7 @@ import enum
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ingest.hub import StreamHub, Subscription
+from ingest.hub import ReadEnd, StreamHub, Subscription
 from workers.process import FFmpegProcess, OutputProcessExited
 from workers.supervisor import RunContext
 
@@ -36,9 +36,9 @@ async def feed_subscription(sub: Subscription, process: FFmpegProcess) -> FeedEn
     """Write everything ``sub`` delivers into ``process`` until the publish ends or a break was
     requested. Each write carries what one batched ingest read delivered, so ffmpeg wakes once
     per read rather than once per message."""
-    while batch := await sub.read():
+    while not isinstance(batch := await sub.read(), ReadEnd):
         await process.write(b"".join(batch) if len(batch) > 1 else batch[0])
-    return FeedEnd.INPUT_ENDED if batch is None else FeedEnd.BREAK
+    return FeedEnd.INPUT_ENDED if batch is ReadEnd.ENDED else FeedEnd.BREAK
 
 
 async def idle_input_is_progress(ctx: RunContext, hub: StreamHub, interval: float = 1.0) -> None:

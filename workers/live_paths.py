@@ -196,7 +196,9 @@ class LivePaths:
         """Keep the ended playlist long enough for players to reach ENDLIST, then remove it."""
         linger = self._settings.hls_segment_seconds * self._settings.hls_list_size * 2
         await asyncio.sleep(linger)
-        await asyncio.to_thread(shutil.rmtree, self._settings.live_dir / stream_id, True)
+        await asyncio.to_thread(
+            shutil.rmtree, self._settings.live_dir / stream_id, ignore_errors=True
+        )
         self._cleanups.pop(stream_id, None)
 
     @contextlib.asynccontextmanager

@@ -99,9 +99,8 @@ class FileWork:
 class LivePlaylist:
     """The sliding-window live playlist of one stream, fed with segments as ffmpeg cuts them.
 
-    Use the ``async`` methods (:meth:`refresh`, :meth:`flush`, :meth:`close`) from the event
-    loop; the synchronous :meth:`sync`, :meth:`write` and :meth:`end` do the file work on the
-    calling thread and must not be mixed with file work still running in the background.
+    Use it from the event loop: :meth:`refresh`, :meth:`flush` and :meth:`close` do the file
+    work in worker threads, one step after the other.
     """
 
     def __init__(
@@ -151,9 +150,9 @@ class LivePlaylist:
 
     def add(self, segment: Segment) -> None:
         """Append ``segment`` to the window, retiring the oldest beyond ``list_size``. Changes
-        only the state; the files follow with the next :meth:`flush` (or :meth:`write`)."""
+        only the state; the files follow with the next :meth:`flush`."""
         if self._pending_discontinuity:
-            segment = Segment(segment.name, segment.duration, True)
+            segment = Segment(segment.name, segment.duration, discontinuity=True)
             self._pending_discontinuity = False
         self._seen.add(segment.name)
         self._window.append(segment)
@@ -217,47 +216,15 @@ class LivePlaylist:
             self._dirty = True
         self._doomed[:0] = work.remove
 
-    # -- synchronous: the file work on the calling thread ----------------------------------
-
-    def sync(self, private_playlist: Path) -> int:
-        """Add segments that ffmpeg's playlist lists and we have not seen, write the playlist
-        when any was added; returns how many. Cheap when nothing changed (one ``stat``)."""
-        self._check_idle()
-        seen = frozenset(self._seen)
-        added = self._take(read_listing(private_playlist, self.directory, self._synced, seen))
-        if added:
-            self.write()
-        return added
-
-    def write(self) -> None:
-        """Write ``index.m3u8`` and delete the retired segments now."""
-        self._check_idle()
-        self._dirty = True
-        work = self._take_work()
-        assert work is not None
-        try:
-            work.apply()
-        except BaseException:
-            self._work_failed(work)
-            raise
-
-    def end(self) -> None:
-        """Close the playlist with ``EXT-X-ENDLIST`` (the live session is over)."""
-        self.ended = True
-        if self._window:
-            self.write()
-
-    def _check_idle(self) -> None:
-        if self._io is not None and not self._io.done():
-            raise RuntimeError(f"{self.directory.name}: playlist file work still running")
-
-    # -- async: the file work in worker threads, in order ----------------------------------
+    # -- the file work, in worker threads, in order --------------------------------------
 
     async def refresh(
         self, private_playlist: Path, *, timeout: float | None = None, last: bool = False
     ) -> int:
-        """:meth:`sync` with the file work in worker threads; returns how many segments were
-        added. ``last``: ffmpeg is done with ``private_playlist``, delete it too.
+        """Add the segments that ffmpeg's playlist lists and the window has not taken yet,
+        then write ``index.m3u8`` if the window changed; returns how many segments were added.
+        Cheap when nothing changed (one ``stat``). ``last``: ffmpeg is done with
+        ``private_playlist``, delete it too.
 
         With ``timeout``, gives up waiting for the disk after that many seconds (logged; the
         work still completes in its thread, before any later file work of this playlist)."""
@@ -291,7 +258,8 @@ class LivePlaylist:
         await self._flush(deadline, timeout)
 
     async def close(self, *, timeout: float | None = None) -> None:
-        """:meth:`end` with the file work in a worker thread."""
+        """Close the playlist with ``EXT-X-ENDLIST`` (the live session is over) and write it,
+        in a worker thread."""
         self.ended = True
         if self._window:
             self._dirty = True

@@ -104,7 +104,7 @@ class LocalRecordingStorage:
         """Withdraw the recording (:meth:`withdraw`), then remove its files."""
         withdrawn = await self.withdraw(recording_id)
         if withdrawn is not None:
-            await asyncio.to_thread(shutil.rmtree, withdrawn, True)
+            await asyncio.to_thread(shutil.rmtree, withdrawn, ignore_errors=True)
 
     @property
     def trash(self) -> Path:

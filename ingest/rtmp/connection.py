@@ -355,12 +355,6 @@ class RTMPServerConnection:
         self._commands.forget_publish(stream_id)
         self.send_status(stream_id, "error", code, description)
 
-    def end_publish(self, stream_id: int, description: str = "Stream ended by the server.") -> None:
-        """Tell the publisher its publish ended on our side (``NetStream.Unpublish.Success``)."""
-        self._state.server_decision("end_publish")
-        self._commands.forget_publish(stream_id)
-        self.send_status(stream_id, "status", "NetStream.Unpublish.Success", description)
-
     def send_status(
         self,
         stream_id: int,

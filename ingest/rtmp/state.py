@@ -85,7 +85,6 @@ SERVER_TRANSITIONS: Mapping[tuple[State, str], State] = {
     (State.PUBLISH_REQUESTED, "accept_publish"): State.PUBLISHING,
     (State.PUBLISH_REQUESTED, "reject_publish"): State.STREAM_CREATED,
     (State.PUBLISHING, "reject_publish"): State.PUBLISHING,  # a second publish refused
-    (State.PUBLISHING, "end_publish"): State.STREAM_CREATED,
 }
 """(state, the server's decision) -> next state; any other pair leaves the state alone."""
 
@@ -118,8 +117,7 @@ class ConnectionState:
         self.state = following
 
     def server_decision(self, decision: str) -> None:
-        """The server made ``decision`` (``accept_publish``, ``reject_publish``,
-        ``end_publish``)."""
+        """The server made ``decision`` (``accept_publish`` or ``reject_publish``)."""
         self.state = SERVER_TRANSITIONS.get((self.state, decision), self.state)
 
     def _out_of_order(self, name: str) -> str:

@@ -1,5 +1,5 @@
-"""Recordings made directly in the database and on disk (as the orchestrator would), for API
-tests that need recordings but no publisher."""
+"""Recordings made directly in the database and on disk (as a live path's recording output
+would), for API tests that need recordings but no publisher."""
 
 from __future__ import annotations
 

@@ -274,11 +274,11 @@ def test_reject_publish_answers_on_the_publish_stream() -> None:
     assert conn.receive_data(command("deleteStream", 6.0, None, 1.0)) == []
 
 
-def test_end_publish_and_send_status() -> None:
+def test_send_status_on_the_publish_stream() -> None:
     conn = stream_created()
     out = ServerOutput()
     conn.receive_data(command("publish", 5.0, None, KEY, stream_id=1))
-    conn.end_publish(1, "Stream ended by an operator.")
+    conn.send_status(1, "status", "NetStream.Unpublish.Success", "Stream ended by an operator.")
     conn.send_status(1, "error", "NetStream.Play.Failed", "Playback is not supported.")
     end, failed = out.feed(conn.data_to_send())
     assert end.values[3] == {
@@ -288,7 +288,6 @@ def test_end_publish_and_send_status() -> None:
     }
     assert failed.values[3]["code"] == "NetStream.Play.Failed"
     assert (end.raw.stream_id, failed.raw.stream_id) == (1, 1)
-    assert conn.receive_data(command("deleteStream", 6.0, None, 1.0)) == []
 
 
 @pytest.mark.parametrize(

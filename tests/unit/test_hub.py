@@ -6,6 +6,7 @@ import pytest
 
 from ingest.flv import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO, file_header, frame_tag
 from ingest.hub import MAX_SEQUENCE_HEADER_BYTES, MediaRefused, StreamHub, Tracks
+from ingest.subscription import ReadEnd, Subscription
 
 AVC_SEQ = b"\x17\x00\x00\x00\x00\x01\x64"
 AAC_SEQ = b"\xaf\x00\x12\x10"
@@ -30,7 +31,7 @@ def started_hub(queue_bytes: int = 10_000) -> StreamHub:
     return hub
 
 
-async def drain(sub) -> list[bytes]:
+async def drain(sub: Subscription) -> list[bytes] | ReadEnd:
     return await asyncio.wait_for(sub.read(), 1)
 
 
@@ -211,8 +212,9 @@ async def test_close_lets_readers_drain_then_end() -> None:
     sub = hub.subscribe("s")
     hub.publish_media(TAG_VIDEO, 0, key())
     hub.close()
-    assert await drain(sub)
-    assert await drain(sub) is None
+    assert len(await drain(sub)) == 5  # header, metadata, sequence headers, the keyframe
+    assert await drain(sub) is ReadEnd.ENDED
+    assert await drain(sub) is ReadEnd.ENDED  # and stays ended
 
 
 async def test_restart_begins_again_with_headers() -> None:
@@ -306,7 +308,7 @@ async def test_break_is_delivered_in_order_once() -> None:
     sub.request_break()
     hub.publish_media(TAG_VIDEO, 33, inter())
     assert len(await drain(sub)) == 1  # what came before the break
-    assert await drain(sub) == []  # the break itself
+    assert await drain(sub) is ReadEnd.BREAK  # the break itself
     assert len(await drain(sub)) == 1  # then the rest
     assert sub.queued_bytes == 0
 
