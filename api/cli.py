@@ -16,18 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
-from api.app import create_app
 from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
-from api.deletion import withdraw_deleted_recordings
 from api.schemas import iso_timestamp
 from config import Settings, SettingsError
 from config.logs import configure_logging
-from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger("liverelay")
 
@@ -99,6 +95,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     """``liverelay serve``: run the app until interrupted."""
     _log_ffmpeg(settings)
     log.info("serving HTTP on %s:%s", settings.http_host, settings.http_port)
+    # The app (and all it imports) only for ``serve``: the other commands start quicker.
+    from aiohttp import web
+
+    from api.app import create_app
+
     web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port, print=None)
     return 0
 
@@ -180,6 +181,9 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
     if account_id is None:
         log.error("no active API key %s", args.apikey)
         return 1
+    from api.deletion import withdraw_deleted_recordings
+    from workers.storage import LocalRecordingStorage
+
     storage = LocalRecordingStorage(settings.recordings_dir)
 
     async def withdraw(session: AsyncSession) -> int:
