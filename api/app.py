@@ -8,9 +8,9 @@ from api import openapi
 from api.auth import TokenCache
 from api.database import database_context
 from api.deletion import deletion_context
-from api.keys import SETTINGS, TOKEN_CACHE
+from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
 from api.media import media_context
-from api.metrics import METRICS, Metrics, metrics_middleware
+from api.metrics import Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.retention import retention_context
@@ -24,7 +24,7 @@ from api.routes import (
     sessions,
     webhooks,
 )
-from api.webhook_dispatcher import WEBHOOK_POLICY, DeliveryPolicy, webhook_context
+from api.webhook_dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
 
 

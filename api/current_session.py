@@ -1,9 +1,9 @@
 """The ``currentSession`` of a live stream object, as pydantic models.
 
 The media side hands the API a typed status (:class:`workers.status.SessionStatus`, from
-``api.media.live_status``); :func:`current_session_output` maps it into these models, the one
-place it becomes the JSON schema, so the OpenAPI document generated from them says exactly
-what the stream object carries.
+``api.stream_view.live_status``); :func:`current_session_output` maps it into these models,
+the one place it becomes the JSON schema, so the OpenAPI document generated from them says
+exactly what the stream object carries.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, SETTINGS
-from api.media import PATHS, RECORDING_STORAGE, end_live
+from api.keys import DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RECORDING_STORAGE, SETTINGS
+from api.media import end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
 from ingest.live import EndReason
@@ -229,10 +229,6 @@ async def withdraw_deleted_recordings(
     for recording_id in (await session.execute(query)).scalars():
         withdrawn += await storage.withdraw(recording_id) is not None
     return withdrawn
-
-
-DELETION_SWEEPER = web.AppKey("deletion_sweeper", DeletionSweeper)
-"""The app's sweeper (routes call :meth:`DeletionSweeper.remove_recordings`)."""
 
 
 def _live_ids(app: web.Application) -> Callable[[], list[str]]:

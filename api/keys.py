@@ -1,10 +1,14 @@
-"""Typed keys of the application's and the request's state.
+"""Typed keys of the application's and the request's state: every ``AppKey`` of the app.
 
 Everything the handlers need lives on the :class:`aiohttp.web.Application` under one of these
 keys, set by the ``cleanup_ctx`` contexts of :func:`api.app.create_app`; nothing is global.
+The value types of other ``api`` modules are imported for type checking only, so that every
+module can import its keys from here without an import cycle.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -13,6 +17,15 @@ from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
 from ingest.ratelimit import WarningRateLimiter
+from ingest.server import RTMPServer
+from workers.live_paths import LivePaths
+from workers.storage import LocalRecordingStorage
+
+if TYPE_CHECKING:
+    from api.deletion import DeletionSweeper
+    from api.metrics import Metrics
+    from api.retention import RetentionTask
+    from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
@@ -28,11 +41,32 @@ TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 """API tokens verified in the last ``LIVERELAY_TOKEN_CACHE_SECONDS`` (JWT middleware)."""
 READINESS_WARNINGS = web.AppKey("readiness_warnings", WarningRateLimiter)
 """Limits the warnings of failing readiness checks (anyone may ask ``/readyz`` at any rate)."""
+METRICS_PORT = web.AppKey("metrics_port", int)
+"""The port the separate metrics listener is bound to; absent when it is turned off."""
+
+PATHS = web.AppKey("live_paths", LivePaths)
+"""Every live path on this node: routes read them, and end them only through
+:func:`api.media.end_live`."""
+RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
+"""The RTMP listener (its counters feed metrics)."""
+RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
+"""Where recordings are kept (routes delete through it)."""
+FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
+"""The ffmpeg binary in use (checked by ``/readyz``)."""
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+"""The app's Prometheus registry and instruments."""
+DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
+"""The app's sweeper (routes call :meth:`api.deletion.DeletionSweeper.remove_recordings`)."""
+RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
+"""The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
+WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")
+"""How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
+WEBHOOK_DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhook_dispatcher")
+"""The app's dispatcher (started by :func:`api.webhook_dispatcher.webhook_context`)."""
 
 # web.RequestKey needs aiohttp >= 3.14.
 REQUEST_ID = web.RequestKey("request_id", str)
 """The id of the current request (``X-Request-Id``), set by the request id middleware."""
 ACCOUNT = web.RequestKey("account", AuthenticatedAccount)
 """The account whose token authenticated the current ``/v1`` request (JWT middleware)."""
-METRICS_PORT = web.AppKey("metrics_port", int)
-"""The port the separate metrics listener is bound to; absent when it is turned off."""

@@ -13,33 +13,30 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api.keys import AUTHORIZER, DB_SESSIONMAKER, RTMP_PORT, SETTINGS
-from api.metrics import METRICS
+from api.keys import (
+    AUTHORIZER,
+    DB_SESSIONMAKER,
+    FFMPEG_PATH,
+    METRICS,
+    PATHS,
+    RECORDING_STORAGE,
+    RTMP_PORT,
+    RTMP_SERVER,
+    SETTINGS,
+)
 from api.recording_store import DatabaseRecordingStore
 from api.stream_events import DatabaseStreamEvents
 from api.stream_view import StreamView
 from ingest.live import EndReason
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
-from workers.live_path import LivePath
 from workers.live_paths import LivePaths
-from workers.status import SessionStatus, session_status
 from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 20.0
 """Bound of a graceful shutdown (SIGTERM): publishers closed, playlists and recordings ended."""
-
-PATHS = web.AppKey("live_paths", LivePaths)
-"""Every live path on this node: routes read them, and end them only through
-:func:`end_live`."""
-RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
-"""The RTMP listener (its counters feed metrics)."""
-RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
-"""Where recordings are kept (routes delete through it)."""
-FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
-"""The ffmpeg binary in use (checked by ``/readyz``)."""
 
 
 async def media_context(app: web.Application) -> AsyncIterator[None]:
@@ -90,17 +87,3 @@ async def end_live(app: web.Application, stream_id: str, reason: EndReason) -> b
     outputs, also inside a reconnect window; a publish of the stream whose key check began
     before this call is turned away. Returns whether the stream was live."""
     return await app[PATHS].end(stream_id, reason)
-
-
-def live_path(app: web.Application, stream_id: str) -> LivePath | None:
-    """The live path of ``stream_id`` on this node (also while reconnecting), if any; none
-    before the media context started or after it stopped."""
-    paths = app.get(PATHS)
-    path = paths.get(stream_id) if paths is not None else None
-    return path if path is not None and not path.ending else None
-
-
-def live_status(app: web.Application, stream_id: str) -> SessionStatus | None:
-    """The status of the stream's live session, or None when it is not live."""
-    path = live_path(app, stream_id)
-    return session_status(path) if path is not None else None

@@ -19,6 +19,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from api.current_session import OutputStateName, output_state_name
+from api.keys import METRICS
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
 
@@ -51,9 +52,6 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text."""
         return generate_latest(self.registry)
-
-
-METRICS = web.AppKey("metrics", Metrics)
 
 
 class LiveStateCollector(Collector):

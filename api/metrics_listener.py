@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.errors import ApiError
-from api.keys import METRICS_PORT, SETTINGS
-from api.metrics import METRICS, metrics_handler
+from api.keys import METRICS, METRICS_PORT, SETTINGS
+from api.metrics import metrics_handler
 from config import Settings
 
 log = logging.getLogger(__name__)

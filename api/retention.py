@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.keys import DB_SESSIONMAKER, RETENTION, SETTINGS
 from api.models import LiveSession, WebhookDelivery, utc_now
 
 log = logging.getLogger(__name__)
@@ -143,10 +143,6 @@ class RetentionTask:
         while True:
             await self.prune_once()
             await asyncio.sleep(self._interval)
-
-
-RETENTION = web.AppKey("retention", RetentionTask)
-"""The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:

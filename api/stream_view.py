@@ -4,7 +4,8 @@ owner but without its keys (:mod:`api.event_schemas`): the ``data`` of webhook e
 It goes through the same serializer as the routes (:func:`api.schemas.live_stream_output`) and
 reads the same app-level values they do (public URLs, the bound RTMP port, which streams are
 live, the relay state of restream targets) when it renders, not when it is built: it is
-constructed before the media context has started.
+constructed before the media context has started. The routes read a stream's live path and
+its status the same way (:func:`live_path`, :func:`live_status`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from api.event_schemas import (
     event_stream_fields,
     event_target,
 )
-from api.keys import RTMP_PORT, SETTINGS
+from api.keys import PATHS, RTMP_PORT, SETTINGS
 from api.models import Account, LiveSession, LiveStream, Recording
 from api.schemas import LiveStreamOutput, StatusLookup, live_stream_output, recording_output
 from api.session_schemas import session_output
 from workers.events import RestreamState
 from workers.live_path import LivePath
+from workers.status import SessionStatus, session_status
 from workers.supervisor import OutputState, OutputStatus
 
 
@@ -121,11 +123,22 @@ class StreamView:
     def _media_state(self, stream_id: str) -> tuple[LivePath | None, CurrentSessionOutput | None]:
         """The stream's live path and current session on this node (none before the media
         context started or after it stopped)."""
-        # api.media constructs views (it imports this module): its names are imported here.
-        from api.media import live_path, live_status
-
         session = current_session_output(live_status(self._app, stream_id))
         return live_path(self._app, stream_id), session
+
+
+def live_path(app: web.Application, stream_id: str) -> LivePath | None:
+    """The live path of ``stream_id`` on this node (also while reconnecting), if any; none
+    before the media context started or after it stopped."""
+    paths = app.get(PATHS)
+    path = paths.get(stream_id) if paths is not None else None
+    return path if path is not None and not path.ending else None
+
+
+def live_status(app: web.Application, stream_id: str) -> SessionStatus | None:
+    """The status of the stream's live session, or None when it is not live."""
+    path = live_path(app, stream_id)
+    return session_status(path) if path is not None else None
 
 
 def _relay_status(path: LivePath | None) -> StatusLookup:

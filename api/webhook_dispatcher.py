@@ -36,8 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import webhook_claims
 from api.database import describe_error
 from api.delivery_fairness import Breakers, pick
-from api.keys import DB_SESSIONMAKER, SETTINGS
-from api.metrics import METRICS
+from api.keys import (
+    DB_SESSIONMAKER,
+    METRICS,
+    SETTINGS,
+    WEBHOOK_DISPATCHER,
+    WEBHOOK_POLICY,
+)
 from api.models import WebhookDelivery, utc_now
 from api.outbox import OUTBOX_WAKE
 from api.webhook_claims import Claim
@@ -338,12 +343,6 @@ class WebhookDispatcher:
             attempt.error,
             "; giving up" if result == "failed" else "; will retry",
         )
-
-
-WEBHOOK_POLICY = web.AppKey("webhook_policy", DeliveryPolicy)
-"""How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
-WEBHOOK_DISPATCHER = web.AppKey("webhook_dispatcher", WebhookDispatcher)
-"""The app's dispatcher (started by :func:`webhook_context`)."""
 
 
 async def webhook_context(app: web.Application) -> AsyncIterator[None]:

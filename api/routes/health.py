@@ -18,8 +18,7 @@ from typing import Literal
 from aiohttp import web
 from sqlalchemy import text
 
-from api.keys import DB_ENGINE, READINESS_WARNINGS, SETTINGS
-from api.media import FFMPEG_PATH
+from api.keys import DB_ENGINE, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
 from api.schemas import HealthOutput, ReadinessOutput
 from ingest.ratelimit import WarningRateLimiter
 

@@ -13,12 +13,12 @@ import re
 import secrets
 
 from aiohttp import web
-from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import ACCOUNT, SETTINGS
-from api.models import Webhook, WebhookDelivery, new_object_id, utc_now
+from api.models import Webhook
 from api.routes.livestreams import page_info, page_params, transaction
 from api.schemas import read_json_object, validate_body
 from api.webhook_schemas import (
@@ -52,21 +52,14 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = validate_body(WebhookCreate, await read_json_object(request), context)
     account_id = request[ACCOUNT].id
     async with transaction(request) as session:
-        if await _count_webhooks(session, account_id) >= MAX_WEBHOOKS_PER_ACCOUNT:
+        if await queries.count_webhooks(session, account_id) >= MAX_WEBHOOKS_PER_ACCOUNT:
             raise ApiError(
                 409,
                 f"an account can have at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks",
                 code="webhook_limit_reached",
             )
-        webhook = Webhook(
-            id=new_object_id(),
-            account_id=account_id,
-            url=body.url,
-            events=list(body.events),
-            secret=SECRET_PREFIX + secrets.token_hex(32),
-            created_at=utc_now(),
-        )
-        session.add(webhook)
+        secret = SECRET_PREFIX + secrets.token_hex(32)
+        webhook = await queries.create_webhook(session, account_id, body.url, body.events, secret)
     log.info("webhook %s created by account %s", webhook.id, account_id)
     created = WebhookCreated(**dict(webhook_output(webhook)), secret=webhook.secret)
     headers = {"Location": f"/v1/webhooks/{webhook.id}"}
@@ -75,13 +68,8 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     """``GET /v1/webhooks`` -> ``{"data": [...]}``, newest first."""
-    query = (
-        select(Webhook)
-        .where(Webhook.account_id == request[ACCOUNT].id, Webhook.deleted_at.is_(None))
-        .order_by(Webhook.created_at.desc(), Webhook.id.desc())
-    )
     async with transaction(request) as session:
-        webhooks = (await session.execute(query)).scalars().all()
+        webhooks = await queries.list_webhooks(session, request[ACCOUNT].id)
     listing = WebhookList(data=[webhook_output(w) for w in webhooks])
     return web.json_response(listing.model_dump(by_alias=True))
 
@@ -98,11 +86,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
     payloads with them); returns the deleted webhook. A delivery in flight finds its row gone
     and records nothing."""
     async with transaction(request) as session:
-        webhook = await own_webhook(request, session)
-        webhook.deleted_at = utc_now()
-        await session.execute(
-            delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook.id)
-        )
+        webhook = await queries.delete_webhook(session, await own_webhook(request, session))
     log.info("webhook %s deleted by account %s", webhook.id, request[ACCOUNT].id)
     return web.json_response(webhook_output(webhook).model_dump(by_alias=True))
 
@@ -112,18 +96,9 @@ async def list_deliveries(request: web.Request) -> web.Response:
     page, per_page = page_params(request)
     async with transaction(request) as session:
         webhook = await own_webhook(request, session)
-        where = WebhookDelivery.webhook_id == webhook.id
-        total = (
-            await session.execute(select(func.count()).select_from(WebhookDelivery).where(where))
-        ).scalar_one()
-        query = (
-            select(WebhookDelivery)
-            .where(where)
-            .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
+        deliveries, total = await queries.list_webhook_deliveries(
+            session, webhook.id, (page - 1) * per_page, per_page
         )
-        deliveries = (await session.execute(query)).scalars().all()
     listing = WebhookDeliveryPage(
         page_info=page_info(page, per_page, total), data=[delivery_output(d) for d in deliveries]
     )
@@ -135,21 +110,7 @@ async def own_webhook(request: web.Request, session: AsyncSession) -> Webhook:
     webhook_id = request.match_info["id"]
     webhook = None
     if _WEBHOOK_ID.fullmatch(webhook_id):
-        query = select(Webhook).where(
-            Webhook.id == webhook_id,
-            Webhook.account_id == request[ACCOUNT].id,
-            Webhook.deleted_at.is_(None),
-        )
-        webhook = (await session.execute(query)).scalar_one_or_none()
+        webhook = await queries.get_webhook(session, request[ACCOUNT].id, webhook_id)
     if webhook is None:
         raise NotFound("webhook not found")
     return webhook
-
-
-async def _count_webhooks(session: AsyncSession, account_id: str) -> int:
-    query = (
-        select(func.count())
-        .select_from(Webhook)
-        .where(Webhook.account_id == account_id, Webhook.deleted_at.is_(None))
-    )
-    return int((await session.execute(query)).scalar_one())

@@ -22,8 +22,7 @@ from sqlalchemy.orm import selectinload
 
 from api import database, queries
 from api.auth import issue_token
-from api.keys import DB_SESSIONMAKER
-from api.media import PATHS
+from api.keys import DB_SESSIONMAKER, PATHS
 from api.models import LiveStream
 from config import Settings
 from ingest.live import EndReason

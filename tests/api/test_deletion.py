@@ -14,9 +14,7 @@ from sqlalchemy import event, select, update
 
 from api import cli
 from api.app import create_app
-from api.deletion import DELETION_SWEEPER
-from api.keys import DB_ENGINE, DB_SESSIONMAKER
-from api.media import PATHS
+from api.keys import DB_ENGINE, DB_SESSIONMAKER, DELETION_SWEEPER, PATHS
 from api.models import LiveStream, Recording, utc_now
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, go_live

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp.test_utils import TestClient
 
-from api.media import PATHS
+from api.keys import PATHS
 from tests.api.conftest import (
     HEX24,
     TARGET,

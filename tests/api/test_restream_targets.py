@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.keys import AUTHORIZER
-from api.media import PATHS
+from api.keys import AUTHORIZER, PATHS
 from config import Settings
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from tests.api.conftest import HEX24, AccountCredentials, assert_error, create_stream, go_live

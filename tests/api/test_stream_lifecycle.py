@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.keys import AUTHORIZER, DB_SESSIONMAKER
-from api.media import PATHS
+from api.keys import AUTHORIZER, DB_SESSIONMAKER, PATHS
 from api.models import LiveStream
 from ingest.authorizer import PublishDenied
 from tests.api.conftest import (

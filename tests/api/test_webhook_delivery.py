@@ -12,8 +12,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from api.keys import DB_SESSIONMAKER
-from api.metrics import METRICS
+from api.keys import DB_SESSIONMAKER, METRICS
 from api.models import new_object_id
 from api.stream_events import DatabaseStreamEvents
 from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher

@@ -19,8 +19,8 @@ from pytest_aiohttp.plugin import AiohttpClient, AiohttpServer
 
 from api import outbox
 from api.app import create_app
-from api.keys import DB_SESSIONMAKER
-from api.webhook_dispatcher import WEBHOOK_DISPATCHER, DeliveryPolicy
+from api.keys import DB_SESSIONMAKER, WEBHOOK_DISPATCHER
+from api.webhook_dispatcher import DeliveryPolicy
 from config import Settings
 from tests.api.conftest import AccountCredentials
 

@@ -9,7 +9,7 @@ import contextlib
 import socket
 from collections.abc import Awaitable
 
-from api.media import RTMP_SERVER
+from api.keys import RTMP_SERVER
 from ingest.server import RTMPServer
 from tests.e2e.conftest import LiveServer
 

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from api import cli
-from api.media import PATHS
+from api.keys import PATHS
 from tests.e2e.conftest import (
     Publisher,
     Sources,

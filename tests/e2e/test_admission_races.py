@@ -19,8 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from api.keys import AUTHORIZER
-from api.metrics import METRICS
+from api.keys import AUTHORIZER, METRICS
 from tests.e2e.conftest import LiveServer, RawPublisher, e2e_settings, free_port, start_live_server
 from tests.fakes import GatedAuthorizer
 from tests.polling import eventually

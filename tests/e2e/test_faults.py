@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from api.media import PATHS
+from api.keys import PATHS
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from api.media import PATHS, RTMP_SERVER
+from api.keys import PATHS, RTMP_SERVER
 from ingest.hub import MAX_SEQUENCE_HEADER_BYTES
 from ingest.subscription import Subscription
 from tests.e2e.conftest import (

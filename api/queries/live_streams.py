@@ -1,15 +1,13 @@
-"""Plain query functions over an :class:`AsyncSession`; the caller owns the transaction.
+"""Queries of live streams and their restream targets.
 
 Every function that returns a :class:`LiveStream` has loaded its ``targets``.
 """
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,17 +17,12 @@ from api.models import (
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     Account,
-    LiveSession,
     LiveStream,
-    Recording,
     RestreamTarget,
     new_object_id,
     utc_now,
 )
-
-DELETED = "deleted"
-"""Status of a recording whose stream was deleted: never listed or served again; its files and
-its row are being removed."""
+from api.queries.recordings import mark_recordings_deleted
 
 
 class TargetSpec(NamedTuple):
@@ -54,70 +47,8 @@ class StreamFilter(NamedTuple):
 NO_FILTER = StreamFilter()
 
 
-# --- accounts ---------------------------------------------------------------------------------
-
-
-async def create_account(session: AsyncSession, name: str) -> Account:
-    """Create an account with a fresh API key (UUID4) and a 256-bit secret."""
-    account = Account(
-        id=new_object_id(),
-        name=name,
-        apikey=str(uuid.uuid4()),
-        secret=secrets.token_hex(32),
-        created_at=utc_now(),
-    )
-    session.add(account)
-    await session.flush()
-    return account
-
-
-async def get_active_account(session: AsyncSession, apikey: str) -> Account | None:
-    """The account holding ``apikey``, unless it was deleted."""
-    query = select(Account).where(Account.apikey == apikey, Account.deleted_at.is_(None))
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def list_active_accounts(session: AsyncSession) -> Sequence[Account]:
-    """All accounts not deleted, oldest first."""
-    query = select(Account).where(Account.deleted_at.is_(None)).order_by(Account.created_at)
-    return (await session.execute(query)).scalars().all()
-
-
-async def delete_account(session: AsyncSession, apikey: str) -> bool:
-    """Mark the account of ``apikey`` deleted, with every stream of it (as
-    :func:`delete_live_stream` does); returns whether one was active."""
-    account = await get_active_account(session, apikey)
-    if account is None:
-        return False
-    now = utc_now()
-    account.deleted_at = now
-    streams = select(LiveStream.id).where(*_active_streams_of(account.id))
-    await _mark_recordings_deleted(session, streams)
-    await session.execute(
-        update(LiveStream)
-        .where(*_active_streams_of(account.id))
-        .values(deleted_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    await session.flush()
-    return True
-
-
-async def rotate_secret(session: AsyncSession, apikey: str) -> Account | None:
-    """Give the active account of ``apikey`` a fresh 256-bit secret (tokens signed with the old
-    one are refused from now on); ``None`` when there is no such account."""
-    account = await get_active_account(session, apikey)
-    if account is None:
-        return None
-    account.secret = secrets.token_hex(32)
-    await session.flush()
-    return account
-
-
-# --- live streams -----------------------------------------------------------------------------
-
-
-def _active_streams_of(account_id: str) -> list[ColumnElement[bool]]:
+def active_streams_of(account_id: str) -> list[ColumnElement[bool]]:
+    """The clauses selecting the live streams of ``account_id`` that are not deleted."""
     return [LiveStream.account_id == account_id, LiveStream.deleted_at.is_(None)]
 
 
@@ -158,7 +89,7 @@ async def get_live_stream(
     """The account's live stream ``stream_id``, unless deleted (other accounts' -> ``None``)."""
     query = (
         select(LiveStream)
-        .where(LiveStream.id == stream_id, *_active_streams_of(account_id))
+        .where(LiveStream.id == stream_id, *active_streams_of(account_id))
         .options(selectinload(LiveStream.targets))
     )
     return (await session.execute(query)).scalar_one_or_none()
@@ -172,7 +103,7 @@ async def lock_live_stream(
     on PostgreSQL and the write lock on SQLite, so what is read next is the latest state."""
     touch = (
         update(LiveStream)
-        .where(LiveStream.id == stream_id, *_active_streams_of(account_id))
+        .where(LiveStream.id == stream_id, *active_streams_of(account_id))
         .values(updated_at=LiveStream.updated_at)
         .execution_options(synchronize_session=False)
     )
@@ -203,7 +134,7 @@ async def list_live_streams(
 ) -> tuple[Sequence[LiveStream], int]:
     """One page of the account's live streams matching ``filters``, newest first, and the
     total count."""
-    where = _active_streams_of(account_id) + _filter_clauses(filters)
+    where = active_streams_of(account_id) + _filter_clauses(filters)
     total = (
         await session.execute(select(func.count()).select_from(LiveStream).where(*where))
     ).scalar_one()
@@ -248,19 +179,9 @@ async def delete_live_stream(session: AsyncSession, stream: LiveStream) -> LiveS
     """Soft-delete ``stream``: it disappears from the API and its key can no longer publish; its
     recordings become ``deleted`` (their files and rows are removed by :mod:`api.deletion`)."""
     stream.deleted_at = utc_now()
-    await _mark_recordings_deleted(session, [stream.id])
+    await mark_recordings_deleted(session, [stream.id])
     await session.flush()
     return stream
-
-
-async def _mark_recordings_deleted(session: AsyncSession, stream_ids: Any) -> None:
-    """Mark every recording of ``stream_ids`` (a list or a subquery) ``deleted``."""
-    await session.execute(
-        update(Recording)
-        .where(Recording.live_stream_id.in_(stream_ids))
-        .values(status=DELETED)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def reset_stream_key(session: AsyncSession, stream: LiveStream) -> LiveStream:
@@ -351,100 +272,4 @@ async def remove_restream_target(
     for position, remaining in enumerate(stream.targets):
         remaining.position = position
     stream.updated_at = utc_now()
-    await session.flush()
-
-
-# --- live sessions ----------------------------------------------------------------------------
-
-
-async def list_live_sessions(
-    session: AsyncSession, stream_id: str, offset: int, limit: int
-) -> tuple[Sequence[LiveSession], int]:
-    """One page of the live sessions of ``stream_id``, newest first, and the total count."""
-    where = LiveSession.live_stream_id == stream_id
-    total = (
-        await session.execute(select(func.count()).select_from(LiveSession).where(where))
-    ).scalar_one()
-    query = (
-        select(LiveSession)
-        .where(where)
-        .order_by(LiveSession.started_at.desc(), LiveSession.id.desc())
-        .offset(offset)
-        .limit(limit)
-    )
-    return (await session.execute(query)).scalars().all(), total
-
-
-# --- recordings -------------------------------------------------------------------------------
-
-
-async def create_recording(
-    session: AsyncSession, stream_id: str, started_at: datetime
-) -> Recording:
-    """A new recording of ``stream_id``, in state ``recording``."""
-    recording = Recording(
-        id=new_object_id(),
-        live_stream_id=stream_id,
-        status="recording",
-        started_at=started_at,
-        duration=0.0,
-        bytes=0,
-        segments=0,
-    )
-    session.add(recording)
-    await session.flush()
-    return recording
-
-
-async def get_recording_by_id(session: AsyncSession, recording_id: str) -> Recording | None:
-    """The recording ``recording_id`` (whatever its stream's state)."""
-    return await session.get(Recording, recording_id)
-
-
-async def unfinished_recordings(session: AsyncSession) -> Sequence[Recording]:
-    """Recordings still in state ``recording``, oldest first."""
-    query = select(Recording).where(Recording.status == "recording").order_by(Recording.started_at)
-    return (await session.execute(query)).scalars().all()
-
-
-async def list_recordings(session: AsyncSession, stream_id: str) -> Sequence[Recording]:
-    """Every recording of ``stream_id``, newest first."""
-    query = (
-        select(Recording)
-        .where(Recording.live_stream_id == stream_id)
-        .order_by(Recording.started_at.desc(), Recording.id.desc())
-    )
-    return (await session.execute(query)).scalars().all()
-
-
-async def get_recording(
-    session: AsyncSession, stream_id: str, recording_id: str
-) -> Recording | None:
-    """Recording ``recording_id`` if it belongs to ``stream_id``."""
-    query = select(Recording).where(
-        Recording.id == recording_id, Recording.live_stream_id == stream_id
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def latest_recording(session: AsyncSession, stream_id: str) -> Recording | None:
-    """The newest recording of ``stream_id`` that has media or is still growing, if the stream
-    is not deleted."""
-    query = (
-        select(Recording)
-        .join(LiveStream, LiveStream.id == Recording.live_stream_id)
-        .where(
-            Recording.live_stream_id == stream_id,
-            Recording.status != "failed",
-            LiveStream.deleted_at.is_(None),
-        )
-        .order_by(Recording.started_at.desc(), Recording.id.desc())
-        .limit(1)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def delete_recording(session: AsyncSession, recording: Recording) -> None:
-    """Delete the row of ``recording`` (its files are the caller's to remove)."""
-    await session.delete(recording)
     await session.flush()
