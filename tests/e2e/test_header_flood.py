@@ -23,12 +23,10 @@ from tests.e2e.conftest import (
     Publisher,
     RawPublisher,
     Sources,
-    e2e_settings,
-    free_port,
     has_segment,
     push,
     segment_count,
-    start_live_server,
+    serving,
     wait_for_playlist,
 )
 from tests.e2e.outputs import StalledIngest, stalled_ingest, target
@@ -47,20 +45,14 @@ RSS_BUDGET = 50 * MB
 async def node(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
     """The service with loopback restream targets allowed. The stall timeout is long so the
     stalled target's ffmpeg is not restarted (which would empty its queue) during a test."""
-    port = free_port()
-    settings = e2e_settings(
+    async with serving(
         tmp_path,
         sqlite_url,
-        port,
         allow_private_targets=True,
         output_stall_seconds=60.0,
         hub_queue_bytes=HUB_QUEUE_BYTES,
-    )
-    server, live = await start_live_server(settings, port)
-    try:
+    ) as live:
         yield live
-    finally:
-        await server.close()
 
 
 def rss_bytes() -> int:

@@ -22,12 +22,11 @@ from tests.e2e.conftest import (
     LiveServer,
     Publisher,
     Sources,
-    e2e_settings,
     ended,
     free_port,
     has_segment,
     push,
-    start_live_server,
+    serving,
     wait_for_playlist,
 )
 from tests.e2e.outputs import (
@@ -53,21 +52,15 @@ STALLED_KEY = "stalled-secret-key-93ab"
 @pytest.fixture
 async def relay_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
     """The service with loopback targets allowed, a short backoff cap and small hub queues."""
-    port = free_port()
-    settings = e2e_settings(
+    async with serving(
         tmp_path,
         sqlite_url,
-        port,
         allow_private_targets=True,
         output_backoff_max_seconds=BACKOFF_MAX,
         output_stall_seconds=4.0,
         hub_queue_bytes=HUB_QUEUE_BYTES,
-    )
-    server, live = await start_live_server(settings, port)
-    try:
+    ) as live:
         yield live
-    finally:
-        await server.close()
 
 
 @pytest.fixture
