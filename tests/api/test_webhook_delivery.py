@@ -21,6 +21,7 @@ from tests.api.conftest import HEX24, TIMESTAMP, create_stream, new_account
 from tests.api.webhook_support import (
     FAST,
     Receiver,
+    StartApp,
     create_webhook,
     deliveries,
     docs_verifier,
@@ -37,8 +38,6 @@ from tests.polling import eventually
 from workers.events import SessionInfo
 
 __all__ = ["hook_client", "hook_settings", "receiver", "start_app"]  # fixtures
-
-StartApp = Callable[..., Awaitable[TestClient]]
 
 
 def counted(client: TestClient, result: str) -> float:

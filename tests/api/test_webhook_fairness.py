@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from aiohttp.test_utils import TestClient
@@ -19,6 +18,7 @@ from tests.api.webhook_support import (
     FAST,
     Blackhole,
     Receiver,
+    StartApp,
     blackhole,
     create_webhook,
     deliveries,
@@ -32,7 +32,6 @@ from workers.events import SessionInfo
 
 __all__ = ["blackhole", "hook_settings", "receiver", "start_app"]  # fixtures
 
-StartApp = Callable[..., Awaitable[TestClient]]
 FLAPS = 3
 """Times account A's stream starts and ends (each time an event per webhook)."""
 

@@ -183,10 +183,12 @@ def hook_settings(app_settings: Settings) -> Settings:
     return dataclasses.replace(app_settings, allow_private_targets=True)
 
 
+StartApp = Callable[..., Awaitable[TestClient]]
+"""What the :func:`start_app` fixture gives: start an app with a delivery policy."""
+
+
 @pytest.fixture
-def start_app(
-    aiohttp_client: AiohttpClient, hook_settings: Settings
-) -> Callable[..., Awaitable[TestClient]]:
+def start_app(aiohttp_client: AiohttpClient, hook_settings: Settings) -> StartApp:
     """Start an app on the test's database with a delivery policy (:data:`FAST` by default)."""
 
     async def start(policy: DeliveryPolicy = FAST) -> TestClient:
