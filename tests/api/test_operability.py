@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +51,18 @@ async def test_not_ready_when_storage_is_not_writable(
     }
 
 
+async def assert_only_named(client: TestClient, failing: str, hidden: Sequence[str]) -> None:
+    """``/readyz`` answers 503 naming ``failing`` as the one failed check, and none of
+    ``hidden`` (hosts, users, paths, exception text) appears in its body."""
+    response = await client.get("/readyz")
+    assert response.status == 503
+    text = await response.text()
+    checks = {"database": "ok", "ffmpeg": "ok", "storage": "ok", failing: "failed"}
+    assert await response.json() == {"status": "unavailable", "checks": checks}
+    for private in hidden:
+        assert private not in text
+
+
 async def test_readiness_detail_goes_to_the_log_not_the_body(
     aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -72,15 +84,9 @@ async def test_readiness_detail_goes_to_the_log_not_the_body(
     await client.app[DB_ENGINE].dispose()
     database.unlink()
     database.mkdir()
-    response = await client.get("/readyz")
-    assert response.status == 503
-    text = await response.text()
-    assert await response.json() == {
-        "status": "unavailable",
-        "checks": {"database": "failed", "ffmpeg": "ok", "storage": "ok"},
-    }
-    for private in (str(tmp_path), "private-data-dir", "sqlite", "unable to open", "Error"):
-        assert private not in text
+    await assert_only_named(
+        client, "database", (str(tmp_path), "private-data-dir", "sqlite", "unable to open", "Error")
+    )
     assert "readiness check database failed" in caplog.text
     assert "unable to open database file" in caplog.text
 
@@ -113,15 +119,7 @@ async def test_readiness_hides_the_database_user_and_host(
     client = await aiohttp_client(create_app(settings))
     await client.app[DB_ENGINE].dispose()
     await postgres_admin(f'ALTER ROLE "{role}" NOLOGIN')  # every new connection is refused
-    response = await client.get("/readyz")
-    assert response.status == 503
-    text = await response.text()
-    assert await response.json() == {
-        "status": "unavailable",
-        "checks": {"database": "failed", "ffmpeg": "ok", "storage": "ok"},
-    }
-    for private in (role, "127.0.0.1", "5432", "permitted"):
-        assert private not in text
+    await assert_only_named(client, "database", (role, "127.0.0.1", "5432", "permitted"))
     assert f'role "{role}" is not permitted to log in' in caplog.text
 
 
@@ -135,10 +133,7 @@ async def test_readiness_hides_the_storage_path(
     not_a_directory = tmp_path / "secret-path-name"
     not_a_directory.write_text("x")
     client = await aiohttp_client(create_app(replace(app_settings, data_dir=not_a_directory)))
-    response = await client.get("/readyz")
-    text = await response.text()
-    assert response.status == 503
-    assert "secret-path-name" not in text and "NotADirectoryError" not in text
+    await assert_only_named(client, "storage", ("secret-path-name", "NotADirectoryError"))
     assert "readiness check storage failed: NotADirectoryError" in caplog.text
     assert "secret-path-name" in caplog.text
 
