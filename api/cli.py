@@ -23,6 +23,7 @@ from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
 from api.schemas import iso_timestamp
 from config import Settings, SettingsError
+from config.distribution import describe_shared, shared_top_level_packages
 from config.logs import configure_logging
 
 log = logging.getLogger("liverelay")
@@ -93,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     """``liverelay serve``: run the app until interrupted."""
+    shared = shared_top_level_packages()
+    if shared:
+        log.warning("%s", describe_shared(shared))
     _log_ffmpeg(settings)
     log.info("serving HTTP on %s:%s", settings.http_host, settings.http_port)
     # The app (and all it imports) only for ``serve``: the other commands start quicker.
