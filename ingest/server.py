@@ -1,7 +1,7 @@
 """The asyncio RTMP listener: sockets in, bytes to the sans-IO connection, events to a session.
 
 Timeouts and limits live here (the limiters in :mod:`ingest.limits`); protocol rules live in
-:mod:`ingest.rtmp`, publish rules in :mod:`ingest.session`. Every connection closed early is
+:mod:`ingest.rtmp`, publish rules in :mod:`ingest.publisher`. Every connection closed early is
 counted in :attr:`RTMPServer.rejected` and logged with its reason: a warning at most once per
 reason every :data:`REFUSAL_WARNING_INTERVAL` seconds (saying how many were held back), the
 others at DEBUG. No log line carries a stream key.
@@ -29,11 +29,11 @@ from ingest.limits import (
     ConnectionLimitHit,
 )
 from ingest.live import EndReason, PathAdmission
+from ingest.publisher import EndConnection, PublisherConnection
 from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
-from ingest.session import PublishSession, SessionClosed
 from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class RTMPServer:
             max_message_size=settings.rtmp_max_message_size,
             max_chunk_size=settings.rtmp_max_chunk_size,
         )
-        session = PublishSession(
+        session = PublisherConnection(
             conn,
             client_address=client,
             admission=self._admission,
@@ -212,7 +212,7 @@ class RTMPServer:
         except RTMPProtocolError as exc:
             reason = f"protocol error: {exc}"
             self._closed_early(client, CloseReason.PROTOCOL_ERROR, reason)
-        except SessionClosed as exc:
+        except EndConnection as exc:
             reason = str(exc)
             self._refused(client, host, exc)
             transport.flush()
@@ -228,7 +228,7 @@ class RTMPServer:
             end: EndReason = "publisher_left" if clean or not timed_out else "timed_out"
             await asyncio.shield(session.finish(clean=clean, reason=end, detail=reason))
 
-    def _refused(self, client: str, host: str, exc: SessionClosed) -> None:
+    def _refused(self, client: str, host: str, exc: EndConnection) -> None:
         """Count a refusal by the session (which logged it); a refused key counts against the
         address."""
         self._closed_early(client, exc.reason, str(exc), logging.INFO)
@@ -250,7 +250,7 @@ class RTMPServer:
         if isinstance(event, PublishRequested) and self._auth_failures.blocked(host):
             description = "Too many refused stream keys; try again later."
             conn.reject_publish(event.stream_id, description=description)
-            raise SessionClosed(
+            raise EndConnection(
                 "publish refused: too many refused stream keys from this address",
                 CloseReason.AUTH_THROTTLED,
             )

@@ -33,10 +33,10 @@ from collections.abc import Awaitable, Callable
 
 from ingest.batching import ReadBatcher
 from ingest.limits import CloseReason, ConnectionLimitHit
+from ingest.publisher import PublisherConnection
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event
-from ingest.session import PublishSession
 from ingest.stats import BitrateMeter
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._view = memoryview(bytearray(READ_SIZE))
         self.transport: asyncio.Transport | None = None
         self.conn: RTMPServerConnection | None = None
-        self.session: PublishSession | None = None
+        self.session: PublisherConnection | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: deque[Event] = deque()
         """Events waiting for the task, in order; reading is paused while there are any."""
@@ -108,7 +108,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self.transport = transport
         self._on_made(self)
 
-    def attach(self, conn: RTMPServerConnection, session: PublishSession) -> None:
+    def attach(self, conn: RTMPServerConnection, session: PublisherConnection) -> None:
         """Serve this connection with ``conn`` and ``session`` (before any byte is read)."""
         self.conn, self.session = conn, session
 
@@ -138,7 +138,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
             self._follow_bitrate(now, nbytes)
 
     def _receive(
-        self, conn: RTMPServerConnection, session: PublishSession, data: memoryview | bytes
+        self, conn: RTMPServerConnection, session: PublisherConnection, data: memoryview | bytes
     ) -> None:
         """Parse ``data`` and hand its events on, those before a protocol error included."""
         error: RTMPProtocolError | None = None
@@ -154,7 +154,7 @@ class RTMPTransport(asyncio.BufferedProtocol):
         if error is not None:
             raise error
 
-    def _dispatch(self, session: PublishSession, events: list[Event]) -> None:
+    def _dispatch(self, session: PublisherConnection, events: list[Event]) -> None:
         handle_now = session.handle_now
         for index, event in enumerate(events):
             if not handle_now(event):
