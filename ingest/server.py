@@ -195,7 +195,7 @@ class RTMPServer:
             except RTMPProtocolError as exc:
                 detail = f"protocol error: {exc}"
                 self._closed_early(client, CloseReason.PROTOCOL_ERROR, detail)
-            except EndConnection as exc:  # the publish rules refused (and logged) it
+            except EndConnection as exc:  # refused: bad app or key, play, a throttled address
                 detail = str(exc)
                 self._refused(client, host, exc)
                 transport.flush()
