@@ -1,9 +1,11 @@
-"""Limits of the RTMP listener that span connections: open connections per client address and
-the throttling of stream-key guessing, plus the stable names of the reasons a connection is
-closed early and the exception that ends a connection at a limit.
+"""Limits of the RTMP listener: across connections, open connections per client address and
+the throttling of stream-key guessing; per connection, the publish bitrate and the replies a
+client leaves unread. Also the stable names of the reasons a connection is closed early and the
+exception that ends a connection at a limit.
 
-Plain objects driven by an injected clock; :class:`~ingest.server.RTMPServer` owns one of each,
-so nothing here is module-level state.
+Plain objects driven by an injected clock; :class:`~ingest.server.RTMPServer` owns the
+listener-wide ones and each connection's transport its own, so nothing here is module-level
+state.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import enum
 from collections import deque
 from collections.abc import Callable
 
+from ingest.stats import BitrateMeter
+
 Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` in production, a fake in tests)."""
+BITRATE_WINDOW_SECONDS = 5
+"""Window over which ``LIVERELAY_RTMP_MAX_PUBLISH_KBPS`` is averaged."""
 
 
 class CloseReason(enum.StrEnum):
@@ -55,6 +61,50 @@ class ConnectionLimitHit(Exception):
     def __init__(self, reason: CloseReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BitrateLimit:
+    """``LIVERELAY_RTMP_MAX_PUBLISH_KBPS`` for one connection: what it sends, averaged over
+    :data:`BITRATE_WINDOW_SECONDS`."""
+
+    def __init__(self, max_kbps: int, *, clock: Clock) -> None:
+        self._max_kbps = max_kbps
+        self._clock = clock
+        self._meter = BitrateMeter(BITRATE_WINDOW_SECONDS)
+
+    def check(self, size: int) -> None:
+        """Count ``size`` bytes received now; raise :class:`ConnectionLimitHit` past the
+        limit."""
+        now = self._clock()
+        self._meter.add(now, size)
+        kbps, most = self._meter.kbps(now), self._max_kbps
+        if kbps > most:
+            raise ConnectionLimitHit(
+                CloseReason.BITRATE_LIMIT,
+                f"{kbps:.0f} kbit/s over {BITRATE_WINDOW_SECONDS} s exceeds {most} kbit/s",
+            )
+
+
+def check_send_buffer(unsent: int, most: int) -> None:
+    """Raise :class:`ConnectionLimitHit` if a client left more than ``most`` bytes of replies
+    unread (``LIVERELAY_RTMP_MAX_SEND_BUFFER``)."""
+    if unsent > most:
+        raise ConnectionLimitHit(
+            CloseReason.SLOW_READER, f"client does not read: {unsent} bytes unsent"
+        )
+
+
+def idle_timeout(seconds: float) -> ConnectionLimitHit:
+    """A publisher sent nothing for ``seconds`` (``LIVERELAY_RTMP_IDLE_TIMEOUT``)."""
+    return ConnectionLimitHit(CloseReason.IDLE_TIMEOUT, f"no data for {seconds:g} s")
+
+
+def handshake_timeout(seconds: float) -> ConnectionLimitHit:
+    """A client was not publishing ``seconds`` after connecting
+    (``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT``)."""
+    return ConnectionLimitHit(
+        CloseReason.HANDSHAKE_TIMEOUT, f"not publishing {seconds:g} s after connecting"
+    )
 
 
 class AddressConnections:

@@ -44,7 +44,8 @@ END_MESSAGES: dict[EndReason, str] = {
 
 
 class Publisher(Protocol):
-    """A connection publishing into a live path, as the path sees it (the RTMP session)."""
+    """A connection publishing into a live path, as the path sees it (an RTMP
+    :class:`~ingest.publisher.PublisherConnection`)."""
 
     @property
     def client_address(self) -> str:

@@ -1,10 +1,15 @@
-"""The asyncio RTMP listener: sockets in, bytes to the sans-IO connection, events to a session.
+"""The asyncio RTMP listener: accepts connections and runs each one's task.
 
-Timeouts and limits live here (the limiters in :mod:`ingest.limits`); protocol rules live in
-:mod:`ingest.rtmp`, publish rules in :mod:`ingest.session`. Every connection closed early is
-counted in :attr:`RTMPServer.rejected` and logged with its reason: a warning at most once per
-reason every :data:`REFUSAL_WARNING_INTERVAL` seconds (saying how many were held back), the
-others at DEBUG. No log line carries a stream key.
+Each accepted connection gets an :class:`~ingest.transport.RTMPTransport` (the socket side,
+which parses in the read callback), a sans-IO
+:class:`~ingest.rtmp.connection.RTMPServerConnection`, a
+:class:`~ingest.publisher.PublisherConnection` (its publish rules) and one task,
+:meth:`RTMPServer._connection`, that owns it until it is closed and handles every way it ends.
+Timeouts and the listener's limits are applied here (the limiters are in
+:mod:`ingest.limits`). Every connection closed early is counted in
+:attr:`RTMPServer.rejected` and logged with its reason: a warning at most once per reason every
+:data:`REFUSAL_WARNING_INTERVAL` seconds (saying how many were held back), the others at DEBUG.
+No log line carries a stream key.
 
 The per-address cap counts only connections that are not publishing: once a publish is
 accepted its connection leaves the count, so encoders behind one address (a studio, an office
@@ -15,7 +20,6 @@ strangers.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 
@@ -27,13 +31,14 @@ from ingest.limits import (
     Clock,
     CloseReason,
     ConnectionLimitHit,
+    handshake_timeout,
 )
 from ingest.live import EndReason, PathAdmission
+from ingest.publisher import EndConnection, PublisherConnection
 from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
-from ingest.session import PublishSession, SessionClosed
 from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
@@ -142,36 +147,18 @@ class RTMPServer:
             max_message_size=settings.rtmp_max_message_size,
             max_chunk_size=settings.rtmp_max_chunk_size,
         )
-        session = PublishSession(
+        publisher = PublisherConnection(
             conn,
             client_address=client,
             admission=self._admission,
             close_transport=transport.close_from_outside,
         )
-        transport.attach(conn, session)
+        transport.attach(conn, publisher)
         self._not_publishing.add(transport)
-        task = asyncio.get_running_loop().create_task(self._connection(transport, client, host))
+        task = asyncio.get_running_loop().create_task(
+            self._connection(transport, publisher, client, host)
+        )
         self._connections.add(task)
-
-    async def _connection(self, transport: RTMPTransport, client: str, host: str) -> None:
-        try:
-            await self._serve(transport, client, host)
-        except Exception:  # a bug must not take the listener or other streams down
-            log.exception("RTMP connection from %s failed", client)
-        finally:
-            try:
-                await transport.close(CLOSE_GRACE_SECONDS)
-            finally:  # only now: a connection still flushing holds its slot
-                task = asyncio.current_task()
-                self._connections.discard(task)  # type: ignore[arg-type]
-                self._leave_address_count(transport, host)
-
-    def _leave_address_count(self, transport: RTMPTransport, host: str) -> None:
-        """Stop counting ``transport`` against its address (once): it closed, or its publish
-        was accepted."""
-        if transport in self._not_publishing:
-            self._not_publishing.discard(transport)
-            self._addresses.release(host)
 
     def _admit(self, host: str) -> ConnectionLimitHit | None:
         """Count a new connection from ``host`` (against its address until it publishes), or
@@ -185,52 +172,104 @@ class RTMPServer:
             )
         return None
 
-    def _closed_early(
-        self, client: str, reason: CloseReason, detail: str, level: int = logging.WARNING
-    ) -> None:
-        self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
-        if level >= logging.WARNING:
-            held_back = self._warnings.allow(reason)
-            if held_back is None:
-                level = logging.DEBUG
-            elif held_back:
-                detail = f"{detail} ({held_back} more since the last warning)"
-        log.log(level, "RTMP connection from %s closed (%s): %s", client, reason.value, detail)
+    def _leave_address_count(self, transport: RTMPTransport, host: str) -> None:
+        """Stop counting ``transport`` against its address (once): it closed, or its publish
+        was accepted."""
+        if transport in self._not_publishing:
+            self._not_publishing.discard(transport)
+            self._addresses.release(host)
 
     # -- one connection -------------------------------------------------------------------------
 
-    async def _serve(self, transport: RTMPTransport, client: str, host: str) -> None:
-        session, conn = transport.session, transport.conn
-        assert session is not None and conn is not None
-        clean, reason = False, "connection closed by publisher"
-        timed_out = False
+    async def _connection(
+        self, transport: RTMPTransport, publisher: PublisherConnection, client: str, host: str
+    ) -> None:
+        """The task of one accepted connection, from accept to close. However the connection
+        ends (the publisher leaves, a limit or a protocol error, a refusal, the path or the
+        server ending it, a bug), it ends here: counted and logged, the path told that its
+        publisher left, the socket closed, the connection's slot freed."""
+        clean, timed_out, detail = False, False, "connection closed by publisher"
         try:
-            clean, reason = await transport.run(
-                functools.partial(self._handle, transport=transport, host=host),
-                handshake_timeout=self._settings.rtmp_handshake_timeout,
-            )
-        except RTMPProtocolError as exc:
-            reason = f"protocol error: {exc}"
-            self._closed_early(client, CloseReason.PROTOCOL_ERROR, reason)
-        except SessionClosed as exc:
-            reason = str(exc)
-            self._refused(client, host, exc)
-            transport.flush()
-        except ConnectionLimitHit as exc:
-            reason = str(exc)
-            timed_out = exc.reason is CloseReason.IDLE_TIMEOUT
-            self._closed_early(client, exc.reason, reason)
-            if exc.reason is CloseReason.SLOW_READER:
-                transport.abort()  # closing would wait for a peer that does not read
-        except (ConnectionError, OSError) as exc:
-            reason = f"connection lost: {exc}"
+            try:
+                clean, detail = await self._serve(transport, publisher, host)
+            except RTMPProtocolError as exc:
+                detail = f"protocol error: {exc}"
+                self._closed_early(client, CloseReason.PROTOCOL_ERROR, detail)
+            except EndConnection as exc:  # refused: bad app or key, play, a throttled address
+                detail = str(exc)
+                self._refused(client, host, exc)
+                transport.flush()
+            except ConnectionLimitHit as exc:
+                detail = str(exc)
+                timed_out = exc.reason is CloseReason.IDLE_TIMEOUT
+                self._closed_early(client, exc.reason, detail)
+                if exc.reason is CloseReason.SLOW_READER:
+                    transport.abort()  # closing would wait for a peer that does not read
+            except (ConnectionError, OSError) as exc:
+                detail = f"connection lost: {exc}"
+            finally:  # a bug or the server's shutdown too: the path must learn its publisher left
+                end: EndReason = "timed_out" if timed_out else "publisher_left"
+                await asyncio.shield(publisher.finish(clean=clean, reason=end, detail=detail))
+        except Exception:  # a bug must not take the listener or other streams down
+            log.exception("RTMP connection from %s failed", client)
         finally:
-            end: EndReason = "publisher_left" if clean or not timed_out else "timed_out"
-            await asyncio.shield(session.finish(clean=clean, reason=end, detail=reason))
+            try:
+                await transport.close(CLOSE_GRACE_SECONDS)
+            finally:  # only now: a connection still flushing holds its slot
+                self._connections.discard(asyncio.current_task())  # type: ignore[arg-type]
+                self._leave_address_count(transport, host)
 
-    def _refused(self, client: str, host: str, exc: SessionClosed) -> None:
-        """Count a refusal by the session (which logged it); a refused key counts against the
-        address."""
+    async def _serve(
+        self, transport: RTMPTransport, publisher: PublisherConnection, host: str
+    ) -> tuple[bool, str]:
+        """Handle the events that must wait (a publish, an unpublish) until the connection
+        ends. Returns (clean, detail) when it ends without an error (an unpublish is clean, a
+        publisher that just went away is not); raises what ended it otherwise."""
+        handshake_seconds = self._settings.rtmp_handshake_timeout
+        deadline = asyncio.get_running_loop().time() + handshake_seconds
+        while True:
+            if not transport.has_news:
+                try:
+                    await transport.wait(None if publisher.publishing else deadline)
+                except TimeoutError:
+                    raise handshake_timeout(handshake_seconds) from None
+            transport.raise_failure(all_events_handled=False)
+            while (event := transport.next_event()) is not None:
+                await self._handle(event, transport, publisher, host)
+                transport.handled()
+            transport.raise_failure(all_events_handled=True)
+            transport.settle(publishing=publisher.publishing)
+            if transport.closed_by_server:
+                return True, "disconnected by server"
+            if transport.peer_gone:
+                return False, "connection closed by publisher"
+            if publisher.ended:  # unpublished: close rather than wait for a handshake deadline
+                return True, "publish ended"
+
+    async def _handle(
+        self,
+        event: Event,
+        transport: RTMPTransport,
+        publisher: PublisherConnection,
+        host: str,
+    ) -> None:
+        """Pass ``event`` to the publish rules, unless it is a publish from a throttled
+        address: that one is refused before its key is checked. An accepted publish leaves
+        the per-address count."""
+        if isinstance(event, PublishRequested) and self._auth_failures.blocked(host):
+            description = "Too many refused stream keys; try again later."
+            publisher.conn.reject_publish(event.stream_id, description=description)
+            raise EndConnection(
+                "publish refused: too many refused stream keys from this address",
+                CloseReason.AUTH_THROTTLED,
+            )
+        await publisher.handle(event)
+        if publisher.publishing:
+            self._leave_address_count(transport, host)
+
+    def _refused(self, client: str, host: str, exc: EndConnection) -> None:
+        """Count a refusal by the publish rules (which logged it); a refused key counts
+        against the address."""
         self._closed_early(client, exc.reason, str(exc), logging.INFO)
         if exc.reason is CloseReason.BAD_KEY and self._auth_failures.record_failure(host):
             log.warning(
@@ -241,22 +280,18 @@ class RTMPServer:
                 self._auth_failures.window,
             )
 
-    async def _handle(self, event: Event, *, transport: RTMPTransport, host: str) -> None:
-        """Pass ``event`` to the session, unless it is a publish from a throttled address: that
-        one is refused before its key is checked. An accepted publish leaves the
-        per-address count."""
-        session, conn = transport.session, transport.conn
-        assert session is not None and conn is not None
-        if isinstance(event, PublishRequested) and self._auth_failures.blocked(host):
-            description = "Too many refused stream keys; try again later."
-            conn.reject_publish(event.stream_id, description=description)
-            raise SessionClosed(
-                "publish refused: too many refused stream keys from this address",
-                CloseReason.AUTH_THROTTLED,
-            )
-        await session.handle(event)
-        if session.publishing:
-            self._leave_address_count(transport, host)
+    def _closed_early(
+        self, client: str, reason: CloseReason, detail: str, level: int = logging.WARNING
+    ) -> None:
+        """Count a connection closed early and log it (warnings rate-limited per reason)."""
+        self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
+        if level >= logging.WARNING:
+            held_back = self._warnings.allow(reason)
+            if held_back is None:
+                level = logging.DEBUG
+            elif held_back:
+                detail = f"{detail} ({held_back} more since the last warning)"
+        log.log(level, "RTMP connection from %s closed (%s): %s", client, reason.value, detail)
 
 
 def _peer(transport: RTMPTransport) -> str:

@@ -1,7 +1,7 @@
 """Fakes of the project's own seams, shared by the whole suite: a clock that moves only when
-told to, a resolver that answers from a fixed table, and a publish authorizer that holds its
-answer until a test releases it. (Never fakes of ffmpeg, sockets or databases: the tests use
-the real ones.)"""
+told to, a resolver that answers from a fixed table, a publish authorizer that holds its
+answer until a test releases it, and live paths that admit publishers by a table of keys.
+(Never fakes of ffmpeg, sockets or databases: the tests use the real ones.)"""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
+from ingest.hub import StreamHub
+from ingest.live import EndReason, Publisher
 from workers.egress import IPAddress
 
 PUBLIC_V4 = "93.184.216.34"
@@ -110,3 +112,52 @@ class KeyTable:
         if grant is None:
             raise PublishDenied("unknown stream key")
         return grant
+
+
+@dataclass
+class Departure:
+    """A publisher leaving a :class:`StubPath`."""
+
+    publisher: Publisher
+    clean: bool
+    reason: EndReason
+
+
+class StubPath:
+    """A live path as a publishing connection sees it: a real hub for its media, and a record
+    of its publisher leaving. The test plays the path's side with :attr:`publisher`."""
+
+    def __init__(self, stream_id: str, publisher: Publisher) -> None:
+        self.stream_id = stream_id
+        self.publisher = publisher
+        self.hub = StreamHub(stream_id, queue_bytes=1_000_000)
+        self.departures: list[Departure] = []
+        self.left = asyncio.Event()
+
+    async def leave(self, publisher: Publisher, *, clean: bool, reason: EndReason) -> None:
+        self.departures.append(Departure(publisher, clean, reason))
+        self.left.set()
+
+
+class StubAdmission:
+    """Admits the publishers of the stream keys in :attr:`keys` (key -> stream id), each to a
+    new :class:`StubPath`; other keys are refused. With :attr:`error` set every admission
+    fails with it (the key's backend is down)."""
+
+    def __init__(self, keys: dict[str, str] | None = None) -> None:
+        self.keys = dict(keys or {})
+        self.error: Exception | None = None
+        self.paths: list[StubPath] = []
+        self.asked: list[str] = []
+        """Stream keys asked about, in order."""
+
+    async def admit(self, stream_key: str, publisher: Publisher) -> StubPath:
+        self.asked.append(stream_key)
+        if self.error is not None:
+            raise self.error
+        stream_id = self.keys.get(stream_key)
+        if stream_id is None:
+            raise PublishDenied("unknown stream key")
+        path = StubPath(stream_id, publisher)
+        self.paths.append(path)
+        return path

@@ -1,6 +1,6 @@
 """The sans-IO RTMP server connection: bytes in, events out, replies queued as bytes.
 
-Typical use by a session::
+Typical use::
 
     conn = RTMPServerConnection()
     for event in conn.receive_data(data):      # raises only RTMPProtocolError
@@ -11,13 +11,13 @@ Typical use by a session::
 
 The connection answers the protocol plumbing itself (handshake, pings, acknowledgements,
 ``releaseStream``/``FCPublish``/``createStream``) and leaves every decision (connect, publish,
-play) to the session through ``accept_*``/``reject_*``/``send_status``. Which command may come
+play) to its user through ``accept_*``/``reject_*``/``send_status``. Which command may come
 when is the table in :mod:`ingest.rtmp.state`; one out of order is a protocol error.
 
 Until a publish is accepted the peer is a stranger, so the size limits are small (the
 ``pre_publish_*`` arguments); :meth:`RTMPServerConnection.accept_publish` raises them to the
 configured ones. So that what follows a ``publish`` is read under the right limits whatever
-the peer pipelines, parsing pauses after a ``publish`` until the session accepts or refuses it
+the peer pipelines, parsing pauses after a ``publish`` until its user accepts or refuses it
 (as h11 pauses after a request): the bytes after it wait in the receive buffer, and the next
 :meth:`~RTMPServerConnection.receive_data` call (``b""`` will do) goes on with them.
 """
@@ -349,7 +349,7 @@ class RTMPServerConnection:
         code: str = "NetStream.Publish.BadName",
         description: str = "Publishing rejected.",
     ) -> None:
-        """Refuse a publish with an error ``onStatus`` on ``stream_id``; the session then
+        """Refuse a publish with an error ``onStatus`` on ``stream_id``; the caller then
         usually flushes :meth:`data_to_send` and closes."""
         self._state.server_decision("reject_publish")
         self._commands.forget_publish(stream_id)

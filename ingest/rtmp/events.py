@@ -1,7 +1,7 @@
 """Events emitted by :class:`ingest.rtmp.connection.RTMPServerConnection`.
 
 Each event is a plain frozen dataclass; names are in the past tense. The connection decides
-nothing about authorization: it reports what the peer asked for and the session answers through
+nothing about authorization: it reports what the peer asked for and its user answers through
 the connection's ``accept_*``/``reject_*`` methods.
 """
 

@@ -3,7 +3,7 @@
 One place lists what may happen in each state (the habit of h11's ``_state.py``): a command
 the table does not allow in the current state is a protocol error, so no later code has to
 check whether ``connect`` came first. The peer's commands move the state when they arrive;
-the server's decisions (accepting or refusing a publish) move it when the session makes them.
+the server's decisions (accepting or refusing a publish) move it when its user makes them.
 
 The order real publishers use (ffmpeg, OBS, GStreamer; FMLE style)::
 
@@ -12,7 +12,7 @@ The order real publishers use (ffmpeg, OBS, GStreamer; FMLE style)::
 
 ``releaseStream``/``FCPublish`` come before ``createStream`` (ffmpeg, OBS) or after it, with
 transaction id 0 (GStreamer). A client that does not wait for the ``connect`` result gets its
-events in order all the same, so the session judges the application before the publish.
+events in order all the same, so the publish rules judge the application before the publish.
 """
 
 from __future__ import annotations
@@ -33,19 +33,19 @@ class State(enum.Enum):
     AWAITING_CONNECT = "awaiting connect"
     """Handshake done; the only command allowed is ``connect``."""
     CONNECTED = "connected"
-    """``connect`` received (the session accepts or refuses it before any later event)."""
+    """``connect`` received (its user accepts or refuses it before any later event)."""
     STREAM_CREATED = "stream created"
-    """``createStream`` answered: ``publish`` (or ``play``, which the session refuses) may
+    """``createStream`` answered: ``publish`` (or ``play``, which its user refuses) may
     follow."""
     PUBLISH_REQUESTED = "publish requested"
-    """``publish`` received, the session has not decided yet."""
+    """``publish`` received, its user has not decided yet."""
     PUBLISHING = "publishing"
-    """The session accepted the publish: media flows and the full size limits apply."""
+    """Its user accepted the publish: media flows and the full size limits apply."""
 
 
 OTHER_COMMAND = "*"
 """Stands for every command the connection does not handle itself (``_checkbw``,
-``getStreamLength``...); the session receives those as ``CommandReceived``."""
+``getStreamLength``...); its user receives those as ``CommandReceived``."""
 
 _UNPUBLISH = ("FCUnpublish", "closeStream", "deleteStream")
 _FMLE = ("releaseStream", "FCPublish")
@@ -64,14 +64,14 @@ PEER_TRANSITIONS: Mapping[State, Mapping[str, State]] = {
         **_stay(State.CONNECTED, *_FMLE, *_UNPUBLISH, OTHER_COMMAND),
         "createStream": State.STREAM_CREATED,
     },
-    # play is reported for the session to refuse (liverelay plays over HLS).
+    # play is reported for its user to refuse (liverelay plays over HLS).
     State.STREAM_CREATED: {
         **_stay(State.STREAM_CREATED, *_FMLE, "createStream", "play", *_UNPUBLISH, OTHER_COMMAND),
         "publish": State.PUBLISH_REQUESTED,
     },
     # Nothing is parsed while the server decides on a publish (RTMPServerConnection pauses).
     State.PUBLISH_REQUESTED: {},
-    # A second publish is the session's to refuse ("already publishing"); an unpublish ends
+    # A second publish is its user's to refuse ("already publishing"); an unpublish ends
     # the publish.
     State.PUBLISHING: {
         **_stay(State.PUBLISHING, *_FMLE, "createStream", "publish", "play", OTHER_COMMAND),

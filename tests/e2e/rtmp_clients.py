@@ -1,6 +1,6 @@
 """Raw RTMP clients against the whole app: a plain TCP connection to its RTMP port (from any
 loopback address, with any receive buffer), the app's listener to look at, and sends that take
-the server's reset as the end. (Reading what the server answers: ``tests/e2e/conftest.py``.)"""
+the server's reset as the end. (Reading what the server answers: ``tests/rtmp_client.py``.)"""
 
 from __future__ import annotations
 

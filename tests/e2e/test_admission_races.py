@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 
 from api.keys import AUTHORIZER, METRICS
-from tests.e2e.conftest import LiveServer, RawPublisher, e2e_settings, free_port, start_live_server
+from tests.e2e.conftest import LiveServer, e2e_settings, free_port, start_live_server
 from tests.fakes import GatedAuthorizer
 from tests.polling import eventually
+from tests.rtmp_client import RawPublisher
 
 pytestmark = pytest.mark.e2e
 

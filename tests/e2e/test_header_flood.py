@@ -21,7 +21,6 @@ from ingest.subscription import Subscription
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,
-    RawPublisher,
     Sources,
     has_segment,
     push,
@@ -32,6 +31,7 @@ from tests.e2e.conftest import (
 from tests.e2e.outputs import StalledIngest, stalled_ingest, target
 from tests.polling import eventually
 from tests.protocol.helpers import AUDIO, VIDEO
+from tests.rtmp_client import RawPublisher
 
 pytestmark = pytest.mark.e2e
 

@@ -14,15 +14,7 @@ from pathlib import Path
 import pytest
 
 from api.keys import PATHS
-from tests.e2e.conftest import (
-    LiveServer,
-    Publisher,
-    Sources,
-    first_statuses,
-    push,
-    read_to_eof,
-    serving,
-)
+from tests.e2e.conftest import LiveServer, Publisher, Sources, push, serving
 from tests.e2e.rtmp_clients import connect, rtmp, tolerate_reset
 from tests.polling import eventually
 from tests.protocol.helpers import (
@@ -36,6 +28,7 @@ from tests.protocol.helpers import (
     command,
     connect_command,
 )
+from tests.rtmp_client import first_statuses, read_to_eof
 
 pytestmark = pytest.mark.e2e
 

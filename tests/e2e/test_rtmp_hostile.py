@@ -20,10 +20,8 @@ from tests.e2e.conftest import (
     LiveServer,
     Publisher,
     Sources,
-    first_statuses,
     has_segment,
     push,
-    read_to_eof,
     serving,
     wait_for_playlist,
 )
@@ -38,6 +36,7 @@ from tests.protocol.helpers import (
     publish_bytes,
 )
 from tests.protocol.helpers import message_chunks as chunks
+from tests.rtmp_client import first_statuses, read_to_eof
 from workers.m3u8 import parse_media_playlist
 
 pytestmark = pytest.mark.e2e

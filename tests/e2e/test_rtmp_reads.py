@@ -19,10 +19,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import LiveServer, first_statuses, read_to_eof, serving
+from tests.e2e.conftest import LiveServer, serving
 from tests.e2e.rtmp_clients import connect, rtmp
 from tests.polling import eventually
 from tests.protocol.helpers import command, message_chunks, publish_bytes
+from tests.rtmp_client import first_statuses, read_to_eof
 
 pytestmark = pytest.mark.e2e
 

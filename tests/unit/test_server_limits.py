@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from config.settings import Settings, SettingsError
-from ingest.authorizer import PublishDenied
 from ingest.limits import AddressConnections, AuthFailureThrottle, CloseReason
-from ingest.live import PublishedPath, Publisher
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, StubAdmission
 from tests.polling import eventually
 
 # -- connections per address --------------------------------------------------------------------
@@ -173,7 +171,7 @@ async def test_refused_connections_log_one_warning_per_reason_and_interval(
     settings = Settings(
         data_dir=tmp_path, rtmp_host="127.0.0.1", rtmp_port=0, rtmp_max_connections_per_address=1
     )
-    server = RTMPServer(settings, admission=RefuseAll(), clock=clock)
+    server = RTMPServer(settings, admission=StubAdmission(), clock=clock)
     await server.start()
     try:
         _, held = await asyncio.open_connection("127.0.0.1", server.port)
@@ -198,10 +196,3 @@ async def refuse(server: RTMPServer, count: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await reader.read() == b""
         writer.close()
-
-
-class RefuseAll:
-    """An admission that knows no stream key (refused connections never ask)."""
-
-    async def admit(self, stream_key: str, publisher: Publisher) -> PublishedPath:
-        raise PublishDenied("unknown stream key")

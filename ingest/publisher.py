@@ -1,10 +1,14 @@
-"""One RTMP client connection: turns protocol events into admission and hub calls.
+"""The publish rules of one RTMP connection: turn its protocol events into admission and hub
+calls.
 
-The session knows nothing about sockets (:mod:`ingest.server` feeds it bytes and sends what it
-returns), nothing about the database and nothing about ffmpeg: a
+A :class:`PublisherConnection` is one connection, not a live session (a live session is one
+publish of a stream, owned by its live path, which a reconnecting publisher may continue). It
+knows nothing about sockets (:mod:`ingest.server` and :mod:`ingest.transport` feed it the
+events of its sans-IO connection and send the replies it queues), nothing about the database
+and nothing about ffmpeg: a
 :class:`~ingest.live.PathAdmission` checks the stream key and admits the connection to the
 live path of its stream, whose hub receives the media. The path may end the publish from
-outside (:meth:`PublishSession.disconnect`).
+outside (:meth:`PublisherConnection.disconnect`).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ log = logging.getLogger(__name__)
 APP_NAME = "live"
 
 
-class SessionClosed(Exception):
-    """The session decided to end the connection; the message is the logged reason (never a
+class EndConnection(Exception):
+    """The publish rules end the connection; the message is the logged reason (never a
     stream key) and :attr:`reason` its stable name for counters."""
 
     def __init__(self, message: str, reason: CloseReason) -> None:
@@ -52,8 +56,9 @@ class _Publishing:
     hub: StreamHub
 
 
-class PublishSession:
-    """Handles the events of one RTMP connection."""
+class PublisherConnection:
+    """The publish rules of one RTMP connection: handles its events and is the
+    :class:`~ingest.live.Publisher` its live path sees."""
 
     def __init__(
         self,
@@ -88,7 +93,7 @@ class PublishSession:
 
     def handle_now(self, event: Event) -> bool:
         """React to ``event`` if that needs no waiting (media, metadata, connect, play), and
-        say so; ``False`` means it must go to :meth:`handle`. Raises :class:`SessionClosed` to
+        say so; ``False`` means it must go to :meth:`handle`. Raises :class:`EndConnection` to
         end the connection. Runs for every media message, so media is tested first."""
         if event.__class__ is MediaReceived:
             if self._publishing is not None:
@@ -115,11 +120,11 @@ class PublishSession:
                 "NetStream.Play.Failed",
                 "RTMP playback is not offered; play the stream over HLS",
             )
-            raise SessionClosed("play requested", CloseReason.PLAY_REFUSED)
+            raise EndConnection("play requested", CloseReason.PLAY_REFUSED)
         return True
 
     async def handle(self, event: Event) -> None:
-        """React to one protocol event; raises :class:`SessionClosed` to end the connection."""
+        """React to one protocol event; raises :class:`EndConnection` to end the connection."""
         if isinstance(event, PublishRequested):
             await self._on_publish(event)
         elif isinstance(event, UnpublishRequested):
@@ -132,7 +137,7 @@ class PublishSession:
         if app != APP_NAME:
             self.conn.reject_connect(event.transaction_id, f"unknown application '{app}'")
             # Not logged: a misconfigured encoder may put its stream key in the app name.
-            raise SessionClosed("connect to an unknown application", CloseReason.BAD_APP)
+            raise EndConnection("connect to an unknown application", CloseReason.BAD_APP)
         self.conn.accept_connect(event.transaction_id)
 
     async def _on_publish(self, event: PublishRequested) -> None:
@@ -165,9 +170,9 @@ class PublishSession:
     ) -> NoReturn:
         self.conn.reject_publish(event.stream_id, code=code, description=reason)
         log.warning("publish refused from %s: %s", self.client_address, reason)
-        raise SessionClosed(f"publish refused: {reason}", counter)
+        raise EndConnection(f"publish refused: {reason}", counter)
 
-    def _refused_media(self, exc: MediaRefused) -> SessionClosed:
+    def _refused_media(self, exc: MediaRefused) -> EndConnection:
         """The hub refused what the publisher sent: a protocol error that ends this publish
         (the connection closes; the stream's other outputs and other streams go on)."""
         assert self._publishing is not None
@@ -177,7 +182,7 @@ class PublishSession:
             self.client_address,
             exc,
         )
-        return SessionClosed(f"protocol error: {exc}", CloseReason.PROTOCOL_ERROR)
+        return EndConnection(f"protocol error: {exc}", CloseReason.PROTOCOL_ERROR)
 
     async def _on_unpublish(self, event: UnpublishRequested) -> None:
         if self._publishing is None:
@@ -207,7 +212,7 @@ class PublishSession:
 
     async def finish(self, *, clean: bool, reason: EndReason, detail: str) -> None:
         """End the publish once (idempotent) and tell the path its publisher left. ``clean``
-        (an unpublish) ends the session now; otherwise the session may wait for the publisher
+        (an unpublish) ends the live session now; otherwise the path may wait for the publisher
         to reconnect."""
         publishing, self._publishing = self._publishing, None
         if publishing is None or self._ended:
