@@ -231,3 +231,44 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(512), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class StreamLease(Base):
+    """Which node owns a live stream, until ``expires_at`` (by the database's clock).
+
+    ``generation`` is the fencing token: it grows with every new ownership (another node, or
+    the same node again after its lease lapsed), so whatever a former owner still holds carries
+    a smaller number. The row stays when a lease ends (released leases expire at once): the
+    generation never goes back. See :mod:`api.cluster.leases`.
+    """
+
+    __tablename__ = "stream_leases"
+
+    stream_id: Mapped[str] = mapped_column(
+        ForeignKey("live_streams.id", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ClusterNode(Base):
+    """A ``liverelay serve`` process sharing this database, as it last reported itself.
+    See :mod:`api.cluster.nodes`."""
+
+    __tablename__ = "cluster_nodes"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    internal_url: Mapped[str] = mapped_column(String(2048))
+    rtmp_address: Mapped[str] = mapped_column(String(512))
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """Set by a clean shutdown."""
+    live_streams: Mapped[int] = mapped_column(Integer, default=0)
+    load: Mapped[float] = mapped_column(Float, default=0.0)
+    """The process's CPU time per second of wall time over the last heartbeat period, divided
+    by the machine's CPU count (0 to 1; the ffmpeg children are not counted)."""

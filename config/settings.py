@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "LIVERELAY_"
+_NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class SettingsError(ValueError):
@@ -154,6 +156,18 @@ class Settings:
     older ones are deleted hourly. Pending deliveries and live sessions are never deleted.
     0 = keep forever."""
 
+    node_id: str | None = None
+    """This node's id among the nodes sharing the database (letters, digits, ``.``, ``_``,
+    ``:``, ``-``; at most 128). Default: the host name and 6 random hex digits, new for every
+    process. It must be unique among running nodes: a node refuses to start while another one
+    with its id heartbeats."""
+    internal_url: str | None = None
+    """Base URL at which the other nodes reach this node's HTTP port; default from the HTTP
+    listen address (the host name when listening on every address)."""
+    lease_seconds: float = 10.0
+    """Lifetime of a stream ownership lease, renewed every third of it; also the node
+    heartbeat's period times three, and the silence after which a node is shown as lost."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``LIVERELAY_*`` variables, then apply ``overrides``."""
@@ -185,6 +199,7 @@ class Settings:
             )
         self._check_rtmp_limits()
         self._check_tokens()
+        self._check_cluster()
         for name in ("http_port", "rtmp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -204,6 +219,19 @@ class Settings:
                 "LIVERELAY_TOKEN_TTL_SECONDS must be > 0 and at most "
                 f"LIVERELAY_JWT_MAX_TTL_SECONDS ({self.jwt_max_ttl_seconds})"
             )
+
+    def _check_cluster(self) -> None:
+        if self.node_id is not None and not _NODE_ID.fullmatch(self.node_id):
+            raise SettingsError(
+                "LIVERELAY_NODE_ID must be 1 to 128 letters, digits, '.', '_', ':' or '-'"
+            )
+        if self.internal_url is not None and urlsplit(self.internal_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise SettingsError("LIVERELAY_INTERNAL_URL must be an http:// or https:// URL")
+        if not self.lease_seconds > 0:
+            raise SettingsError("LIVERELAY_LEASE_SECONDS must be > 0")
 
     def _check_rtmp_limits(self) -> None:
         for name, lowest in (

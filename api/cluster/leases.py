@@ -1,0 +1,142 @@
+"""Stream ownership leases: a stream is live on at most one node, the one holding its lease.
+
+A lease is a row of ``stream_leases``: the owning node, a **generation** (the fencing token)
+and an expiry by the database's clock. Every statement is one atomic ``INSERT … ON CONFLICT``
+or ``UPDATE … RETURNING``; nothing else (no advisory lock, no node's own clock) decides who
+owns a stream.
+
+- :meth:`StreamLeases.claim` takes a lease that is free, expired or already this node's. A new
+  ownership (another node, or this node after its lease lapsed) gets the next generation; a
+  claim of a lease this node holds keeps it (and extends it).
+- :meth:`StreamLeases.renew` extends a lease only while node *and* generation still match: a
+  node whose lease was taken over learns it there (``None``) and must stop the stream.
+- :meth:`StreamLeases.release` ends a lease at once (a clean end). The row stays, so the next
+  owner's generation is still higher than every earlier one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import BigInteger, String, TextualSelect, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.cluster.clock import DatabaseClock, clock_of
+from api.models import UTCDateTime
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease as the database last confirmed it."""
+
+    stream_id: str
+    node_id: str
+    generation: int
+    """The fencing token: larger for every later ownership of the stream."""
+    expires_at: datetime
+    """By the database's clock."""
+
+
+_RETURNING = " RETURNING stream_id, node_id, generation, expires_at"
+
+
+def _typed(statement: str) -> TextualSelect:
+    return text(statement).columns(
+        stream_id=String, node_id=String, generation=BigInteger, expires_at=UTCDateTime
+    )
+
+
+def claim_statement(clock: DatabaseClock) -> TextualSelect:
+    """The atomic claim of ``:stream_id`` for ``:node_id`` until ``:ttl`` seconds from now."""
+    kept = f"stream_leases.node_id = excluded.node_id AND stream_leases.expires_at > {clock.now}"
+    return _typed(
+        "INSERT INTO stream_leases"
+        " (stream_id, node_id, generation, acquired_at, renewed_at, expires_at)"
+        f" VALUES (:stream_id, :node_id, 1, {clock.now}, {clock.now}, {clock.plus('ttl')})"
+        " ON CONFLICT (stream_id) DO UPDATE SET"
+        f" generation = CASE WHEN {kept} THEN stream_leases.generation"
+        " ELSE stream_leases.generation + 1 END,"
+        f" acquired_at = CASE WHEN {kept} THEN stream_leases.acquired_at"
+        " ELSE excluded.acquired_at END,"
+        " node_id = excluded.node_id,"
+        " renewed_at = excluded.renewed_at,"
+        " expires_at = excluded.expires_at"
+        f" WHERE stream_leases.expires_at <= {clock.now}"
+        " OR stream_leases.node_id = excluded.node_id" + _RETURNING
+    )
+
+
+def renew_statement(clock: DatabaseClock) -> TextualSelect:
+    """Extend ``:stream_id``'s lease by ``:ttl`` seconds from now if ``:node_id`` still holds
+    it at ``:generation``."""
+    return _typed(
+        f"UPDATE stream_leases SET renewed_at = {clock.now}, expires_at = {clock.plus('ttl')}"
+        " WHERE stream_id = :stream_id AND node_id = :node_id AND generation = :generation"
+        + _RETURNING
+    )
+
+
+def release_statement(clock: DatabaseClock) -> TextualSelect:
+    """Let ``:stream_id``'s lease expire now if ``:node_id`` holds it at ``:generation``."""
+    return _typed(
+        f"UPDATE stream_leases SET expires_at = {clock.now}"
+        " WHERE stream_id = :stream_id AND node_id = :node_id AND generation = :generation"
+        f" AND expires_at > {clock.now}" + _RETURNING
+    )
+
+
+class StreamLeases:
+    """The leases of one node (``node_id``), each ``ttl`` seconds long."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], node_id: str, ttl: float
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.node_id = node_id
+        self.ttl = ttl
+
+    async def claim(self, stream_id: str) -> Lease | None:
+        """Own ``stream_id`` for ``ttl`` seconds; ``None`` while another node's lease on it is
+        live. A database failure raises."""
+        params = {"stream_id": stream_id, "node_id": self.node_id, "ttl": float(self.ttl)}
+        return await self._one(claim_statement, params)
+
+    async def renew(self, lease: Lease) -> Lease | None:
+        """Extend ``lease`` by ``ttl`` seconds from now; ``None`` if this node no longer holds
+        it at that generation (another node took it over, or it was released): the stream must
+        stop here. A database failure raises (the lease may still be held)."""
+        params = {**self._key(lease), "ttl": float(self.ttl)}
+        return await self._one(renew_statement, params)
+
+    async def release(self, lease: Lease) -> bool:
+        """End ``lease`` now (a clean end); ``False`` if it was no longer held."""
+        return await self._one(release_statement, self._key(lease)) is not None
+
+    async def current(self, stream_id: str) -> Lease | None:
+        """The lease row of ``stream_id``, live or expired (``None`` if never claimed)."""
+        statement = _typed(
+            "SELECT stream_id, node_id, generation, expires_at FROM stream_leases"
+            " WHERE stream_id = :stream_id"
+        )
+        async with self._sessionmaker() as session:
+            row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
+        return None if row is None else Lease(*row)
+
+    def _key(self, lease: Lease) -> dict[str, object]:
+        if lease.node_id != self.node_id:
+            raise ValueError(f"lease of {lease.stream_id} belongs to node {lease.node_id}")
+        return {
+            "stream_id": lease.stream_id,
+            "node_id": lease.node_id,
+            "generation": lease.generation,
+        }
+
+    async def _one(
+        self, build: Callable[[DatabaseClock], TextualSelect], params: dict[str, object]
+    ) -> Lease | None:
+        async with self._sessionmaker() as session, session.begin():
+            statement = build(clock_of(session))
+            row = (await session.execute(statement, params)).one_or_none()
+        return None if row is None else Lease(*row)
