@@ -1,0 +1,125 @@
+"""The lease keeper: renews what it holds, reports leases taken over or run out while the
+database could not be reached, and releases everything at a clean shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from api.cluster.keeper import LeaseKeeper, LossReason
+from api.cluster.leases import StreamLeases
+from tests.api.cluster.conftest import NewStream
+from tests.fakes import FakeClock
+
+TTL = 30.0
+
+
+class Losses:
+    """What a keeper reported lost, in order."""
+
+    def __init__(self) -> None:
+        self.reported: list[tuple[str, LossReason]] = []
+
+    def __call__(self, stream_id: str, reason: LossReason) -> None:
+        self.reported.append((stream_id, reason))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def losses() -> Losses:
+    return Losses()
+
+
+@pytest.fixture
+def keeper(
+    sessionmaker: async_sessionmaker[AsyncSession], losses: Losses, clock: FakeClock
+) -> LeaseKeeper:
+    return LeaseKeeper(StreamLeases(sessionmaker, "node-a", TTL), losses, monotonic=clock)
+
+
+@pytest.fixture
+async def unreachable(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a database that cannot be opened (its directory does not exist)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    yield async_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_renewal_keeps_held_leases_and_renews_every_third_of_the_ttl(
+    keeper: LeaseKeeper, new_stream: NewStream, losses: Losses
+) -> None:
+    stream_id = await new_stream()
+    lease = await keeper.acquire(stream_id)
+    assert lease is not None
+    assert keeper.interval == TTL / 3
+    assert await keeper.renew_all() == {}
+    assert keeper.held()[stream_id].generation == lease.generation
+    assert keeper.held()[stream_id].expires_at >= lease.expires_at
+    assert losses.reported == []
+
+
+async def test_a_lease_taken_over_is_reported_lost_and_dropped(
+    keeper: LeaseKeeper,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    new_stream: NewStream,
+    expire_lease: Callable[[str], Awaitable[None]],
+    losses: Losses,
+) -> None:
+    kept, taken = await new_stream(), await new_stream()
+    assert await keeper.acquire(kept) is not None
+    assert await keeper.acquire(taken) is not None
+    await expire_lease(taken)
+    assert await StreamLeases(sessionmaker, "node-b", TTL).claim(taken) is not None
+    assert await keeper.renew_all() == {taken: "taken over"}
+    assert losses.reported == [(taken, "taken over")]
+    assert set(keeper.held()) == {kept}
+
+
+async def test_a_lease_not_renewable_until_its_lifetime_ran_out_is_reported_expired(
+    keeper: LeaseKeeper,
+    new_stream: NewStream,
+    losses: Losses,
+    clock: FakeClock,
+    unreachable: async_sessionmaker[AsyncSession],
+) -> None:
+    stream_id = await new_stream()
+    assert await keeper.acquire(stream_id) is not None
+    keeper.leases = StreamLeases(unreachable, "node-a", TTL)
+    clock.advance(TTL - 1)
+    assert await keeper.renew_all() == {}  # failed, but the lease may still be held
+    assert set(keeper.held()) == {stream_id}
+    clock.advance(1)
+    assert await keeper.renew_all() == {stream_id: "expired"}
+    assert losses.reported == [(stream_id, "expired")]
+    assert keeper.held() == {}
+
+
+async def test_close_releases_every_held_lease(
+    keeper: LeaseKeeper, sessionmaker: async_sessionmaker[AsyncSession], new_stream: NewStream
+) -> None:
+    streams = [await new_stream(), await new_stream()]
+    for stream_id in streams:
+        assert await keeper.acquire(stream_id) is not None
+    keeper.start()
+    await keeper.close()
+    assert keeper.held() == {}
+    other = StreamLeases(sessionmaker, "node-b", TTL)
+    for stream_id in streams:
+        lease = await other.claim(stream_id)  # free at once, without waiting for expiry
+        assert lease is not None and lease.generation == 2
+
+
+async def test_a_stream_owned_elsewhere_is_not_acquired(
+    keeper: LeaseKeeper, sessionmaker: async_sessionmaker[AsyncSession], new_stream: NewStream
+) -> None:
+    stream_id = await new_stream()
+    assert await StreamLeases(sessionmaker, "node-b", TTL).claim(stream_id) is not None
+    assert await keeper.acquire(stream_id) is None
+    assert keeper.held() == {}
