@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api import openapi
 from api.auth import TokenCache
+from api.cluster.context import cluster_context
 from api.database import database_context
 from api.deletion import deletion_context
 from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
@@ -41,7 +42,8 @@ def create_app(
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
     RTMP port), (4) the metrics listener, (5) the deletion sweeper (ends what deleted streams
-    leave live, removes their recordings), (6) retention (prunes old deliveries and sessions).
+    leave live, removes their recordings), (6) retention (prunes old deliveries and sessions),
+    (7) the cluster (registry row, heartbeat, stream leases; the first to stop at shutdown).
     Media stops before the dispatcher and the database, so the events of the sessions it ends
     are queued while the database is still there.
     """
@@ -61,6 +63,7 @@ def create_app(
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(deletion_context)
     app.cleanup_ctx.append(retention_context)
+    app.cleanup_ctx.append(cluster_context)
     health.register(app)
     livestreams.register(app.router)
     lifecycle.register(app.router)

@@ -1,4 +1,4 @@
-"""The ``liverelay`` command: serve, migrate, manage API keys, mint tokens.
+"""The ``liverelay`` command: serve, migrate, manage API keys, list nodes, mint tokens.
 
 Settings are built once from the environment. Logs go to stderr; commands that answer with data
 print only that data (JSON, or the bare token) on stdout.
@@ -81,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("apikey")
     rotate.set_defaults(command=apikey_rotate)
+    nodes_parser = sub.add_parser(
+        "nodes", help="list the nodes sharing the database: live, lost (silent) or gone"
+    )
+    nodes_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    nodes_parser.set_defaults(command=nodes)
     token = sub.add_parser(
         "token",
         help="print a JWT for an API key; the secret comes from LIVERELAY_SECRET or standard input",
@@ -218,6 +223,22 @@ def apikey_rotate(settings: Settings, args: argparse.Namespace) -> int:
     token = issue_token(rotated["apikey"], rotated["secret"], settings.token_ttl_seconds)
     log.info("new secret for API key %s (account %s)", rotated["apikey"], rotated["userId"])
     _print_json({**rotated, "token": token})
+    return 0
+
+
+def nodes(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay nodes [--json]``: the node registry, judged by the database's clock."""
+    from api.cluster.listing import node_json, nodes_table
+    from api.cluster.nodes import list_nodes
+
+    async def listing(session: AsyncSession) -> list[Any]:
+        return await list_nodes(session, settings.lease_seconds)
+
+    found = asyncio.run(_with_session(settings, listing))
+    if args.json:
+        _print_json([node_json(node) for node in found])
+    else:
+        print(nodes_table(found))
     return 0
 
 

@@ -22,6 +22,7 @@ from workers.live_paths import LivePaths
 from workers.storage import LocalRecordingStorage
 
 if TYPE_CHECKING:
+    from api.cluster.context import Cluster
     from api.deletion import DeletionSweeper
     from api.metrics import Metrics
     from api.retention import RetentionTask
@@ -60,6 +61,8 @@ DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
 """The app's sweeper (routes call :meth:`api.deletion.DeletionSweeper.remove_recordings`)."""
 RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
 """The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
+CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
+"""This node's registry row, heartbeat and stream leases (:mod:`api.cluster.context`)."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")
 """How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
 WEBHOOK_DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhook_dispatcher")

@@ -17,7 +17,10 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
 from api.auth import TokenCache, issue_token
+from api.cluster.nodes import NodeIdentity, NodeRegistry
+from api.keys import CLUSTER, DB_SESSIONMAKER
 from config import Settings
+from tests.api.cluster.conftest import set_database_time
 from tests.api.conftest import assert_error
 from tests.api.recording_support import T0, add_recording
 from tests.fakes import FakeClock
@@ -220,3 +223,52 @@ async def test_apikey_rotate_keeps_the_account_and_retires_old_tokens(
     unknown = await liverelay(cli_env, "apikey", "rotate", "not-a-key")
     assert unknown.returncode == 1 and unknown.stdout == ""
     assert "no active API key" in unknown.stderr
+
+
+async def test_nodes_lists_the_registry_as_a_table_and_as_json(
+    cli_client: TestClient, cli_env: dict[str, str], cli_settings: Settings
+) -> None:
+    """The serving node is live; a node silent for longer than the lease is lost."""
+    serving = cli_client.app[CLUSTER].node_id
+    silent = NodeIdentity("silent-node-7", "http://10.0.0.9:8080", "rtmp://10.0.0.9:1935", "0.9")
+    sessionmaker = cli_client.app[DB_SESSIONMAKER]
+    registry = NodeRegistry(sessionmaker, silent, cli_settings.lease_seconds)
+    await registry.register()
+    await registry.heartbeat(live_streams=4, load=0.25)
+    await set_database_time(
+        sessionmaker,
+        "cluster_nodes",
+        "last_seen_at",
+        ("id", silent.id),
+        -(cli_settings.lease_seconds + 3 * 3600),
+    )
+
+    listed = await liverelay(cli_env, "nodes", "--json")
+    assert listed.returncode == 0, listed.stderr
+    nodes = {node["id"]: node for node in json.loads(listed.stdout)}
+    assert nodes[silent.id] == {
+        "id": silent.id,
+        "internalUrl": "http://10.0.0.9:8080",
+        "rtmpAddress": "rtmp://10.0.0.9:1935",
+        "version": "0.9",
+        "startedAt": nodes[silent.id]["startedAt"],
+        "lastSeenAt": nodes[silent.id]["lastSeenAt"],
+        "stoppedAt": None,
+        "liveStreams": 4,
+        "load": 0.25,
+        "state": "lost",
+    }
+    assert nodes[serving]["state"] == "live"
+    assert nodes[serving]["liveStreams"] == 0
+
+    table = await liverelay(cli_env, "nodes")
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.splitlines()
+    assert header.split() == [
+        "NODE", "INTERNAL", "URL", "RTMP", "VERSION", "STARTED", "LAST", "SEEN", "LIVE", "LOAD",
+        "STATE",
+    ]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert rows[silent.id][1:4] == ["http://10.0.0.9:8080", "rtmp://10.0.0.9:1935", "0.9"]
+    assert rows[silent.id][-5:] == ["3h", "ago", "4", "25%", "lost"]
+    assert rows[serving][-1] == "live"

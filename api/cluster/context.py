@@ -1,0 +1,166 @@
+"""The cluster context of ``liverelay serve``: register this node, heartbeat every third of
+``LIVERELAY_LEASE_SECONDS``, keep its stream leases, and on a clean shutdown release them and
+mark the node gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from aiohttp import web
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.cluster.keeper import LeaseKeeper, LossReason
+from api.cluster.leases import StreamLeases
+from api.cluster.nodes import NodeIdInUse, NodeRegistry, count_live_nodes, node_identity
+from api.database import describe_error
+from api.keys import CLUSTER, DB_SESSIONMAKER, METRICS, PATHS, RTMP_PORT, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+class CpuShare:
+    """This process's CPU time per second of wall time since the last call, divided by the
+    machine's CPU count: 0 (idle) to 1 (every CPU busy with it). Child processes (ffmpeg) are
+    not counted."""
+
+    def __init__(
+        self,
+        cpu: Callable[[], float] = time.process_time,
+        wall: Callable[[], float] = time.monotonic,
+        cpus: int | None = None,
+    ) -> None:
+        self._cpu = cpu
+        self._wall = wall
+        self._cpus = cpus or os.cpu_count() or 1
+        self._last = (cpu(), wall())
+
+    def __call__(self) -> float:
+        now = (self._cpu(), self._wall())
+        cpu, wall = (now[0] - self._last[0], now[1] - self._last[1])
+        self._last = now
+        return 0.0 if wall <= 0 else min(1.0, max(0.0, cpu / wall / self._cpus))
+
+
+class Heartbeat:
+    """Reports this node's live streams and load to the registry every ``interval`` seconds,
+    and counts the live nodes (for ``/metrics``)."""
+
+    def __init__(
+        self,
+        registry: NodeRegistry,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        live_streams: Callable[[], int],
+        interval: float,
+        load: Callable[[], float] | None = None,
+    ) -> None:
+        self.registry = registry
+        self._sessionmaker = sessionmaker
+        self._live_streams = live_streams
+        self._load = load or CpuShare()
+        self.interval = interval
+        self.live_nodes: int | None = None
+        """Live nodes at the last heartbeat (``None`` before the first one succeeded)."""
+        self._runner: asyncio.Task[None] | None = None
+
+    async def beat(self) -> bool:
+        """One heartbeat; a failure (the database away) is logged and ``False``."""
+        try:
+            if not await self.registry.heartbeat(self._live_streams(), self._load()):
+                log.warning(
+                    "node %s was not registered; registering again", self.registry.identity.id
+                )
+                await self.registry.register()
+            async with self._sessionmaker() as session:
+                self.live_nodes = await count_live_nodes(session, self.registry.lost_after)
+        except NodeIdInUse as exc:
+            log.error("%s", exc)
+            return False
+        except Exception as exc:
+            log.warning("node heartbeat failed: %s", describe_error(exc))
+            return False
+        return True
+
+    def start(self) -> None:
+        """Heartbeat in the background."""
+        self._runner = asyncio.create_task(self._run(), name="node-heartbeat")
+
+    async def close(self) -> None:
+        """Stop heartbeating."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.beat()
+
+
+class Cluster:
+    """This node in the cluster: its registry row, heartbeat and lease keeper."""
+
+    def __init__(self, heartbeat: Heartbeat, leases: LeaseKeeper) -> None:
+        self.heartbeat = heartbeat
+        self.leases = leases
+
+    @property
+    def node_id(self) -> str:
+        return self.heartbeat.registry.identity.id
+
+
+class ClusterCollector(Collector):
+    """``liverelay_cluster_live_nodes``, as counted at the last heartbeat."""
+
+    def __init__(self, heartbeat: Heartbeat) -> None:
+        self._heartbeat = heartbeat
+
+    def collect(self) -> Iterator[Metric]:
+        if self._heartbeat.live_nodes is not None:
+            yield GaugeMetricFamily(
+                "liverelay_cluster_live_nodes",
+                "Nodes sharing the database whose heartbeat is recent (this one included).",
+                value=self._heartbeat.live_nodes,
+            )
+
+
+def _lease_lost(stream_id: str, reason: LossReason) -> None:
+    # Nothing claims leases yet (publish admission is not gated on them): logged by the keeper.
+    log.debug("lease of %s lost (%s)", stream_id, reason)
+
+
+async def cluster_context(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx`` (after media): register, heartbeat and keep leases while the app runs;
+    at clean-up release the leases and mark the node gone."""
+    settings = app[SETTINGS]
+    sessionmaker = app[DB_SESSIONMAKER]
+    ttl = settings.lease_seconds
+    registry = NodeRegistry(sessionmaker, node_identity(settings, app[RTMP_PORT]), ttl)
+    await registry.register()
+    paths = app[PATHS]
+    heartbeat = Heartbeat(registry, sessionmaker, paths.publishing, ttl / 3)
+    keeper = LeaseKeeper(StreamLeases(sessionmaker, registry.identity.id, ttl), _lease_lost)
+    cluster = Cluster(heartbeat, keeper)
+    app[CLUSTER] = cluster
+    await heartbeat.beat()
+    app[METRICS].registry.register(ClusterCollector(heartbeat))
+    log.info("node %s registered (%s)", registry.identity.id, registry.identity.internal_url)
+    heartbeat.start()
+    keeper.start()
+    try:
+        yield
+    finally:
+        await keeper.close()
+        await heartbeat.close()
+        try:
+            await registry.stop()
+        except Exception as exc:
+            log.warning("node %s not marked gone: %s", registry.identity.id, describe_error(exc))
