@@ -261,6 +261,9 @@ class ClusterNode(Base):
     __tablename__ = "cluster_nodes"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(32))
+    """A random mark of the process that registered the row (an id may pass to another process
+    once its node is lost: the old one must not heartbeat or stop in its place)."""
     internal_url: Mapped[str] = mapped_column(String(2048))
     rtmp_address: Mapped[str] = mapped_column(String(512))
     version: Mapped[str] = mapped_column(String(64))

@@ -35,17 +35,26 @@ class CpuShare:
         cpu: Callable[[], float] = time.process_time,
         wall: Callable[[], float] = time.monotonic,
         cpus: int | None = None,
+        min_window: float = 0.5,
     ) -> None:
         self._cpu = cpu
         self._wall = wall
         self._cpus = cpus or os.cpu_count() or 1
+        self._min_window = min_window
         self._last = (cpu(), wall())
+        self._share = 0.0
 
     def __call__(self) -> float:
-        now = (self._cpu(), self._wall())
-        cpu, wall = (now[0] - self._last[0], now[1] - self._last[1])
-        self._last = now
-        return 0.0 if wall <= 0 else min(1.0, max(0.0, cpu / wall / self._cpus))
+        """The share since the last call, or the last share if less than ``min_window``
+        seconds passed since (too short a window to mean anything)."""
+        cpu, wall = self._cpu(), self._wall()
+        elapsed = wall - self._last[1]
+        if elapsed < self._min_window:
+            return self._share
+        used = cpu - self._last[0]
+        self._last = (cpu, wall)
+        self._share = min(1.0, max(0.0, used / elapsed / self._cpus))
+        return self._share
 
 
 class Heartbeat:
@@ -70,15 +79,19 @@ class Heartbeat:
         self._runner: asyncio.Task[None] | None = None
 
     async def beat(self) -> bool:
-        """One heartbeat; a failure (the database away) is logged and ``False``."""
+        """One heartbeat; a failure (the database away, the id taken) is logged and
+        ``False``."""
+        registry = self.registry
+        live_streams, load = self._live_streams(), self._load()
         try:
-            if not await self.registry.heartbeat(self._live_streams(), self._load()):
+            if not await registry.heartbeat(live_streams, load):
                 log.warning(
-                    "node %s was not registered; registering again", self.registry.identity.id
+                    "node %s is no longer registered; registering again", registry.identity.id
                 )
-                await self.registry.register()
+                await registry.register()
+                await registry.heartbeat(live_streams, load)
             async with self._sessionmaker() as session:
-                self.live_nodes = await count_live_nodes(session, self.registry.lost_after)
+                self.live_nodes = await count_live_nodes(session, registry.lost_after)
         except NodeIdInUse as exc:
             log.error("%s", exc)
             return False

@@ -112,6 +112,9 @@ class NodeRegistry:
         self._sessionmaker = sessionmaker
         self.identity = identity
         self.lost_after = lost_after
+        self.instance = secrets.token_hex(8)
+        """This registry's mark on its row: heartbeats and the stop touch the row only while
+        it is still this registration's, not another process's that took the id over."""
 
     async def register(self) -> None:
         """Write this node's row (started now); raise :class:`NodeIdInUse` if a node with the
@@ -125,11 +128,11 @@ class NodeRegistry:
             )
             registered = await session.execute(
                 text(
-                    "INSERT INTO cluster_nodes (id, internal_url, rtmp_address, version,"
-                    " started_at, last_seen_at, stopped_at, live_streams, load) VALUES"
-                    f" (:id, :internal_url, :rtmp_address, :version, {clock.now}, {clock.now},"
-                    " NULL, 0, 0) ON CONFLICT (id) DO UPDATE SET"
-                    " internal_url = excluded.internal_url,"
+                    "INSERT INTO cluster_nodes (id, instance, internal_url, rtmp_address,"
+                    " version, started_at, last_seen_at, stopped_at, live_streams, load) VALUES"
+                    f" (:id, :instance, :internal_url, :rtmp_address, :version, {clock.now},"
+                    f" {clock.now}, NULL, 0, 0) ON CONFLICT (id) DO UPDATE SET"
+                    " instance = excluded.instance, internal_url = excluded.internal_url,"
                     " rtmp_address = excluded.rtmp_address, version = excluded.version,"
                     " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
                     " stopped_at = NULL, live_streams = 0, load = 0"
@@ -138,6 +141,7 @@ class NodeRegistry:
                 ),
                 {
                     "id": me.id,
+                    "instance": self.instance,
                     "internal_url": me.internal_url,
                     "rtmp_address": me.rtmp_address,
                     "version": me.version,
@@ -153,16 +157,22 @@ class NodeRegistry:
 
     async def heartbeat(self, live_streams: int, load: float) -> bool:
         """Record that this node is alive with ``live_streams`` and ``load``; ``False`` if its
-        row is gone (deleted, or marked stopped)."""
+        registration is gone (the row deleted, marked stopped, or registered again by another
+        process with this id after this node was lost)."""
         async with self._sessionmaker() as session, session.begin():
             clock = clock_of(session)
             result = await session.execute(
                 text(
                     f"UPDATE cluster_nodes SET last_seen_at = {clock.now},"
                     " live_streams = :live_streams, load = :load"
-                    " WHERE id = :id AND stopped_at IS NULL RETURNING id"
+                    " WHERE id = :id AND instance = :instance AND stopped_at IS NULL RETURNING id"
                 ),
-                {"id": self.identity.id, "live_streams": live_streams, "load": float(load)},
+                {
+                    "id": self.identity.id,
+                    "instance": self.instance,
+                    "live_streams": live_streams,
+                    "load": float(load),
+                },
             )
             return result.one_or_none() is not None
 
@@ -174,9 +184,9 @@ class NodeRegistry:
                 text(
                     f"UPDATE cluster_nodes SET stopped_at = {clock.now},"
                     f" last_seen_at = {clock.now}, live_streams = 0"
-                    " WHERE id = :id AND stopped_at IS NULL"
+                    " WHERE id = :id AND instance = :instance AND stopped_at IS NULL"
                 ),
-                {"id": self.identity.id},
+                {"id": self.identity.id, "instance": self.instance},
             )
 
 

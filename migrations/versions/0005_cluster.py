@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.create_table(
         "cluster_nodes",
         sa.Column("id", sa.String(128), primary_key=True),
+        sa.Column("instance", sa.String(32), nullable=False),
         sa.Column("internal_url", sa.String(2048), nullable=False),
         sa.Column("rtmp_address", sa.String(512), nullable=False),
         sa.Column("version", sa.String(64), nullable=False),

@@ -8,9 +8,10 @@ import secrets
 import socket
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.cluster.context import CpuShare
+from api.cluster.context import CpuShare, Heartbeat
 from api.cluster.nodes import (
     FORGET_AFTER_SECONDS,
     NodeIdentity,
@@ -114,11 +115,17 @@ async def test_an_id_is_refused_while_its_node_is_live(sessionmaker: Sessions) -
     await second.register()  # the first one is lost: its id may be reused
     node = await listed(sessionmaker, first.identity.id)
     assert node is not None and node.state == "live"
+    # The lost process, back, neither heartbeats nor stops in the new one's place.
+    assert not await first.heartbeat(live_streams=9, load=0.9)
+    await first.stop()
+    node = await listed(sessionmaker, first.identity.id)
+    assert node is not None and (node.state, node.live_streams) == ("live", 0)
 
     await second.stop()
     await first.register()  # and a cleanly stopped node's id at once
     node = await listed(sessionmaker, first.identity.id)
     assert node is not None and node.state == "live" and node.stopped_at is None
+    assert await first.heartbeat(live_streams=1, load=0.1)
 
 
 async def test_nodes_unseen_for_long_are_forgotten_when_a_node_registers(
@@ -167,8 +174,38 @@ def test_bad_cluster_settings_are_refused(variable: str, value: str) -> None:
 def test_cpu_share_is_cpu_time_per_wall_time_per_cpu() -> None:
     cpu, wall = FakeClock(10.0), FakeClock(100.0)
     share = CpuShare(cpu, wall, cpus=4)
-    cpu.advance(2.0)
-    wall.advance(1.0)
+    cpu.advance(0.1)
+    wall.advance(0.1)
+    assert share() == 0.0  # too short a window: nothing measured yet
+    cpu.advance(1.9)
+    wall.advance(0.9)
     assert share() == 0.5
-    wall.advance(1.0)
+    wall.advance(0.1)
+    assert share() == 0.5  # the last share until the window is long enough again
+    wall.advance(0.9)
     assert share() == 0.0
+
+
+async def test_a_heartbeat_registers_again_a_node_whose_row_went_away(
+    sessionmaker: Sessions,
+) -> None:
+    registry = NodeRegistry(sessionmaker, identity(), LOST_AFTER)
+    heartbeat = Heartbeat(registry, sessionmaker, lambda: 2, LOST_AFTER / 3, load=lambda: 0.5)
+    await registry.register()
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            text("DELETE FROM cluster_nodes WHERE id = :id"), {"id": registry.identity.id}
+        )
+    assert await heartbeat.beat()
+    node = await listed(sessionmaker, registry.identity.id)
+    assert node is not None and (node.state, node.live_streams, node.load) == ("live", 2, 0.5)
+    assert heartbeat.live_nodes == await live_count(sessionmaker)
+
+
+async def test_a_heartbeat_of_a_node_whose_id_was_taken_fails(sessionmaker: Sessions) -> None:
+    lost = NodeRegistry(sessionmaker, identity(), LOST_AFTER)
+    heartbeat = Heartbeat(lost, sessionmaker, lambda: 0, LOST_AFTER / 3, load=lambda: 0.0)
+    await lost.register()
+    await make_silent(sessionmaker, lost.identity.id, LOST_AFTER + 1)
+    await NodeRegistry(sessionmaker, identity(lost.identity.id), LOST_AFTER).register()
+    assert not await heartbeat.beat()
