@@ -24,6 +24,10 @@ from api.keys import CLUSTER, DB_SESSIONMAKER, METRICS, PATHS, RTMP_PORT, SETTIN
 
 log = logging.getLogger(__name__)
 
+STOP_SECONDS = 3.0
+"""Bound of releasing the leases and marking the node gone at shutdown, which comes before the
+media's (a database outage must not eat the time the streams need to end cleanly)."""
+
 
 class CpuShare:
     """This process's CPU time per second of wall time since the last call, divided by the
@@ -171,9 +175,14 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await keeper.close()
         await heartbeat.close()
         try:
-            await registry.stop()
+            async with asyncio.timeout(STOP_SECONDS):
+                await keeper.close()
+                await registry.stop()
         except Exception as exc:
-            log.warning("node %s not marked gone: %s", registry.identity.id, describe_error(exc))
+            log.warning(
+                "node %s not marked gone (its leases expire by themselves): %s",
+                registry.identity.id,
+                describe_error(exc),
+            )
