@@ -24,7 +24,7 @@ from api.routes import (
     sessions,
     webhooks,
 )
-from api.webhook_dispatcher import DeliveryPolicy, webhook_context
+from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from api.deletion import DeletionSweeper
     from api.metrics import Metrics
     from api.retention import RetentionTask
-    from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
+    from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""

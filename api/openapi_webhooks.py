@@ -13,7 +13,6 @@ from pydantic.json_schema import JsonSchemaMode
 
 from api.event_schemas import WebhookEvent
 from api.openapi_parts import body, errors, id_param, json_response, query_param
-from api.outbox import EVENT_TYPES
 from api.routes.livestreams import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
 from api.webhook_schemas import (
     WebhookCreate,
@@ -22,6 +21,7 @@ from api.webhook_schemas import (
     WebhookList,
     WebhookOutput,
 )
+from api.webhooks.outbox import EVENT_TYPES
 
 WEBHOOK_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookCreate, "validation"),

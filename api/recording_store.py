@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.models import LiveStream, Recording
-from api.outbox import enqueue
 from api.stream_view import StreamView
+from api.webhooks.outbox import enqueue
 from workers.recording import RecordingStatus, RecordingSummary
 
 

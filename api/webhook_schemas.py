@@ -11,9 +11,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.models import Webhook, WebhookDelivery
-from api.outbox import EventPattern, EventType
 from api.schemas import PageInfo, _Input, _Output, iso_timestamp
 from api.targets import WEBHOOK_SCHEMES, UrlRefused, checked_url
+from api.webhooks.outbox import EventPattern, EventType
 
 MAX_EVENT_PATTERNS = 20
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from api import outbox
 from api.keys import DB_SESSIONMAKER
 from api.models import LiveSession, Recording, Webhook, WebhookDelivery, new_object_id
 from api.recording_store import DatabaseRecordingStore
 from api.stream_events import DatabaseStreamEvents
 from api.stream_view import StreamView
+from api.webhooks import outbox
 from config import Settings
 from tests.api.conftest import (
     TARGET,
