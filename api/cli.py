@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import queries
 from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
-from api.schemas import iso_timestamp
+from api.schemas.livestreams import iso_timestamp
 from config import Settings, SettingsError
 from config.distribution import describe_shared, shared_top_level_packages
 from config.logs import configure_logging

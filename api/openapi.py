@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 from api.openapi_livestreams import LIVESTREAM_MODELS, livestream_paths
 from api.openapi_parts import REF, errors, id_param, json_response
 from api.openapi_webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
-from api.schemas import ErrorOutput, HealthOutput, ReadinessOutput
+from api.schemas.livestreams import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
 
 

@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from api.keys import DB_ENGINE, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
-from api.schemas import HealthOutput, ReadinessOutput
+from api.schemas.livestreams import HealthOutput, ReadinessOutput
 from ingest.ratelimit import WarningRateLimiter
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
-from api.current_session import CurrentSessionOutput, current_session_output
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RTMP_PORT, SETTINGS
 from api.media import end_live
 from api.models import LiveStream
 from api.publish_auth import grant_for
-from api.schemas import (
+from api.schemas.current_session import CurrentSessionOutput, current_session_output
+from api.schemas.livestreams import (
     LiveStreamCreate,
     LiveStreamOutput,
     LiveStreamPage,

@@ -17,7 +17,7 @@ from api.errors import ApiError, NotFound
 from api.keys import RECORDING_STORAGE, SETTINGS
 from api.models import Recording
 from api.routes.livestreams import own_stream, transaction
-from api.schemas import RecordingList, RecordingOutput, recording_output
+from api.schemas.livestreams import RecordingList, RecordingOutput, recording_output
 from api.stream_view import live_path
 from workers.recording import RecordingSummary
 

@@ -20,8 +20,8 @@ from api.errors import ApiError, NotFound
 from api.keys import ACCOUNT, SETTINGS
 from api.models import Webhook
 from api.routes.livestreams import page_info, page_params, transaction
-from api.schemas import read_json_object, validate_body
-from api.webhook_schemas import (
+from api.schemas.livestreams import read_json_object, validate_body
+from api.schemas.webhooks import (
     WebhookCreate,
     WebhookCreated,
     WebhookDeliveryPage,

@@ -17,7 +17,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.models import Account, Webhook, WebhookDelivery, new_object_id, utc_now
-from api.schemas import iso_timestamp
+from api.schemas.livestreams import iso_timestamp
 
 EventType = Literal[
     "livestream.started",

@@ -9,15 +9,15 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.current_session import OutputStateName, output_state_name
 from api.models import RestreamTarget
-from api.schema_base import (
+from api.schemas.base import (
     InputModel,
     OutputModel,
     iso_timestamp,
     omit_null_defaults,
     optional_field,
 )
+from api.schemas.current_session import OutputStateName, output_state_name
 from api.targets import ALLOWED_SCHEMES, UrlRefused, checked_url
 from workers.supervisor import OutputStatus
 

@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from api.restream_schemas import RestreamTargetOutput
-from api.schemas import LiveStreamOutput, RecordingOutput, _Output
-from api.session_schemas import SessionOutput
-from api.webhook_schemas import Timestamp
+from api.schemas.livestreams import LiveStreamOutput, RecordingOutput, _Output
+from api.schemas.restream import RestreamTargetOutput
+from api.schemas.sessions import SessionOutput
+from api.schemas.webhooks import Timestamp
 from api.webhooks.outbox import EventType
 
 SECRET_STREAM_FIELDS = frozenset({"stream_key", "upstream_url"})

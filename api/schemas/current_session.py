@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from api.schema_base import iso_timestamp
+from api.schemas.base import iso_timestamp
 from ingest.stats import AudioTrack, VideoTrack
 from workers.output_state import OutputState
 from workers.status import OutputReport, SessionStatus

@@ -1,6 +1,6 @@
 """Request and response bodies of ``/v1/webhooks``, as pydantic models (the conventions of
-:mod:`api.schemas`: strict inputs that forbid unknown fields, camelCase outputs). The OpenAPI
-document is generated from these models; the events themselves are in :mod:`api.event_schemas`.
+:mod:`api.schemas.base`: strict inputs that forbid unknown fields, camelCase outputs). The OpenAPI
+document is generated from these models; the events themselves are in :mod:`api.schemas.events`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.models import Webhook, WebhookDelivery
-from api.schemas import PageInfo, _Input, _Output, iso_timestamp
+from api.schemas.livestreams import PageInfo, _Input, _Output, iso_timestamp
 from api.targets import WEBHOOK_SCHEMES, UrlRefused, checked_url
 from api.webhooks.outbox import EventPattern, EventType
 
