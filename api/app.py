@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import openapi
 from api.auth import TokenCache
 from api.database import database_context
 from api.deletion import deletion_context
@@ -13,6 +12,7 @@ from api.media import media_context
 from api.metrics import Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.openapi import document as openapi
 from api.retention import retention_context
 from api.routes import (
     health,

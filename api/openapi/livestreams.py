@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from api.openapi_parts import body, errors, id_param, json_response, query_param
+from api.openapi.parts import body, errors, id_param, json_response, query_param
 from api.routes.livestreams import (
     DEFAULT_PER_PAGE,
     MAX_NAME_FILTER,
