@@ -8,7 +8,7 @@ from api.auth import TokenCache
 from api.database import database_context
 from api.deletion import deletion_context
 from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
-from api.media import media_context
+from api.live.media_context import media_context
 from api.metrics import Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware

@@ -1,7 +1,7 @@
 """The ``currentSession`` of a live stream object, as pydantic models.
 
 The media side hands the API a typed status (:class:`workers.status.SessionStatus`, from
-``api.stream_view.live_status``); :func:`current_session_output` maps it into these models,
+``api.live.stream_view.live_status``); :func:`current_session_output` maps it into these models,
 the one place it becomes the JSON schema, so the OpenAPI document generated from them says
 exactly what the stream object carries.
 """

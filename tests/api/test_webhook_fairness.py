@@ -9,8 +9,8 @@ from datetime import datetime
 
 from aiohttp.test_utils import TestClient
 
+from api.live.stream_events import DatabaseStreamEvents
 from api.models import new_object_id
-from api.stream_events import DatabaseStreamEvents
 from api.webhooks.claims import HELD_BACK_TOO_LONG
 from api.webhooks.dispatcher import DeliveryPolicy
 from tests.api.conftest import create_stream, new_account

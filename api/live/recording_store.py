@@ -1,7 +1,7 @@
 """The database-backed :class:`workers.recording.RecordingStore`.
 
 A finished recording queues ``recording.ready`` or ``recording.failed`` in the transaction that
-stores its final state (when the store has a :class:`~api.stream_view.StreamView` to render the
+stores its final state (when the store has a :class:`~api.live.stream_view.StreamView` to render the
 event with).
 """
 
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
+from api.live.stream_view import StreamView
 from api.models import LiveStream, Recording
-from api.stream_view import StreamView
 from api.webhooks.outbox import enqueue
 from workers.recording import RecordingStatus, RecordingSummary
 
