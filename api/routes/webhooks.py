@@ -3,7 +3,7 @@ webhook's deliveries.
 
 Behind the JWT middleware like every ``/v1`` route; an account sees only its own webhooks, and
 another account's is a 404. The signing secret is generated here and shown once, in the answer
-to ``POST``. URLs follow the restream targets' address policy (:mod:`api.targets`).
+to ``POST``. URLs follow the restream targets' address policy (:mod:`api.url_policy`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from api.models import Webhook, WebhookDelivery
 from api.schemas.livestreams import PageInfo, _Input, _Output, iso_timestamp
-from api.targets import WEBHOOK_SCHEMES, UrlRefused, checked_url
+from api.url_policy import WEBHOOK_SCHEMES, UrlRefused, checked_url
 from api.webhooks.outbox import EventPattern, EventType
 
 MAX_EVENT_PATTERNS = 20

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from api.targets import webhook_url_problem
+from api.url_policy import webhook_url_problem
 from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 from api.webhooks.outbox import EVENT_PATTERNS, EVENT_TYPES, pattern_matches, subscribes_to
 from api.webhooks.sender import PublicAddressResolver, WebhookSender, signature
