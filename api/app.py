@@ -6,14 +6,14 @@ from aiohttp import web
 
 from api.auth import TokenCache
 from api.database import database_context
-from api.deletion import deletion_context
+from api.jobs.deletion import deletion_context
+from api.jobs.retention import retention_context
 from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
 from api.live.media_context import media_context
 from api.metrics import Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.openapi import document as openapi
-from api.retention import retention_context
 from api.routes import (
     health,
     lifecycle,

@@ -185,7 +185,7 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
     if account_id is None:
         log.error("no active API key %s", args.apikey)
         return 1
-    from api.deletion import withdraw_deleted_recordings
+    from api.jobs.deletion import withdraw_deleted_recordings
     from workers.storage import LocalRecordingStorage
 
     storage = LocalRecordingStorage(settings.recordings_dir)

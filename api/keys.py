@@ -22,9 +22,9 @@ from workers.live_paths import LivePaths
 from workers.storage import LocalRecordingStorage
 
 if TYPE_CHECKING:
-    from api.deletion import DeletionSweeper
+    from api.jobs.deletion import DeletionSweeper
+    from api.jobs.retention import RetentionTask
     from api.metrics import Metrics
-    from api.retention import RetentionTask
     from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)

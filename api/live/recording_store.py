@@ -42,7 +42,7 @@ class DatabaseRecordingStore:
             if recording is None:
                 return  # deleted meanwhile
             if await _of_deleted_stream(session, recording):
-                recording.status = queries.DELETED  # left to api.deletion to remove
+                recording.status = queries.DELETED  # left to api.jobs.deletion to remove
                 return
             recording.status = summary.status
             recording.ended_at = _datetime(summary.ended_at) if summary.ended_at else None
