@@ -10,8 +10,8 @@ from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
 from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
 from api.live.media_context import media_context
-from api.metrics import Metrics, metrics_middleware
-from api.metrics_listener import metrics_listener_context, register_public
+from api.metrics.listener import metrics_listener_context, register_public
+from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.openapi import document as openapi
 from api.routes import (

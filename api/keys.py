@@ -24,7 +24,7 @@ from workers.storage import LocalRecordingStorage
 if TYPE_CHECKING:
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
-    from api.metrics import Metrics
+    from api.metrics.registry import Metrics
     from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)

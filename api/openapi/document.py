@@ -87,7 +87,7 @@ def _version() -> str:
 
 
 def _paths(settings: Settings) -> dict[str, Any]:
-    # /metrics is on the public port only behind LIVERELAY_METRICS_TOKEN (api.metrics_listener)
+    # /metrics is on the public port only behind LIVERELAY_METRICS_TOKEN (api.metrics.listener)
     metrics = {"/metrics": {"get": _metrics()}} if settings.metrics_token is not None else {}
     return {
         "/healthz": {"get": _health()},

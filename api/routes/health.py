@@ -3,7 +3,7 @@
 ``/readyz`` names the failing checks only; why they failed (paths, database host and user,
 exception text) goes to the log: as a warning once per :data:`READINESS_WARNING_INTERVAL` and
 check, with the number held back, and at DEBUG in between, since anyone may ask at any rate.
-``GET /metrics`` lives in :mod:`api.metrics_listener`."""
+``GET /metrics`` lives in :mod:`api.metrics.listener`."""
 
 from __future__ import annotations
 
