@@ -46,7 +46,7 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 
 PATHS = web.AppKey("live_paths", LivePaths)
 """Every live path on this node: routes read them, and end them only through
-:func:`api.media.end_live`."""
+:func:`api.live.media_context.end_live`."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
@@ -57,13 +57,13 @@ FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 """The app's Prometheus registry and instruments."""
 DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
-"""The app's sweeper (routes call :meth:`api.deletion.DeletionSweeper.remove_recordings`)."""
+"""The app's sweeper (routes call :meth:`api.jobs.deletion.DeletionSweeper.remove_recordings`)."""
 RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
 """The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")
 """How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
 WEBHOOK_DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhook_dispatcher")
-"""The app's dispatcher (started by :func:`api.webhook_dispatcher.webhook_context`)."""
+"""The app's dispatcher (started by :func:`api.webhooks.dispatcher.webhook_context`)."""
 
 # web.RequestKey needs aiohttp >= 3.14.
 REQUEST_ID = web.RequestKey("request_id", str)
