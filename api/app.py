@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api import openapi
 from api.auth import TokenCache
 from api.cluster.context import cluster_context
 from api.database import database_context
-from api.deletion import deletion_context
+from api.jobs.deletion import deletion_context
+from api.jobs.retention import retention_context
 from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
-from api.media import media_context
-from api.metrics import Metrics, metrics_middleware
-from api.metrics_listener import metrics_listener_context, register_public
+from api.live.media_context import media_context
+from api.metrics.listener import metrics_listener_context, register_public
+from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
-from api.retention import retention_context
+from api.openapi import document as openapi
 from api.routes import (
     health,
     lifecycle,
@@ -25,7 +25,7 @@ from api.routes import (
     sessions,
     webhooks,
 )
-from api.webhook_dispatcher import DeliveryPolicy, webhook_context
+from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
 
 

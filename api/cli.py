@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import queries
 from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
-from api.schemas import iso_timestamp
+from api.schemas.livestreams import iso_timestamp
 from config import Settings, SettingsError
 from config.distribution import describe_shared, shared_top_level_packages
 from config.logs import configure_logging
@@ -190,7 +190,7 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
     if account_id is None:
         log.error("no active API key %s", args.apikey)
         return 1
-    from api.deletion import withdraw_deleted_recordings
+    from api.jobs.deletion import withdraw_deleted_recordings
     from workers.storage import LocalRecordingStorage
 
     storage = LocalRecordingStorage(settings.recordings_dir)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 import migrations
 from api.keys import AUTHORIZER, DB_ENGINE, DB_SESSIONMAKER, SETTINGS
-from api.publish_auth import DatabasePublishAuthorizer
+from api.live.publish_auth import DatabasePublishAuthorizer
 from config import Settings
 
 log = logging.getLogger(__name__)

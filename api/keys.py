@@ -23,10 +23,10 @@ from workers.storage import LocalRecordingStorage
 
 if TYPE_CHECKING:
     from api.cluster.context import Cluster
-    from api.deletion import DeletionSweeper
-    from api.metrics import Metrics
-    from api.retention import RetentionTask
-    from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
+    from api.jobs.deletion import DeletionSweeper
+    from api.jobs.retention import RetentionTask
+    from api.metrics.registry import Metrics
+    from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
@@ -47,7 +47,7 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 
 PATHS = web.AppKey("live_paths", LivePaths)
 """Every live path on this node: routes read them, and end them only through
-:func:`api.media.end_live`."""
+:func:`api.live.media_context.end_live`."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
@@ -58,7 +58,7 @@ FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 """The app's Prometheus registry and instruments."""
 DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
-"""The app's sweeper (routes call :meth:`api.deletion.DeletionSweeper.remove_recordings`)."""
+"""The app's sweeper (routes call :meth:`api.jobs.deletion.DeletionSweeper.remove_recordings`)."""
 RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
 """The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
@@ -66,7 +66,7 @@ CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")
 """How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
 WEBHOOK_DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhook_dispatcher")
-"""The app's dispatcher (started by :func:`api.webhook_dispatcher.webhook_context`)."""
+"""The app's dispatcher (started by :func:`api.webhooks.dispatcher.webhook_context`)."""
 
 # web.RequestKey needs aiohttp >= 3.14.
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -147,7 +147,7 @@ class Recording(Base):
 
     ``status`` is ``recording`` while the session is live (or until the next start finalizes
     a recording a crash left open), then ``ready`` or ``failed`` (with ``error``); ``deleted``
-    once its stream (or account) was deleted, until :mod:`api.deletion` has withdrawn its files
+    once its stream (or account) was deleted, until :mod:`api.jobs.deletion` has withdrawn its files
     and removed the row.
     """
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from api import outbox, queries
+from api import queries
 from api.app import create_app
 from api.keys import DB_SESSIONMAKER
 from api.models import Webhook, new_object_id, utc_now
+from api.webhooks import outbox
 from config import Secret, Settings
 
 

@@ -1,5 +1,5 @@
 """The live status of a session, typed: what the API renders as ``currentSession``
-(:func:`api.current_session.current_session_output` maps it to the JSON schema)."""
+(:func:`api.schemas.current_session.current_session_output` maps it to the JSON schema)."""
 
 from __future__ import annotations
 

@@ -177,7 +177,7 @@ async def update_live_stream(
 
 async def delete_live_stream(session: AsyncSession, stream: LiveStream) -> LiveStream:
     """Soft-delete ``stream``: it disappears from the API and its key can no longer publish; its
-    recordings become ``deleted`` (their files and rows are removed by :mod:`api.deletion`)."""
+    recordings become ``deleted`` (their files and rows are removed by :mod:`api.jobs.deletion`)."""
     stream.deleted_at = utc_now()
     await mark_recordings_deleted(session, [stream.id])
     await session.flush()

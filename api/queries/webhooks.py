@@ -1,7 +1,7 @@
 """Queries of webhooks (an account's subscriptions) and the deliveries of one.
 
 The outbox, the dispatcher's claims and its results have their own statements
-(:mod:`api.outbox`, :mod:`api.webhook_claims`, :mod:`api.webhook_dispatcher`).
+(:mod:`api.webhooks.outbox`, :mod:`api.webhooks.claims`, :mod:`api.webhooks.dispatcher`).
 """
 
 from __future__ import annotations

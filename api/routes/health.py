@@ -3,7 +3,7 @@
 ``/readyz`` names the failing checks only; why they failed (paths, database host and user,
 exception text) goes to the log: as a warning once per :data:`READINESS_WARNING_INTERVAL` and
 check, with the number held back, and at DEBUG in between, since anyone may ask at any rate.
-``GET /metrics`` lives in :mod:`api.metrics_listener`."""
+``GET /metrics`` lives in :mod:`api.metrics.listener`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from api.keys import DB_ENGINE, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
-from api.schemas import HealthOutput, ReadinessOutput
+from api.schemas.livestreams import HealthOutput, ReadinessOutput
 from ingest.ratelimit import WarningRateLimiter
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@ it, complete its live session.
 
 Each one answers 200 with the stream object. A change is committed before the live session it
 ends is ended, so a publisher reconnecting at once already meets the new state (refused key,
-disabled stream). Ending a session goes through :func:`api.media.end_live`, which also ends a
-session waiting in its reconnect window.
+disabled stream). Ending a session goes through :func:`api.live.media_context.end_live`, which
+also ends a session waiting in its reconnect window.
 """
 
 from __future__ import annotations

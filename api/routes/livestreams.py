@@ -3,7 +3,7 @@
 Every handler runs behind the JWT middleware (``request[ACCOUNT]`` is set) and sees only the
 account's own streams; anything else is a 404. Whether a stream is live, its
 ``currentSession`` and the state of its restream relays come from its live path on this node
-(:func:`api.stream_view.live_path`). A new ``restream`` list applies at once to a live stream
+(:func:`api.live.stream_view.live_path`). A new ``restream`` list applies at once to a live stream
 (only the changed targets start or stop); ``record``, ``reconnectWindowSeconds`` and
 ``maxDurationSeconds`` apply from its next publish.
 
@@ -22,13 +22,14 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
-from api.current_session import CurrentSessionOutput, current_session_output
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RTMP_PORT, SETTINGS
-from api.media import end_live
+from api.live.media_context import end_live
+from api.live.publish_auth import grant_for
+from api.live.stream_view import live_path, live_status
 from api.models import LiveStream
-from api.publish_auth import grant_for
-from api.schemas import (
+from api.schemas.current_session import CurrentSessionOutput, current_session_output
+from api.schemas.livestreams import (
     LiveStreamCreate,
     LiveStreamOutput,
     LiveStreamPage,
@@ -40,7 +41,6 @@ from api.schemas import (
     read_json_object,
     validate_body,
 )
-from api.stream_view import live_path, live_status
 from workers.events import EndReason
 from workers.supervisor import OutputStatus
 

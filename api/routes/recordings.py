@@ -15,10 +15,10 @@ from aiohttp import web
 from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import RECORDING_STORAGE, SETTINGS
+from api.live.stream_view import live_path
 from api.models import Recording
 from api.routes.livestreams import own_stream, transaction
-from api.schemas import RecordingList, RecordingOutput, recording_output
-from api.stream_view import live_path
+from api.schemas.livestreams import RecordingList, RecordingOutput, recording_output
 from workers.recording import RecordingSummary
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import SETTINGS
 from api.models import LiveStream, RestreamTarget
-from api.restream_schemas import (
+from api.routes.livestreams import apply_restream, own_stream, restream_status, transaction
+from api.schemas.livestreams import MAX_RESTREAM_TARGETS, read_json_object, validate_body
+from api.schemas.restream import (
     RestreamTargetInput,
     RestreamTargetUpdate,
     restream_target_output,
 )
-from api.routes.livestreams import apply_restream, own_stream, restream_status, transaction
-from api.schemas import MAX_RESTREAM_TARGETS, read_json_object, validate_body
 
 log = logging.getLogger(__name__)
 

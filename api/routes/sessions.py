@@ -10,7 +10,7 @@ from aiohttp import web
 
 from api import queries
 from api.routes.livestreams import own_stream, page_info, page_params, transaction
-from api.session_schemas import SessionPage, session_output
+from api.schemas.sessions import SessionPage, session_output
 
 
 def register(router: web.UrlDispatcher) -> None:

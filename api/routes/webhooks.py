@@ -3,7 +3,7 @@ webhook's deliveries.
 
 Behind the JWT middleware like every ``/v1`` route; an account sees only its own webhooks, and
 another account's is a 404. The signing secret is generated here and shown once, in the answer
-to ``POST``. URLs follow the restream targets' address policy (:mod:`api.targets`).
+to ``POST``. URLs follow the restream targets' address policy (:mod:`api.url_policy`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from api.errors import ApiError, NotFound
 from api.keys import ACCOUNT, SETTINGS
 from api.models import Webhook
 from api.routes.livestreams import page_info, page_params, transaction
-from api.schemas import read_json_object, validate_body
-from api.webhook_schemas import (
+from api.schemas.livestreams import read_json_object, validate_body
+from api.schemas.webhooks import (
     WebhookCreate,
     WebhookCreated,
     WebhookDeliveryPage,

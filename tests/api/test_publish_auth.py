@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from api import queries
 from api.keys import AUTHORIZER, DB_SESSIONMAKER
+from api.live.publish_auth import DatabasePublishAuthorizer
 from api.pool_wait import PoolTimeout
-from api.publish_auth import DatabasePublishAuthorizer
 from config import Settings
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
 from tests.api.conftest import (

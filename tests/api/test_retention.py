@@ -12,10 +12,10 @@ from pytest_aiohttp.plugin import AiohttpClient
 from sqlalchemy import select, update
 
 from api.app import create_app
+from api.jobs.retention import prune_older_than
 from api.keys import DB_SESSIONMAKER, RETENTION
+from api.live.stream_events import DatabaseStreamEvents
 from api.models import LiveSession, Recording, WebhookDelivery, new_object_id, utc_now
-from api.retention import prune_older_than
-from api.stream_events import DatabaseStreamEvents
 from config import Settings
 from tests.api.conftest import AccountCredentials, create_stream
 from tests.api.recording_support import T0, add_recording

@@ -35,7 +35,7 @@ from api import queries
 from api.app import create_app
 from api.auth import issue_token
 from api.keys import DB_SESSIONMAKER
-from api.openapi import build_document
+from api.openapi.document import build_document
 from config import Secret, Settings
 from tests.conftest import DATABASE_KINDS
 

@@ -13,7 +13,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 from api.app import create_app
 from api.keys import DB_SESSIONMAKER
 from api.models import Webhook, new_object_id, utc_now
-from api.webhook_sender import PRIVATE_HOST_ERROR
+from api.webhooks.sender import PRIVATE_HOST_ERROR
 from config import Settings
 from tests.api.conftest import AccountCredentials, assert_error, create_stream, new_account
 from tests.api.webhook_support import FAST, deliveries, queue_event

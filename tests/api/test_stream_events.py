@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from api import outbox
 from api.keys import DB_SESSIONMAKER
+from api.live.recording_store import DatabaseRecordingStore
+from api.live.stream_events import DatabaseStreamEvents
+from api.live.stream_view import StreamView
 from api.models import LiveSession, Recording, Webhook, WebhookDelivery, new_object_id
-from api.recording_store import DatabaseRecordingStore
-from api.stream_events import DatabaseStreamEvents
-from api.stream_view import StreamView
+from api.webhooks import outbox
 from config import Settings
 from tests.api.conftest import (
     TARGET,
@@ -120,7 +120,7 @@ async def test_the_change_and_its_event_commit_together(
     events = DatabaseStreamEvents(quiet.app[DB_SESSIONMAKER], BrokenView(quiet.app))
     info = SessionInfo(stream["id"], new_object_id(), time.time(), "203.0.113.7:50000")
 
-    with caplog.at_level(logging.WARNING, logger="api.stream_events"):
+    with caplog.at_level(logging.WARNING, logger="api.live.stream_events"):
         await events.session_started(info)  # does not raise
 
     assert await session_row(quiet, info.session_id) is None
@@ -136,7 +136,7 @@ async def test_a_database_that_is_away_never_reaches_the_media_path(
     events = DatabaseStreamEvents(async_sessionmaker(engine), StreamView(quiet.app), timeout=5.0)
     info = SessionInfo(stream["id"], new_object_id(), time.time(), "203.0.113.7:50000")
 
-    with caplog.at_level(logging.WARNING, logger="api.stream_events"):
+    with caplog.at_level(logging.WARNING, logger="api.live.stream_events"):
         await events.session_started(info)
         await events.session_ended(info, ended_at=time.time(), reason="error", bytes_in=0)
     await engine.dispose()

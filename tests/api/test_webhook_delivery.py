@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from api.keys import DB_SESSIONMAKER, METRICS
+from api.live.stream_events import DatabaseStreamEvents
 from api.models import new_object_id
-from api.stream_events import DatabaseStreamEvents
-from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
-from api.webhook_sender import WebhookSender
+from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
+from api.webhooks.sender import WebhookSender
 from tests.api.conftest import HEX24, TIMESTAMP, create_stream, new_account
 from tests.api.webhook_support import (
     FAST,

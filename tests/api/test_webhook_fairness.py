@@ -9,10 +9,10 @@ from datetime import datetime
 
 from aiohttp.test_utils import TestClient
 
+from api.live.stream_events import DatabaseStreamEvents
 from api.models import new_object_id
-from api.stream_events import DatabaseStreamEvents
-from api.webhook_claims import HELD_BACK_TOO_LONG
-from api.webhook_dispatcher import DeliveryPolicy
+from api.webhooks.claims import HELD_BACK_TOO_LONG
+from api.webhooks.dispatcher import DeliveryPolicy
 from tests.api.conftest import create_stream, new_account
 from tests.api.webhook_support import (
     FAST,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from api.outbox import EVENT_TYPES
 from api.routes.webhooks import MAX_WEBHOOKS_PER_ACCOUNT
+from api.webhooks.outbox import EVENT_TYPES
 from tests.api.conftest import HEX24, TIMESTAMP, AccountCredentials, MakeAccount, assert_error
 from tests.api.spec_support import assert_matches_spec, fetch_document
 from tests.api.webhook_support import create_webhook, deliveries, queue_event, stop_dispatcher

@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient, AiohttpServer
 
-from api import outbox
 from api.app import create_app
 from api.keys import DB_SESSIONMAKER, WEBHOOK_DISPATCHER
-from api.webhook_dispatcher import DeliveryPolicy
+from api.webhooks import outbox
+from api.webhooks.dispatcher import DeliveryPolicy
 from config import Settings
 from tests.api.conftest import AccountCredentials
 

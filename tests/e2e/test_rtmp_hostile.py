@@ -219,7 +219,7 @@ def capture_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 def authorizer_answers(caplog: pytest.LogCaptureFixture) -> int:
     """How many keys the database authorizer was asked about (it logs every answer)."""
-    return sum(record.name == "api.publish_auth" for record in caplog.records)
+    return sum(record.name == "api.live.publish_auth" for record in caplog.records)
 
 
 async def test_bad_keys_are_throttled_per_address_without_asking_the_authorizer(

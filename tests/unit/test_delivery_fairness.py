@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.delivery_fairness import Breakers, Candidate, CircuitBreaker, pick
-from api.webhook_dispatcher import DeliveryPolicy
+from api.webhooks.dispatcher import DeliveryPolicy
+from api.webhooks.fairness import Breakers, Candidate, CircuitBreaker, pick
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from api.media import SHUTDOWN_SECONDS
+from api.live.media_context import SHUTDOWN_SECONDS
 from config.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

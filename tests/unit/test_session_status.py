@@ -3,7 +3,7 @@ its JSON schema (``currentSession``)."""
 
 from __future__ import annotations
 
-from api.current_session import current_session_output, output_state_name
+from api.schemas.current_session import current_session_output, output_state_name
 from ingest.stats import AudioTrack, VideoTrack
 from workers.output_state import OutputState, OutputStatus
 from workers.status import OutputReport, SessionStatus

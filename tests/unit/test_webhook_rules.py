@@ -8,10 +8,10 @@ import hmac
 
 import pytest
 
-from api.outbox import EVENT_PATTERNS, EVENT_TYPES, pattern_matches, subscribes_to
-from api.targets import webhook_url_problem
-from api.webhook_dispatcher import DeliveryPolicy, WebhookDispatcher
-from api.webhook_sender import PublicAddressResolver, WebhookSender, signature
+from api.url_policy import webhook_url_problem
+from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
+from api.webhooks.outbox import EVENT_PATTERNS, EVENT_TYPES, pattern_matches, subscribes_to
+from api.webhooks.sender import PublicAddressResolver, WebhookSender, signature
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The database-backed :class:`workers.recording.RecordingStore`.
 
 A finished recording queues ``recording.ready`` or ``recording.failed`` in the transaction that
-stores its final state (when the store has a :class:`~api.stream_view.StreamView` to render the
+stores its final state (when the store has a :class:`~api.live.stream_view.StreamView` to render the
 event with).
 """
 
@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
+from api.live.stream_view import StreamView
 from api.models import LiveStream, Recording
-from api.outbox import enqueue
-from api.stream_view import StreamView
+from api.webhooks.outbox import enqueue
 from workers.recording import RecordingStatus, RecordingSummary
 
 
@@ -42,7 +42,7 @@ class DatabaseRecordingStore:
             if recording is None:
                 return  # deleted meanwhile
             if await _of_deleted_stream(session, recording):
-                recording.status = queries.DELETED  # left to api.deletion to remove
+                recording.status = queries.DELETED  # left to api.jobs.deletion to remove
                 return
             recording.status = summary.status
             recording.ended_at = _datetime(summary.ended_at) if summary.ended_at else None

@@ -1,7 +1,7 @@
 """The ``currentSession`` of a live stream object, as pydantic models.
 
 The media side hands the API a typed status (:class:`workers.status.SessionStatus`, from
-``api.stream_view.live_status``); :func:`current_session_output` maps it into these models,
+``api.live.stream_view.live_status``); :func:`current_session_output` maps it into these models,
 the one place it becomes the JSON schema, so the OpenAPI document generated from them says
 exactly what the stream object carries.
 """
@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from api.schema_base import iso_timestamp
+from api.schemas.base import iso_timestamp
 from ingest.stats import AudioTrack, VideoTrack
 from workers.output_state import OutputState
 from workers.status import OutputReport, SessionStatus

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.targets import UrlRefused, checked_url, restream_url_problem, webhook_url_problem
+from api.url_policy import UrlRefused, checked_url, restream_url_problem, webhook_url_problem
 from tests.conftest import HOSTILE_HOSTS
 from workers.egress import connect_host, is_private_host
 

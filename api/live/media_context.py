@@ -24,9 +24,9 @@ from api.keys import (
     RTMP_SERVER,
     SETTINGS,
 )
-from api.recording_store import DatabaseRecordingStore
-from api.stream_events import DatabaseStreamEvents
-from api.stream_view import StreamView
+from api.live.recording_store import DatabaseRecordingStore
+from api.live.stream_events import DatabaseStreamEvents
+from api.live.stream_view import StreamView
 from ingest.live import EndReason
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg

@@ -18,8 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from api.current_session import OutputStateName, output_state_name
 from api.keys import METRICS
+from api.schemas.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
 

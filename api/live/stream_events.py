@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
 from api.keys import DB_SESSIONMAKER
+from api.live.stream_view import RestreamChange, StreamView
 from api.models import LiveSession
-from api.outbox import EventType, enqueue
 from api.pool_wait import when_pool_free
-from api.stream_view import RestreamChange, StreamView
+from api.webhooks.outbox import EventType, enqueue
 from workers.events import EndReason, RestreamState, SessionInfo
 
 log = logging.getLogger(__name__)

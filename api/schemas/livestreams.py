@@ -1,7 +1,7 @@
 """Request and response bodies of ``/v1/livestreams`` and its sub-resources, as pydantic models.
 
-Request models are strict and forbid unknown fields (:mod:`api.schema_base` has the
-conventions, :mod:`api.restream_schemas` the restream target bodies); their validation errors
+Request models are strict and forbid unknown fields (:mod:`api.schemas.base` has the
+conventions, :mod:`api.schemas.restream` the restream target bodies); their validation errors
 become the standard error shape with JSON field paths. Response models are what handlers
 serialise through, so the OpenAPI document generated from them (:mod:`api.openapi`) cannot
 drift from the wire.
@@ -18,7 +18,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from api.auth import AuthenticatedAccount
-from api.current_session import CurrentSessionOutput
 from api.errors import ApiError, FieldError
 from api.models import (
     DEFAULT_MAX_DURATION_SECONDS,
@@ -26,14 +25,15 @@ from api.models import (
     LiveStream,
     Recording,
 )
-from api.restream_schemas import (
+from api.schemas.base import InputModel as _Input
+from api.schemas.base import OutputModel as _Output
+from api.schemas.base import iso_timestamp, omit_null_defaults, optional_field
+from api.schemas.current_session import CurrentSessionOutput
+from api.schemas.restream import (
     RestreamTargetInput,
     RestreamTargetOutput,
     restream_target_output,
 )
-from api.schema_base import InputModel as _Input
-from api.schema_base import OutputModel as _Output
-from api.schema_base import iso_timestamp, omit_null_defaults, optional_field
 from workers.recording import RecordingSummary
 from workers.supervisor import OutputStatus
 

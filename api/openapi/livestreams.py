@@ -10,8 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from api.openapi_parts import body, errors, id_param, json_response, query_param
-from api.restream_schemas import RestreamTargetInput, RestreamTargetOutput, RestreamTargetUpdate
+from api.openapi.parts import body, errors, id_param, json_response, query_param
 from api.routes.livestreams import (
     DEFAULT_PER_PAGE,
     MAX_NAME_FILTER,
@@ -19,7 +18,7 @@ from api.routes.livestreams import (
     MAX_PER_PAGE,
     STATUS_FILTERS,
 )
-from api.schemas import (
+from api.schemas.livestreams import (
     MAX_RESTREAM_TARGETS,
     LiveStreamCreate,
     LiveStreamOutput,
@@ -28,7 +27,8 @@ from api.schemas import (
     RecordingList,
     RecordingOutput,
 )
-from api.session_schemas import SessionPage
+from api.schemas.restream import RestreamTargetInput, RestreamTargetOutput, RestreamTargetUpdate
+from api.schemas.sessions import SessionPage
 
 LIVESTREAM_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (LiveStreamCreate, "validation"),

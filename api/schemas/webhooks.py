@@ -1,6 +1,6 @@
 """Request and response bodies of ``/v1/webhooks``, as pydantic models (the conventions of
-:mod:`api.schemas`: strict inputs that forbid unknown fields, camelCase outputs). The OpenAPI
-document is generated from these models; the events themselves are in :mod:`api.event_schemas`.
+:mod:`api.schemas.base`: strict inputs that forbid unknown fields, camelCase outputs). The OpenAPI
+document is generated from these models; the events themselves are in :mod:`api.schemas.events`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.models import Webhook, WebhookDelivery
-from api.outbox import EventPattern, EventType
-from api.schemas import PageInfo, _Input, _Output, iso_timestamp
-from api.targets import WEBHOOK_SCHEMES, UrlRefused, checked_url
+from api.schemas.livestreams import PageInfo, _Input, _Output, iso_timestamp
+from api.url_policy import WEBHOOK_SCHEMES, UrlRefused, checked_url
+from api.webhooks.outbox import EventPattern, EventType
 
 MAX_EVENT_PATTERNS = 20
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

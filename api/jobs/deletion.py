@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
 from api.keys import DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RECORDING_STORAGE, SETTINGS
-from api.media import end_live
+from api.live.media_context import end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
 from ingest.live import EndReason

@@ -17,8 +17,8 @@ from datetime import datetime
 from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.delivery_fairness import Candidate
 from api.models import Webhook, WebhookDelivery
+from api.webhooks.fairness import Candidate
 
 HELD_BACK_TOO_LONG = "given up: the webhook kept failing and its retry period ended"
 """``last_error`` of a delivery that would have waited for an open breaker past its retry

@@ -1,7 +1,7 @@
 """The bodies POSTed to webhooks, as pydantic models: ``{id, type, createdAt, data}``, where
 ``data`` is the live stream as ``GET /v1/livestreams/{id}`` returns it *without its secrets*
 (no ``streamKey``, no ``upstreamUrl``, no restream ``streamKey``), plus the object the event is
-about. :class:`api.stream_view.StreamView` renders them; the OpenAPI document describes them
+about. :class:`api.live.stream_view.StreamView` renders them; the OpenAPI document describes them
 under ``webhooks``.
 
 Deliveries are kept in the database and their bodies shown again by the deliveries API, so they
@@ -15,11 +15,11 @@ from typing import Any
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from api.outbox import EventType
-from api.restream_schemas import RestreamTargetOutput
-from api.schemas import LiveStreamOutput, RecordingOutput, _Output
-from api.session_schemas import SessionOutput
-from api.webhook_schemas import Timestamp
+from api.schemas.livestreams import LiveStreamOutput, RecordingOutput, _Output
+from api.schemas.restream import RestreamTargetOutput
+from api.schemas.sessions import SessionOutput
+from api.schemas.webhooks import Timestamp
+from api.webhooks.outbox import EventType
 
 SECRET_STREAM_FIELDS = frozenset({"stream_key", "upstream_url"})
 """Fields of :class:`LiveStreamOutput` that hold the publish key."""

@@ -1,6 +1,6 @@
 """The webhook outbox: an event is written as one ``webhook_deliveries`` row per subscribed
 webhook, in the caller's transaction, so the state change it reports and its deliveries commit
-(or roll back) together. :mod:`api.webhook_dispatcher` sends the rows.
+(or roll back) together. :mod:`api.webhooks.dispatcher` sends the rows.
 
 A webhook subscribes with patterns: an exact event type (``recording.ready``), a family wildcard
 (``livestream.*``) or ``*`` for everything.
@@ -17,7 +17,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.models import Account, Webhook, WebhookDelivery, new_object_id, utc_now
-from api.schemas import iso_timestamp
+from api.schemas.livestreams import iso_timestamp
 
 EventType = Literal[
     "livestream.started",

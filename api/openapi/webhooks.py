@@ -1,6 +1,6 @@
 """The webhook part of the OpenAPI document: the ``/v1/webhooks`` operations and, under the
 document's top-level ``webhooks``, the events liverelay POSTs to subscribers. Bodies refer to
-component schemas generated from :mod:`api.webhook_schemas` and :mod:`api.event_schemas` (listed
+component schemas generated from :mod:`api.schemas.webhooks` and :mod:`api.schemas.events` (listed
 in :data:`WEBHOOK_MODELS`).
 """
 
@@ -11,17 +11,17 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
-from api.event_schemas import WebhookEvent
-from api.openapi_parts import body, errors, id_param, json_response, query_param
-from api.outbox import EVENT_TYPES
+from api.openapi.parts import body, errors, id_param, json_response, query_param
 from api.routes.livestreams import DEFAULT_PER_PAGE, MAX_PAGE, MAX_PER_PAGE
-from api.webhook_schemas import (
+from api.schemas.events import WebhookEvent
+from api.schemas.webhooks import (
     WebhookCreate,
     WebhookCreated,
     WebhookDeliveryPage,
     WebhookList,
     WebhookOutput,
 )
+from api.webhooks.outbox import EVENT_TYPES
 
 WEBHOOK_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (WebhookCreate, "validation"),

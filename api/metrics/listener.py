@@ -17,7 +17,7 @@ from aiohttp import web
 
 from api.errors import ApiError
 from api.keys import METRICS, METRICS_PORT, SETTINGS
-from api.metrics import metrics_handler
+from api.metrics.registry import metrics_handler
 from config import Settings
 
 log = logging.getLogger(__name__)

@@ -9,21 +9,21 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from api.current_session import OutputStateName, output_state_name
 from api.models import RestreamTarget
-from api.schema_base import (
+from api.schemas.base import (
     InputModel,
     OutputModel,
     iso_timestamp,
     omit_null_defaults,
     optional_field,
 )
-from api.targets import ALLOWED_SCHEMES, UrlRefused, checked_url
+from api.schemas.current_session import OutputStateName, output_state_name
+from api.url_policy import ALLOWED_SCHEMES, UrlRefused, checked_url
 from workers.supervisor import OutputStatus
 
 _NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f]+$"
 _RESTREAM_URL = r"^[Rr][Tt][Mm][Pp][Ss]?://[^\x00-\x20\x7f]+$"
-"""Documents part of what :func:`api.targets.checked_url` refuses (no host, private
+"""Documents part of what :func:`api.url_policy.checked_url` refuses (no host, private
 addresses are checked there only)."""
 
 Url = Annotated[

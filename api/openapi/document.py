@@ -2,7 +2,7 @@
 
 Body schemas are generated from the pydantic models in :mod:`api.schemas` (which the handlers
 validate and serialise with); paths are written here and, for ``/v1/livestreams``, in
-:mod:`api.openapi_livestreams`. ``tests/api/test_openapi.py`` checks
+:mod:`api.openapi.livestreams`. ``tests/api/test_openapi.py`` checks
 that the document and the router list the same operations.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
-from api.openapi_livestreams import LIVESTREAM_MODELS, livestream_paths
-from api.openapi_parts import REF, errors, id_param, json_response
-from api.openapi_webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
-from api.schemas import ErrorOutput, HealthOutput, ReadinessOutput
+from api.openapi.livestreams import LIVESTREAM_MODELS, livestream_paths
+from api.openapi.parts import REF, errors, id_param, json_response
+from api.openapi.webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
+from api.schemas.livestreams import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
 
 
@@ -87,7 +87,7 @@ def _version() -> str:
 
 
 def _paths(settings: Settings) -> dict[str, Any]:
-    # /metrics is on the public port only behind LIVERELAY_METRICS_TOKEN (api.metrics_listener)
+    # /metrics is on the public port only behind LIVERELAY_METRICS_TOKEN (api.metrics.listener)
     metrics = {"/metrics": {"get": _metrics()}} if settings.metrics_token is not None else {}
     return {
         "/healthz": {"get": _health()},

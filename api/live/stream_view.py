@@ -1,11 +1,12 @@
 """A live stream rendered outside a request, as ``GET /v1/livestreams/{id}`` returns it to its
-owner but without its keys (:mod:`api.event_schemas`): the ``data`` of webhook events.
+owner but without its keys (:mod:`api.schemas.events`): the ``data`` of webhook events.
 
-It goes through the same serializer as the routes (:func:`api.schemas.live_stream_output`) and
-reads the same app-level values they do (public URLs, the bound RTMP port, which streams are
-live, the relay state of restream targets) when it renders, not when it is built: it is
-constructed before the media context has started. The routes read a stream's live path and
-its status the same way (:func:`live_path`, :func:`live_status`).
+It goes through the same serializer as the routes
+(:func:`api.schemas.livestreams.live_stream_output`) and reads the same app-level values they do
+(public URLs, the bound RTMP port, which streams are live, the relay state of restream targets)
+when it renders, not when it is built: it is constructed before the media context has started.
+The routes read a stream's live path and its status the same way (:func:`live_path`,
+:func:`live_status`).
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from api.auth import AuthenticatedAccount
-from api.current_session import CurrentSessionOutput, current_session_output
-from api.event_schemas import (
+from api.keys import PATHS, RTMP_PORT, SETTINGS
+from api.models import Account, LiveSession, LiveStream, Recording
+from api.schemas.current_session import CurrentSessionOutput, current_session_output
+from api.schemas.events import (
     LiveStreamEventData,
     RecordingEventData,
     RestreamEventData,
     event_stream_fields,
     event_target,
 )
-from api.keys import PATHS, RTMP_PORT, SETTINGS
-from api.models import Account, LiveSession, LiveStream, Recording
-from api.schemas import LiveStreamOutput, StatusLookup, live_stream_output, recording_output
-from api.session_schemas import session_output
+from api.schemas.livestreams import (
+    LiveStreamOutput,
+    StatusLookup,
+    live_stream_output,
+    recording_output,
+)
+from api.schemas.sessions import session_output
 from workers.events import RestreamState
 from workers.live_path import LivePath
 from workers.status import SessionStatus, session_status

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from api.models import LiveSession
-from api.schema_base import OutputModel, iso_timestamp
-from api.schemas import PageInfo
+from api.schemas.base import OutputModel, iso_timestamp
+from api.schemas.livestreams import PageInfo
 
 
 class SessionOutput(OutputModel):

@@ -1,17 +1,17 @@
-"""Sends the webhook outbox (:mod:`api.outbox`): due ``pending`` deliveries are claimed, POSTed
-concurrently and marked ``delivered``, retried with capped, jittered exponential backoff, or
-``failed`` once retrying would pass ``give_up_after`` from the event's creation.
+"""Sends the webhook outbox (:mod:`api.webhooks.outbox`): due ``pending`` deliveries are
+claimed, POSTed concurrently and marked ``delivered``, retried with capped, jittered exponential
+backoff, or ``failed`` once retrying would pass ``give_up_after`` from the event's creation.
 
 Everything is in the database, so a restart picks up where the last run stopped. A delivery is
 claimed before it is sent by moving its ``next_attempt_at`` a lease into the future with a
-conditional UPDATE (:mod:`api.webhook_claims`): two nodes sharing PostgreSQL never send the same
+conditional UPDATE (:mod:`api.webhooks.claims`): two nodes sharing PostgreSQL never send the same
 attempt twice, and a node that died mid-send leaves the delivery to be retried when the lease
 runs out (delivery is at least once; receivers de-duplicate on the event ``id``). The dispatcher
 sleeps until the next delivery falls due, looks every ``poll_interval`` for rows other nodes
 queued, and is woken right after a transaction that queued an event commits and whenever one of
 its deliveries ends.
 
-The slots are shared fairly (:mod:`api.delivery_fairness`): at most ``per_webhook`` deliveries of
+The slots are shared fairly (:mod:`api.webhooks.fairness`): at most ``per_webhook`` deliveries of
 a webhook and ``per_account`` of an account in flight, accounts served in turn, and a webhook
 that keeps failing waits behind its circuit breaker without holding a slot. These bounds, like
 the slots, are per node.
@@ -33,9 +33,7 @@ from prometheus_client import Counter
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api import webhook_claims
 from api.database import describe_error
-from api.delivery_fairness import Breakers, pick
 from api.keys import (
     DB_SESSIONMAKER,
     METRICS,
@@ -44,9 +42,11 @@ from api.keys import (
     WEBHOOK_POLICY,
 )
 from api.models import WebhookDelivery, utc_now
-from api.outbox import OUTBOX_WAKE
-from api.webhook_claims import Claim
-from api.webhook_sender import Attempt, WebhookSender
+from api.webhooks import claims as webhook_claims
+from api.webhooks.claims import Claim
+from api.webhooks.fairness import Breakers, pick
+from api.webhooks.outbox import OUTBOX_WAKE
+from api.webhooks.sender import Attempt, WebhookSender
 
 __all__ = ["Claim", "DeliveryPolicy", "WebhookDispatcher", "webhook_context"]
 
