@@ -13,6 +13,7 @@ from api.media import media_context
 from api.metrics import Metrics, metrics_middleware
 from api.metrics_listener import metrics_listener_context, register_public
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.recording_storage import storage_context
 from api.retention import retention_context
 from api.routes import (
     health,
@@ -57,6 +58,7 @@ def create_app(
     app[TOKEN_CACHE] = token_cache
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
+    app.cleanup_ctx.append(storage_context)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(deletion_context)

@@ -182,12 +182,11 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
         log.error("no active API key %s", args.apikey)
         return 1
     from api.deletion import withdraw_deleted_recordings
-    from workers.storage import LocalRecordingStorage
-
-    storage = LocalRecordingStorage(settings.recordings_dir)
+    from workers.recording_storages import recording_storage
 
     async def withdraw(session: AsyncSession) -> int:
-        return await withdraw_deleted_recordings(session, storage, account_id)
+        async with recording_storage(settings) as storage:
+            return await withdraw_deleted_recordings(session, storage, account_id)
 
     withdrawn = asyncio.run(_with_session(settings, withdraw))
     log.info("withdrew %d recordings of API key %s", withdrawn, args.apikey)

@@ -23,9 +23,8 @@ import contextlib
 import logging
 import random
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,8 @@ from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from config import Settings
-from workers.backoff import Backoff
 from workers.m3u8 import PLAYLIST_NAME
+from workers.s3_options import S3Options, StorageUnavailable, describe, error_code, status
 from workers.storage import RecordingFailed, StoredRecording, link_or_copy
 from workers.upload_state import PlaylistConflict, RecordingUploads
 
@@ -44,49 +42,6 @@ log = logging.getLogger(__name__)
 _PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _TRANSIENT = (BotoCoreError, ClientError, OSError, TimeoutError)
 """Failures an upload retries (a conflict on the playlist is not one of them)."""
-UPLOAD_BACKOFF = Backoff(initial=0.5, maximum=30.0)
-"""Default waits between retries of a failed upload."""
-
-
-class StorageUnavailable(OSError):
-    """A request to object storage failed (unreachable, refused, or an error answer)."""
-
-
-@dataclass(frozen=True)
-class S3Options:
-    """Where and how recordings are stored in object storage."""
-
-    bucket: str
-    prefix: str = ""
-    """Key prefix of every object, empty or ending with ``/``."""
-    endpoint_url: str | None = None
-    """Base URL of an S3-compatible server; ``None``: AWS S3."""
-    region: str = "us-east-1"
-    access_key_id: str | None = None
-    """Explicit credentials; ``None``: botocore's chain (``AWS_ACCESS_KEY_ID``...)."""
-    secret_access_key: str | None = field(default=None, repr=False)
-    backlog_bytes: int = 512 * 1024 * 1024
-    """Bound of the bytes of segments waiting for their upload, all recordings together."""
-    backoff: Backoff = UPLOAD_BACKOFF
-    """Waits between retries of a failed upload."""
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    page_size: int = 1000
-    """Keys per listing page and per ``DeleteObjects`` request (1000 at most)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> S3Options | None:
-        """The options ``settings`` select, ``None`` when recordings stay on local disk."""
-        location = settings.s3_location
-        if location is None:
-            return None
-        return cls(
-            bucket=location[0],
-            prefix=location[1],
-            endpoint_url=settings.s3_endpoint,
-            region=settings.s3_region,
-            backlog_bytes=settings.upload_backlog_mb * 1024 * 1024,
-        )
 
 
 class S3RecordingStorage:
@@ -124,6 +79,7 @@ class S3RecordingStorage:
         config = Config(
             connect_timeout=opts.connect_timeout,
             read_timeout=opts.read_timeout,
+            signature_version="s3v4",  # presigned URLs too (botocore would sign them v2)
             retries={"max_attempts": 1, "mode": "standard"},  # the upload tasks retry
             s3={"addressing_style": "path" if opts.endpoint_url else "auto"},
             request_checksum_calculation="when_required",
@@ -136,10 +92,21 @@ class S3RecordingStorage:
         )
         await asyncio.to_thread(self.backlog_dir.mkdir, parents=True, exist_ok=True)
 
-    async def close(self) -> None:
-        """Stop the upload tasks (what still waits stays in the backlog directory) and close
-        the client."""
+    async def close(self, drain_seconds: float = 0.0) -> None:
+        """Give waiting uploads up to ``drain_seconds`` to finish, then stop the upload tasks
+        (what still waits stays in the backlog directory, and is not sent again by a later
+        start) and close the client."""
+        if self._uploads and drain_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_seconds):
+                    await asyncio.gather(*(u.wait_idle() for u in self._uploads.values()))
         for uploads in list(self._uploads.values()):
+            if not uploads.idle:
+                log.warning(
+                    "recording %s: stopping with uploads still waiting in %s",
+                    uploads.recording_id,
+                    self.backlog_dir / uploads.recording_id,
+                )
             await uploads.stop()
         self._uploads.clear()
         await self._stack.aclose()
@@ -198,6 +165,9 @@ class S3RecordingStorage:
     async def delete(self, recording_id: str) -> None:
         """Stop the recording's uploads, drop its backlog and delete every object under its
         prefix (listed page by page)."""
+        await self._delete_all(recording_id)
+
+    async def _delete_all(self, recording_id: str) -> int:
         prefix = self._key(recording_id, "")
         uploads = self._uploads.pop(recording_id, None)
         if uploads is not None:
@@ -209,8 +179,25 @@ class S3RecordingStorage:
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"could not list recording {recording_id}: {exc}") from exc
         await self._delete_keys(keys)
+        return len(keys)
 
     # -- beyond the interface -------------------------------------------------------------
+
+    async def withdraw(self, recording_id: str) -> bool | None:
+        """Delete the recording now (what account and stream deletion call); ``True`` if it
+        had objects, ``None`` if not."""
+        return True if await self._delete_all(recording_id) else None
+
+    async def empty_trash(self) -> None:
+        """Nothing to do: :meth:`withdraw` deletes at once."""
+
+    async def read_playlist(self, recording_id: str) -> bytes | None:
+        """The stored playlist, ``None`` if there is none."""
+        try:
+            current = await self._get_playlist(recording_id)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageUnavailable(f"could not read recording {recording_id}: {exc}") from exc
+        return None if current is None else current[0].encode("utf-8")
 
     async def presigned_url(self, recording_id: str, name: str, expires_in: int = 300) -> str:
         """A URL that GETs the object ``name`` of the recording without credentials for
@@ -272,7 +259,8 @@ class S3RecordingStorage:
             try:
                 segment = uploads.next_segment()
                 if segment is not None:
-                    await self._put_segment(uploads.recording_id, segment.path)
+                    with _vanished_is_skipped(uploads.recording_id, segment.path):
+                        await self._put_segment(uploads.recording_id, segment.path)
                     uploads.segment_done()
                     self._waiting_bytes -= segment.size
                     await asyncio.to_thread(segment.path.unlink, missing_ok=True)
@@ -290,7 +278,7 @@ class S3RecordingStorage:
                 log.warning(
                     "recording %s: upload failed (%s); retry %d in %.1f s",
                     uploads.recording_id,
-                    _describe(exc),
+                    describe(exc),
                     failures,
                     delay,
                 )
@@ -322,8 +310,8 @@ class S3RecordingStorage:
                 **condition,
             )
         except ClientError as exc:
-            missing = _code(exc) == "NoSuchKey" and "IfMatch" in condition
-            if _status(exc) != 412 and not missing:
+            missing = error_code(exc) == "NoSuchKey" and "IfMatch" in condition
+            if status(exc) != 412 and not missing:
                 raise
             current = await self._get_playlist(uploads.recording_id)
             # Raises PlaylistConflict unless what is stored is our own earlier write (its
@@ -339,7 +327,7 @@ class S3RecordingStorage:
                 Bucket=self.options.bucket, Key=self._key(recording_id, PLAYLIST_NAME)
             )
         except ClientError as exc:
-            if _status(exc) == 404:
+            if status(exc) == 404:
                 return None
             raise
         async with answer["Body"] as body:
@@ -376,19 +364,10 @@ class S3RecordingStorage:
             raise StorageUnavailable(f"could not delete objects: {exc}") from exc
 
 
-def _status(exc: ClientError) -> int | None:
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _code(exc: ClientError) -> str | None:
-    code = exc.response.get("Error", {}).get("Code")
-    return str(code) if code is not None else None
-
-
-def _describe(exc: BaseException) -> str:
-    with contextlib.suppress(Exception):
-        if isinstance(exc, ClientError):
-            error = exc.response.get("Error", {})
-            return f"{error.get('Code')}: {error.get('Message')}"
-    return str(exc) or type(exc).__name__
+@contextlib.contextmanager
+def _vanished_is_skipped(recording_id: str, path: Path) -> Iterator[None]:
+    """A backlog file removed behind our back is logged and skipped, not retried forever."""
+    try:
+        yield
+    except FileNotFoundError:
+        log.error("recording %s: segment %s vanished from the backlog", recording_id, path)
