@@ -6,7 +6,7 @@ SeaweedFS is started with every listener bound to 127.0.0.1 on free ports, a tem
 directory and an identity file (``-s3.config``), so requests must be signed with the test
 access key: an unsigned or wrongly signed request is refused (403). Start-up is bounded
 (:data:`START_SECONDS`); when the binary cannot start, :func:`start_seaweedfs` raises with the
-tail of its log rather than skipping.
+start and end of its log rather than skipping.
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def weed_binary() -> str:
 class SeaweedFS:
     """One ``weed mini`` process (see the module docstring)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "weed.log"
 
@@ -113,6 +114,7 @@ class SeaweedFS:
         for index, name in enumerate(names):
             http, grpc = ports[2 * index], ports[2 * index + 1]
             args += [f"-{name}.port={http}", f"-{name}.port.grpc={grpc}"]
+        args += self.extra_args
         endpoint = f"http://127.0.0.1:{ports[2 * names.index('s3')]}"
         launched = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -122,10 +124,23 @@ class SeaweedFS:
         server = S3Server(endpoint, ACCESS_KEY, SECRET_KEY, BUCKET, 0.0)
         try:
             _create_bucket_when_ready(server, launched + START_SECONDS, self.process)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}; from {self.log_path}:\n{self.log_excerpt()}") from None
         except BaseException:
             self.stop()
             raise
         return S3Server(endpoint, ACCESS_KEY, SECRET_KEY, BUCKET, time.monotonic() - launched)
+
+    def log_excerpt(self) -> str:
+        """The first and last lines of the process's output (the first say what it refused)."""
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        if len(lines) > 30:
+            lines = [*lines[:10], "...", *lines[-20:]]
+        return "\n".join(lines)
 
     def stop(self) -> None:
         """Stop the process by its PID (SIGTERM, then SIGKILL past :data:`STOP_SECONDS`)."""

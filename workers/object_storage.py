@@ -242,7 +242,7 @@ class S3RecordingStorage:
         from what :meth:`inspect` reads)."""
         if self._uploads.get(uploads.recording_id) is uploads:
             del self._uploads[uploads.recording_id]
-        uploads.fail_safe_stop()
+        uploads.task_ended()
 
     async def _fail(self, uploads: RecordingUploads, reason: str) -> None:
         log.error("recording %s failed: %s", uploads.recording_id, reason)

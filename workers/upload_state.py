@@ -140,8 +140,8 @@ class RecordingUploads:
         """The last playlist written ends the recording (``EXT-X-ENDLIST``)."""
         return self._closed
 
-    def fail_safe_stop(self) -> None:
-        """Called by the upload task itself as it ends: nothing waits any more."""
+    def task_ended(self) -> None:
+        """The upload task ends by itself (the recording is closed and fully stored)."""
         self._task = None
         self._idle.set()
 

@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 
 from tests.fakes import MemoryStore
-from tests.s3_support import Relay, S3Server, sync_client
+from tests.s3_support import Relay, S3Server, SeaweedFS, sync_client
 from workers.backoff import Backoff
 from workers.m3u8 import Segment
 from workers.object_storage import S3RecordingStorage
-from workers.recording import RecordingOutput
+from workers.recording import RecordingOutput, RecordingSummary, finalize_stored, render_recording
 from workers.s3_options import S3Options
 from workers.storage import RecordingFailed
 
@@ -292,3 +292,66 @@ async def test_a_recording_over_unreachable_storage_ends_failed_with_the_reason(
     assert store.rows[summary.recording_id].status == "failed"
     assert summary.segments == 3
     assert storage.waiting_bytes == 0
+
+
+async def test_a_refused_first_write_of_our_own_text_is_not_a_conflict(
+    bucket: Bucket, storage: S3RecordingStorage
+) -> None:
+    """The first write reached the server but its answer was lost, so the retry's
+    ``If-None-Match: *`` gets 412: the stored text is ours, and the writer goes on with its
+    ETag (the next write is conditional on it and succeeds)."""
+    key = f"{storage.options.prefix}r1/index.m3u8"
+    bucket.client.put_object(Bucket=bucket.name, Key=key, Body=PLAYLIST.encode())
+    await storage.write_playlist("r1", PLAYLIST)
+    await storage.flush("r1")
+    closed = PLAYLIST + "#EXT-X-ENDLIST\n"
+    await storage.write_playlist("r1", closed)
+    await storage.flush("r1")
+    assert bucket.stored(storage, "r1", "index.m3u8").decode() == closed
+
+
+async def test_a_recording_left_open_is_finalized_from_the_bucket_on_another_start(
+    bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """The first node stored three segments but listed two when it stopped; the next start
+    (a new storage) closes the playlist from the bucket and removes the unlisted segment."""
+    before, after = make_storage(node="a"), make_storage(node="b")
+    await before.open()
+    for i in range(3):
+        await before.add_segment("r1", segment(tmp_path, f"seg_{i:05d}.ts"))
+    listed = [Segment("seg_00000.ts", 2.0), Segment("seg_00001.ts", 2.0)]
+    await before.write_playlist("r1", render_recording(listed, target=2, ended=False))
+    await before.flush("r1")
+    await before.close()
+
+    await after.open()
+    unfinished = RecordingSummary("r1", "a" * 24, "recording", started_at=1000.0)
+    summary = await finalize_stored(unfinished, after)
+    await after.flush("r1")
+    assert (summary.status, summary.segments, summary.bytes) == ("ready", 2, 2 * SEGMENT_BYTES)
+    prefix = f"{after.options.prefix}r1/"
+    assert sorted(bucket.keys(prefix)) == [
+        f"{prefix}index.m3u8",
+        f"{prefix}seg_00000.ts",
+        f"{prefix}seg_00001.ts",
+    ]
+    assert bucket.stored(after, "r1", "index.m3u8").decode().endswith("#EXT-X-ENDLIST\n")
+
+
+async def test_withdraw_deletes_at_once_and_says_whether_there_was_anything(
+    bucket: Bucket, storage: S3RecordingStorage, tmp_path: Path
+) -> None:
+    await storage.add_segment("r1", segment(tmp_path, "seg_00000.ts"))
+    await storage.flush("r1")
+    assert await storage.withdraw("r1") is True
+    await storage.empty_trash()
+    assert bucket.keys(f"{storage.options.prefix}r1/") == []
+    assert await storage.withdraw("r1") is None
+
+
+def test_a_seaweedfs_that_cannot_start_fails_with_its_log(tmp_path: Path) -> None:
+    server = SeaweedFS(tmp_path, extra_args=("-no-such-option",))
+    with pytest.raises(RuntimeError, match="exited") as error:
+        server.start()
+    assert "no-such-option" in str(error.value)
+    assert server.process is None
