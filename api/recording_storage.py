@@ -50,7 +50,12 @@ async def stored_playlist(storage: S3RecordingStorage, recording_id: str) -> byt
         body = await storage.read_playlist(recording_id)
     except StorageUnavailable as exc:
         log.warning("recording %s: playlist not read: %s", recording_id, exc)
-        raise ApiError(503, "recording storage is unavailable") from None
+        raise ApiError(
+            503,
+            "recording storage unavailable, try again",
+            code="service_unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
     if body is None:
         raise NotFound("playlist not found")
     return body
