@@ -100,7 +100,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port, print=None)
+    app = create_app(settings)
+    try:
+        web.run_app(app, host=settings.http_host, port=settings.http_port, print=None)
+    except SettingsError as exc:  # found at start-up, e.g. object storage without credentials
+        print(f"liverelay: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,6 +32,7 @@ from aiobotocore.session import AioSession
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from config import SettingsError
 from workers.m3u8 import PLAYLIST_NAME
 from workers.s3_options import S3Options, StorageUnavailable, describe, error_code, status
 from workers.storage import RecordingFailed, StoredRecording, link_or_copy
@@ -65,16 +66,17 @@ class S3RecordingStorage:
         await self.close()
 
     async def open(self) -> None:
-        """Create the client. Raises :class:`ValueError` when no credentials are found (the
-        server itself is not contacted: it may well be down at start-up)."""
+        """Create the client. Raises :class:`~config.SettingsError` when no credentials are
+        found (the server itself is not contacted: it may well be down at start-up)."""
         opts = self.options
         session = AioSession()
         if opts.access_key_id is not None:
             session.set_credentials(opts.access_key_id, opts.secret_access_key or "")
         if await session.get_credentials() is None:
-            raise ValueError(
-                "object storage needs credentials: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY (or another source of botocore's credential chain)"
+            raise SettingsError(
+                "LIVERELAY_STORAGE_URL is s3:// but no credentials were found: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or another source of botocore's "
+                "credential chain)"
             )
         config = Config(
             connect_timeout=opts.connect_timeout,

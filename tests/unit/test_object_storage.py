@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from config import SettingsError
 from tests.fakes import MemoryStore
 from tests.s3_support import Relay, S3Server, SeaweedFS, sync_client
 from workers.backoff import Backoff
@@ -355,3 +356,24 @@ def test_a_seaweedfs_that_cannot_start_fails_with_its_log(tmp_path: Path) -> Non
         server.start()
     assert "no-such-option" in str(error.value)
     assert server.process is None
+
+
+async def test_object_storage_without_credentials_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask an instance service
+    storage = S3RecordingStorage(S3Options(bucket="recordings"), tmp_path / "backlog")
+    with pytest.raises(SettingsError, match="AWS_ACCESS_KEY_ID"):
+        await storage.open()
