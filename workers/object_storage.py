@@ -227,11 +227,13 @@ class S3RecordingStorage:
     # -- internals --------------------------------------------------------------------
 
     def _key(self, recording_id: str, name: str) -> str:
+        """The object key of ``name`` in the recording (the id checked as on local disk)."""
+        if not recording_id or "/" in recording_id or recording_id.startswith("."):
+            raise ValueError(f"invalid recording id {recording_id!r}")
         return f"{self.options.prefix}{recording_id}/{name}"
 
     def _recording(self, recording_id: str) -> RecordingUploads:
-        if not recording_id or "/" in recording_id or recording_id.startswith("."):
-            raise ValueError(f"invalid recording id {recording_id!r}")
+        self._key(recording_id, "")
         uploads = self._uploads.get(recording_id)
         if uploads is None:
             uploads = RecordingUploads(recording_id)

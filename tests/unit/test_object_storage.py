@@ -377,3 +377,15 @@ async def test_object_storage_without_credentials_is_refused_at_open(
     storage = S3RecordingStorage(S3Options(bucket="recordings"), tmp_path / "backlog")
     with pytest.raises(SettingsError, match="AWS_ACCESS_KEY_ID"):
         await storage.open()
+
+
+@pytest.mark.parametrize("rid", ["", "a/b", "..", ".hidden"])
+async def test_ids_that_could_reach_other_objects_are_refused(
+    storage: S3RecordingStorage, tmp_path: Path, rid: str
+) -> None:
+    with pytest.raises(ValueError, match="invalid recording id"):
+        await storage.delete(rid)
+    with pytest.raises(ValueError, match="invalid recording id"):
+        await storage.add_segment(rid, segment(tmp_path, "seg_00000.ts"))
+    with pytest.raises(ValueError, match="invalid recording id"):
+        await storage.presigned_url(rid, "seg_00000.ts")
