@@ -15,6 +15,7 @@ from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.openapi import document as openapi
+from api.recording_storage import storage_context
 from api.routes import (
     health,
     lifecycle,
@@ -59,6 +60,7 @@ def create_app(
     app[TOKEN_CACHE] = token_cache
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
+    app.cleanup_ctx.append(storage_context)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(deletion_context)

@@ -19,7 +19,7 @@ from ingest.authorizer import PublishAuthorizer
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
-from workers.storage import LocalRecordingStorage
+from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
     from api.cluster.context import Cluster
@@ -50,8 +50,8 @@ PATHS = web.AppKey("live_paths", LivePaths)
 :func:`api.live.media_context.end_live`."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
-RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
-"""Where recordings are kept (routes delete through it)."""
+RECORDING_STORAGE: web.AppKey[AnyRecordingStorage] = web.AppKey("recording_storage")
+"""Where recordings are kept (routes delete through it), local disk or object storage."""
 FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
 """The ffmpeg binary in use (checked by ``/readyz``)."""
 

@@ -1,19 +1,22 @@
 """Fakes of the project's own seams, shared by the whole suite: a clock that moves only when
 told to, a resolver that answers from a fixed table, a publish authorizer that holds its
-answer until a test releases it, and live paths that admit publishers by a table of keys.
-(Never fakes of ffmpeg, sockets or databases: the tests use the real ones.)"""
+answer until a test releases it, live paths that admit publishers by a table of keys,
+and a recording store in memory. (Never fakes of ffmpeg, sockets, databases or object
+storage: the tests use the real ones.)"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from ingest.hub import StreamHub
 from ingest.live import EndReason, Publisher
 from workers.egress import IPAddress
+from workers.recording import RecordingSummary
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
@@ -161,3 +164,24 @@ class StubAdmission:
         path = StubPath(stream_id, publisher)
         self.paths.append(path)
         return path
+
+
+class MemoryStore:
+    """Keeps recordings in a dict, like the database would."""
+
+    def __init__(self, *, fail_start: bool = False) -> None:
+        self.rows: dict[str, RecordingSummary] = {}
+        self.fail_start = fail_start
+
+    async def recording_started(self, stream_id: str, started_at: float) -> str:
+        if self.fail_start:
+            raise ConnectionError("database is down")
+        rid = f"{len(self.rows) + 1:024x}"
+        self.rows[rid] = RecordingSummary(rid, stream_id, "recording", started_at)
+        return rid
+
+    async def recording_finished(self, summary: RecordingSummary) -> None:
+        self.rows[summary.recording_id] = summary
+
+    async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
+        return [r for r in self.rows.values() if r.status == "recording"]

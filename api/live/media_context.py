@@ -31,7 +31,6 @@ from ingest.live import EndReason
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.live_paths import LivePaths
-from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     ffmpeg = resolve_ffmpeg(settings)
     log.info("using %s (%s)", ffmpeg, await ffmpeg_version(ffmpeg))
-    storage = LocalRecordingStorage(settings.recordings_dir)
+    storage = app[RECORDING_STORAGE]  # opened by api.recording_storage.storage_context
     events = DatabaseStreamEvents.for_app(app)
     paths = LivePaths(
         settings,
@@ -59,7 +58,6 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     server = RTMPServer(settings, admission=paths)
     await server.start()
     app[PATHS] = paths
-    app[RECORDING_STORAGE] = storage
     app[RTMP_SERVER] = server
     app[RTMP_PORT] = server.port
     app[FFMPEG_PATH] = ffmpeg
