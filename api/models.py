@@ -184,7 +184,7 @@ class LiveSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     """``publisher_left``, ``completed``, ``disabled``, ``reset``, ``timed_out``, ``deleted``,
-    ``max_duration``, ``shutdown`` or ``error``."""
+    ``max_duration``, ``shutdown``, ``error`` or ``replaced``."""
     client_address: Mapped[str] = mapped_column(String(128))
     reconnects: Mapped[int] = mapped_column(Integer, default=0)
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)

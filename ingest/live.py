@@ -24,10 +24,12 @@ EndReason = Literal[
     "max_duration",
     "shutdown",
     "error",
+    "replaced",
 ]
 """Why a live session ended: the publisher stopped (or its reconnect window ran out), the
 operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
-its maximum duration, the server shut down, or no output could start."""
+its maximum duration, the server shut down, no output could start, or a newer publish of the
+stream on another node took it over (this node let its lease go)."""
 
 END_MESSAGES: dict[EndReason, str] = {
     "publisher_left": "the publisher stopped",
@@ -39,6 +41,7 @@ END_MESSAGES: dict[EndReason, str] = {
     "max_duration": "the session reached its maximum duration",
     "shutdown": "the server is shutting down",
     "error": "the stream could not be processed",
+    "replaced": "a newer publish of the stream on another node took it over",
 }
 """What a publisher is told (in ``onStatus``) when the server ends its publish."""
 
