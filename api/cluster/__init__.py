@@ -1,4 +1,5 @@
 """Several ``liverelay serve`` nodes on one PostgreSQL: stream ownership leases with fencing
-generations (:mod:`api.cluster.leases`, renewed by :mod:`api.cluster.keeper`) and the node
-registry (:mod:`api.cluster.nodes`, heartbeat in :mod:`api.cluster.context`). See
-``docs/scaling.md``."""
+generations (:mod:`api.cluster.leases`, renewed by :mod:`api.cluster.keeper`), the node
+registry (:mod:`api.cluster.nodes`, heartbeat in :mod:`api.cluster.context`), and the control
+bus (:mod:`api.cluster.bus`) that carries operator commands to the node a stream is live on
+(:mod:`api.cluster.commands`, :mod:`api.cluster.control`). See ``docs/scaling.md``."""

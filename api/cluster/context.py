@@ -1,6 +1,6 @@
 """The cluster context of ``liverelay serve``: register this node, heartbeat every third of
-``LIVERELAY_LEASE_SECONDS``, keep its stream leases, and on a clean shutdown release them and
-mark the node gone."""
+``LIVERELAY_LEASE_SECONDS``, keep its stream leases, listen on the control bus, and on a clean
+shutdown release the leases and mark the node gone."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.cluster.bus import Bus, LocalBus, PostgresBus, asyncpg_connect, listener_dsn
+from api.cluster.control import RELEASE, ControlHandler, release_message
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
 from api.cluster.nodes import NodeIdInUse, NodeRegistry, count_live_nodes, node_identity
 from api.database import describe_error
-from api.keys import CLUSTER, DB_SESSIONMAKER, METRICS, PATHS, RTMP_PORT, SETTINGS
+from api.keys import CLUSTER, DB_ENGINE, DB_SESSIONMAKER, METRICS, PATHS, RTMP_PORT, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +125,23 @@ class Heartbeat:
 
 
 class Cluster:
-    """This node in the cluster: its registry row, heartbeat and lease keeper."""
+    """This node in the cluster: its registry row, heartbeat, lease keeper and control bus."""
 
-    def __init__(self, heartbeat: Heartbeat, leases: LeaseKeeper) -> None:
+    def __init__(self, heartbeat: Heartbeat, leases: LeaseKeeper, bus: Bus) -> None:
         self.heartbeat = heartbeat
         self.leases = leases
+        self.bus = bus
 
     @property
     def node_id(self) -> str:
         return self.heartbeat.registry.identity.id
+
+    async def ask_owner_to_release(self, owner_node: str, stream_id: str) -> None:
+        """Ask node ``owner_node``, whose lease on ``stream_id`` stands in the way of a newer
+        publish here, to end the stream (``replaced``) and release the lease. It is a request:
+        the caller still claims the lease, which succeeds once it is released or has expired.
+        A failure to send raises."""
+        await self.bus.send(RELEASE, release_message(stream_id, self.node_id), to=owner_node)
 
 
 class ClusterCollector(Collector):
@@ -165,16 +175,27 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     paths = app[PATHS]
     heartbeat = Heartbeat(registry, sessionmaker, paths.publishing, ttl / 3)
     keeper = LeaseKeeper(StreamLeases(sessionmaker, registry.identity.id, ttl), _lease_lost)
-    cluster = Cluster(heartbeat, keeper)
+    handler = ControlHandler(paths, sessionmaker, keeper)
+    bus: Bus
+    if app[DB_ENGINE].dialect.name == "sqlite":
+        bus = LocalBus(registry.identity.id, handler.handle, handler.resync)
+    else:
+        connect = asyncpg_connect(listener_dsn(settings))
+        bus = PostgresBus(
+            registry.identity.id, sessionmaker, connect, handler.handle, handler.resync
+        )
+    cluster = Cluster(heartbeat, keeper, bus)
     app[CLUSTER] = cluster
     await heartbeat.beat()
     app[METRICS].registry.register(ClusterCollector(heartbeat))
     log.info("node %s registered (%s)", registry.identity.id, registry.identity.internal_url)
+    await bus.start()
     heartbeat.start()
     keeper.start()
     try:
         yield
     finally:
+        await bus.close()
         await heartbeat.close()
         try:
             async with asyncio.timeout(STOP_SECONDS):

@@ -16,11 +16,11 @@ owns a stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, String, TextualSelect, text
+from sqlalchemy import BigInteger, String, TextualSelect, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.clock import DatabaseClock, clock_of
@@ -123,6 +123,19 @@ class StreamLeases:
         async with self._sessionmaker() as session:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
         return None if row is None else Lease(*row)
+
+    async def owners(self, stream_ids: Collection[str]) -> dict[str, str]:
+        """The node holding a live lease (by the database's clock) on each of ``stream_ids``
+        that has one."""
+        if not stream_ids:
+            return {}
+        async with self._sessionmaker() as session:
+            statement = text(
+                "SELECT stream_id, node_id FROM stream_leases WHERE stream_id IN :stream_ids"
+                f" AND expires_at > {clock_of(session).now}"
+            ).bindparams(bindparam("stream_ids", expanding=True))
+            rows = await session.execute(statement, {"stream_ids": list(stream_ids)})
+            return {stream_id: node_id for stream_id, node_id in rows.all()}
 
     def _key(self, lease: Lease) -> dict[str, object]:
         if lease.node_id != self.node_id:

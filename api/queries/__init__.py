@@ -28,6 +28,7 @@ from api.queries.live_streams import (
     remove_restream_target,
     reset_stream_key,
     set_disabled,
+    streams_by_id,
     update_live_stream,
     update_restream_target,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "reset_stream_key",
     "rotate_secret",
     "set_disabled",
+    "streams_by_id",
     "unfinished_recordings",
     "update_live_stream",
     "update_restream_target",

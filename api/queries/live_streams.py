@@ -6,7 +6,7 @@ Every function that returns a :class:`LiveStream` has loaded its ``targets``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Literal, NamedTuple
 
 from sqlalchemy import ColumnElement, false, func, select, true, update
@@ -93,6 +93,21 @@ async def get_live_stream(
         .options(selectinload(LiveStream.targets))
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def streams_by_id(
+    session: AsyncSession, stream_ids: Collection[str]
+) -> dict[str, LiveStream]:
+    """The streams of ``stream_ids`` whatever their account, deleted ones included (a node
+    checking what its live streams became)."""
+    if not stream_ids:
+        return {}
+    query = (
+        select(LiveStream)
+        .where(LiveStream.id.in_(list(stream_ids)))
+        .options(selectinload(LiveStream.targets))
+    )
+    return {stream.id: stream for stream in (await session.execute(query)).scalars()}
 
 
 async def lock_live_stream(

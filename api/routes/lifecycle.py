@@ -3,8 +3,9 @@ it, complete its live session.
 
 Each one answers 200 with the stream object. A change is committed before the live session it
 ends is ended, so a publisher reconnecting at once already meets the new state (refused key,
-disabled stream). Ending a session goes through :func:`api.live.media_context.end_live`, which
-also ends a session waiting in its reconnect window.
+disabled stream). Ending a session goes through :func:`api.cluster.commands.end_everywhere`:
+on this node (also a session waiting in its reconnect window), or on the node whose lease says
+the stream is live there.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
+from api.cluster.commands import end_everywhere, restream_changed_everywhere
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import ACCOUNT, DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RTMP_PORT, SETTINGS
-from api.live.media_context import end_live
 from api.live.publish_auth import grant_for
 from api.live.stream_view import live_path, live_status
 from api.models import LiveStream
@@ -177,22 +177,16 @@ async def own_stream(
 
 
 async def apply_restream(request: web.Request, stream: LiveStream) -> None:
-    """Relay a live ``stream`` to its (committed) target list from now on."""
-    if await request.app[PATHS].update_restream(stream.id, grant_for(stream).restream):
-        log.info("live stream %s: restream targets changed while live", stream.id)
+    """Relay a live ``stream`` to its (committed) target list from now on, here or on the node
+    it is live on."""
+    await restream_changed_everywhere(request.app, stream.id, grant_for(stream).restream)
 
 
 async def end_session(request: web.Request, stream_id: str, reason: EndReason) -> bool:
-    """End the live session of ``stream_id`` (after the change that ends it was committed);
-    a failure is logged, not raised: the change stands either way."""
-    try:
-        ended = await end_live(request.app, stream_id, reason)
-    except Exception:
-        log.exception("ending the live session of stream %s (%s) failed", stream_id, reason)
-        return False
-    if ended:
-        log.info("live stream %s: live session ended (%s)", stream_id, reason)
-    return ended
+    """End the live session of ``stream_id`` (after the change that ends it was committed),
+    here or on the node it is live on; a failure is logged, not raised: the change stands
+    either way. Returns whether it was live here."""
+    return await end_everywhere(request.app, stream_id, reason)
 
 
 def _context(request: web.Request) -> dict[str, object]:

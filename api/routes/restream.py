@@ -1,8 +1,9 @@
 """``/v1/livestreams/{id}/restream``: a stream's restream targets one at a time (add, change,
 remove), next to replacing the whole list through ``PATCH /v1/livestreams/{id}``.
 
-A change applies at once when the stream is live on this node: only the added, changed or
-removed target's relay starts, restarts or stops. A changed target keeps its ``_id``.
+A change applies at once when the stream is live, on this node or (told over the control bus)
+on the node it is live on: only the added, changed or removed target's relay starts, restarts
+or stops. A changed target keeps its ``_id``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Fixtures of the cluster tests: the session's database (SQLite and PostgreSQL) at head, and
-streams to hold leases on."""
+"""Fixtures of the cluster tests: the session's database (SQLite and PostgreSQL) at head,
+streams to hold leases on, and two nodes sharing PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from pytest_aiohttp.plugin import AiohttpClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -14,6 +15,7 @@ from api import queries
 from api.cluster.clock import clock_of
 from api.database import create_engine, upgrade_to_head
 from config import Secret, Settings
+from tests.cluster_support import Node, cluster_settings, start_nodes
 
 NewStream = Callable[[], Awaitable[str]]
 
@@ -77,3 +79,15 @@ def expire_lease(
         )
 
     return expire
+
+
+@pytest.fixture
+async def two_nodes(
+    aiohttp_client: AiohttpClient, postgresql_url: str, tmp_path: Path
+) -> list[Node]:
+    """Two started nodes on the session's PostgreSQL database. Loopback restream targets are
+    allowed, so that a relay fails fast without leaving the machine."""
+    settings = cluster_settings(
+        postgresql_url, tmp_path, allow_private_targets=True, output_backoff_max_seconds=1
+    )
+    return await start_nodes(aiohttp_client, settings)

@@ -114,6 +114,23 @@ async def test_release_frees_the_stream_at_once_and_keeps_the_generation_growing
     assert back is not None and back.generation == taken.generation + 1
 
 
+async def test_owners_are_the_nodes_of_the_live_leases_only(
+    node_a: StreamLeases,
+    node_b: StreamLeases,
+    new_stream: NewStream,
+    expire_lease: Callable[[str], Awaitable[None]],
+) -> None:
+    held_by_a, held_by_b, released, expired, never = [await new_stream() for _ in range(5)]
+    assert await node_a.claim(held_by_a) and await node_b.claim(held_by_b)
+    lease = await node_a.claim(released)
+    assert lease is not None and await node_a.release(lease)
+    assert await node_b.claim(expired)
+    await expire_lease(expired)
+    everything = [held_by_a, held_by_b, released, expired, never]
+    assert await node_a.owners(everything) == {held_by_a: "node-a", held_by_b: "node-b"}
+    assert await node_b.owners([]) == {}
+
+
 async def test_a_lease_of_another_node_is_not_renewed_in_its_name(
     node_a: StreamLeases, node_b: StreamLeases, new_stream: NewStream
 ) -> None:
