@@ -103,40 +103,38 @@ class Bus(Protocol):
 
 
 class _Inbox:
-    """Runs the handler on the received messages one at a time, in their order; a resync is
-    queued like a message, so what arrives after it is handled after it."""
+    """Hands each received message (or resync) to the handler in a task of its own, at once:
+    ending one stream, which waits for its outputs to flush, holds up no other message. The live
+    paths order what concerns one stream; every handler only re-reads and applies the current
+    state, so two of them meeting on a stream do no harm."""
 
     def __init__(self, on_message: OnMessage, on_resync: OnResync) -> None:
         self._on_message = on_message
         self._on_resync = on_resync
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue()
-        self._runner: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def put(self, message: Message | None) -> None:
-        """Queue ``message`` (``None``: a resync)."""
-        self._queue.put_nowait(message)
-
-    def start(self) -> None:
-        self._runner = asyncio.create_task(self._run(), name="control-bus-inbox")
+        """Handle ``message`` (``None``: a resync)."""
+        task = asyncio.get_running_loop().create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        """Stop the handlers still running."""
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _run(self) -> None:
-        while True:
-            message = await self._queue.get()
-            try:
-                if message is None:
-                    await self._on_resync()
-                else:
-                    await self._on_message(message)
-            except Exception:
-                what = "resync" if message is None else f"{message.kind} message"
-                log.exception("control bus: handling a %s failed", what)
+    async def _handle(self, message: Message | None) -> None:
+        try:
+            if message is None:
+                await self._on_resync()
+            else:
+                await self._on_message(message)
+        except Exception:
+            what = "resync" if message is None else f"{message.kind} message"
+            log.exception("control bus: handling a %s failed", what)
 
 
 class LocalBus:
@@ -150,7 +148,7 @@ class LocalBus:
         self._inbox = _Inbox(on_message, on_resync)
 
     async def start(self) -> None:
-        self._inbox.start()
+        """Nothing to start: there is no connection."""
 
     async def send(self, kind: str, body: Mapping[str, str], to: str | None = None) -> None:
         if to == self.node_id:
@@ -218,7 +216,6 @@ class PostgresBus:
     async def start(self) -> None:
         """Listen in the background; return once listening, or after :data:`CONNECT_SECONDS`
         (the bus keeps trying: the database may be away)."""
-        self._inbox.start()
         self._runner = asyncio.create_task(self._run(), name="control-bus-listener")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CONNECT_SECONDS):
@@ -263,7 +260,9 @@ class PostgresBus:
                 delay = self._backoff[0]  # it listened: the next attempt comes soon
             if not self._down:
                 self._down = True
-                self._note("lost", logging.WARNING, "connection lost (%s); reconnecting", reason)
+                self._note("lost", logging.WARNING, "cannot listen (%s); retrying", reason)
+            elif reason is not None:
+                log.debug("control bus: still cannot listen (%s)", reason)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff[1])
 
@@ -283,7 +282,7 @@ class PostgresBus:
         self.backend_pid = connection.get_server_pid()
         self.listens += 1
         self.listening.set()
-        if self.listens > 1:
+        if self.listens > 1 or self._down:
             self._inbox.put(None)  # what was sent while not listening is lost: re-read
         if self._down:
             self._down = False

@@ -86,8 +86,13 @@ async def two_nodes(
     aiohttp_client: AiohttpClient, postgresql_url: str, tmp_path: Path
 ) -> list[Node]:
     """Two started nodes on the session's PostgreSQL database. Loopback restream targets are
-    allowed, so that a relay fails fast without leaving the machine."""
+    allowed, so that a relay fails fast without leaving the machine. Leases live a minute, far
+    longer than any test waits: a lease a test sees freed was released, not expired."""
     settings = cluster_settings(
-        postgresql_url, tmp_path, allow_private_targets=True, output_backoff_max_seconds=1
+        postgresql_url,
+        tmp_path,
+        allow_private_targets=True,
+        output_backoff_max_seconds=1,
+        lease_seconds=60.0,
     )
     return await start_nodes(aiohttp_client, settings)

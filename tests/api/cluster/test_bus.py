@@ -4,13 +4,15 @@ again, listens again and asks for a resync. On SQLite the bus is local to the on
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.bus import (
@@ -160,6 +162,64 @@ async def test_a_killed_listening_connection_is_reopened_and_resynced(
     assert len(recovered) == 1
 
 
+class FreezingProxy:
+    """A TCP proxy to PostgreSQL whose open connections can be frozen: what either side sends
+    is swallowed, and neither side sees the connection close (a network that went silent)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self._upstream = upstream
+        self._frozen: set[asyncio.StreamWriter] = set()
+        self._open: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> FreezingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._server.close()
+        for writer in self._open:
+            writer.close()
+        await self._server.wait_closed()
+
+    def freeze(self) -> None:
+        """Freeze every connection open now (later ones are not)."""
+        self._frozen |= self._open
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._open |= {writer, up_writer}
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await source.read(65536):
+                    if writer not in self._frozen:
+                        sink.write(data)
+                        await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+async def test_a_connection_that_went_silent_fails_its_heartbeat_and_is_replaced(
+    node: NodeFactory, pg_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = make_url(listener_dsn(pg_settings))
+    async with FreezingProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
+        proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+        a, _ = await node("node-a")
+        b, at_b = await node("node-b", asyncpg_connect(proxied))
+        assert b.listening.is_set()
+
+        proxy.freeze()  # no answer to the heartbeat, and no close either
+
+        await eventually(lambda: b.listens == 2 and at_b.resyncs == 1, message="not replaced")
+        await a.send("end", {"stream_id": "s7", "reason": "disabled"}, to="node-b")
+        await eventually(lambda: at_b.messages, message="nothing received after the heartbeat")
+    assert "control bus: connection lost (timed out); reconnecting" in caplog.messages
+
+
 async def test_the_bus_keeps_trying_until_the_database_answers(
     node: NodeFactory, pg_settings: Settings
 ) -> None:
@@ -176,7 +236,8 @@ async def test_the_bus_keeps_trying_until_the_database_answers(
     a, _ = await node("node-a")
     b, at_b = await node("node-b", refused_twice)
     await eventually(lambda: b.listening.is_set(), message="never listened")
-    assert attempts == 3 and b.listens == 1 and at_b.resyncs == 0
+    assert attempts == 3 and b.listens == 1
+    await eventually(lambda: at_b.resyncs == 1, message="no resync after the failed attempts")
     await a.send("end", {"stream_id": "s5", "reason": "deleted"}, to="node-b")
     await eventually(lambda: at_b.messages)
 
