@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from pytest_aiohttp.plugin import AiohttpClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -15,7 +14,8 @@ from api import queries
 from api.cluster.clock import clock_of
 from api.database import create_engine, upgrade_to_head
 from config import Secret, Settings
-from tests.cluster_support import Node, cluster_settings, start_nodes
+from tests.cluster_support import ClusterNodes, Node
+from tests.cluster_support import cluster_nodes as cluster_nodes
 
 NewStream = Callable[[], Awaitable[str]]
 
@@ -82,17 +82,8 @@ def expire_lease(
 
 
 @pytest.fixture
-async def two_nodes(
-    aiohttp_client: AiohttpClient, postgresql_url: str, tmp_path: Path
-) -> list[Node]:
-    """Two started nodes on the session's PostgreSQL database. Loopback restream targets are
-    allowed, so that a relay fails fast without leaving the machine. Leases live a minute, far
-    longer than any test waits: a lease a test sees freed was released, not expired."""
-    settings = cluster_settings(
-        postgresql_url,
-        tmp_path,
-        allow_private_targets=True,
-        output_backoff_max_seconds=1,
-        lease_seconds=60.0,
-    )
-    return await start_nodes(aiohttp_client, settings)
+async def two_nodes(cluster_nodes: ClusterNodes) -> list[Node]:
+    """Nodes ``node-a`` and ``node-b`` on the session's PostgreSQL database. Loopback restream
+    targets are allowed, so that a relay fails fast without leaving the machine."""
+    allow = {"allow_private_targets": True, "output_backoff_max_seconds": 1}
+    return [await cluster_nodes.start(name, **allow) for name in ("node-a", "node-b")]

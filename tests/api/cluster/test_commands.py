@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from api.cluster.bus import PostgresBus, listener_dsn
-from api.keys import CLUSTER, DB_SESSIONMAKER, PATHS, SETTINGS
+from api.keys import CLUSTER
 from api.models import LiveStream
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from ingest.live import END_MESSAGES
@@ -31,7 +31,7 @@ async def live_on(node: Node, stream: dict[str, Any]) -> AsyncIterator[RawPublis
     publisher, codes = await RawPublisher.start(node.rtmp_port, stream["streamKey"])
     try:
         assert codes == ["NetStream.Publish.Start"]
-        assert await node.app[CLUSTER].leases.acquire(stream["id"]) is not None
+        assert await node.client.app[CLUSTER].leases.acquire(stream["id"]) is not None
         yield publisher
     finally:
         publisher.close()
@@ -64,14 +64,14 @@ async def test_a_command_on_another_node_ends_the_publisher_on_the_owner(
     a, b = two_nodes
     stream = await create_stream(b.client, account)
     async with live_on(a, stream) as publisher:
-        assert a.app[PATHS].get(stream["id"]) is not None
+        assert a.paths.get(stream["id"]) is not None
         url = f"/v1/livestreams/{stream['id']}{action}"
         response = await b.client.request(method, url, headers=account.headers)
         assert response.status == 200, await response.text()
 
         assert await ended_with(publisher) == END_MESSAGES[reason]  # type: ignore[index]
-        await eventually(lambda: a.app[PATHS].get(stream["id"]) is None)
-        assert b.app[PATHS].get(stream["id"]) is None
+        await eventually(lambda: a.paths.get(stream["id"]) is None)
+        assert b.paths.get(stream["id"]) is None
 
 
 async def test_a_restream_change_on_another_node_reaches_the_owners_relays(
@@ -87,7 +87,7 @@ async def test_a_restream_change_on_another_node_reaches_the_owners_relays(
         assert await publisher.send(TAG_VIDEO, 0, b"\x17\x00\x00\x00\x00\x01\x64")
         assert await publisher.send(TAG_AUDIO, 0, b"\xaf\x00\x12\x10")
         assert await publisher.send(TAG_VIDEO, 0, KEYFRAME)
-        path = a.app[PATHS].get(stream["id"])
+        path = a.paths.get(stream["id"])
         assert path is not None
         await eventually(lambda: set(path.outputs.restreams) == {first_id})
 
@@ -114,7 +114,7 @@ async def test_a_restream_change_on_another_node_reaches_the_owners_relays(
         )
         assert response.status == 200
         await eventually(lambda: not path.outputs.restreams)
-        assert a.app[PATHS].get(stream["id"]) is path
+        assert a.paths.get(stream["id"]) is path
 
 
 async def test_asking_the_owner_to_release_ends_its_stream_and_frees_the_lease(
@@ -123,15 +123,15 @@ async def test_asking_the_owner_to_release_ends_its_stream_and_frees_the_lease(
     a, b = two_nodes
     stream = await create_stream(b.client, account)
     async with live_on(a, stream) as publisher:
-        assert await b.app[CLUSTER].leases.acquire(stream["id"]) is None  # A holds it
+        assert await b.client.app[CLUSTER].leases.acquire(stream["id"]) is None  # A holds it
 
-        await b.app[CLUSTER].ask_owner_to_release(a.node_id, stream["id"])
+        await b.client.app[CLUSTER].ask_owner_to_release(a.node_id, stream["id"])
 
         assert await ended_with(publisher) == END_MESSAGES["replaced"]
         # Released, not expired: the nodes' leases live a minute.
-        lease = await eventually(lambda: b.app[CLUSTER].leases.acquire(stream["id"]))
+        lease = await eventually(lambda: b.client.app[CLUSTER].leases.acquire(stream["id"]))
         assert lease.node_id == b.node_id
-        assert stream["id"] not in a.app[CLUSTER].leases.held()
+        assert stream["id"] not in a.client.app[CLUSTER].leases.held()
 
 
 async def test_a_change_whose_message_was_lost_is_applied_by_the_resync(
@@ -143,13 +143,13 @@ async def test_a_change_whose_message_was_lost_is_applied_by_the_resync(
     a, b = two_nodes
     stream = await create_stream(b.client, account)
     async with live_on(a, stream) as publisher:
-        async with b.app[DB_SESSIONMAKER]() as session, session.begin():
+        async with b.sessionmaker() as session, session.begin():
             row = await session.get(LiveStream, stream["id"])
             assert row is not None
             row.disabled = True
-        bus = a.app[CLUSTER].bus
+        bus = a.client.app[CLUSTER].bus
         assert isinstance(bus, PostgresBus) and bus.backend_pid is not None
-        admin = await asyncpg.connect(listener_dsn(a.app[SETTINGS]))
+        admin = await asyncpg.connect(listener_dsn(a.settings))
         try:
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", bus.backend_pid)
         finally:
@@ -165,13 +165,13 @@ async def test_malformed_control_messages_are_ignored_and_the_stream_goes_on(
     a, b = two_nodes
     stream = await create_stream(b.client, account)
     async with live_on(a, stream) as publisher:
-        send = b.app[CLUSTER].bus.send
+        send = b.client.app[CLUSTER].bus.send
         await send("end", {"stream_id": stream["id"], "reason": "bogus"}, to=a.node_id)
         await send("end", {"stream_id": "../etc", "reason": "disabled"}, to=a.node_id)
         await send("reboot", {"stream_id": stream["id"]}, to=a.node_id)
         await eventually(lambda: "unknown control message reboot" in caplog.text)
         assert "unknown reason" in caplog.text and "no stream id" in caplog.text
-        assert a.app[PATHS].get(stream["id"]) is not None
+        assert a.paths.get(stream["id"]) is not None
 
         await send("end", {"stream_id": stream["id"], "reason": "completed"}, to=a.node_id)
         assert await ended_with(publisher) == END_MESSAGES["completed"]
