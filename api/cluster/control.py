@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import get_args
+from typing import cast, get_args
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,7 +80,7 @@ class ControlHandler:
             if reason not in _END_REASONS:
                 log.warning("control message end from %s: unknown reason", message.sender)
                 return
-            await self._end(stream_id, reason, message.sender)  # type: ignore[arg-type]
+            await self._end(stream_id, cast(EndReason, reason), message.sender)
         elif message.kind == RESTREAM_CHANGED:
             await self._apply_restream(stream_id)
         elif message.kind == RELEASE:
