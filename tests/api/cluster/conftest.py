@@ -14,6 +14,7 @@ from api import queries
 from api.cluster.clock import clock_of
 from api.database import create_engine, upgrade_to_head
 from config import Secret, Settings
+from tests.cluster_support import cluster_nodes as cluster_nodes
 
 NewStream = Callable[[], Awaitable[str]]
 
