@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
@@ -23,8 +25,10 @@ class LeaseOwnership:
     """This node's stream leases: claimed and released through the keeper, which renews them
     and reports their loss to whoever :meth:`watch`\\ es."""
 
-    def __init__(self, leases: StreamLeases) -> None:
-        self.keeper = LeaseKeeper(leases, self._lost)
+    def __init__(
+        self, leases: StreamLeases, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.keeper = LeaseKeeper(leases, self._lost, monotonic=monotonic)
         self._watchers: list[LeaseLost] = []
         self._generations: dict[str, int] = {}
 

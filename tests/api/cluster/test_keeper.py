@@ -3,11 +3,10 @@ database could not be reached, and releases everything at a clean shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
@@ -42,14 +41,6 @@ def keeper(
     sessionmaker: async_sessionmaker[AsyncSession], losses: Losses, clock: FakeClock
 ) -> LeaseKeeper:
     return LeaseKeeper(StreamLeases(sessionmaker, "node-a", TTL), losses, monotonic=clock)
-
-
-@pytest.fixture
-async def unreachable(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on a database that cannot be opened (its directory does not exist)."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
-    yield async_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def test_renewal_keeps_held_leases_and_renews_every_third_of_the_ttl(
