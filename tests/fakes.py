@@ -211,3 +211,20 @@ class FakeOwnership:
         self.elsewhere[stream_id] = owner
         for on_lost in self._watchers:
             on_lost(stream_id, generation)
+
+
+class OpenSessions:
+    """Sessions without an end, as :class:`workers.events.LeftOpen`: :attr:`open` maps a
+    stream to its open sessions' lease generations (``None``: unknown)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, list[int | None]] = {}
+
+    async def streams_left_open(self) -> set[str]:
+        return {stream_id for stream_id, sessions in self.open.items() if sessions}
+
+    async def close_left_open(self, stream_id: str, before_generation: int) -> int:
+        sessions = self.open.get(stream_id, [])
+        kept = [g for g in sessions if g is not None and g >= before_generation]
+        self.open[stream_id] = kept
+        return len(sessions) - len(kept)

@@ -26,7 +26,6 @@ import logging
 import secrets
 import shutil
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from config.logs import stream_id_var
 from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant, RestreamTarget
 from ingest.live import EndReason, Publisher
+from workers.change_marks import ChangeMarks
 from workers.events import LeftOpen, NoStreamEvents, SessionInfo, StreamEvents
 from workers.live_path import LivePath
 from workers.ownership import (
@@ -81,7 +81,7 @@ class LivePaths:
         self._events: StreamEvents = events if events is not None else NoStreamEvents()
         self._paths: dict[str, LivePath] = {}
         self._locks: dict[str, _StreamLock] = {}
-        self._marks = _ChangeMarks()
+        self._marks = ChangeMarks()
         self._ending: set[LivePath] = set()
         self._cleanups: dict[str, asyncio.Task[None]] = {}
         self._ownership: Ownership = ownership if ownership is not None else SoleOwnership()
@@ -343,39 +343,6 @@ class _StreamLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     """Tasks holding or waiting for the lock."""
-
-
-class _ChangeMarks:
-    """Which streams were ended or changed while key checks were running. Marks are kept only
-    while a check that began before them runs, so they never outnumber the streams."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._last: dict[str, int] = {}
-        self._running: Counter[int] = Counter()
-
-    def begin(self) -> int:
-        """A key check begins; returns its mark."""
-        self._running[self._count] += 1
-        return self._count
-
-    def changed(self, stream_id: str) -> None:
-        """``stream_id`` was ended or changed (its new state is committed)."""
-        self._count += 1
-        if self._running:
-            self._last[stream_id] = self._count
-
-    def changed_since(self, stream_id: str, mark: int) -> bool:
-        """Whether ``stream_id`` changed after the check of ``mark`` began."""
-        return self._last.get(stream_id, -1) > mark
-
-    def done(self, mark: int) -> None:
-        """The check of ``mark`` is over."""
-        self._running[mark] -= 1
-        if self._running[mark] <= 0:
-            del self._running[mark]
-        if not self._running:
-            self._last.clear()
 
 
 def new_session_id() -> str:
