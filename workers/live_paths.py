@@ -44,7 +44,7 @@ from workers.ownership import (
     SoleOwnership,
     claim_for_publish,
 )
-from workers.recording import RecordingStore, RecordingSummary, finalize_stored
+from workers.recording import RecordingStore, RecordingSummary, finalize_unfinished
 from workers.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
@@ -306,24 +306,13 @@ class LivePaths:
                 log.info("stream %s is live on node %s: left to it", stream_id, claim.node_id)
                 return False
             try:
-                await self._finalize(recordings)
+                if recordings and self._recordings and self._storage:
+                    await finalize_unfinished(self._recordings, self._storage, recordings)
                 if sessions is not None:
                     await sessions.close_left_open(stream_id, claim.generation)
             finally:
                 await self._ownership.release(stream_id, claim.generation)
             return True
-
-    async def _finalize(self, recordings: list[RecordingSummary]) -> None:
-        assert not recordings or (self._recordings is not None and self._storage is not None)
-        for unfinished in recordings:
-            summary = await finalize_stored(unfinished, self._storage)  # type: ignore[arg-type]
-            await self._recordings.recording_finished(summary)  # type: ignore[union-attr]
-            log.warning(
-                "recording %s of stream %s was left open by an unclean shutdown; now %s",
-                summary.recording_id,
-                summary.stream_id,
-                summary.status,
-            )
 
     async def close(self) -> None:
         """End every path (shutdown); publishes admitted from now on are refused."""
