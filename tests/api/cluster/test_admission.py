@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
+from api.cluster.leases import StreamLeases
+from api.cluster.nodes import NodeIdInUse
 from api.keys import RTMP_SERVER
 from api.models import LiveSession
-from tests.cluster_support import ClusterNodes, Node
+from tests.cluster_support import LEASE_SECONDS, ClusterNodes, Node
 from tests.polling import eventually
 from tests.rtmp_client import RawPublisher
 
@@ -120,3 +123,27 @@ async def test_a_starting_node_leaves_the_sessions_of_another_live_node_alone(
         assert await b.ownership.keeper.renew_all() == {}
     finally:
         on_b.close()
+
+
+async def test_a_second_node_with_a_live_nodes_id_stops_before_it_touches_a_lease(
+    cluster_nodes: ClusterNodes,
+) -> None:
+    a = await cluster_nodes.start("node-a")
+    stream_id, key = await cluster_nodes.new_stream(a)
+    on_a, codes = await RawPublisher.start(a.rtmp_port, key)
+    try:
+        assert codes == STARTED
+        path = a.paths.get(stream_id)
+        assert path is not None
+        await eventually(lambda: session_row(a, path.info.session_id))
+
+        with pytest.raises(NodeIdInUse, match="in use by a running node"):
+            await cluster_nodes.start("node-a")
+
+        assert a.paths.get(stream_id) is path and not path.ending
+        other = StreamLeases(a.sessionmaker, "node-c", LEASE_SECONDS)
+        assert await other.claim(stream_id) is None  # node-a's lease was not released
+        row = await session_row(a, path.info.session_id)
+        assert row is not None and row.ended_at is None
+    finally:
+        on_a.close()
