@@ -3,9 +3,11 @@ database could not be reached, and releases everything at a clean shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.keeper import LeaseKeeper, LossReason
@@ -114,3 +116,26 @@ async def test_a_stream_owned_elsewhere_is_not_acquired(
     assert await StreamLeases(sessionmaker, "node-b", TTL).claim(stream_id) is not None
     assert await keeper.acquire(stream_id) is None
     assert keeper.held() == {}
+
+
+async def test_a_renewal_the_database_does_not_answer_is_given_up_in_time(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    new_stream: NewStream,
+    losses: Losses,
+    clock: FakeClock,
+) -> None:
+    if sessionmaker.kw["bind"].dialect.name == "sqlite":
+        pytest.skip("a row lock that blocks one statement needs PostgreSQL")
+    keeper = LeaseKeeper(StreamLeases(sessionmaker, "node-a", 1.5), losses, monotonic=clock)
+    stream_id = await new_stream()
+    assert await keeper.acquire(stream_id) is not None
+    async with sessionmaker() as blocker, blocker.begin():  # the renewal's UPDATE waits on it
+        await blocker.execute(
+            text("SELECT 1 FROM stream_leases WHERE stream_id = :s FOR UPDATE"), {"s": stream_id}
+        )
+        # Bounded by half an interval, then a failure (10 s: fail rather than hang without it).
+        assert await asyncio.wait_for(keeper.renew_all(), 10) == {}
+        assert set(keeper.held()) == {stream_id}
+        clock.advance(keeper.interval * 2)
+        assert await asyncio.wait_for(keeper.renew_all(), 10) == {stream_id: "expired"}
+    assert losses.reported == [(stream_id, "expired")]
