@@ -42,9 +42,10 @@ def create_app(
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
-    RTMP port), (4) the metrics listener, (5) the deletion sweeper (ends what deleted streams
-    leave live, removes their recordings), (6) retention (prunes old deliveries and sessions),
-    (7) the cluster (registry row, heartbeat, stream leases; the first to stop at shutdown).
+    RTMP port, the stream ownership leases the live paths hold), (4) the metrics listener,
+    (5) the deletion sweeper (ends what deleted streams leave live, removes their recordings),
+    (6) retention (prunes old deliveries and sessions), (7) the cluster (registry row and
+    heartbeat; the first to stop at shutdown).
     Media stops before the dispatcher and the database, so the events of the sessions it ends
     are queued while the database is still there.
     """

@@ -23,6 +23,7 @@ from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
     from api.cluster.context import Cluster
+    from api.cluster.ownership import LeaseOwnership
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
     from api.metrics.registry import Metrics
@@ -61,6 +62,9 @@ DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
 """The app's sweeper (routes call :meth:`api.jobs.deletion.DeletionSweeper.remove_recordings`)."""
 RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
 """The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
+OWNERSHIP: web.AppKey[LeaseOwnership] = web.AppKey("ownership")
+"""This node's stream ownership leases, held by its live paths (:mod:`api.cluster.ownership`);
+set by the media context."""
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 """This node's registry row, heartbeat and stream leases (:mod:`api.cluster.context`)."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")

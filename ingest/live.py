@@ -24,12 +24,15 @@ EndReason = Literal[
     "max_duration",
     "shutdown",
     "error",
+    "lease_lost",
     "replaced",
 ]
 """Why a live session ended: the publisher stopped (or its reconnect window ran out), the
 operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
-its maximum duration, the server shut down, no output could start, or a newer publish of the
-stream on another node took it over (this node let its lease go)."""
+its maximum duration, the server shut down, no output could start, this node lost the
+stream's ownership lease (another node took it over, or the lease could not be renewed, e.g.
+with the database unreachable), or a newer publish of the stream on another node asked this
+node to hand it over."""
 
 END_MESSAGES: dict[EndReason, str] = {
     "publisher_left": "the publisher stopped",
@@ -41,9 +44,15 @@ END_MESSAGES: dict[EndReason, str] = {
     "max_duration": "the session reached its maximum duration",
     "shutdown": "the server is shutting down",
     "error": "the stream could not be processed",
+    "lease_lost": "the stream is no longer owned by this server",
     "replaced": "a newer publish of the stream on another node took it over",
 }
 """What a publisher is told (in ``onStatus``) when the server ends its publish."""
+
+
+class LiveElsewhere(Exception):
+    """The stream is live on another node (it holds the stream's ownership lease); the message
+    is safe to send to the client."""
 
 
 class Publisher(Protocol):
@@ -89,6 +98,7 @@ class PathAdmission(Protocol):
     async def admit(self, stream_key: str, publisher: Publisher) -> PublishedPath:
         """Check ``stream_key`` and make ``publisher`` the publisher of its stream's path, as
         one step: nothing that ends the stream can come between the check and the admission.
-        Raises :class:`~ingest.authorizer.PublishDenied` for a refused key; any other error
-        means the publish cannot be admitted now."""
+        Raises :class:`~ingest.authorizer.PublishDenied` for a refused key,
+        :class:`LiveElsewhere` while another node owns the stream; any other error means the
+        publish cannot be admitted now."""
         ...

@@ -1,7 +1,7 @@
 """Several nodes in one test: ``liverelay serve`` apps started in-process on one shared
 database, each with its own node id, data directory, HTTP and RTMP ports. Tests of what nodes
-do to each other build on :class:`ClusterNodes` through the ``cluster_nodes`` fixture (import
-it into a ``conftest.py``)."""
+do to each other (leases, admission, recovery) build on :class:`ClusterNodes` through the
+``cluster_nodes`` fixture (import it into a ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,20 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api import queries
 from api.app import create_app
-from api.keys import DB_SESSIONMAKER, PATHS, RTMP_PORT
+from api.cluster.clock import clock_of
+from api.cluster.ownership import LeaseOwnership
+from api.keys import DB_SESSIONMAKER, OWNERSHIP, PATHS, RTMP_PORT
 from config import Secret, Settings
 from workers.live_paths import LivePaths
 
 LEASE_SECONDS = 60.0
-"""The nodes' lease lifetime: far longer than any test waits, so a lease a test sees freed was
-released, not expired."""
+"""The nodes' lease lifetime: long enough that no renewal runs by itself during a test (tests
+renew with :meth:`~api.cluster.keeper.LeaseKeeper.renew_all` when they mean to)."""
 
 
 @dataclass
@@ -39,6 +43,10 @@ class Node:
     @property
     def paths(self) -> LivePaths:
         return self.client.app[PATHS]
+
+    @property
+    def ownership(self) -> LeaseOwnership:
+        return self.client.app[OWNERSHIP]
 
     @property
     def rtmp_port(self) -> int:
@@ -82,6 +90,31 @@ class ClusterNodes:
         settings = self.settings(node_id, **overrides)
         client = await self._aiohttp_client(create_app(settings))
         return Node(client, settings)
+
+    @staticmethod
+    async def new_stream(node: Node, **fields: Any) -> tuple[str, str]:
+        """A live stream of a new account, made through ``node``'s database: (id, key)."""
+        async with node.sessionmaker() as session, session.begin():
+            account = await queries.create_account(session, "cluster")
+            stream = await queries.create_live_stream(session, account.id, "s", False, [])
+            for name, value in fields.items():
+                setattr(stream, name, value)
+        return stream.id, stream.stream_key
+
+    @staticmethod
+    async def expire_lease(node: Node, stream_id: str) -> None:
+        """Make ``stream_id``'s lease expired a second ago, by the database's clock (as if its
+        owner had stopped renewing it)."""
+        async with node.sessionmaker() as session, session.begin():
+            clock = clock_of(session)
+            result = await session.execute(
+                text(
+                    f"UPDATE stream_leases SET expires_at = {clock.plus('offset')}"
+                    " WHERE stream_id = :stream_id"
+                ),
+                {"offset": -1.0, "stream_id": stream_id},
+            )
+            assert result.rowcount == 1  # type: ignore[attr-defined]
 
 
 @pytest.fixture

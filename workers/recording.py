@@ -243,13 +243,17 @@ class RecordingOutput:
 
 
 async def finalize_unfinished(
-    store: RecordingStore, storage: RecordingStorage
+    store: RecordingStore,
+    storage: RecordingStorage,
+    recordings: Sequence[RecordingSummary] | None = None,
 ) -> list[RecordingSummary]:
-    """Close every recording a crash left open: keep the segments its last playlist lists,
-    write it as ``VOD`` with ``ENDLIST`` and mark it ``ready`` (``failed`` with a reason when
-    nothing playable is left). Returns the final summaries."""
+    """Close every recording a crash left open (or those of ``recordings``): keep the segments
+    its last playlist lists, write it as ``VOD`` with ``ENDLIST`` and mark it ``ready``
+    (``failed`` with a reason when nothing playable is left). Returns the final summaries."""
     finished = []
-    for unfinished in await store.unfinished_recordings():
+    if recordings is None:
+        recordings = await store.unfinished_recordings()
+    for unfinished in recordings:
         summary = await finalize_stored(unfinished, storage)
         await store.recording_finished(summary)
         log.warning(

@@ -8,8 +8,9 @@ database):
 - ``restream_changed`` {``stream_id``}: its restream targets changed; read them and relay to
   them from now on.
 - ``release`` {``stream_id``, ``requested_by``}: a newer publish of the stream reached node
-  ``requested_by``; end the stream here (``replaced``) and let its lease go, so that node can
-  claim it.
+  ``requested_by``; end the stream here (``replaced``). Ending the session releases its lease
+  (:mod:`workers.live_paths`), so that node can claim it; an admission under way here is
+  turned away.
 
 A message may be lost (the listening connection was away); the bus then calls
 :meth:`ControlHandler.resync`, which re-reads what every stream live here became.
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.cluster.bus import Message
-from api.cluster.keeper import LeaseKeeper
+from api.cluster.leases import StreamLeases
 from api.live.publish_auth import grant_for
 from ingest.live import EndReason
 from workers.live_paths import LivePaths
@@ -59,15 +60,15 @@ class ControlHandler:
         self,
         paths: LivePaths,
         sessionmaker: async_sessionmaker[AsyncSession],
-        keeper: LeaseKeeper,
+        leases: StreamLeases,
     ) -> None:
         self._paths = paths
         self._sessionmaker = sessionmaker
-        self._keeper = keeper
+        self._leases = leases
 
     @property
     def node_id(self) -> str:
-        return self._keeper.leases.node_id
+        return self._leases.node_id
 
     async def handle(self, message: Message) -> None:
         """Act on ``message``; a malformed one is logged and ignored."""
@@ -85,8 +86,7 @@ class ControlHandler:
             await self._apply_restream(stream_id)
         elif message.kind == RELEASE:
             requester = message.body.get("requested_by", message.sender)
-            await self._end(stream_id, "replaced", requester)
-            await self._keeper.release(stream_id)
+            await self._end(stream_id, "replaced", requester)  # the end releases the lease
         else:
             log.warning("unknown control message %s from %s", message.kind, message.sender)
 
@@ -100,7 +100,7 @@ class ControlHandler:
             return
         async with self._sessionmaker() as session:
             streams = await queries.streams_by_id(session, live)
-        owners = await self._keeper.leases.owners(live)
+        owners = await self._leases.owners(live)
         for stream_id in live:
             stream = streams.get(stream_id)
             owner = owners.get(stream_id, self.node_id)
@@ -110,7 +110,6 @@ class ControlHandler:
                 await self._end(stream_id, "disabled", "resync")
             elif owner != self.node_id:
                 await self._end(stream_id, "replaced", owner)
-                await self._keeper.release(stream_id)
             else:
                 await self._paths.update_restream(stream_id, grant_for(stream).restream)
         log.info("control bus: resynced %d live stream(s)", len(live))

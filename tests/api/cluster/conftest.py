@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from api import queries
 from api.cluster.clock import clock_of
@@ -79,6 +84,14 @@ def expire_lease(
         )
 
     return expire
+
+
+@pytest.fixture
+async def unreachable(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a database that cannot be opened (its directory does not exist)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    yield async_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -27,11 +27,11 @@ KEYFRAME = b"\x17\x01\x00\x00\x00\x00\x00\x00\x05\x65\x88\x84\x00\x10"
 
 @asynccontextmanager
 async def live_on(node: Node, stream: dict[str, Any]) -> AsyncIterator[RawPublisher]:
-    """A real RTMP publisher live on ``node``, which holds the stream's lease."""
+    """A real RTMP publisher live on ``node``, which holds the stream's lease from then on."""
     publisher, codes = await RawPublisher.start(node.rtmp_port, stream["streamKey"])
     try:
         assert codes == ["NetStream.Publish.Start"]
-        assert await node.client.app[CLUSTER].leases.acquire(stream["id"]) is not None
+        assert stream["id"] in node.ownership.keeper.held()  # claimed by the admission
         yield publisher
     finally:
         publisher.close()
@@ -123,15 +123,16 @@ async def test_asking_the_owner_to_release_ends_its_stream_and_frees_the_lease(
     a, b = two_nodes
     stream = await create_stream(b.client, account)
     async with live_on(a, stream) as publisher:
-        assert await b.client.app[CLUSTER].leases.acquire(stream["id"]) is None  # A holds it
+        leases = b.ownership.keeper.leases
+        assert await leases.claim(stream["id"]) is None  # A holds it
 
         await b.client.app[CLUSTER].ask_owner_to_release(a.node_id, stream["id"])
 
         assert await ended_with(publisher) == END_MESSAGES["replaced"]
         # Released, not expired: the nodes' leases live a minute.
-        lease = await eventually(lambda: b.client.app[CLUSTER].leases.acquire(stream["id"]))
+        lease = await eventually(lambda: leases.claim(stream["id"]))
         assert lease.node_id == b.node_id
-        assert stream["id"] not in a.client.app[CLUSTER].leases.held()
+        assert stream["id"] not in a.ownership.keeper.held()
 
 
 async def test_a_change_whose_message_was_lost_is_applied_by_the_resync(
