@@ -195,10 +195,12 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     app[METRICS].registry.register(ClusterCollector(heartbeat))
     log.info("node %s registered (%s)", registry.identity.id, registry.identity.internal_url)
     await bus.start()
+    ownership.ask_through(cluster.ask_owner_to_release)
     heartbeat.start()
     try:
         yield
     finally:
+        ownership.ask_through(None)
         await bus.close()
         await heartbeat.close()
         try:

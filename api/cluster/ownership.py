@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
@@ -15,6 +15,11 @@ from api.database import describe_error
 from workers.ownership import Claim, HeldElsewhere, LeaseLost, Owned
 
 log = logging.getLogger(__name__)
+
+AskRelease = Callable[[str, str], Awaitable[None]]
+"""Asks node ``owner_node`` (first argument) to hand ``stream_id`` (second) over."""
+UNKNOWN_OWNER = "unknown"
+"""The owner named when a lease is held elsewhere but its row could not be read back."""
 
 RELEASE_SECONDS = 3.0
 """Bound of one release: a session's end does not wait longer for an unreachable database (the
@@ -31,6 +36,7 @@ class LeaseOwnership:
         self.keeper = LeaseKeeper(leases, self._lost, monotonic=monotonic)
         self._watchers: list[LeaseLost] = []
         self._generations: dict[str, int] = {}
+        self._ask: AskRelease | None = None
 
     @property
     def node_id(self) -> str:
@@ -38,7 +44,7 @@ class LeaseOwnership:
 
     async def claim(self, stream_id: str) -> Claim:
         """Take or keep ``stream_id``'s lease, or name the node holding it."""
-        owner = "unknown"
+        owner = UNKNOWN_OWNER
         for _ in range(2):  # a lease released between the claim and the look-up: claim again
             lease = await self.keeper.acquire(stream_id)
             if lease is not None:
@@ -67,9 +73,27 @@ class LeaseOwnership:
     def watch(self, on_lost: LeaseLost) -> None:
         self._watchers.append(on_lost)
 
+    def ask_through(self, ask: AskRelease | None) -> None:
+        """Send the hand-over requests of :meth:`ask_owner_to_release` through ``ask`` from now
+        on (the control bus while it runs; ``None``: nobody is asked)."""
+        self._ask = ask
+
     async def ask_owner_to_release(self, owner_node: str, stream_id: str) -> None:
-        """Asks nobody yet: a publish of a stream live elsewhere waits for its lease to be
-        released or to expire."""
+        """Ask ``owner_node`` to end ``stream_id`` (``replaced``), which releases its lease, so
+        that the newer publish here can claim it. Returns once asked, not once released; a
+        request that cannot be sent is logged (the lease then has to expire)."""
+        ask = self._ask
+        if ask is None or owner_node in (self.node_id, UNKNOWN_OWNER):
+            return
+        try:
+            await ask(owner_node, stream_id)
+        except Exception as exc:
+            log.warning(
+                "stream %s: node %s not asked to hand it over: %s",
+                stream_id,
+                owner_node,
+                describe_error(exc),
+            )
 
     def _lost(self, stream_id: str, reason: LossReason) -> None:
         generation = self._generations.pop(stream_id, None)

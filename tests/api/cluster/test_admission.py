@@ -1,5 +1,6 @@
 """Two nodes on one PostgreSQL database: a stream is live on at most one of them. A publish
-is refused on a node while another holds the stream's lease; once that lease is expired the
+is refused on a node while another holds the stream's lease and does not hand it over (the
+hand-over over the control bus is tested in ``test_commands.py``); once that lease is expired the
 other node's publish wins with a higher generation and the former owner ends its session
 (``lease_lost``); a node's start-up recovery never touches a stream live on another node."""
 
@@ -27,10 +28,13 @@ async def session_row(node: Node, session_id: str) -> LiveSession | None:
         return await session.get(LiveSession, session_id)
 
 
-async def test_a_stream_live_on_one_node_is_refused_on_another(
+async def test_a_stream_live_on_one_node_is_refused_on_another_that_cannot_ask_it(
     cluster_nodes: ClusterNodes,
 ) -> None:
+    """B's request to hand the stream over does not reach A (as with the control bus down),
+    so A keeps the stream and B refuses the publish once its wait ran out."""
     a, b = await cluster_nodes.start("node-a"), await cluster_nodes.start("node-b")
+    b.ownership.ask_through(None)
     stream_id, key = await cluster_nodes.new_stream(a)
     on_a, codes = await RawPublisher.start(a.rtmp_port, key)
     try:

@@ -135,6 +135,25 @@ async def test_asking_the_owner_to_release_ends_its_stream_and_frees_the_lease(
         assert stream["id"] not in a.ownership.keeper.held()
 
 
+async def test_a_newer_publish_on_another_node_takes_the_stream_over(
+    two_nodes: list[Node], account: AccountCredentials
+) -> None:
+    """The admission on B finds A's lease, asks A over the bus to hand the stream over, and
+    claims the lease A's end released: the newer publish wins within the admission's wait."""
+    a, b = two_nodes
+    stream = await create_stream(b.client, account)
+    async with live_on(a, stream) as first:
+        second, codes = await RawPublisher.start(b.rtmp_port, stream["streamKey"])
+        try:
+            assert codes == ["NetStream.Publish.Start"]
+            assert await ended_with(first) == END_MESSAGES["replaced"]
+            assert b.paths.get(stream["id"]) is not None
+            assert stream["id"] in b.ownership.keeper.held()
+            await eventually(lambda: a.paths.get(stream["id"]) is None)
+        finally:
+            second.close()
+
+
 async def test_a_change_whose_message_was_lost_is_applied_by_the_resync(
     two_nodes: list[Node], account: AccountCredentials
 ) -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.leases import StreamLeases
-from api.cluster.ownership import LeaseOwnership
+from api.cluster.ownership import UNKNOWN_OWNER, LeaseOwnership
 from config import Settings
 from ingest.authorizer import PublishGrant
 from tests.api.cluster.conftest import NewStream
@@ -74,3 +75,27 @@ async def test_an_unrenewable_lease_ends_the_stream_before_another_node_may_clai
         assert await other.claim(stream_id) is None  # the database still holds it for node-a
     finally:
         await paths.close()
+
+
+async def test_hand_over_requests_go_to_other_known_nodes_and_a_failure_is_logged(
+    sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    ownership = LeaseOwnership(StreamLeases(sessionmaker, "node-a", TTL))
+    await ownership.ask_owner_to_release("node-b", "s0")  # nothing to ask through yet
+    asked: list[tuple[str, str]] = []
+
+    async def ask(owner_node: str, stream_id: str) -> None:
+        asked.append((owner_node, stream_id))
+
+    ownership.ask_through(ask)
+    await ownership.ask_owner_to_release("node-b", "s1")
+    await ownership.ask_owner_to_release("node-a", "s2")  # itself
+    await ownership.ask_owner_to_release(UNKNOWN_OWNER, "s3")
+    assert asked == [("node-b", "s1")]
+
+    async def unreachable(owner_node: str, stream_id: str) -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    ownership.ask_through(unreachable)
+    await ownership.ask_owner_to_release("node-b", "s4")  # does not raise
+    assert "stream s4: node node-b not asked to hand it over" in caplog.text
