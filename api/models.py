@@ -262,7 +262,7 @@ class StreamLease(Base):
 class JobLease(Base):
     """Which node runs a periodic job (retention, the full deletion sweep) until
     ``expires_at`` (by the database's clock): the lease of :class:`StreamLease` for a job
-    named ``job``. See :mod:`api.cluster.jobs`."""
+    named ``job``. See :mod:`api.jobs.turns`."""
 
     __tablename__ = "job_leases"
 
