@@ -241,7 +241,7 @@ class WebhookDispatcher:
             claims = [
                 webhook_claims.claim_of(delivery, webhook, lease_until)
                 for delivery, webhook in rows
-                if await webhook_claims.take(session, delivery, lease_until)
+                if await webhook_claims.take(session, delivery, now=now, lease_until=lease_until)
             ]
             self._next_due = await webhook_claims.next_due(session, now)
         for claim in claims:
