@@ -59,12 +59,14 @@ class JobTurns:
         return lease is not None
 
     async def release(self) -> None:
-        """Give the job up (a clean stop): another node may run it at its next period."""
-        held, self._held = self._held, None
-        if held is None:
-            return
+        """Give the job up (a clean stop): another node may run it at its next period. Call it
+        once the job's task has ended: the lease is looked up rather than taken from the last
+        claim, which a cancelled task may have committed without learning the answer."""
+        self._held = None
         try:
-            await self._leases.release(held)
+            current = await self._leases.current(self.job)
+            if current is not None and current.node_id == self.node_id:
+                await self._leases.release(current)
         except Exception as exc:
             log.warning(
                 "job %s: lease not released (it expires by itself): %s",
