@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from api.cluster.clock import clock_of
 from api.keys import DB_SESSIONMAKER
+from api.models import utc_now
 from api.webhooks.dispatcher import WebhookDispatcher
 from api.webhooks.sender import WebhookSender
 from tests.api.conftest import AccountCredentials, new_account
@@ -114,3 +116,26 @@ async def test_a_delivery_claimed_by_a_dead_node_is_sent_by_another_when_its_cla
 
     await eventually(delivered)
     assert event_ids(receiver, "ok") == Counter({event_id: 1})
+
+
+async def test_a_node_whose_clock_runs_ahead_leaves_another_nodes_claim_alone(
+    start_app: StartApp, receiver: Receiver
+) -> None:
+    client = await start_app()
+    await stop_dispatcher(client)
+    account = await new_account(client)
+    await create_webhook(client, account, receiver.url("ok"))
+    event_id = await queue_event(client, account.id)
+    sessionmaker = client.app[DB_SESSIONMAKER]
+    sender = WebhookSender(timeout=1.0, allow_private=True)
+    punctual = WebhookDispatcher(sessionmaker, sender=sender, policy=FAST)
+    claims, _ = await punctual.claim(1000)
+    assert event_id in {c.event_id for c in claims}
+    ahead = timedelta(seconds=2 * FAST.lease)  # past the end of the claim, by its own clock
+    hasty = WebhookDispatcher(
+        sessionmaker, sender=sender, policy=FAST, clock=lambda: utc_now() + ahead
+    )
+
+    taken, _ = await hasty.claim(1000)
+
+    assert event_id not in {c.event_id for c in taken}
