@@ -114,7 +114,7 @@ class RetentionTask:
         self._turns = turns
         self._runner: asyncio.Task[None] | None = None
         self.periods = 0
-        """Periods this node decided about (pruned, or left to the node holding the job)."""
+        """Periods over: pruned here, or left to the node holding the job."""
         self.passes = 0
         """Prunes completed (failed ones not counted)."""
 
@@ -135,8 +135,9 @@ class RetentionTask:
     async def period(self) -> Pruned | None:
         """One period: prune if it is this node's turn (``None`` if not, or if it failed)."""
         mine = self._turns is None or await self._turns.mine()
+        pruned = await self.prune_once() if mine else None
         self.periods += 1
-        return await self.prune_once() if mine else None
+        return pruned
 
     async def prune_once(self) -> Pruned | None:
         """One prune; a failure (the database away) is logged and waits for the next."""
