@@ -1,7 +1,7 @@
 """Per-stream sequence numbers of webhook events, and leases of periodic jobs.
 
-Revision ID: 0006_event_sequence
-Revises: 0005_cluster
+Revision ID: 0007_event_sequence
+Revises: 0006_session_lease_generation
 Create Date: 2026-12-07 03:00:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_event_sequence"
-down_revision: str | None = "0005_cluster"
+revision: str = "0007_event_sequence"
+down_revision: str | None = "0006_session_lease_generation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
