@@ -15,6 +15,7 @@ from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
 from api.openapi import document as openapi
+from api.recording_storage import storage_context
 from api.routes import (
     health,
     lifecycle,
@@ -41,11 +42,11 @@ def create_app(
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
-    RTMP port), (4) the metrics listener, (5) the cluster (registry row, heartbeat, stream leases),
-    (6) the deletion sweeper (ends what deleted streams leave live, removes their recordings),
-    (7) retention (prunes old deliveries and sessions). The last two take their job leases in
-    the name of the node the cluster context registered, and give them up at shutdown before
-    it marks the node gone.
+    RTMP port, the stream ownership leases the live paths hold), (4) the metrics listener,
+    (5) the cluster (registry row and heartbeat), (6) the deletion sweeper (ends what deleted
+    streams leave live, removes their recordings), (7) retention (prunes old deliveries and
+    sessions). The last two take their job leases in the name of the node the cluster context
+    registered, and give them up at shutdown before it marks the node gone.
     Media stops before the dispatcher and the database, so the events of the sessions it ends
     are queued while the database is still there.
     """
@@ -61,6 +62,7 @@ def create_app(
     app[TOKEN_CACHE] = token_cache
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
+    app.cleanup_ctx.append(storage_context)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(cluster_context)

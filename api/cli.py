@@ -109,7 +109,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port, print=None)
+    app = create_app(settings)
+    try:
+        web.run_app(app, host=settings.http_host, port=settings.http_port, print=None)
+    except SettingsError as exc:  # found at start-up, e.g. object storage without credentials
+        print(f"liverelay: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -191,12 +196,11 @@ def apikey_delete(settings: Settings, args: argparse.Namespace) -> int:
         log.error("no active API key %s", args.apikey)
         return 1
     from api.jobs.deletion import withdraw_deleted_recordings
-    from workers.storage import LocalRecordingStorage
-
-    storage = LocalRecordingStorage(settings.recordings_dir)
+    from workers.recording_storages import recording_storage
 
     async def withdraw(session: AsyncSession) -> int:
-        return await withdraw_deleted_recordings(session, storage, account_id)
+        async with recording_storage(settings) as storage:
+            return await withdraw_deleted_recordings(session, storage, account_id)
 
     withdrawn = asyncio.run(_with_session(settings, withdraw))
     log.info("withdrew %d recordings of API key %s", withdrawn, args.apikey)

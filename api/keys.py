@@ -19,10 +19,11 @@ from ingest.authorizer import PublishAuthorizer
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
-from workers.storage import LocalRecordingStorage
+from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
     from api.cluster.context import Cluster
+    from api.cluster.ownership import LeaseOwnership
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
     from api.metrics.registry import Metrics
@@ -50,8 +51,8 @@ PATHS = web.AppKey("live_paths", LivePaths)
 :func:`api.live.media_context.end_live`."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
-RECORDING_STORAGE = web.AppKey("recording_storage", LocalRecordingStorage)
-"""Where recordings are kept (routes delete through it)."""
+RECORDING_STORAGE: web.AppKey[AnyRecordingStorage] = web.AppKey("recording_storage")
+"""Where recordings are kept (routes delete through it), local disk or object storage."""
 FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
 """The ffmpeg binary in use (checked by ``/readyz``)."""
 
@@ -61,6 +62,9 @@ DELETION_SWEEPER: web.AppKey[DeletionSweeper] = web.AppKey("deletion_sweeper")
 """The app's sweeper (routes call :meth:`api.jobs.deletion.DeletionSweeper.remove_recordings`)."""
 RETENTION: web.AppKey[RetentionTask] = web.AppKey("retention")
 """The app's pruning task (absent when ``LIVERELAY_RETENTION_DAYS`` is 0)."""
+OWNERSHIP: web.AppKey[LeaseOwnership] = web.AppKey("ownership")
+"""This node's stream ownership leases, held by its live paths (:mod:`api.cluster.ownership`);
+set by the media context."""
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 """This node's registry row, heartbeat and stream leases (:mod:`api.cluster.context`)."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 ENV_PREFIX = "LIVERELAY_"
 _NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class SettingsError(ValueError):
@@ -155,6 +156,17 @@ class Settings:
     """Days webhook deliveries (by event time) and ended live sessions (by end time) are kept;
     older ones are deleted hourly. Pending deliveries and live sessions are never deleted.
     0 = keep forever."""
+    storage_url: str | None = None
+    """Where recordings are kept. Unset: on local disk under ``<data_dir>/recordings``.
+    ``s3://bucket`` or ``s3://bucket/prefix``: in S3-compatible object storage (credentials
+    from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``)."""
+    s3_endpoint: str | None = None
+    """Base URL of the S3-compatible server (e.g. ``http://127.0.0.1:8333``); unset: AWS S3."""
+    s3_region: str = "us-east-1"
+    """Region the S3 requests are signed for."""
+    upload_backlog_mb: int = 512
+    """MiB of recorded segments that may wait on local disk (under ``<data_dir>/upload-backlog``)
+    while object storage is unreachable. A segment that would go past it fails its recording."""
 
     node_id: str | None = None
     """This node's id among the nodes sharing the database (letters, digits, ``.``, ``_``,
@@ -200,6 +212,7 @@ class Settings:
         self._check_rtmp_limits()
         self._check_tokens()
         self._check_cluster()
+        self._check_storage()
         for name in ("http_port", "rtmp_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -208,6 +221,54 @@ class Settings:
             raise SettingsError("LIVERELAY_METRICS_PORT must be a port number, or -1 (off)")
         if self.metrics_token is not None and not self.metrics_token.value.strip():
             raise SettingsError("LIVERELAY_METRICS_TOKEN must not be blank")
+
+    def _check_storage(self) -> None:
+        if self.storage_url is not None:
+            self.s3_location  # noqa: B018 (raises SettingsError when malformed)
+        if self.s3_endpoint is not None:
+            endpoint = urlsplit(self.s3_endpoint)
+            if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+                raise SettingsError(
+                    f"LIVERELAY_S3_ENDPOINT={self.s3_endpoint!r} must be an http:// or https:// URL"
+                )
+            if endpoint.path not in ("", "/") or endpoint.query or endpoint.username:
+                raise SettingsError(
+                    f"LIVERELAY_S3_ENDPOINT={self.s3_endpoint!r} must be scheme://host[:port] only"
+                )
+        if not re.fullmatch(r"[a-z0-9-]{1,64}", self.s3_region):
+            raise SettingsError(f"LIVERELAY_S3_REGION={self.s3_region!r} is not a region name")
+        if self.upload_backlog_mb < 1:
+            raise SettingsError("LIVERELAY_UPLOAD_BACKLOG_MB must be >= 1")
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """``(bucket, key prefix)`` from ``storage_url`` when it names S3, else ``None``. The
+        prefix is empty or ends with ``/``."""
+        if self.storage_url is None:
+            return None
+        url = urlsplit(self.storage_url)
+        if url.scheme != "s3":
+            raise SettingsError(
+                f"LIVERELAY_STORAGE_URL={self.storage_url!r} must be s3://bucket[/prefix] "
+                "(unset keeps recordings on local disk)"
+            )
+        bucket, prefix = url.netloc, url.path.strip("/")
+        if not _BUCKET.fullmatch(bucket) or url.query or url.fragment:
+            raise SettingsError(
+                f"LIVERELAY_STORAGE_URL={self.storage_url!r}: {bucket!r} is not a bucket name "
+                "(3-63 characters: lowercase letters, digits, dots, hyphens)"
+            )
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise SettingsError(
+                f"LIVERELAY_STORAGE_URL={self.storage_url!r}: the prefix has an empty, '.' or "
+                "'..' part"
+            )
+        return bucket, f"{prefix}/" if prefix else ""
+
+    @property
+    def upload_backlog_dir(self) -> Path:
+        """Where recorded segments wait for their upload to object storage."""
+        return self.data_dir / "upload-backlog"
 
     def _check_tokens(self) -> None:
         if self.jwt_leeway_seconds < 0:

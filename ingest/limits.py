@@ -51,6 +51,8 @@ class CloseReason(enum.StrEnum):
     """A second publish on a connection that is publishing."""
     AUTH_UNAVAILABLE = "auth_unavailable"
     """The stream key could not be checked (the database is unreachable)."""
+    LIVE_ELSEWHERE = "live_elsewhere"
+    """The stream is live on another node sharing the database (it holds the lease)."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
 

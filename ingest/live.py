@@ -24,10 +24,13 @@ EndReason = Literal[
     "max_duration",
     "shutdown",
     "error",
+    "lease_lost",
 ]
 """Why a live session ended: the publisher stopped (or its reconnect window ran out), the
 operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
-its maximum duration, the server shut down, or no output could start."""
+its maximum duration, the server shut down, no output could start, or this node lost the
+stream's ownership lease (another node took it over, or the lease could not be renewed, e.g.
+with the database unreachable)."""
 
 END_MESSAGES: dict[EndReason, str] = {
     "publisher_left": "the publisher stopped",
@@ -39,8 +42,14 @@ END_MESSAGES: dict[EndReason, str] = {
     "max_duration": "the session reached its maximum duration",
     "shutdown": "the server is shutting down",
     "error": "the stream could not be processed",
+    "lease_lost": "the stream is no longer owned by this server",
 }
 """What a publisher is told (in ``onStatus``) when the server ends its publish."""
+
+
+class LiveElsewhere(Exception):
+    """The stream is live on another node (it holds the stream's ownership lease); the message
+    is safe to send to the client."""
 
 
 class Publisher(Protocol):
@@ -86,6 +95,7 @@ class PathAdmission(Protocol):
     async def admit(self, stream_key: str, publisher: Publisher) -> PublishedPath:
         """Check ``stream_key`` and make ``publisher`` the publisher of its stream's path, as
         one step: nothing that ends the stream can come between the check and the admission.
-        Raises :class:`~ingest.authorizer.PublishDenied` for a refused key; any other error
-        means the publish cannot be admitted now."""
+        Raises :class:`~ingest.authorizer.PublishDenied` for a refused key,
+        :class:`LiveElsewhere` while another node owns the stream; any other error means the
+        publish cannot be admitted now."""
         ...

@@ -22,7 +22,13 @@ from config.logs import stream_id_var
 from ingest.authorizer import PublishDenied
 from ingest.hub import MediaRefused, StreamHub
 from ingest.limits import CloseReason
-from ingest.live import END_MESSAGES, EndReason, PathAdmission, PublishedPath
+from ingest.live import (
+    END_MESSAGES,
+    EndReason,
+    LiveElsewhere,
+    PathAdmission,
+    PublishedPath,
+)
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.events import (
     ConnectRequested,
@@ -152,6 +158,8 @@ class PublisherConnection:
             path = await self._admission.admit(event.name, self)
         except PublishDenied as exc:
             self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.BAD_KEY)
+        except LiveElsewhere as exc:
+            self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.LIVE_ELSEWHERE)
         except Exception as exc:  # the key's backend is down, or the outputs cannot start
             log.error("cannot admit a publish from %s: %s", self.client_address, type(exc).__name__)
             self._reject(

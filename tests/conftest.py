@@ -27,6 +27,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
 from config import Secret, Settings
+from tests.s3_support import S3Server, SeaweedFS, start_moto
 
 POSTGRES_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL_TEMPLATE = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
@@ -175,3 +176,23 @@ async def counting_listener() -> AsyncIterator[CountingListener]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """SeaweedFS (``weed mini``) on loopback with signature checks, once per test session."""
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3Server]:
+    """moto's S3 server in a thread (a lighter fake that checks no signature)."""
+    server, handle = start_moto()
+    try:
+        yield server
+    finally:
+        handle.stop()  # type: ignore[attr-defined]

@@ -1,19 +1,23 @@
 """Fakes of the project's own seams, shared by the whole suite: a clock that moves only when
 told to, a resolver that answers from a fixed table, a publish authorizer that holds its
-answer until a test releases it, and live paths that admit publishers by a table of keys.
-(Never fakes of ffmpeg, sockets or databases: the tests use the real ones.)"""
+answer until a test releases it, live paths that admit publishers by a table of keys,
+stream ownership leases from a table, and a recording store in memory. (Never fakes of
+ffmpeg, sockets, databases or object storage: the tests use the real ones.)"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant
 from ingest.hub import StreamHub
 from ingest.live import EndReason, Publisher
 from workers.egress import IPAddress
+from workers.ownership import Claim, HeldElsewhere, Owned
+from workers.recording import RecordingSummary
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
@@ -161,3 +165,88 @@ class StubAdmission:
         path = StubPath(stream_id, publisher)
         self.paths.append(path)
         return path
+
+
+class MemoryStore:
+    """Keeps recordings in a dict, like the database would."""
+
+    def __init__(self, *, fail_start: bool = False) -> None:
+        self.rows: dict[str, RecordingSummary] = {}
+        self.fail_start = fail_start
+
+    async def recording_started(self, stream_id: str, started_at: float) -> str:
+        if self.fail_start:
+            raise ConnectionError("database is down")
+        rid = f"{len(self.rows) + 1:024x}"
+        self.rows[rid] = RecordingSummary(rid, stream_id, "recording", started_at)
+        return rid
+
+    async def recording_finished(self, summary: RecordingSummary) -> None:
+        self.rows[summary.recording_id] = summary
+
+    async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
+        return [r for r in self.rows.values() if r.status == "recording"]
+
+
+class FakeOwnership:
+    """Stream ownership leases of one node, as :class:`workers.ownership.Ownership`, from a
+    table the test edits: :attr:`elsewhere` names the node holding a stream's live lease.
+    Claims, releases and requests to hand over are recorded; :meth:`lose` plays the keeper
+    reporting a lost lease. With ``hands_over`` the owner gives the stream up when asked."""
+
+    def __init__(self, *, hands_over: bool = False) -> None:
+        self.elsewhere: dict[str, str] = {}
+        self.held: dict[str, int] = {}
+        self.generations: dict[str, int] = {}
+        self.claims: list[str] = []
+        self.released: list[tuple[str, int]] = []
+        self.asked: list[tuple[str, str]] = []
+        self.hands_over = hands_over
+        self._watchers: list[Callable[[str, int], None]] = []
+
+    async def claim(self, stream_id: str) -> Claim:
+        self.claims.append(stream_id)
+        if stream_id in self.elsewhere:
+            return HeldElsewhere(self.elsewhere[stream_id])
+        if stream_id not in self.held:
+            self.generations[stream_id] = self.generations.get(stream_id, 0) + 1
+            self.held[stream_id] = self.generations[stream_id]
+        return Owned(self.held[stream_id])
+
+    async def release(self, stream_id: str, generation: int) -> None:
+        self.released.append((stream_id, generation))
+        if self.held.get(stream_id) == generation:
+            del self.held[stream_id]
+
+    def watch(self, on_lost: Callable[[str, int], None]) -> None:
+        self._watchers.append(on_lost)
+
+    async def ask_owner_to_release(self, owner_node: str, stream_id: str) -> None:
+        self.asked.append((owner_node, stream_id))
+        if self.hands_over:
+            self.generations[stream_id] = self.generations.get(stream_id, 0) + 1
+            del self.elsewhere[stream_id]
+
+    def lose(self, stream_id: str, owner: str = "node-b") -> None:
+        """The lease of ``stream_id`` was taken over by ``owner``: tell the watchers."""
+        generation = self.held.pop(stream_id)
+        self.elsewhere[stream_id] = owner
+        for on_lost in self._watchers:
+            on_lost(stream_id, generation)
+
+
+class OpenSessions:
+    """Sessions without an end, as :class:`workers.events.LeftOpen`: :attr:`open` maps a
+    stream to its open sessions' lease generations (``None``: unknown)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, list[int | None]] = {}
+
+    async def streams_left_open(self) -> set[str]:
+        return {stream_id for stream_id, sessions in self.open.items() if sessions}
+
+    async def close_left_open(self, stream_id: str, before_generation: int) -> int:
+        sessions = self.open.get(stream_id, [])
+        kept = [g for g in sessions if g is not None and g >= before_generation]
+        self.open[stream_id] = kept
+        return len(sessions) - len(kept)

@@ -9,7 +9,14 @@ from typing import Literal, Protocol
 
 from ingest.live import EndReason
 
-__all__ = ["EndReason", "NoStreamEvents", "RestreamState", "SessionInfo", "StreamEvents"]
+__all__ = [
+    "EndReason",
+    "LeftOpen",
+    "NoStreamEvents",
+    "RestreamState",
+    "SessionInfo",
+    "StreamEvents",
+]
 
 RestreamState = Literal["connected", "failed"]
 
@@ -26,6 +33,8 @@ class SessionInfo:
     """Unix time the session began."""
     client_address: str
     """``host:port`` of the publisher that began it."""
+    lease_generation: int | None = None
+    """The generation of the stream's ownership lease this node holds for the session."""
 
 
 class StreamEvents(Protocol):
@@ -70,3 +79,17 @@ class NoStreamEvents:
         self, info: SessionInfo, *, target_id: str, state: RestreamState, last_error: str | None
     ) -> None:
         """Ignore."""
+
+
+class LeftOpen(Protocol):
+    """Sessions an unclean end (a crash, a lost node) left without an end, as start-up
+    recovery sees them (implemented by ``api``)."""
+
+    async def streams_left_open(self) -> set[str]:
+        """The streams that have a session without an end."""
+        ...
+
+    async def close_left_open(self, stream_id: str, before_generation: int) -> int:
+        """End (reason ``error``) the sessions of ``stream_id`` left open by ownerships older
+        than ``before_generation`` (or of unknown generation); returns how many."""
+        ...

@@ -59,6 +59,9 @@ class LivePath:
         self.info = info
         self.publisher: Publisher | None = None
         """The connection feeding the path; ``None`` while it waits in its reconnect window."""
+        self.lease_generation = info.lease_generation or 0
+        """The generation of the stream's ownership lease this node holds for the session (the
+        same through reconnects)."""
         self.client_address = info.client_address
         """The current (or last) publisher's address."""
         self.reconnects = 0

@@ -11,6 +11,11 @@ what the check finds out. Every end (and every change of restream targets) there
 mark, and an admission that finds a mark for its stream made since its check began checks the
 key again under the lock, which sees the change (the API commits a change before it ends the
 stream).
+
+A new session holds its stream's ownership lease (:mod:`workers.ownership`): claimed under the
+lock after the key check and before the path is registered, kept through the reconnect window,
+released when the session ends. A publish is refused while another node holds the lease, and a
+path whose lease is lost ends by itself (``lease_lost``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import logging
 import secrets
 import shutil
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +34,17 @@ from config.logs import stream_id_var
 from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant, RestreamTarget
 from ingest.live import EndReason, Publisher
-from workers.events import NoStreamEvents, SessionInfo, StreamEvents
+from workers.change_marks import ChangeMarks
+from workers.events import LeftOpen, NoStreamEvents, SessionInfo, StreamEvents
 from workers.live_path import LivePath
-from workers.recording import RecordingStore, finalize_unfinished
+from workers.ownership import (
+    HANDOVER_SECONDS,
+    Owned,
+    Ownership,
+    SoleOwnership,
+    claim_for_publish,
+)
+from workers.recording import RecordingStore, RecordingSummary, finalize_unfinished
 from workers.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
@@ -54,9 +66,13 @@ class LivePaths:
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
         events: StreamEvents | None = None,
+        ownership: Ownership | None = None,
+        handover_seconds: float = HANDOVER_SECONDS,
     ) -> None:
         """``authorizer`` checks stream keys; without ``recordings`` and ``storage`` nothing is
-        recorded; without ``events`` the sessions go unreported."""
+        recorded; without ``events`` the sessions go unreported; without ``ownership`` this
+        node owns every stream (no database shared with other nodes). A publish of a stream
+        another node owns is refused after ``handover_seconds`` of asking it to hand over."""
         self._settings = settings
         self._ffmpeg = ffmpeg
         self._authorizer = authorizer
@@ -65,10 +81,14 @@ class LivePaths:
         self._events: StreamEvents = events if events is not None else NoStreamEvents()
         self._paths: dict[str, LivePath] = {}
         self._locks: dict[str, _StreamLock] = {}
-        self._marks = _ChangeMarks()
+        self._marks = ChangeMarks()
         self._ending: set[LivePath] = set()
         self._cleanups: dict[str, asyncio.Task[None]] = {}
+        self._ownership: Ownership = ownership if ownership is not None else SoleOwnership()
+        self._handover_seconds = handover_seconds
+        self._losses: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._ownership.watch(self._lease_lost)
 
     # -- what the API reads -------------------------------------------------------------------
 
@@ -125,14 +145,21 @@ class LivePaths:
         return await self._open(grant, publisher)
 
     async def _open(self, grant: PublishGrant, publisher: Publisher) -> LivePath:
-        """Prepare a clean live directory and begin a new session."""
+        """Claim the stream's lease, prepare a clean live directory, begin a new session."""
         stream_id = grant.stream_id
-        cleanup = self._cleanups.pop(stream_id, None)
-        if cleanup is not None:
-            cleanup.cancel()
-        directory = self._settings.live_dir / stream_id
-        await asyncio.to_thread(_reset_dir, directory)
-        info = SessionInfo(stream_id, new_session_id(), time.time(), publisher.client_address)
+        generation = await claim_for_publish(self._ownership, stream_id, self._handover_seconds)
+        try:
+            cleanup = self._cleanups.pop(stream_id, None)
+            if cleanup is not None:
+                cleanup.cancel()
+            directory = self._settings.live_dir / stream_id
+            await asyncio.to_thread(_reset_dir, directory)
+        except BaseException:
+            await self._ownership.release(stream_id, generation)
+            raise
+        info = SessionInfo(
+            stream_id, new_session_id(), time.time(), publisher.client_address, generation
+        )
         path = LivePath(
             self._settings,
             ffmpeg=self._ffmpeg,
@@ -189,6 +216,7 @@ class LivePaths:
             await path.finish(reason)
         finally:
             self._ending.discard(path)
+            await self._ownership.release(stream_id, path.lease_generation)
             if not self._closed:
                 self._cleanups[stream_id] = asyncio.create_task(self._remove_later(stream_id))
 
@@ -200,6 +228,17 @@ class LivePaths:
             shutil.rmtree, self._settings.live_dir / stream_id, ignore_errors=True
         )
         self._cleanups.pop(stream_id, None)
+
+    def _lease_lost(self, stream_id: str, generation: int) -> None:
+        """The ownership lease held at ``generation`` is lost: the path holding it ends now,
+        before another node can take the stream."""
+        path = self._paths.get(stream_id)
+        if path is None or path.lease_generation != generation:
+            return
+        log.error("stream %s: ownership lease lost; ending the session here", stream_id)
+        task = asyncio.create_task(self._end_if(path, "lease_lost", _always))
+        self._losses.add(task)
+        task.add_done_callback(self._losses.discard)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, stream_id: str) -> AsyncIterator[None]:
@@ -218,14 +257,62 @@ class LivePaths:
 
     # -- start and stop -----------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """Close the recordings an unclean shutdown left open (call before admitting)."""
-        if self._recordings is None or self._storage is None:
-            return
+    async def recover(
+        self, sessions: LeftOpen | None = None, only: set[str] | None = None
+    ) -> set[str]:
+        """Close the recordings and ``sessions`` an unclean end left open (call before
+        admitting, then again for the streams it returns), stream by stream, each holding the
+        stream's lock and lease: a stream another node holds live is not touched. Streams live
+        here keep their recordings and their own session. ``only``: these streams alone.
+        Returns the streams left to do (their lease is held elsewhere, or the database failed).
+        """
         try:
-            await finalize_unfinished(self._recordings, self._storage)
+            recordings = await self._unfinished_recordings()
+            streams = set(recordings) | (await sessions.streams_left_open() if sessions else set())
         except Exception:
-            log.exception("closing the recordings left open by the last run failed")
+            log.exception("looking for what the last run left open failed")
+            return set(only) if only is not None else set()
+        left: set[str] = set()
+        for stream_id in sorted(streams if only is None else streams & only):
+            try:
+                done = await self._recover_stream(
+                    stream_id, recordings.get(stream_id, []), sessions
+                )
+            except Exception:
+                log.exception("stream %s: closing what was left open failed", stream_id)
+                done = False
+            if not done:
+                left.add(stream_id)
+        return left
+
+    async def _unfinished_recordings(self) -> dict[str, list[RecordingSummary]]:
+        by_stream: dict[str, list[RecordingSummary]] = {}
+        if self._recordings is not None and self._storage is not None:
+            for unfinished in await self._recordings.unfinished_recordings():
+                by_stream.setdefault(unfinished.stream_id, []).append(unfinished)
+        return by_stream
+
+    async def _recover_stream(
+        self, stream_id: str, recordings: list[RecordingSummary], sessions: LeftOpen | None
+    ) -> bool:
+        async with self._exclusive(stream_id):
+            live = self._paths.get(stream_id)
+            if live is not None:  # its recording and session are the live ones
+                if sessions is not None:
+                    await sessions.close_left_open(stream_id, live.lease_generation)
+                return True
+            claim = await self._ownership.claim(stream_id)
+            if not isinstance(claim, Owned):
+                log.info("stream %s is live on node %s: left to it", stream_id, claim.node_id)
+                return False
+            try:
+                if recordings and self._recordings and self._storage:
+                    await finalize_unfinished(self._recordings, self._storage, recordings)
+                if sessions is not None:
+                    await sessions.close_left_open(stream_id, claim.generation)
+            finally:
+                await self._ownership.release(stream_id, claim.generation)
+            return True
 
     async def close(self) -> None:
         """End every path (shutdown); publishes admitted from now on are refused."""
@@ -236,6 +323,8 @@ class LivePaths:
             await asyncio.gather(*(p.finish("shutdown") for p in self._ending))
         for task in self._cleanups.values():
             task.cancel()
+        if self._losses:
+            await asyncio.gather(*self._losses, return_exceptions=True)
 
 
 @dataclass
@@ -245,42 +334,13 @@ class _StreamLock:
     """Tasks holding or waiting for the lock."""
 
 
-class _ChangeMarks:
-    """Which streams were ended or changed while key checks were running. Marks are kept only
-    while a check that began before them runs, so they never outnumber the streams."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._last: dict[str, int] = {}
-        self._running: Counter[int] = Counter()
-
-    def begin(self) -> int:
-        """A key check begins; returns its mark."""
-        self._running[self._count] += 1
-        return self._count
-
-    def changed(self, stream_id: str) -> None:
-        """``stream_id`` was ended or changed (its new state is committed)."""
-        self._count += 1
-        if self._running:
-            self._last[stream_id] = self._count
-
-    def changed_since(self, stream_id: str, mark: int) -> bool:
-        """Whether ``stream_id`` changed after the check of ``mark`` began."""
-        return self._last.get(stream_id, -1) > mark
-
-    def done(self, mark: int) -> None:
-        """The check of ``mark`` is over."""
-        self._running[mark] -= 1
-        if self._running[mark] <= 0:
-            del self._running[mark]
-        if not self._running:
-            self._last.clear()
-
-
 def new_session_id() -> str:
     """A 24-hex id shaped like the API's object ids (time first, so ids sort by start)."""
     return f"{int(time.time()) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def _always() -> bool:
+    return True
 
 
 def _reset_dir(directory: Path) -> None:

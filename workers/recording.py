@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from workers.m3u8 import Segment, parse_media_playlist, render_playlist
-from workers.storage import RecordingStorage
+from workers.storage import RecordingFailed, RecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +169,17 @@ class RecordingOutput:
 
     async def _close_playlist(self) -> None:
         assert self.recording_id is not None
+        if self._status == "failed":
+            return
         if not self._segments:
             self._fail("no segment was recorded (the session carried no decodable media)")
             return
         try:
             text = render_recording(self._segments, target=self._target, ended=True)
             await self._storage.write_playlist(self.recording_id, text)
+        except RecordingFailed as exc:
+            self._fail(str(exc))
+            return
         except OSError as exc:
             self._fail(f"could not write the recording playlist: {exc.strerror or exc}")
             return
@@ -213,10 +218,15 @@ class RecordingOutput:
 
     async def _store_segment(self, path: Path, segment: Segment) -> None:
         assert self.recording_id is not None
+        if self._status == "failed":
+            return
         if not self._segments and segment.discontinuity:
             segment = replace(segment, discontinuity=False)
         try:
             self._bytes += await self._storage.add_segment(self.recording_id, path)
+        except RecordingFailed as exc:  # storage gave up on it: no further segment is taken
+            self._fail(str(exc))
+            return
         except OSError as exc:
             # The recording goes on with a gap; the next segment says so to players.
             log.error("recording %s: segment %s lost: %s", self.recording_id, path.name, exc)
@@ -226,18 +236,24 @@ class RecordingOutput:
         try:
             text = render_recording(self._segments, target=self._target, ended=False)
             await self._storage.write_playlist(self.recording_id, text)
+        except RecordingFailed as exc:
+            self._fail(str(exc))
         except OSError as exc:
             log.error("recording %s: playlist not updated: %s", self.recording_id, exc)
 
 
 async def finalize_unfinished(
-    store: RecordingStore, storage: RecordingStorage
+    store: RecordingStore,
+    storage: RecordingStorage,
+    recordings: Sequence[RecordingSummary] | None = None,
 ) -> list[RecordingSummary]:
-    """Close every recording a crash left open: keep the segments its last playlist lists,
-    write it as ``VOD`` with ``ENDLIST`` and mark it ``ready`` (``failed`` with a reason when
-    nothing playable is left). Returns the final summaries."""
+    """Close every recording a crash left open (or those of ``recordings``): keep the segments
+    its last playlist lists, write it as ``VOD`` with ``ENDLIST`` and mark it ``ready``
+    (``failed`` with a reason when nothing playable is left). Returns the final summaries."""
     finished = []
-    for unfinished in await store.unfinished_recordings():
+    if recordings is None:
+        recordings = await store.unfinished_recordings()
+    for unfinished in recordings:
         summary = await finalize_stored(unfinished, storage)
         await store.recording_finished(summary)
         log.warning(

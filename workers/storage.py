@@ -1,10 +1,10 @@
 """Where recordings are kept: a small interface, and the local-disk implementation.
 
 A recording is a directory of MPEG-TS segments plus an ``index.m3u8`` listing them. The writer
-(:class:`workers.recording.RecordingOutput`) only talks to :class:`RecordingStorage`, so object
-storage can implement the same four calls later. The local implementation hard-links each live
-segment into the recording (no copy, no second transcode) and falls back to a copy when the live
-directory is on another filesystem.
+(:class:`workers.recording.RecordingOutput`) only talks to :class:`RecordingStorage`; object
+storage implements the same calls in :mod:`workers.object_storage`. The local implementation
+hard-links each live segment into the recording (no copy, no second transcode) and falls back to a
+copy when the live directory is on another filesystem.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ TRASH_NAME = ".trash"
 """Directory under the recordings root holding withdrawn recordings until they are removed."""
 _LINK_FALLBACK_ERRNOS = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
 """``os.link`` failures that a copy works around (other filesystem, no hard links there)."""
+
+
+class RecordingFailed(OSError):
+    """Storage gave up on one recording (e.g. its upload backlog went past its bound, or another
+    writer changed its playlist): the recording cannot go on. The message says why."""
 
 
 @dataclass(frozen=True)
@@ -123,17 +128,23 @@ class LocalRecordingStorage:
 
     @staticmethod
     def _add_segment(directory: Path, source: Path) -> int:
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / source.name
-        try:
-            os.link(source, target)
-        except FileExistsError:
-            pass  # already stored (a retried call)
-        except OSError as exc:
-            if exc.errno not in _LINK_FALLBACK_ERRNOS:
-                raise
-            _copy_then_rename(source, target)
-        return target.stat().st_size
+        return link_or_copy(directory, source)
+
+
+def link_or_copy(directory: Path, source: Path) -> int:
+    """Hard-link ``source`` into ``directory`` under its own name (a copy across filesystems);
+    return its size. Blocking: call it in a thread."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / source.name
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass  # already stored (a retried call)
+    except OSError as exc:
+        if exc.errno not in _LINK_FALLBACK_ERRNOS:
+            raise
+        _copy_then_rename(source, target)
+    return target.stat().st_size
 
 
 def _move_to_trash(directory: Path, trash: Path) -> Path | None:

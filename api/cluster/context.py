@@ -1,6 +1,7 @@
 """The cluster context of ``liverelay serve``: register this node, heartbeat every third of
-``LIVERELAY_LEASE_SECONDS``, keep its stream leases, and on a clean shutdown release them and
-mark the node gone."""
+``LIVERELAY_LEASE_SECONDS``, and on a clean shutdown mark the node gone. Its stream leases are
+held by the live paths and kept by the media context (:mod:`api.live.media_context`), which
+releases them once the paths have ended."""
 
 from __future__ import annotations
 
@@ -16,17 +17,16 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.cluster.keeper import LeaseKeeper, LossReason
-from api.cluster.leases import StreamLeases
+from api.cluster.keeper import LeaseKeeper
 from api.cluster.nodes import NodeIdInUse, NodeRegistry, count_live_nodes, node_identity
 from api.database import describe_error
-from api.keys import CLUSTER, DB_SESSIONMAKER, METRICS, PATHS, RTMP_PORT, SETTINGS
+from api.keys import CLUSTER, DB_SESSIONMAKER, METRICS, OWNERSHIP, PATHS, RTMP_PORT, SETTINGS
 
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 3.0
-"""Bound of releasing the leases and marking the node gone at shutdown, which comes before the
-media's (a database outage must not eat the time the streams need to end cleanly)."""
+"""Bound of marking the node gone at shutdown, which comes before the media's (a database
+outage must not eat the time the streams need to end cleanly)."""
 
 
 class CpuShare:
@@ -149,40 +149,34 @@ class ClusterCollector(Collector):
             )
 
 
-def _lease_lost(stream_id: str, reason: LossReason) -> None:
-    # Nothing claims leases yet (publish admission is not gated on them): logged by the keeper.
-    log.debug("lease of %s lost (%s)", stream_id, reason)
-
-
 async def cluster_context(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` (after media): register, heartbeat and keep leases while the app runs;
-    at clean-up release the leases and mark the node gone."""
+    """``cleanup_ctx`` (after media): register and heartbeat while the app runs; at clean-up
+    mark the node gone."""
     settings = app[SETTINGS]
     sessionmaker = app[DB_SESSIONMAKER]
     ttl = settings.lease_seconds
-    registry = NodeRegistry(sessionmaker, node_identity(settings, app[RTMP_PORT]), ttl)
+    ownership = app[OWNERSHIP]
+    identity = node_identity(settings, app[RTMP_PORT], ownership.node_id)
+    registry = NodeRegistry(sessionmaker, identity, ttl)
     await registry.register()
     paths = app[PATHS]
     heartbeat = Heartbeat(registry, sessionmaker, paths.publishing, ttl / 3)
-    keeper = LeaseKeeper(StreamLeases(sessionmaker, registry.identity.id, ttl), _lease_lost)
-    cluster = Cluster(heartbeat, keeper)
+    cluster = Cluster(heartbeat, ownership.keeper)
     app[CLUSTER] = cluster
     await heartbeat.beat()
     app[METRICS].registry.register(ClusterCollector(heartbeat))
     log.info("node %s registered (%s)", registry.identity.id, registry.identity.internal_url)
     heartbeat.start()
-    keeper.start()
     try:
         yield
     finally:
         await heartbeat.close()
         try:
             async with asyncio.timeout(STOP_SECONDS):
-                await keeper.close()
                 await registry.stop()
         except Exception as exc:
             log.warning(
-                "node %s not marked gone (its leases expire by themselves): %s",
+                "node %s not marked gone (it shows as lost): %s",
                 registry.identity.id,
                 describe_error(exc),
             )

@@ -6,8 +6,11 @@ told which, so that the stream stops here:
 - ``taken over``: the database says another node (or a later ownership) holds it now;
 - ``expired``: renewals failed (the database unreachable) until the lease's lifetime,
   counted on this node's monotonic clock from just before the last successful claim or
-  renewal was sent, ran out. Past that point another node may own the stream, whatever this
-  node's wall clock says.
+  renewal was sent, would run out before the next renewal. Past that point another node may
+  own the stream, whatever this node's wall clock says, so the keeper gives the lease up one
+  renewal interval (a third of the lifetime) early: the stream has that long to stop here
+  before the database lets another node claim it. Each renewal is bounded by half an
+  interval, so a database that does not answer cannot hold the keeper past that point.
 """
 
 from __future__ import annotations
@@ -91,9 +94,10 @@ class LeaseKeeper:
             reason: LossReason
             sent = self._monotonic()
             try:
-                renewed = await self.leases.renew(held.lease)
+                async with asyncio.timeout(self.interval / 2):
+                    renewed = await self.leases.renew(held.lease)
             except Exception as exc:
-                if self._monotonic() < held.deadline:
+                if self._monotonic() + self.interval < held.deadline:
                     log.warning("lease of %s not renewed: %s", stream_id, describe_error(exc))
                     continue
                 reason = "expired"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.cluster.nodes import NodeInfo
-from api.schema_base import iso_timestamp
+from api.schemas.base import iso_timestamp
 
 COLUMNS = (
     "NODE",

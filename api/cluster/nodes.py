@@ -59,15 +59,16 @@ def _reachable_host(listen_host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def node_identity(settings: Settings, rtmp_port: int) -> NodeIdentity:
-    """This process's identity: ``LIVERELAY_NODE_ID`` or :func:`default_node_id`;
+def node_identity(settings: Settings, rtmp_port: int, node_id: str | None = None) -> NodeIdentity:
+    """This process's identity: ``node_id``, else ``LIVERELAY_NODE_ID`` or
+    :func:`default_node_id`;
     ``LIVERELAY_INTERNAL_URL`` or ``http://<host>:<LIVERELAY_HTTP_PORT>`` (the host name when
     listening on every address); the RTMP listener's address with its bound ``rtmp_port``."""
     internal_url = settings.internal_url
     if internal_url is None:
         internal_url = f"http://{_reachable_host(settings.http_host)}:{settings.http_port}"
     return NodeIdentity(
-        id=settings.node_id or default_node_id(),
+        id=node_id or settings.node_id or default_node_id(),
         internal_url=internal_url.rstrip("/"),
         rtmp_address=f"rtmp://{_reachable_host(settings.rtmp_host)}:{rtmp_port}",
         version=liverelay_version(),

@@ -53,7 +53,7 @@ from api.live.media_context import end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
 from ingest.live import EndReason
-from workers.storage import LocalRecordingStorage
+from workers.recording_storages import AnyRecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class DeletionSweeper:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        storage: LocalRecordingStorage,
+        storage: AnyRecordingStorage,
         *,
         live_ids: Callable[[], Iterable[str]],
         end_live: EndLive,
@@ -240,7 +240,7 @@ async def _deleted_recordings(
 
 
 async def withdraw_deleted_recordings(
-    session: AsyncSession, storage: LocalRecordingStorage, account_id: str
+    session: AsyncSession, storage: AnyRecordingStorage, account_id: str
 ) -> int:
     """Withdraw the recordings marked ``deleted`` of the streams of ``account_id`` (the CLI,
     after deleting an account; the server's full sweep deletes their rows and files later).

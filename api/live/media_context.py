@@ -2,22 +2,30 @@
 
 Started after the database (the publish authorizer needs it) and stopped before it: ending every
 live path disconnects its publisher, flushes its outputs and closes its playlist and recording.
-Before the RTMP listener opens, recordings an unclean shutdown left open are finalized.
+Every new session holds its stream's ownership lease (:mod:`api.cluster.ownership`), renewed by
+the lease keeper that runs with the media. Before the RTMP listener opens, the recordings and
+sessions an unclean end left open are closed, for the streams no other node holds live; those
+another node holds are looked at again every lease lifetime, until their lease is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from api.cluster.leases import StreamLeases
+from api.cluster.nodes import NodeIdInUse, default_node_id, list_nodes
+from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
     DB_SESSIONMAKER,
     FFMPEG_PATH,
     METRICS,
+    OWNERSHIP,
     PATHS,
     RECORDING_STORAGE,
     RTMP_PORT,
@@ -31,12 +39,14 @@ from ingest.live import EndReason
 from ingest.server import RTMPServer
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.live_paths import LivePaths
-from workers.storage import LocalRecordingStorage
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 20.0
 """Bound of a graceful shutdown (SIGTERM): publishers closed, playlists and recordings ended."""
+RELEASE_SECONDS = 3.0
+"""Bound of releasing the leases left after the paths ended (a database outage must not hold
+the shutdown; the leases then expire by themselves)."""
 
 
 async def media_context(app: web.Application) -> AsyncIterator[None]:
@@ -44,8 +54,15 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     ffmpeg = resolve_ffmpeg(settings)
     log.info("using %s (%s)", ffmpeg, await ffmpeg_version(ffmpeg))
-    storage = LocalRecordingStorage(settings.recordings_dir)
+    storage = app[RECORDING_STORAGE]  # opened by api.recording_storage.storage_context
     events = DatabaseStreamEvents.for_app(app)
+    node_id = settings.node_id or default_node_id()
+    if settings.node_id is not None:  # before recovery claims leases under that id
+        async with app[DB_SESSIONMAKER]() as session:
+            nodes = await list_nodes(session, settings.lease_seconds)
+        if any(n.id == node_id and n.state == "live" for n in nodes):
+            raise NodeIdInUse(f"node id {node_id!r} is in use by a running node")
+    ownership = LeaseOwnership(StreamLeases(app[DB_SESSIONMAKER], node_id, settings.lease_seconds))
     paths = LivePaths(
         settings,
         ffmpeg=ffmpeg,
@@ -53,32 +70,53 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
         events=events,
         storage=storage,
+        ownership=ownership,
     )
-    await paths.recover()
-    await events.close_interrupted()
+    left = await paths.recover(events)
     server = RTMPServer(settings, admission=paths)
     await server.start()
+    app[OWNERSHIP] = ownership
     app[PATHS] = paths
-    app[RECORDING_STORAGE] = storage
     app[RTMP_SERVER] = server
     app[RTMP_PORT] = server.port
     app[FFMPEG_PATH] = ffmpeg
     app[METRICS].watch_media(paths, server)
+    ownership.keeper.start()
+    recovery = asyncio.create_task(recover_later(paths, events, left, settings.lease_seconds))
     try:
         yield
     finally:
-        await shut_down(paths, server)
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovery
+        await shut_down(paths, server, ownership)
 
 
-async def shut_down(paths: LivePaths, server: RTMPServer) -> None:
+async def recover_later(
+    paths: LivePaths, events: DatabaseStreamEvents, left: set[str], interval: float
+) -> None:
+    """Close what an unclean end left open on the streams whose lease another node held at
+    start-up, once their lease is free: every ``interval`` seconds until none is left."""
+    while left:
+        await asyncio.sleep(interval)
+        left = await paths.recover(events, only=left)
+
+
+async def shut_down(paths: LivePaths, server: RTMPServer, ownership: LeaseOwnership) -> None:
     """Stop cleanly within :data:`SHUTDOWN_SECONDS`: publishers are told the server is going
-    away (``onStatus``) and disconnected, playlists and recordings are closed with ENDLIST;
-    then the listener closes. Past the bound the rest is cut short."""
+    away (``onStatus``) and disconnected, playlists and recordings are closed with ENDLIST and
+    the streams' leases released; then the listener closes. Past the bound the rest is cut
+    short (the leases left then expire by themselves)."""
     try:
         async with asyncio.timeout(SHUTDOWN_SECONDS):
             await paths.close()
     except TimeoutError:
         log.warning("shutdown took longer than %g s; stopping the rest at once", SHUTDOWN_SECONDS)
+    try:
+        async with asyncio.timeout(RELEASE_SECONDS):
+            await ownership.keeper.close()
+    except TimeoutError:
+        log.warning("stream leases not released in time; they expire by themselves")
     await server.close()
 
 

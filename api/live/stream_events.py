@@ -73,18 +73,27 @@ class DatabaseStreamEvents:
 
         await self._record(info, "livestream.ended", end)
 
-    async def close_interrupted(self) -> int:
-        """End the sessions a crash left open (no ``ended_at``): reason ``error``, and their
-        ``livestream.ended`` events. Call at start-up, before publishes are accepted (one node
-        per database, as for recordings). Returns how many were closed."""
-        try:
-            async with self._sessionmaker() as session:
-                rows = (
-                    await session.scalars(select(LiveSession).where(LiveSession.ended_at.is_(None)))
-                ).all()
-        except Exception as exc:
-            log.error("cannot look for interrupted sessions: %s", describe_error(exc))
-            return 0
+    async def streams_left_open(self) -> set[str]:
+        """The streams with a session row without an end (live elsewhere, or left open by a
+        crash). Raises when the database cannot be asked."""
+        async with self._sessionmaker() as session:
+            query = select(LiveSession.live_stream_id).where(LiveSession.ended_at.is_(None))
+            return set((await session.scalars(query.distinct())).all())
+
+    async def close_left_open(self, stream_id: str, before_generation: int) -> int:
+        """End the sessions of ``stream_id`` left open by an ownership older than
+        ``before_generation`` (or of unknown generation): reason ``error``, and their
+        ``livestream.ended`` events. The caller holds the stream's lease (at start-up, before
+        publishes are accepted, or later for the streams then live elsewhere). Returns how
+        many were closed."""
+        async with self._sessionmaker() as session:
+            generation = LiveSession.lease_generation
+            query = select(LiveSession).where(
+                LiveSession.live_stream_id == stream_id,
+                LiveSession.ended_at.is_(None),
+                generation.is_(None) | (generation < before_generation),
+            )
+            rows = (await session.scalars(query)).all()
         for row in rows:
             info = SessionInfo(
                 row.live_stream_id, row.id, row.started_at.timestamp(), row.client_address
@@ -178,6 +187,7 @@ async def _session_row(session: AsyncSession, info: SessionInfo) -> LiveSession:
             live_stream_id=info.stream_id,
             started_at=_datetime(info.started_at),
             client_address=info.client_address[:128],
+            lease_generation=info.lease_generation,
             reconnects=0,
             bytes_in=0,
         )

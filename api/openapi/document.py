@@ -159,7 +159,12 @@ def _playback() -> dict[str, Any]:
     }
 
     def item(
-        op_id: str, summary: str, media_type: str, with_segment: bool, by_recording: bool = False
+        op_id: str,
+        summary: str,
+        media_type: str,
+        with_segment: bool,
+        by_recording: bool = False,
+        more: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         params = [
             id_param("Recording id", "recordingId")
@@ -169,12 +174,14 @@ def _playback() -> dict[str, Any]:
         if with_segment:
             params.append(segment)
         ok = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
-        responses = {"200": ok, **errors(404)}
+        responses = {"200": ok, **errors(404), **(more or {})}
         get = {"operationId": op_id, "summary": summary, "responses": responses}
         head = {**get, "operationId": f"{op_id}Head"}
         return {"parameters": params, "get": get, "head": head}
 
     playlist = "application/vnd.apple.mpegurl"
+    in_objects = {"503": json_response("Object storage (s3://...) unreachable", "ErrorOutput")}
+    redirect = {"302": {"description": "In object storage: redirect to a presigned URL"}}
     return {
         "/live/{id}/index.m3u8": item("livePlaylist", "Live HLS playlist", playlist, False),
         "/live/{id}/{segment}": item("liveSegment", "Live HLS segment", "video/mp2t", True),
@@ -183,6 +190,7 @@ def _playback() -> dict[str, Any]:
             "HLS playlist of the stream's latest recording (segments under /recordings/)",
             playlist,
             False,
+            more=in_objects,
         ),
         "/recordings/{recordingId}/index.m3u8": item(
             "recordingPlaylist",
@@ -190,8 +198,9 @@ def _playback() -> dict[str, Any]:
             playlist,
             False,
             True,
+            more=in_objects,
         ),
         "/recordings/{recordingId}/{segment}": item(
-            "recordingSegment", "Recorded HLS segment", "video/mp2t", True, True
+            "recordingSegment", "Recorded HLS segment", "video/mp2t", True, True, more=redirect
         ),
     }

@@ -24,6 +24,7 @@ from aiohttp import web
 from api import queries
 from api.errors import NotFound
 from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.recording_storage import object_storage, segment_redirect, stored_playlist
 
 PLAYLIST_NAME = "index.m3u8"
 _ID = re.compile(r"[0-9a-f]{24}")
@@ -62,13 +63,17 @@ async def live_segment(request: web.Request) -> web.FileResponse:
 async def recording_playlist(request: web.Request) -> web.Response:
     """``GET /recordings/{recordingId}/index.m3u8``: one recording's playlist."""
     recording_id = request.match_info["recordingId"]
-    body = await _read_playlist(request.app[SETTINGS].recordings_dir, recording_id)
+    body = await _read_recording_playlist(request.app, recording_id)
     return _playlist_response(request, body)
 
 
-async def recording_segment(request: web.Request) -> web.FileResponse:
-    """``GET /recordings/{recordingId}/{segment}``: one recorded segment."""
-    recording_id = request.match_info["recordingId"]
+async def recording_segment(request: web.Request) -> web.StreamResponse:
+    """``GET /recordings/{recordingId}/{segment}``: one recorded segment (in object storage:
+    a redirect to a presigned URL of it)."""
+    recording_id, name = request.match_info["recordingId"], request.match_info["segment"]
+    objects = object_storage(request.app)
+    if objects is not None and _ID.fullmatch(recording_id) and _SEGMENT_NAME.fullmatch(name):
+        raise await segment_redirect(request, objects, recording_id, name)
     return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id)
 
 
@@ -82,7 +87,7 @@ async def latest_recording_playlist(request: web.Request) -> web.Response:
     if recording is None:
         raise NotFound("the stream has no recording")
     settings = request.app[SETTINGS]
-    body = await _read_playlist(settings.recordings_dir, recording.id)
+    body = await _read_recording_playlist(request.app, recording.id)
     base = f"{settings.http_base_url()}/recordings/{recording.id}/"
     return _playlist_response(request, point_segments_at(body, base))
 
@@ -96,6 +101,13 @@ def point_segments_at(playlist: bytes, base: str) -> bytes:
         for line in lines
     ]
     return ("\n".join(rewritten) + "\n").encode("utf-8")
+
+
+async def _read_recording_playlist(app: web.Application, recording_id: str) -> bytes:
+    objects = object_storage(app)
+    if objects is not None and _ID.fullmatch(recording_id):
+        return await stored_playlist(objects, recording_id)
+    return await _read_playlist(app[SETTINGS].recordings_dir, recording_id)
 
 
 async def _read_playlist(root: Path, directory_id: str) -> bytes:

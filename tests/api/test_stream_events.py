@@ -253,13 +253,15 @@ async def test_sessions_a_crash_left_open_are_closed_at_start(
     info = SessionInfo(stream["id"], new_object_id(), time.time() - 60, "203.0.113.9:4000")
     await events.session_started(info)  # ... and the process died: no session_ended
 
-    assert await events.close_interrupted() >= 1
+    assert stream["id"] in await events.streams_left_open()
+    assert await events.close_left_open(stream["id"], 1) == 1
     row = await session_row(quiet, info.session_id)
     assert row is not None and row.ended_at is not None and row.end_reason == "error"
     bodies = await queued(quiet, account.id)
     assert [b["type"] for b in bodies] == ["livestream.ended"]
     assert bodies[0]["data"]["session"]["id"] == info.session_id
-    assert await events.close_interrupted() == 0  # nothing left open
+    assert await events.close_left_open(stream["id"], 1) == 0  # nothing left open
+    assert stream["id"] not in await events.streams_left_open()
 
 
 async def test_event_payloads_carry_no_stream_or_restream_keys(

@@ -148,7 +148,10 @@ async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
 ) -> None:
     proxy, database_url = proxied_postgres
     port = free_port()
-    server, live = await start_live_server(e2e_settings(tmp_path, database_url, port), port)
+    # The outage is shorter than two thirds of the lease: the live stream keeps its lease (a
+    # longer one ends it with lease_lost, tests/api/cluster/test_keeper.py).
+    settings = e2e_settings(tmp_path, database_url, port, lease_seconds=300)
+    server, live = await start_live_server(settings, port)
     try:
         on_air = await live.create_stream(name="on air")
         waiting = await live.create_stream(name="waiting")

@@ -2,7 +2,9 @@
 
 ``liverelay serve`` runs as a subprocess configured by ``LIVERELAY_*`` variables. It is killed
 with SIGKILL while a publisher pushes; on the next start the recording left open must be closed,
-``ready`` and playable from the first to the last segment it had listed.
+``ready`` and playable from the first to the last segment it had listed. The killed node's
+stream lease must expire first: the restarted node (a new node id) closes the recording once it
+can claim the stream, at most one lease lifetime after it started.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ async def test_kill_9_mid_session_then_restart_keeps_a_playable_recording(
     sources: Sources,
     publishers: list[Publisher],
 ) -> None:
+    service.env["LIVERELAY_LEASE_SECONDS"] = "2"
     token = json.loads(await service.command("apikey", "create", "--name", "crash"))["token"]
     await service.start()
     stream = await call(
@@ -70,7 +73,12 @@ async def test_kill_9_mid_session_then_restart_keeps_a_playable_recording(
     assert len(at_kill) >= len(listed)
 
     await service.start()
-    [recording] = (await call(service, token, "GET", recordings))["data"]
+
+    async def closed() -> dict | None:
+        [recording] = (await call(service, token, "GET", recordings))["data"]
+        return recording if recording["status"] != "recording" else None
+
+    recording = await eventually(closed, 15, interval=0.2, message="the recording stayed open")
     assert recording["id"] == data[0]["id"]
     assert recording["status"] == "ready" and recording["error"] is None, recording
     assert recording["endedAt"] and recording["bytes"] > 0, recording

@@ -15,7 +15,7 @@ DEPLOY = ROOT / "deploy"
 
 def test_every_setting_is_documented_and_every_documented_variable_exists() -> None:
     text = README.read_text(encoding="utf-8")
-    table = {m.group(1) for m in re.finditer(r"^\| `(LIVERELAY_[A-Z_]+)` \|", text, re.M)}
+    table = {m.group(1) for m in re.finditer(r"^\| `(LIVERELAY_[A-Z0-9_]+)` \|", text, re.M)}
     fields = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
     assert fields - table == set(), "settings missing from the README table"
     assert table - fields == set(), "README documents variables that do not exist"

@@ -20,8 +20,8 @@ import pytest
 from config import Settings
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
-from ingest.live import EndReason
-from tests.fakes import GatedAuthorizer, KeyTable
+from ingest.live import EndReason, LiveElsewhere
+from tests.fakes import FakeOwnership, GatedAuthorizer, KeyTable
 from tests.polling import eventually
 from workers.live_path import LivePath
 from workers.live_paths import LivePaths
@@ -258,3 +258,96 @@ async def test_a_reconnect_window_running_out_ends_the_path(
     assert path.reconnecting and paths.get(STREAM) is path
     await asyncio.wait_for(path.ended.wait(), 10)
     assert paths.get(STREAM) is None and publisher.ended == []
+
+
+# -- the stream's ownership lease -------------------------------------------------------------
+
+
+@pytest.fixture
+def ownership() -> FakeOwnership:
+    return FakeOwnership()
+
+
+@pytest.fixture
+async def owned(
+    tmp_path: Path, keys: KeyTable, ownership: FakeOwnership
+) -> AsyncIterator[LivePaths]:
+    """Live paths whose leases come from ``ownership``; a stream held elsewhere is refused
+    after one request to hand it over."""
+    settings = Settings(data_dir=tmp_path, output_backoff_max_seconds=1)
+    registry = LivePaths(
+        settings,
+        ffmpeg=fake_ffmpeg(tmp_path),
+        authorizer=keys,
+        ownership=ownership,
+        handover_seconds=0,
+    )
+    yield registry
+    await registry.close()
+
+
+async def test_a_publish_of_a_stream_held_by_another_node_is_refused(
+    owned: LivePaths, keys: KeyTable, ownership: FakeOwnership
+) -> None:
+    ownership.elsewhere[STREAM] = "node-b"
+    with pytest.raises(LiveElsewhere, match="live on another node"):
+        await go_live(owned, keys, PublishGrant(STREAM))
+    assert owned.get(STREAM) is None
+    assert ownership.asked == [("node-b", STREAM)]  # asked to hand over before refusing
+    assert ownership.released == []
+
+
+async def test_an_owner_that_hands_over_lets_the_newer_publish_win(
+    tmp_path: Path, keys: KeyTable
+) -> None:
+    ownership = FakeOwnership(hands_over=True)
+    ownership.elsewhere[STREAM] = "node-b"
+    ownership.generations[STREAM] = 4
+    settings = Settings(data_dir=tmp_path)
+    paths = LivePaths(settings, ffmpeg=fake_ffmpeg(tmp_path), authorizer=keys, ownership=ownership)
+    try:
+        path = await go_live(paths, keys, PublishGrant(STREAM))
+        assert ownership.asked == [("node-b", STREAM)] and ownership.claims == [STREAM] * 2
+        assert path.lease_generation == 6 and path.info.lease_generation == 6
+    finally:
+        await paths.close()
+
+
+async def test_a_lost_lease_ends_the_path_and_disconnects_its_publisher(
+    owned: LivePaths, keys: KeyTable, ownership: FakeOwnership
+) -> None:
+    path = await go_live(owned, keys, PublishGrant(STREAM))
+    publisher = path.publisher
+    assert isinstance(publisher, FakePublisher)
+    ownership.lose(STREAM)
+    await asyncio.wait_for(path.ended.wait(), 10)
+    assert publisher.ended == ["lease_lost"]
+    assert owned.get(STREAM) is None
+    with pytest.raises(LiveElsewhere):  # the new owner has it now
+        await owned.admit("key", FakePublisher())
+
+
+async def test_the_end_of_a_session_releases_its_lease(
+    owned: LivePaths, keys: KeyTable, ownership: FakeOwnership
+) -> None:
+    path = await go_live(owned, keys, PublishGrant(STREAM, reconnect_window_seconds=0))
+    assert ownership.held == {STREAM: 1}
+    assert path.publisher is not None
+    await path.leave(path.publisher, clean=False, reason="publisher_left")
+    assert path.ended.is_set() and ownership.released == [(STREAM, 1)]
+    again = await owned.admit("key", FakePublisher())
+    assert again is not path and again.lease_generation == 2  # a new ownership
+
+
+async def test_a_reconnect_inside_the_window_keeps_the_lease_and_its_generation(
+    owned: LivePaths, keys: KeyTable, ownership: FakeOwnership
+) -> None:
+    path = await go_live(owned, keys, PublishGrant(STREAM, reconnect_window_seconds=600))
+    assert path.publisher is not None
+    await path.leave(path.publisher, clean=False, reason="publisher_left")
+    assert path.reconnecting
+    assert await owned.admit("key", FakePublisher("198.51.100.6:6000")) is path
+    assert path.lease_generation == 1 and ownership.claims == [STREAM]
+    assert ownership.released == [] and ownership.held == {STREAM: 1}
+    assert await owned.end(STREAM, "completed")
+    assert ownership.released == [(STREAM, 1)]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.fakes import MemoryStore
 from workers.m3u8 import Segment, parse_media_playlist
 from workers.playlist import LivePlaylist
 from workers.recording import (
@@ -26,27 +26,6 @@ from workers.recording import (
 from workers.storage import LocalRecordingStorage
 
 STREAM = "a" * 24
-
-
-class MemoryStore:
-    """Keeps recordings in a dict, like the database would."""
-
-    def __init__(self, *, fail_start: bool = False) -> None:
-        self.rows: dict[str, RecordingSummary] = {}
-        self.fail_start = fail_start
-
-    async def recording_started(self, stream_id: str, started_at: float) -> str:
-        if self.fail_start:
-            raise ConnectionError("database is down")
-        rid = f"{len(self.rows) + 1:024x}"
-        self.rows[rid] = RecordingSummary(rid, stream_id, "recording", started_at)
-        return rid
-
-    async def recording_finished(self, summary: RecordingSummary) -> None:
-        self.rows[summary.recording_id] = summary
-
-    async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
-        return [r for r in self.rows.values() if r.status == "recording"]
 
 
 def live_segment(directory: Path, name: str, size: int = 1880) -> Path:

@@ -118,6 +118,7 @@ def test_reason_names_are_stable() -> None:
         "already_publishing",
         "play_refused",
         "auth_unavailable",
+        "live_elsewhere",
     }
 
 

@@ -8,12 +8,18 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from api import queries
 from api.cluster.clock import clock_of
 from api.database import create_engine, upgrade_to_head
 from config import Secret, Settings
+from tests.cluster_support import cluster_nodes as cluster_nodes
 
 NewStream = Callable[[], Awaitable[str]]
 
@@ -77,3 +83,11 @@ def expire_lease(
         )
 
     return expire
+
+
+@pytest.fixture
+async def unreachable(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a database that cannot be opened (its directory does not exist)."""
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
+    yield async_sessionmaker(engine)
+    await engine.dispose()

@@ -3,11 +3,12 @@ database could not be reached, and releases everything at a clean shutdown."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
@@ -44,14 +45,6 @@ def keeper(
     return LeaseKeeper(StreamLeases(sessionmaker, "node-a", TTL), losses, monotonic=clock)
 
 
-@pytest.fixture
-async def unreachable(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on a database that cannot be opened (its directory does not exist)."""
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
-    yield async_sessionmaker(engine)
-    await engine.dispose()
-
-
 async def test_renewal_keeps_held_leases_and_renews_every_third_of_the_ttl(
     keeper: LeaseKeeper, new_stream: NewStream, losses: Losses
 ) -> None:
@@ -82,7 +75,7 @@ async def test_a_lease_taken_over_is_reported_lost_and_dropped(
     assert set(keeper.held()) == {kept}
 
 
-async def test_a_lease_not_renewable_until_its_lifetime_ran_out_is_reported_expired(
+async def test_a_lease_not_renewable_before_it_could_expire_is_given_up_a_renewal_early(
     keeper: LeaseKeeper,
     new_stream: NewStream,
     losses: Losses,
@@ -92,10 +85,10 @@ async def test_a_lease_not_renewable_until_its_lifetime_ran_out_is_reported_expi
     stream_id = await new_stream()
     assert await keeper.acquire(stream_id) is not None
     keeper.leases = StreamLeases(unreachable, "node-a", TTL)
-    clock.advance(TTL - 1)
-    assert await keeper.renew_all() == {}  # failed, but the lease may still be held
+    clock.advance(TTL - keeper.interval - 1)
+    assert await keeper.renew_all() == {}  # failed, but the next renewal comes in time
     assert set(keeper.held()) == {stream_id}
-    clock.advance(1)
+    clock.advance(1)  # the next renewal would come when the database may expire the lease
     assert await keeper.renew_all() == {stream_id: "expired"}
     assert losses.reported == [(stream_id, "expired")]
     assert keeper.held() == {}
@@ -123,3 +116,26 @@ async def test_a_stream_owned_elsewhere_is_not_acquired(
     assert await StreamLeases(sessionmaker, "node-b", TTL).claim(stream_id) is not None
     assert await keeper.acquire(stream_id) is None
     assert keeper.held() == {}
+
+
+async def test_a_renewal_the_database_does_not_answer_is_given_up_in_time(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    new_stream: NewStream,
+    losses: Losses,
+    clock: FakeClock,
+) -> None:
+    if sessionmaker.kw["bind"].dialect.name == "sqlite":
+        pytest.skip("a row lock that blocks one statement needs PostgreSQL")
+    keeper = LeaseKeeper(StreamLeases(sessionmaker, "node-a", 1.5), losses, monotonic=clock)
+    stream_id = await new_stream()
+    assert await keeper.acquire(stream_id) is not None
+    async with sessionmaker() as blocker, blocker.begin():  # the renewal's UPDATE waits on it
+        await blocker.execute(
+            text("SELECT 1 FROM stream_leases WHERE stream_id = :s FOR UPDATE"), {"s": stream_id}
+        )
+        # Bounded by half an interval, then a failure (10 s: fail rather than hang without it).
+        assert await asyncio.wait_for(keeper.renew_all(), 10) == {}
+        assert set(keeper.held()) == {stream_id}
+        clock.advance(keeper.interval * 2)
+        assert await asyncio.wait_for(keeper.renew_all(), 10) == {stream_id: "expired"}
+    assert losses.reported == [(stream_id, "expired")]
