@@ -43,9 +43,10 @@ def create_app(
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
     RTMP port, the stream ownership leases the live paths hold), (4) the metrics listener,
-    (5) the deletion sweeper (ends what deleted streams leave live, removes their recordings),
-    (6) retention (prunes old deliveries and sessions), (7) the cluster (registry row and
-    heartbeat; the first to stop at shutdown).
+    (5) the cluster (registry row and heartbeat), (6) the deletion sweeper (ends what deleted
+    streams leave live, removes their recordings), (7) retention (prunes old deliveries and
+    sessions). The last two take their job leases in the name of the node the cluster context
+    registered, and give them up at shutdown before it marks the node gone.
     Media stops before the dispatcher and the database, so the events of the sessions it ends
     are queued while the database is still there.
     """
@@ -64,9 +65,9 @@ def create_app(
     app.cleanup_ctx.append(storage_context)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(metrics_listener_context)
+    app.cleanup_ctx.append(cluster_context)
     app.cleanup_ctx.append(deletion_context)
     app.cleanup_ctx.append(retention_context)
-    app.cleanup_ctx.append(cluster_context)
     health.register(app)
     livestreams.register(app.router)
     lifecycle.register(app.router)

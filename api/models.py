@@ -120,6 +120,9 @@ class LiveStream(Base):
         Integer, default=DEFAULT_MAX_DURATION_SECONDS, server_default="43200"
     )
     """Longest continuous live session; the publisher is disconnected when it is reached."""
+    event_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The ``sequence`` of the stream's last webhook event (0: none yet); see
+    :func:`api.webhooks.outbox.enqueue`."""
 
     targets: Mapped[list[RestreamTarget]] = relationship(
         order_by="RestreamTarget.position",
@@ -226,6 +229,8 @@ class WebhookDelivery(Base):
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
     """The exact JSON body sent (and signed)."""
+    sequence: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """The event's place among its stream's events (``None``: an event of no stream)."""
     status: Mapped[str] = mapped_column(String(16))
     """``pending``, ``delivered`` or ``failed`` (gave up)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -250,6 +255,21 @@ class StreamLease(Base):
     stream_id: Mapped[str] = mapped_column(
         ForeignKey("live_streams.id", ondelete="CASCADE"), primary_key=True
     )
+    node_id: Mapped[str] = mapped_column(String(128))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobLease(Base):
+    """Which node runs a periodic job (retention, the full deletion sweep) until
+    ``expires_at`` (by the database's clock): the lease of :class:`StreamLease` for a job
+    named ``job``. See :mod:`api.jobs.turns`."""
+
+    __tablename__ = "job_leases"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
     node_id: Mapped[str] = mapped_column(String(128))
     generation: Mapped[int] = mapped_column(BigInteger)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)

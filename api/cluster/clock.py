@@ -9,8 +9,12 @@ these expressions. On SQLite the time is written the way SQLAlchemy stores a tim
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import UTCDateTime
 
 _SQLITE_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
@@ -43,3 +47,10 @@ SQLITE_CLOCK = DatabaseClock(
 def clock_of(session: AsyncSession) -> DatabaseClock:
     """The clock expressions for ``session``'s database."""
     return SQLITE_CLOCK if session.get_bind().dialect.name == "sqlite" else POSTGRESQL_CLOCK
+
+
+async def database_now(session: AsyncSession) -> datetime:
+    """The database's current time (UTC, aware)."""
+    statement = text(f"SELECT {clock_of(session).now} AS now").columns(now=UTCDateTime)
+    now: datetime = (await session.execute(statement)).scalar_one()
+    return now

@@ -12,6 +12,9 @@ owns a stream.
   node whose lease was taken over learns it there (``None``) and must stop the stream.
 - :meth:`StreamLeases.release` ends a lease at once (a clean end). The row stays, so the next
   owner's generation is still higher than every earlier one.
+
+The same statements keep the leases of periodic jobs that run on one node at a time
+(:data:`JOBS`, table ``job_leases``, keyed by the job's name; see :mod:`api.jobs.turns`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,23 @@ class Lease:
     """By the database's clock."""
 
 
-_RETURNING = " RETURNING stream_id, node_id, generation, expires_at"
+@dataclass(frozen=True)
+class LeaseTable:
+    """A table of leases: its name and the column naming what is leased."""
+
+    name: str
+    key: str
+
+    @property
+    def returning(self) -> str:
+        """The ``RETURNING`` clause of a :class:`Lease` (the key as ``stream_id``)."""
+        return f" RETURNING {self.key} AS stream_id, node_id, generation, expires_at"
+
+
+STREAMS = LeaseTable("stream_leases", "stream_id")
+"""Leases of live streams."""
+JOBS = LeaseTable("job_leases", "job")
+"""Leases of periodic jobs, by job name (their :attr:`Lease.stream_id` is the job name)."""
 
 
 def _typed(statement: str) -> TextualSelect:
@@ -48,54 +67,62 @@ def _typed(statement: str) -> TextualSelect:
     )
 
 
-def claim_statement(clock: DatabaseClock) -> TextualSelect:
+def claim_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> TextualSelect:
     """The atomic claim of ``:stream_id`` for ``:node_id`` until ``:ttl`` seconds from now."""
-    kept = f"stream_leases.node_id = excluded.node_id AND stream_leases.expires_at > {clock.now}"
+    t, key = table.name, table.key
+    kept = f"{t}.node_id = excluded.node_id AND {t}.expires_at > {clock.now}"
     return _typed(
-        "INSERT INTO stream_leases"
-        " (stream_id, node_id, generation, acquired_at, renewed_at, expires_at)"
+        f"INSERT INTO {t}"
+        f" ({key}, node_id, generation, acquired_at, renewed_at, expires_at)"
         f" VALUES (:stream_id, :node_id, 1, {clock.now}, {clock.now}, {clock.plus('ttl')})"
-        " ON CONFLICT (stream_id) DO UPDATE SET"
-        f" generation = CASE WHEN {kept} THEN stream_leases.generation"
-        " ELSE stream_leases.generation + 1 END,"
-        f" acquired_at = CASE WHEN {kept} THEN stream_leases.acquired_at"
+        f" ON CONFLICT ({key}) DO UPDATE SET"
+        f" generation = CASE WHEN {kept} THEN {t}.generation"
+        f" ELSE {t}.generation + 1 END,"
+        f" acquired_at = CASE WHEN {kept} THEN {t}.acquired_at"
         " ELSE excluded.acquired_at END,"
         " node_id = excluded.node_id,"
         " renewed_at = excluded.renewed_at,"
         " expires_at = excluded.expires_at"
-        f" WHERE stream_leases.expires_at <= {clock.now}"
-        " OR stream_leases.node_id = excluded.node_id" + _RETURNING
+        f" WHERE {t}.expires_at <= {clock.now}"
+        f" OR {t}.node_id = excluded.node_id" + table.returning
     )
 
 
-def renew_statement(clock: DatabaseClock) -> TextualSelect:
+def renew_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> TextualSelect:
     """Extend ``:stream_id``'s lease by ``:ttl`` seconds from now if ``:node_id`` still holds
     it at ``:generation``."""
     return _typed(
-        f"UPDATE stream_leases SET renewed_at = {clock.now}, expires_at = {clock.plus('ttl')}"
-        " WHERE stream_id = :stream_id AND node_id = :node_id AND generation = :generation"
-        + _RETURNING
+        f"UPDATE {table.name} SET renewed_at = {clock.now}, expires_at = {clock.plus('ttl')}"
+        f" WHERE {table.key} = :stream_id AND node_id = :node_id AND generation = :generation"
+        + table.returning
     )
 
 
-def release_statement(clock: DatabaseClock) -> TextualSelect:
+def release_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> TextualSelect:
     """Let ``:stream_id``'s lease expire now if ``:node_id`` holds it at ``:generation``."""
     return _typed(
-        f"UPDATE stream_leases SET expires_at = {clock.now}"
-        " WHERE stream_id = :stream_id AND node_id = :node_id AND generation = :generation"
-        f" AND expires_at > {clock.now}" + _RETURNING
+        f"UPDATE {table.name} SET expires_at = {clock.now}"
+        f" WHERE {table.key} = :stream_id AND node_id = :node_id AND generation = :generation"
+        f" AND expires_at > {clock.now}" + table.returning
     )
 
 
 class StreamLeases:
-    """The leases of one node (``node_id``), each ``ttl`` seconds long."""
+    """The leases of one node (``node_id``), each ``ttl`` seconds long, in ``table`` (those of
+    streams unless told otherwise)."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], node_id: str, ttl: float
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        node_id: str,
+        ttl: float,
+        *,
+        table: LeaseTable = STREAMS,
     ) -> None:
         self._sessionmaker = sessionmaker
         self.node_id = node_id
         self.ttl = ttl
+        self.table = table
 
     async def claim(self, stream_id: str) -> Lease | None:
         """Own ``stream_id`` for ``ttl`` seconds; ``None`` while another node's lease on it is
@@ -116,9 +143,10 @@ class StreamLeases:
 
     async def current(self, stream_id: str) -> Lease | None:
         """The lease row of ``stream_id``, live or expired (``None`` if never claimed)."""
+        key = self.table.key
         statement = _typed(
-            "SELECT stream_id, node_id, generation, expires_at FROM stream_leases"
-            " WHERE stream_id = :stream_id"
+            f"SELECT {key} AS stream_id, node_id, generation, expires_at FROM {self.table.name}"
+            f" WHERE {key} = :stream_id"
         )
         async with self._sessionmaker() as session:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
@@ -147,9 +175,11 @@ class StreamLeases:
         }
 
     async def _one(
-        self, build: Callable[[DatabaseClock], TextualSelect], params: dict[str, object]
+        self,
+        build: Callable[[DatabaseClock, LeaseTable], TextualSelect],
+        params: dict[str, object],
     ) -> Lease | None:
         async with self._sessionmaker() as session, session.begin():
-            statement = build(clock_of(session))
+            statement = build(clock_of(session), self.table)
             row = (await session.execute(statement, params)).one_or_none()
         return None if row is None else Lease(*row)

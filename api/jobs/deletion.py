@@ -16,7 +16,10 @@ recordings in status ``deleted``); this node acts on it:
   runs it, idle or not.
 - A full sweep, at start-up and every :data:`FULL_SWEEP_SECONDS`, also looks for recordings
   still marked ``deleted`` (over the ``recordings.status`` index) and removes them, with the
-  withdrawn files not yet removed: what a stop in between, or the CLI, left.
+  withdrawn files not yet removed: what a stop in between, or the CLI, left. That part works on
+  the whole database, so with several nodes it runs on one at a time: the node holding the
+  ``deletion-sweep`` job lease (:mod:`api.jobs.turns`). Ending deleted live streams stays with
+  every node (each ends its own), as does emptying its own trash.
 
 Playback serves recordings from disk without asking the database (segments are requested
 often). Removing a recording therefore starts with one rename of its directory out of the
@@ -37,7 +40,15 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RECORDING_STORAGE, SETTINGS
+from api.jobs.turns import JobTurns
+from api.keys import (
+    CLUSTER,
+    DB_SESSIONMAKER,
+    DELETION_SWEEPER,
+    PATHS,
+    RECORDING_STORAGE,
+    SETTINGS,
+)
 from api.live.media_context import end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
@@ -66,14 +77,18 @@ class DeletionSweeper:
         live_ids: Callable[[], Iterable[str]],
         end_live: EndLive,
         interval: float,
+        turns: JobTurns | None = None,
     ) -> None:
         """``live_ids``: the streams with a publisher or a running session on this node;
-        ``end_live``: ends one of them; ``interval``: seconds between sweeps."""
+        ``end_live``: ends one of them; ``interval``: seconds between sweeps; ``turns``: the
+        job lease deciding whether this node's full sweep removes every recording marked
+        ``deleted`` (always when ``None``)."""
         self._sessionmaker = sessionmaker
         self._storage = storage
         self._live_ids = live_ids
         self._end_live = end_live
         self._interval = interval
+        self._turns = turns
         self._runner: asyncio.Task[None] | None = None
         self._emptying: asyncio.Task[None] | None = None
         self._empty_again = False
@@ -81,6 +96,8 @@ class DeletionSweeper:
         """Deleted streams whose live session a sweep ended, until their recordings went."""
         self.sweeps = 0
         """Sweeps completed (failed ones not counted)."""
+        self.full_sweeps = 0
+        """Full sweeps that removed every recording marked ``deleted`` (this node's turns)."""
 
     def start(self) -> None:
         """Sweep fully now (leftovers of the last run), then every ``interval`` seconds."""
@@ -88,13 +105,16 @@ class DeletionSweeper:
         self._runner = asyncio.create_task(self._run(), name="deletion-sweeper")
 
     async def close(self) -> None:
-        """Stop sweeping; files not yet removed wait in the trash for the next start."""
+        """Stop sweeping and give the full sweep up; files not yet removed wait in the trash
+        for the next start."""
         for task in (self._runner, self._emptying):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._runner = self._emptying = None
+        if self._turns is not None:
+            await self._turns.release()
 
     async def sweep(self) -> None:
         """End what is live of deleted streams here, then remove the recordings of the streams
@@ -104,10 +124,15 @@ class DeletionSweeper:
             await self.remove_recordings(sorted(self._ended))
             self._ended.intersection_update(self._live_ids())
 
-    async def sweep_all(self) -> None:
-        """:meth:`sweep`, then remove every recording marked ``deleted``."""
+    async def sweep_all(self) -> bool:
+        """:meth:`sweep`, then, if it is this node's turn, remove every recording marked
+        ``deleted``; returns whether it was."""
         await self.sweep()
+        if self._turns is not None and not await self._turns.mine():
+            return False
         await self.remove_recordings()
+        self.full_sweeps += 1
+        return True
 
     async def end_deleted_live(self) -> list[str]:
         """Disconnect the publishers (and end the sessions) of deleted streams and of deleted
@@ -241,7 +266,7 @@ def _live_ids(app: web.Application) -> Callable[[], list[str]]:
 
 
 async def deletion_context(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx`` (after the media context): sweep while the app runs."""
+    """``cleanup_ctx`` (after the media and cluster contexts): sweep while the app runs."""
 
     async def end(stream_id: str, reason: EndReason) -> bool:
         return await end_live(app, stream_id, reason)
@@ -252,6 +277,12 @@ async def deletion_context(app: web.Application) -> AsyncIterator[None]:
         live_ids=_live_ids(app),
         end_live=end,
         interval=app[SETTINGS].deletion_check_seconds,
+        turns=JobTurns(
+            app[DB_SESSIONMAKER],
+            "deletion-sweep",
+            node_id=app[CLUSTER].node_id,
+            interval=FULL_SWEEP_SECONDS,
+        ),
     )
     app[DELETION_SWEEPER] = sweeper
     sweeper.start()

@@ -10,8 +10,9 @@ What is pruned, and by which timestamp:
   however long ago it started. Recordings reference streams, not sessions, so they stay.
 
 Rows go in batches of :data:`PRUNE_BATCH`, one short transaction each, so a first run over a
-large backlog never holds a long lock. Nodes sharing a database may prune at the same time:
-deleting what another node already deleted is harmless.
+large backlog never holds a long lock. With several nodes sharing a database, one prunes at a
+time: the one holding the ``retention`` job lease (:mod:`api.jobs.turns`). Should two ever
+overlap (a prune outlasting the lease), deleting what another node already deleted is harmless.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, RETENTION, SETTINGS
+from api.jobs.turns import JobTurns
+from api.keys import CLUSTER, DB_SESSIONMAKER, RETENTION, SETTINGS
 from api.models import LiveSession, WebhookDelivery, utc_now
 
 log = logging.getLogger(__name__)
@@ -101,12 +103,18 @@ class RetentionTask:
         *,
         interval: float = PRUNE_INTERVAL_SECONDS,
         clock: Callable[[], datetime] = utc_now,
+        turns: JobTurns | None = None,
     ) -> None:
+        """``turns``: the job lease deciding whether this node prunes in a period (every
+        period when ``None``)."""
         self._sessionmaker = sessionmaker
         self._retention = retention
         self._interval = interval
         self._clock = clock
+        self._turns = turns
         self._runner: asyncio.Task[None] | None = None
+        self.periods = 0
+        """Periods over: pruned here, or left to the node holding the job."""
         self.passes = 0
         """Prunes completed (failed ones not counted)."""
 
@@ -115,12 +123,21 @@ class RetentionTask:
         self._runner = asyncio.create_task(self._run(), name="retention")
 
     async def close(self) -> None:
-        """Stop pruning (a prune under way is rolled back)."""
+        """Stop pruning (a prune under way is rolled back) and give the job up."""
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
+        if self._turns is not None:
+            await self._turns.release()
+
+    async def period(self) -> Pruned | None:
+        """One period: prune if it is this node's turn (``None`` if not, or if it failed)."""
+        mine = self._turns is None or await self._turns.mine()
+        pruned = await self.prune_once() if mine else None
+        self.periods += 1
+        return pruned
 
     async def prune_once(self) -> Pruned | None:
         """One prune; a failure (the database away) is logged and waits for the next."""
@@ -141,18 +158,23 @@ class RetentionTask:
 
     async def _run(self) -> None:
         while True:
-            await self.prune_once()
+            await self.period()
             await asyncio.sleep(self._interval)
 
 
 async def retention_context(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx``: prune while the app runs (after the database context started)."""
+    """``cleanup_ctx``: prune while the app runs (after the database and cluster contexts
+    started: the job lease is taken in this node's name)."""
     days = app[SETTINGS].retention_days
     if days == 0:
         log.info("retention: disabled (LIVERELAY_RETENTION_DAYS=0); nothing is pruned")
         yield
         return
-    task = RetentionTask(app[DB_SESSIONMAKER], timedelta(days=days))
+    sessionmaker = app[DB_SESSIONMAKER]
+    turns = JobTurns(
+        sessionmaker, "retention", node_id=app[CLUSTER].node_id, interval=PRUNE_INTERVAL_SECONDS
+    )
+    task = RetentionTask(sessionmaker, timedelta(days=days), turns=turns)
     app[RETENTION] = task
     task.start()
     try:

@@ -62,7 +62,13 @@ class DatabaseRecordingStore:
         stream, account = loaded
         data = self._view.recording_event(stream, account, recording)
         event_type = "recording.ready" if recording.status == "ready" else "recording.failed"
-        await enqueue(session, account_id=account.id, event_type=event_type, data=data)
+        await enqueue(
+            session,
+            account_id=account.id,
+            event_type=event_type,
+            data=data,
+            stream_id=stream.id,
+        )
 
     async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
         """Rows still in state ``recording``."""

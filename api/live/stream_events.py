@@ -122,7 +122,13 @@ class DatabaseStreamEvents:
             row = await _session_row(session, info)
             data = self._view.restream_event(*loaded, row, change)
             if data is not None:  # None: the target was removed meanwhile
-                await enqueue(session, account_id=loaded[1].id, event_type=event_type, data=data)
+                await enqueue(
+                    session,
+                    account_id=loaded[1].id,
+                    event_type=event_type,
+                    data=data,
+                    stream_id=info.stream_id,
+                )
 
         await self._transaction(info, event_type, queue)
 
@@ -136,7 +142,13 @@ class DatabaseStreamEvents:
             loaded = await self._view.load(session, info.stream_id)
             if loaded is not None:
                 data = self._view.session_event(*loaded, row)
-                await enqueue(session, account_id=loaded[1].id, event_type=event_type, data=data)
+                await enqueue(
+                    session,
+                    account_id=loaded[1].id,
+                    event_type=event_type,
+                    data=data,
+                    stream_id=info.stream_id,
+                )
 
         await self._transaction(info, event_type, apply)
 

@@ -40,7 +40,8 @@ _SIGNATURE = (
     '`Liverelay-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" keyed '
     "with the webhook's secret>`. Answer 2xx within 10 s; anything else is retried with "
     "exponential backoff for 24 hours. The same event may arrive more than once: de-duplicate "
-    "on its `id`."
+    "on its `id`. Events of a stream carry a `sequence` number that grows with every event "
+    "of that stream: order by it, since deliveries may arrive out of order."
 )
 
 

@@ -82,4 +82,14 @@ class WebhookEvent(_Output):
     id: str = Field(description="Event id: the same on every retry and for every webhook.")
     type: EventType
     created_at: Timestamp
+    sequence: int = Field(
+        ge=1,
+        description="The event's place among the events of its stream: 1 for the stream's "
+        "first event, larger for every later one, assigned when the event is queued (in the "
+        "transaction of the change it reports) whichever node queued it. Retries of an event "
+        "carry the same number. Deliveries may arrive out of order (retries, several senders): "
+        "order a stream's events by `sequence`, and ignore one with a number at or below the "
+        "last you applied. Numbers may skip (events another webhook of the account receives and "
+        "this one does not).",
+    )
     data: LiveStreamEventData | RestreamEventData | RecordingEventData

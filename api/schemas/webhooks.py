@@ -86,6 +86,9 @@ class WebhookDeliveryOutput(_Output):
     id: str = Field(description="24-hex id of the delivery.")
     event_id: str = Field(description="The event's `id` (the same for every webhook).")
     type: EventType
+    sequence: int | None = Field(
+        description="The event's `sequence` among its stream's events (as in its body)."
+    )
     status: DeliveryStatus = Field(
         description="`pending` until the receiver answered 2xx (`delivered`) or 24 hours of "
         "retries passed (`failed`)."
@@ -122,6 +125,7 @@ def delivery_output(delivery: WebhookDelivery) -> WebhookDeliveryOutput:
         id=delivery.id,
         event_id=delivery.event_id,
         type=delivery.event_type,  # type: ignore[arg-type]
+        sequence=delivery.sequence,
         status=delivery.status,  # type: ignore[arg-type]
         attempts=delivery.attempts,
         last_status_code=delivery.last_status_code,

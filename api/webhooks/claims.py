@@ -117,14 +117,22 @@ async def load(
     return [found[i] for i in delivery_ids if i in found]
 
 
-async def take(session: AsyncSession, delivery: WebhookDelivery, lease_until: datetime) -> bool:
-    """Lease ``delivery`` until ``lease_until`` unless another node claimed it meanwhile."""
+async def take(
+    session: AsyncSession, delivery: WebhookDelivery, *, now: datetime, lease_until: datetime
+) -> bool:
+    """Lease ``delivery`` until ``lease_until`` unless another node claimed it meanwhile.
+
+    The row must still be due at ``now``: ``delivery`` was loaded by a later statement than
+    the one that found it due, and on PostgreSQL each statement sees what committed before it,
+    so it may already carry another node's fresh lease, which an equality check alone would
+    then match."""
     taken = await session.execute(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery.id,
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at == delivery.next_attempt_at,
+            WebhookDelivery.next_attempt_at <= now,
         )
         .values(next_attempt_at=lease_until)
     )

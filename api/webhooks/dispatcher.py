@@ -4,12 +4,13 @@ backoff, or ``failed`` once retrying would pass ``give_up_after`` from the event
 
 Everything is in the database, so a restart picks up where the last run stopped. A delivery is
 claimed before it is sent by moving its ``next_attempt_at`` a lease into the future with a
-conditional UPDATE (:mod:`api.webhooks.claims`): two nodes sharing PostgreSQL never send the same
-attempt twice, and a node that died mid-send leaves the delivery to be retried when the lease
-runs out (delivery is at least once; receivers de-duplicate on the event ``id``). The dispatcher
-sleeps until the next delivery falls due, looks every ``poll_interval`` for rows other nodes
-queued, and is woken right after a transaction that queued an event commits and whenever one of
-its deliveries ends.
+conditional UPDATE (:mod:`api.webhooks.claims`), due-ness and lease both judged by the database's
+clock: two nodes sharing PostgreSQL never send the same attempt twice, whatever their own clocks
+say, and a node that died mid-send leaves the delivery to be retried when the lease runs out
+(delivery is at least once; receivers de-duplicate on the event ``id``). Retry times and breakers
+use the node's clock. The dispatcher sleeps until the next delivery falls due, looks every
+``poll_interval`` for rows other nodes queued, and is woken right after a transaction that queued an
+event commits and whenever one of its deliveries ends.
 
 The slots are shared fairly (:mod:`api.webhooks.fairness`): at most ``per_webhook`` deliveries of
 a webhook and ``per_account`` of an account in flight, accounts served in turn, and a webhook
@@ -33,6 +34,7 @@ from prometheus_client import Counter
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.cluster.clock import database_now
 from api.database import describe_error
 from api.keys import (
     DB_SESSIONMAKER,
@@ -113,14 +115,17 @@ class WebhookDispatcher:
         sender: WebhookSender,
         policy: DeliveryPolicy | None = None,
         results: Counter | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """``results`` counts attempts by ``result`` (``delivered``, ``retry``, ``failed``)."""
+        """``results`` counts attempts by ``result`` (``delivered``, ``retry``, ``failed``).
+        Claims are judged by the database's clock (what is due, how long a claim lasts), so
+        nodes whose clocks disagree never take each other's claims; ``clock`` is this node's
+        (retry times, breakers, giving up)."""
         self._sessionmaker = sessionmaker
         self._sender = sender
         self._policy = policy or DeliveryPolicy()
         self._results = results
-        self._clock = clock
+        self._clock = clock or utc_now
         self._random = random.Random()
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
@@ -131,8 +136,10 @@ class WebhookDispatcher:
             per_webhook=self._policy.per_webhook, window=self._policy.window
         )
         self._runner: asyncio.Task[None] | None = None
-        self._next_due: datetime | None = None
-        """When the earliest pending delivery not yet due falls due (seen by the last claim)."""
+        self._next_due_in: float | None = None
+        """Seconds from the last claim until the earliest pending delivery not yet due then
+        falls due (by the database's clock), and when that claim was (the loop's clock)."""
+        self._next_due_at = 0.0
 
     def wake(self) -> None:
         """Look at the outbox now (events were just queued)."""
@@ -177,8 +184,9 @@ class WebhookDispatcher:
 
     async def _sleep(self) -> None:
         wait = self._policy.poll_interval
-        if self._next_due is not None:
-            wait = min(wait, max(0.0, (self._next_due - self._clock()).total_seconds()))
+        if self._next_due_in is not None:
+            left = self._next_due_in - (asyncio.get_running_loop().time() - self._next_due_at)
+            wait = min(wait, max(0.0, left))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await self._wakeup.wait()
@@ -208,14 +216,15 @@ class WebhookDispatcher:
         """Lease up to ``limit`` due deliveries to this dispatcher, chosen fairly among the
         accounts and webhooks with deliveries due; returns them and how many were looked at.
         Notes when the next pending delivery falls due, so the dispatcher sleeps until then."""
-        policy, now = self._policy, self._clock()
-        lease_until = now + timedelta(seconds=policy.lease)
+        policy, local_now = self._policy, self._clock()
         give_up = timedelta(seconds=policy.give_up_after)
-        self._breakers.prune(now - give_up)
+        self._breakers.prune(local_now - give_up)
         async with self._sessionmaker() as session, session.begin():
+            now = await database_now(session)
+            lease_until = now + timedelta(seconds=policy.lease)
             candidates = await webhook_claims.due_candidates(session, self._due, now)
             webhook_ids = {c.webhook_id for c in candidates}
-            for webhook_id, until in self._breakers.waiting(webhook_ids, now).items():
+            for webhook_id, until in self._breakers.waiting(webhook_ids, local_now).items():
                 given_up = await webhook_claims.hold_back(
                     session,
                     webhook_id,
@@ -235,15 +244,17 @@ class WebhookDispatcher:
                 in_flight=[c.candidate for c in self._sending.values()],
                 per_webhook=policy.per_webhook,
                 per_account=policy.account_slots,
-                webhook_limits=self._breakers.limits(webhook_ids, now, policy.per_webhook),
+                webhook_limits=self._breakers.limits(webhook_ids, local_now, policy.per_webhook),
             )
             rows = await webhook_claims.load(session, [c.delivery_id for c in chosen])
             claims = [
                 webhook_claims.claim_of(delivery, webhook, lease_until)
                 for delivery, webhook in rows
-                if await webhook_claims.take(session, delivery, lease_until)
+                if await webhook_claims.take(session, delivery, now=now, lease_until=lease_until)
             ]
-            self._next_due = await webhook_claims.next_due(session, now)
+            next_due = await webhook_claims.next_due(session, now)
+        self._next_due_in = None if next_due is None else (next_due - now).total_seconds()
+        self._next_due_at = asyncio.get_running_loop().time()
         for claim in claims:
             self._sending[claim.delivery_id] = claim
             self._breakers.sent(claim.webhook_id)

@@ -95,6 +95,7 @@ async def test_recordings_a_crash_left_behind_are_removed_at_start(
     leftover.mkdir(parents=True)
     (leftover / "s.ts").write_bytes(b"old")
 
+    await api_client.app[DELETION_SWEEPER].close()  # the server stopped (its full sweep too)
     node = await aiohttp_client(create_app(app_settings))  # the restarted server
 
     await eventually(lambda: _files_left(app_settings) == [".trash"])

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import text
 
+from api.cluster.clock import clock_of
 from api.keys import DB_SESSIONMAKER, METRICS
 from api.live.stream_events import DatabaseStreamEvents
 from api.models import new_object_id
@@ -126,9 +128,12 @@ async def test_a_retry_is_sent_when_it_falls_due_not_at_the_next_poll(
 async def test_a_delivery_fails_once_the_retry_period_is_over(
     start_app: StartApp, receiver: Receiver
 ) -> None:
-    # The app's dispatcher is stopped; this one sends on a clock the test moves, so the retry
-    # period runs out between the first attempt and the second, however slow the machine.
-    policy = DeliveryPolicy(**{**vars(FAST), "give_up_after": 60.0})
+    # The app's dispatcher is stopped; this one judges attempts on a clock the test moves, so
+    # the retry period runs out between the first attempt and the second, however slow the
+    # machine. Claims go by the database's clock: the retry (30 s on) is made due in the table.
+    policy = DeliveryPolicy(
+        **{**vars(FAST), "give_up_after": 60.0, "backoff_base": 30.0, "backoff_cap": 3600.0}
+    )
     client = await start_app(policy)
     await stop_dispatcher(client)
     account = await new_account(client)
@@ -153,6 +158,7 @@ async def test_a_delivery_fails_once_the_retry_period_is_over(
         assert first["status"] == "pending" and first["nextAttemptAt"] is not None
         # The retry falls due; the one after it would come later than 60 s after the event.
         clock.advance(59.95)
+        await due_now(client, first["id"])
         dispatcher.wake()
         last = await eventually(lambda: recorded(row, attempts=2))
     finally:
@@ -162,6 +168,19 @@ async def test_a_delivery_fails_once_the_retry_period_is_over(
     assert (last["lastStatusCode"], last["lastError"]) == (500, "answered HTTP 500")
     assert last["nextAttemptAt"] is None and last["deliveredAt"] is None
     assert counted(client, "failed") >= 1
+
+
+async def due_now(client: TestClient, delivery_id: str) -> None:
+    """Make delivery ``delivery_id`` due a second ago, by the database's clock."""
+    async with client.app[DB_SESSIONMAKER]() as session, session.begin():
+        clock = clock_of(session)
+        result = await session.execute(
+            text(
+                f"UPDATE webhook_deliveries SET next_attempt_at = {clock.plus('s')} WHERE id = :id"
+            ),
+            {"s": -1.0, "id": delivery_id},
+        )
+        assert result.rowcount == 1  # type: ignore[attr-defined]
 
 
 async def recorded(

@@ -166,6 +166,7 @@ async def test_deliveries_are_paged_newest_first(
         "id",
         "eventId",
         "type",
+        "sequence",
         "status",
         "attempts",
         "lastStatusCode",
@@ -211,4 +212,4 @@ async def test_every_event_is_documented(api_client: TestClient) -> None:
 
     assert set(document["webhooks"]) == set(EVENT_TYPES)
     schema = document["components"]["schemas"]["WebhookEvent"]
-    assert set(schema["required"]) == {"id", "type", "createdAt", "data"}
+    assert set(schema["required"]) == {"id", "type", "createdAt", "sequence", "data"}

@@ -77,3 +77,6 @@ async def test_a_publish_is_reported_to_a_webhook(
     [session] = sessions["data"]
     assert ended["session"]["id"] == events[0]["data"]["session"]["id"] == session["id"]
     assert by_type["recording.ready"]["recording"]["status"] == "ready"
+    # The stream's events are numbered in the order they happened, the start first.
+    assert [e["sequence"] for e in events][:1] == [1]
+    assert sorted(e["sequence"] for e in events) == [1, 2, 3]
