@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,10 @@ async def test_drain_fails_readiness_refuses_publishes_and_ends_sessions(
             async with http.get(f"{live.http_url}/readyz") as ready:
                 assert ready.status == 200
 
-            status, answer = await post_drain(control_socket(live.settings))
+            socket_path = control_socket(live.settings)
+            # Only the node's user may reach the socket: its directory is private.
+            assert stat.S_IMODE(socket_path.parent.stat().st_mode) == 0o700
+            status, answer = await post_drain(socket_path)
             assert (status, answer) == (202, {"draining": True, "began": True})
             async with http.get(f"{live.http_url}/readyz") as draining:
                 assert draining.status == 503
