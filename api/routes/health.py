@@ -18,7 +18,7 @@ from typing import Literal
 from aiohttp import web
 from sqlalchemy import text
 
-from api.keys import DB_ENGINE, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
+from api.keys import DB_ENGINE, DRAIN, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
 from api.schemas.livestreams import HealthOutput, ReadinessOutput
 from ingest.ratelimit import WarningRateLimiter
 
@@ -44,8 +44,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """200 when the database answers, ffmpeg is executable and storage is writable; else 503
-    with each failing check marked ``failed`` (the reason is logged)."""
+    with each failing check marked ``failed`` (the reason is logged). While the node drains,
+    503 ``draining`` at once, without checks."""
     app = request.app
+    if app[DRAIN].draining:
+        body = ReadinessOutput(status="draining", checks={})
+        return web.json_response(body.model_dump(by_alias=True), status=503)
     checks = {
         "database": await _check(app, "database", _database(app)),
         "ffmpeg": await _check(app, "ffmpeg", asyncio.to_thread(_executable, app[FFMPEG_PATH])),
