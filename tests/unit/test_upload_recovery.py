@@ -1,0 +1,81 @@
+"""What object storage keeps across a crash, against real S3 servers: a backlog left on disk is
+uploaded by the next start before the recording is finalized."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.s3_support import SEGMENT_BYTES, Bucket, Relay, S3Server, StorageFactory, segment
+from workers.m3u8 import Segment
+from workers.recording import RecordingSummary, finalize_stored, render_recording
+
+STREAM = "a" * 24
+
+
+def relay_to(server: S3Server) -> Relay:
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    return Relay(host, int(port))  # closed until opened: connections are refused
+
+
+async def test_a_backlog_left_by_a_stop_is_uploaded_before_the_next_start_finalizes(
+    s3_server: S3Server, bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """The store was unreachable: three segments and the playlist listing them waited in the
+    backlog when the node stopped (as after ``kill -9``: nothing more is written at stop). The
+    next start, on the same backlog directory, uploads them; finalization then finds them in
+    the bucket and closes the recording with all three."""
+    before = make_storage(endpoint=relay_to(s3_server).endpoint)
+    await before.open()
+    listed = []
+    for i in range(3):
+        name = f"seg_{i:05d}.ts"
+        await before.add_segment("r1", segment(tmp_path / "live", name))
+        listed.append(Segment(name, 2.0))
+        await before.write_playlist("r1", render_recording(listed, target=2, ended=False))
+    await before.close()
+    assert len(list((before.backlog_dir / "r1").glob("*.ts"))) == 3
+
+    after = make_storage()  # same node, so the same backlog directory
+    await after.open()
+    unfinished = RecordingSummary("r1", STREAM, "recording", started_at=1000.0)
+    summary = await finalize_stored(unfinished, after)
+    await after.flush("r1")
+    assert (summary.status, summary.segments, summary.bytes) == ("ready", 3, 3 * SEGMENT_BYTES)
+    prefix = f"{after.options.prefix}r1/"
+    assert sorted(bucket.keys(prefix)) == [
+        f"{prefix}index.m3u8",
+        *(f"{prefix}{s.name}" for s in listed),
+    ]
+    stored = bucket.stored(after, "r1", "index.m3u8").decode()
+    assert stored.endswith("#EXT-X-ENDLIST\n") and "seg_00002.ts" in stored
+    assert after.waiting_bytes == 0
+    assert not (after.backlog_dir / "r1").exists()
+
+
+async def test_a_backlog_whose_playlist_was_stored_before_the_stop_is_not_a_conflict(
+    s3_server: S3Server, bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """The first segments and their playlist were stored; then the store went away and more
+    waited. The next start's playlist write is conditional on the stored one it recognises as
+    this recording's own earlier state, not a conflict."""
+    relay = relay_to(s3_server)
+    await relay.open()
+    before = make_storage(endpoint=relay.endpoint)
+    await before.open()
+    listed = [Segment("seg_00000.ts", 2.0)]
+    await before.add_segment("r1", segment(tmp_path / "live", "seg_00000.ts"))
+    await before.write_playlist("r1", render_recording(listed, target=2, ended=False))
+    await before.flush("r1")
+    await relay.close()
+    listed.append(Segment("seg_00001.ts", 2.0))
+    await before.add_segment("r1", segment(tmp_path / "live", "seg_00001.ts"))
+    await before.write_playlist("r1", render_recording(listed, target=2, ended=False))
+    await before.close()
+
+    after = make_storage()
+    await after.open()
+    unfinished = RecordingSummary("r1", STREAM, "recording", started_at=1000.0)
+    summary = await finalize_stored(unfinished, after)
+    await after.flush("r1")
+    assert (summary.status, summary.segments) == ("ready", 2)
+    assert "seg_00001.ts" in bucket.stored(after, "r1", "index.m3u8").decode()
