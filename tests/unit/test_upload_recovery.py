@@ -1,13 +1,16 @@
-"""What object storage keeps across a crash, against real S3 servers: a backlog left on disk is
-uploaded by the next start before the recording is finalized."""
+"""What object storage keeps across a crash and an outage, against real S3 servers: a backlog
+left on disk is uploaded by the next start before the recording is finalized, and a recording's
+final state follows the upload of its closed playlist."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from tests.fakes import MemoryStore
+from tests.polling import eventually
 from tests.s3_support import SEGMENT_BYTES, Bucket, Relay, S3Server, StorageFactory, segment
 from workers.m3u8 import Segment
-from workers.recording import RecordingSummary, finalize_stored, render_recording
+from workers.recording import RecordingOutput, RecordingSummary, finalize_stored, render_recording
 
 STREAM = "a" * 24
 
@@ -79,3 +82,61 @@ async def test_a_backlog_whose_playlist_was_stored_before_the_stop_is_not_a_conf
     await after.flush("r1")
     assert (summary.status, summary.segments) == ("ready", 2)
     assert "seg_00001.ts" in bucket.stored(after, "r1", "index.m3u8").decode()
+
+
+async def test_a_recording_is_ready_only_once_its_closed_playlist_is_stored(
+    s3_server: S3Server, bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """The session ends while the store is unreachable: the recording is not reported
+    ``ready`` then; it is once the store is back and the closed playlist is in the bucket."""
+    relay = relay_to(s3_server)
+    storage = make_storage(endpoint=relay.endpoint)
+    await storage.open()
+    store = MemoryStore()
+    output = RecordingOutput(
+        STREAM,
+        store=store,
+        storage=storage,
+        segment_seconds=2,
+        started_at=1000.0,
+        final_wait=0.1,
+    )
+    output.start()
+    for i in range(2):
+        name = f"seg_{i:05d}.ts"
+        output.on_segment(segment(tmp_path / "live", name), Segment(name, 2.0))
+    await output.wait_idle()
+    summary = await output.close()
+    assert summary.status == "recording"
+    assert store.rows[summary.recording_id].status == "recording"
+
+    await relay.open()
+    try:
+        await eventually(lambda: store.rows[summary.recording_id].status == "ready", within=30)
+    finally:
+        await relay.close()
+    stored = bucket.stored(storage, summary.recording_id, "index.m3u8").decode()
+    assert stored.endswith("#EXT-X-ENDLIST\n")
+    assert store.rows[summary.recording_id].segments == 2
+
+
+async def test_a_conflicting_final_write_fails_the_recording_with_the_reason(
+    bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    storage = make_storage()
+    await storage.open()
+    store = MemoryStore()
+    output = RecordingOutput(
+        STREAM, store=store, storage=storage, segment_seconds=2, started_at=1000.0
+    )
+    output.start()
+    output.on_segment(segment(tmp_path / "live", "seg_00000.ts"), Segment("seg_00000.ts", 2.0))
+    await output.wait_idle()
+    assert output.recording_id is not None
+    await storage.flush(output.recording_id)
+    key = f"{storage.options.prefix}{output.recording_id}/index.m3u8"
+    bucket.client.put_object(Bucket=bucket.name, Key=key, Body=b"#EXTM3U\n")  # another writer
+    summary = await output.close()
+    assert summary.status == "failed"
+    assert summary.error is not None and "another writer" in summary.error
+    assert store.rows[summary.recording_id].status == "failed"
