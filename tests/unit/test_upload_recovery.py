@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.fakes import MemoryStore
 from tests.polling import eventually
 from tests.s3_support import SEGMENT_BYTES, Bucket, Relay, S3Server, StorageFactory, segment
@@ -140,3 +142,15 @@ async def test_a_conflicting_final_write_fails_the_recording_with_the_reason(
     assert summary.status == "failed"
     assert summary.error is not None and "another writer" in summary.error
     assert store.rows[summary.recording_id].status == "failed"
+
+
+@pytest.mark.parametrize("s3_server", ["seaweedfs"], indirect=True)
+async def test_backlog_counters(
+    s3_server: S3Server, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    storage = make_storage(endpoint=relay_to(s3_server).endpoint)
+    await storage.open()
+    await storage.add_segment("r1", segment(tmp_path, "seg_00000.ts"))
+    await storage.add_segment("r1", segment(tmp_path, "seg_00001.ts"))
+    assert (storage.waiting_bytes, storage.waiting_segments) == (2 * SEGMENT_BYTES, 2)
+    await eventually(lambda: storage.upload_failures > 0, within=10)
