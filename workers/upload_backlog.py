@@ -50,19 +50,17 @@ def read_text(path: Path) -> str | None:
 
 
 def left_behind(backlog_dir: Path) -> list[LeftBehind]:
-    """Every recording with segments or a playlist waiting in ``backlog_dir`` (segments in name
-    order, which is the order they were cut); directories with nothing waiting are removed."""
+    """Every recording with segments or a playlist waiting in ``backlog_dir`` (segments in the
+    order they were written); directories with nothing waiting are removed."""
     found: list[LeftBehind] = []
     if not backlog_dir.is_dir():
         return found
     for directory in sorted(backlog_dir.iterdir()):
         if not directory.is_dir() or directory.name.startswith("."):
             continue
-        segments = [
-            WaitingSegment(path, path.stat().st_size)
-            for path in sorted(directory.glob("*.ts"))
-            if not path.name.startswith(".")
-        ]
+        files = [(path, path.stat()) for path in directory.glob("*.ts")]
+        files.sort(key=lambda found: (found[1].st_mtime_ns, found[0].name))
+        segments = [WaitingSegment(path, stat.st_size) for path, stat in files]
         playlist = read_text(directory / PENDING_PLAYLIST)
         if not segments and playlist is None:
             shutil.rmtree(directory, ignore_errors=True)
