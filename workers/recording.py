@@ -29,7 +29,7 @@ from workers.storage import RecordingFailed, RecordingStorage
 log = logging.getLogger(__name__)
 
 RecordingStatus = Literal["recording", "ready", "failed"]
-FINAL_WAIT_SECONDS = 10.0
+FINAL_WAIT_SECONDS = 5.0
 """How long closing a recording waits for its closed playlist to be stored before it goes on
 (the final state is stored later, when it is; see :meth:`RecordingOutput.close`)."""
 
