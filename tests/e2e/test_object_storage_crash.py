@@ -93,9 +93,15 @@ async def check_closed(
     waiting: list[str],
     live: list[str],
 ) -> None:
-    """The recording is ready, lists what waited (but the segment being listed at the kill) and
-    what the live playlist had (but the segment being cut), is in the bucket, and decodes."""
-    [closed] = (await call(service, token, "GET", recordings))["data"]
+    """The recording is closed (polled: recovery may come some seconds after start-up),
+    ready, lists what waited (but the segment being listed at the kill) and what the live
+    playlist had (but the segment being cut), is in the bucket, and decodes."""
+
+    async def finalized() -> dict | None:
+        [recording] = (await call(service, token, "GET", recordings))["data"]
+        return recording if recording["status"] != "recording" else None
+
+    closed = await eventually(finalized, 30, interval=0.2, message="the recording stayed open")
     assert closed["status"] == "ready" and closed["error"] is None, closed
     playlist = await wait_for_playlist(closed["recordingUrl"], ended, timeout=5)
     assert "#EXT-X-PLAYLIST-TYPE:VOD" in playlist
