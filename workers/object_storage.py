@@ -175,10 +175,12 @@ class S3RecordingStorage:
         """Queue ``text`` as the playlist, written once every segment before it is stored."""
         uploads = self._recording(recording_id)
         uploads.raise_if_failed()
-        uploads.set_playlist(text)
-        await asyncio.to_thread(
-            write_text, self.backlog_dir / recording_id / PENDING_PLAYLIST, text
-        )
+        async with uploads.files:  # on disk before it can be stored, and replaced in order
+            uploads.raise_if_failed()
+            await asyncio.to_thread(
+                write_text, self.backlog_dir / recording_id / PENDING_PLAYLIST, text
+            )
+            uploads.set_playlist(text)
 
     async def inspect(self, recording_id: str) -> StoredRecording:
         """The stored playlist (remembering its ETag for the next conditional write) and the
@@ -310,7 +312,8 @@ class S3RecordingStorage:
         self.recordings_failed += 1
         uploads.fail(reason)
         self._waiting_bytes -= uploads.drop_waiting()
-        await asyncio.to_thread(shutil.rmtree, self.backlog_dir / uploads.recording_id, True)
+        async with uploads.files:
+            await asyncio.to_thread(shutil.rmtree, self.backlog_dir / uploads.recording_id, True)
 
     async def _upload_loop(self, uploads: RecordingUploads) -> None:
         """Send the recording's segments in order, then its newest playlist; retry failures
@@ -359,11 +362,9 @@ class S3RecordingStorage:
         :func:`~workers.upload_backlog.playlist_stored`)."""
         if uploads.etag is None:
             return
-        pending = uploads.playlist
-        directory = self.backlog_dir / uploads.recording_id
-        await asyncio.to_thread(playlist_stored, directory, uploads.etag, pending)
-        if uploads.playlist is not None and uploads.playlist is not pending:
-            await asyncio.to_thread(write_text, directory / PENDING_PLAYLIST, uploads.playlist)
+        async with uploads.files:
+            directory = self.backlog_dir / uploads.recording_id
+            await asyncio.to_thread(playlist_stored, directory, uploads.etag, uploads.playlist)
 
     async def _put_playlist(self, uploads: RecordingUploads) -> None:
         text = uploads.playlist

@@ -72,9 +72,7 @@ def left_behind(backlog_dir: Path) -> list[LeftBehind]:
 
 def playlist_stored(directory: Path, etag: str, pending: str | None) -> None:
     """A playlist write succeeded: remember its ETag; drop the pending playlist unless a newer
-    one (``pending``) waits, which is then written again (a concurrent replace may have lost)."""
+    one (``pending``, already on disk) waits."""
     write_text(directory / STORED_ETAG, etag)
     if pending is None:
         (directory / PENDING_PLAYLIST).unlink(missing_ok=True)
-    else:
-        write_text(directory / PENDING_PLAYLIST, pending)

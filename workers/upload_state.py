@@ -53,6 +53,8 @@ class RecordingUploads:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.files = asyncio.Lock()
+        """Held while the recording's backlog files (pending playlist, ETag) are written."""
 
     def start(self, loop: Coroutine[Any, Any, None]) -> None:
         """Run ``loop`` (the upload task) until :meth:`stop` or a failure."""
