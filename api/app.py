@@ -9,7 +9,8 @@ from api.cluster.context import cluster_context
 from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
-from api.keys import METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
+from api.keys import DRAIN, METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
+from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.registry import Metrics, metrics_middleware
@@ -42,13 +43,15 @@ def create_app(
 
     Contexts start in order and stop in reverse: (1) the database (engine, migrations to head,
     session factory, publish authorizer), (2) the webhook dispatcher, (3) media (live registry,
-    RTMP port, the stream ownership leases the live paths hold), (4) the metrics listener,
-    (5) the cluster (registry row and heartbeat), (6) the deletion sweeper (ends what deleted
-    streams leave live, removes their recordings), (7) retention (prunes old deliveries and
-    sessions). The last two take their job leases in the name of the node the cluster context
-    registered, and give them up at shutdown before it marks the node gone.
+    RTMP port, the stream ownership leases the live paths hold), (4) the control socket
+    (``liverelay drain``), (5) the metrics listener, (6) the cluster (registry row and
+    heartbeat), (7) the deletion sweeper (ends what deleted streams leave live, removes their
+    recordings), (8) retention (prunes old deliveries and sessions). The last two take their job
+    leases in the name of the node the cluster context registered, and give them up at shutdown
+    before it marks the node gone.
     Media stops before the dispatcher and the database, so the events of the sessions it ends
-    are queued while the database is still there.
+    are queued while the database is still there. A drain (:mod:`api.live.drain`) ends the
+    live sessions before any of them stops.
     """
     app = web.Application(
         middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
@@ -60,10 +63,12 @@ def create_app(
     if token_cache is None:
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
+    app[DRAIN] = Drain(settings.drain_seconds)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(storage_context)
     app.cleanup_ctx.append(media_context)
+    app.cleanup_ctx.append(control_context)
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(cluster_context)
     app.cleanup_ctx.append(deletion_context)

@@ -1,4 +1,4 @@
-"""The ``liverelay`` command: serve, migrate, manage API keys, list nodes, mint tokens.
+"""The ``liverelay`` command: serve, drain, migrate, manage API keys, list nodes, mint tokens.
 
 Settings are built once from the environment. Logs go to stderr; commands that answer with data
 print only that data (JSON, or the bare token) on stdout.
@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the HTTP API, playback and RTMP ingest").set_defaults(
         command=serve
     )
+    sub.add_parser(
+        "drain",
+        help="drain the node serving LIVERELAY_DATA_DIR on this machine, as SIGTERM does: "
+        "/readyz fails, new publishes are refused, live sessions end ('draining'), then it "
+        "stops within LIVERELAY_DRAIN_SECONDS + 10 s",
+    ).set_defaults(command=drain)
     sub.add_parser("migrate", help="migrate the database to the latest schema").set_defaults(
         command=migrate
     )
@@ -105,17 +111,51 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     _log_ffmpeg(settings)
     log.info("serving HTTP on %s:%s", settings.http_host, settings.http_port)
     # The app (and all it imports) only for ``serve``: the other commands start quicker.
-    from aiohttp import web
-
     from api.app import create_app
+    from api.serve import run
 
     app = create_app(settings)
     try:
-        web.run_app(app, host=settings.http_host, port=settings.http_port, print=None)
+        run(app, settings)
     except SettingsError as exc:  # found at start-up, e.g. object storage without credentials
         print(f"liverelay: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def drain(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay drain``: ask the node of this data directory, through its control socket,
+    to drain and stop; returns once it began (print ``{"draining": true, ...}``)."""
+    import aiohttp
+
+    from api.live.drain import control_socket
+
+    path = control_socket(settings)
+    try:
+        answer = asyncio.run(_post_drain(str(path)))
+    except (OSError, aiohttp.ClientError) as exc:
+        log.error(
+            "no node answers on %s (%s): is liverelay serve running with this "
+            "LIVERELAY_DATA_DIR, as this user?",
+            path,
+            exc,
+        )
+        return 1
+    _print_json(answer)
+    return 0
+
+
+async def _post_drain(socket_path: str) -> Any:
+    import aiohttp
+
+    connector = aiohttp.UnixConnector(path=socket_path)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout) as http,
+        http.post("http://liverelay/drain") as response,
+    ):
+        response.raise_for_status()
+        return await response.json()
 
 
 def _log_ffmpeg(settings: Settings) -> None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from api.cluster.ownership import LeaseOwnership
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
+    from api.live.drain import Drain
     from api.metrics.registry import Metrics
     from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
@@ -67,6 +68,8 @@ OWNERSHIP: web.AppKey[LeaseOwnership] = web.AppKey("ownership")
 set by the media context."""
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 """This node's registry row, heartbeat and stream leases (:mod:`api.cluster.context`)."""
+DRAIN: web.AppKey[Drain] = web.AppKey("drain")
+"""The node's drain (:mod:`api.live.drain`): ``/readyz`` fails once it began."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")
 """How the app's dispatcher delivers (set by :func:`api.app.create_app`)."""
 WEBHOOK_DISPATCHER: web.AppKey[WebhookDispatcher] = web.AppKey("webhook_dispatcher")

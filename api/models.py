@@ -187,7 +187,7 @@ class LiveSession(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     end_reason: Mapped[str | None] = mapped_column(String(32), default=None)
     """``publisher_left``, ``completed``, ``disabled``, ``reset``, ``timed_out``, ``deleted``,
-    ``max_duration``, ``shutdown``, ``error``, ``lease_lost`` or ``replaced``."""
+    ``max_duration``, ``shutdown``, ``draining``, ``error``, ``lease_lost`` or ``replaced``."""
     client_address: Mapped[str] = mapped_column(String(128))
     lease_generation: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """Generation of the stream's ownership lease the session was admitted under (the fencing

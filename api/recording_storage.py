@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.errors import ApiError, NotFound
-from api.keys import RECORDING_STORAGE, SETTINGS
+from api.keys import METRICS, RECORDING_STORAGE, SETTINGS
 from workers.object_storage import S3RecordingStorage
 from workers.recording_storages import recording_storage
 from workers.s3_options import StorageUnavailable
@@ -35,6 +35,8 @@ async def storage_context(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: open the recording storage, and close it once everything else ended."""
     async with recording_storage(app[SETTINGS]) as storage:
         app[RECORDING_STORAGE] = storage
+        if isinstance(storage, S3RecordingStorage):
+            app[METRICS].watch_uploads(storage)
         yield
 
 

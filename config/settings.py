@@ -180,6 +180,12 @@ class Settings:
     """Lifetime of a stream ownership lease, renewed every third of it; also the node
     heartbeat's period times three, and the silence after which a node is shown as lost."""
 
+    drain_seconds: float = 20.0
+    """Bound of ending this node's live streams when it drains (SIGTERM, ``liverelay drain``)
+    or shuts down; past it the rest is cut short. The process exits at most
+    ``api.live.drain.STOP_AFTER_DRAIN_SECONDS`` (10) later: give it this plus 10 s before a
+    SIGKILL."""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Build settings from ``LIVERELAY_*`` variables, then apply ``overrides``."""
@@ -293,6 +299,8 @@ class Settings:
             raise SettingsError("LIVERELAY_INTERNAL_URL must be an http:// or https:// URL")
         if not self.lease_seconds > 0:
             raise SettingsError("LIVERELAY_LEASE_SECONDS must be > 0")
+        if not self.drain_seconds > 0:
+            raise SettingsError("LIVERELAY_DRAIN_SECONDS must be > 0")
 
     def _check_rtmp_limits(self) -> None:
         for name, lowest in (

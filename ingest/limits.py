@@ -53,6 +53,10 @@ class CloseReason(enum.StrEnum):
     """The stream key could not be checked (the database is unreachable)."""
     LIVE_ELSEWHERE = "live_elsewhere"
     """The stream is live on another node sharing the database (it holds the lease)."""
+    DRAINING = "draining"
+    """Publish refused: the node is draining (``liverelay drain`` or SIGTERM)."""
+    SHUTDOWN = "shutdown"
+    """Publish refused: the node is shutting down."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
 

@@ -23,16 +23,18 @@ EndReason = Literal[
     "deleted",
     "max_duration",
     "shutdown",
+    "draining",
     "error",
     "lease_lost",
     "replaced",
 ]
 """Why a live session ended: the publisher stopped (or its reconnect window ran out), the
 operator completed/disabled/reset/deleted the stream, the publisher timed out, the session hit
-its maximum duration, the server shut down, no output could start, this node lost the
-stream's ownership lease (another node took it over, or the lease could not be renewed, e.g.
-with the database unreachable), or a newer publish of the stream on another node asked this
-node to hand it over."""
+its maximum duration, the server shut down, the node was drained (``liverelay drain`` or
+SIGTERM: the publisher should publish again, to reach another node), no output could start,
+this node lost the stream's ownership lease (another node took it over, or the lease could
+not be renewed, e.g. with the database unreachable), or a newer publish of the stream on
+another node asked this node to hand it over."""
 
 END_MESSAGES: dict[EndReason, str] = {
     "publisher_left": "the publisher stopped",
@@ -43,6 +45,7 @@ END_MESSAGES: dict[EndReason, str] = {
     "deleted": "the live stream was deleted",
     "max_duration": "the session reached its maximum duration",
     "shutdown": "the server is shutting down",
+    "draining": "the server is draining: publish again to reach another node",
     "error": "the stream could not be processed",
     "lease_lost": "the stream is no longer owned by this server",
     "replaced": "a newer publish of the stream on another node took it over",
@@ -53,6 +56,15 @@ END_MESSAGES: dict[EndReason, str] = {
 class LiveElsewhere(Exception):
     """The stream is live on another node (it holds the stream's ownership lease); the message
     is safe to send to the client."""
+
+
+class AdmissionClosed(Exception):
+    """The node admits no new publishers: it is draining or shutting down (:attr:`reason`).
+    The message is what the refused publisher is told."""
+
+    def __init__(self, reason: EndReason) -> None:
+        super().__init__(END_MESSAGES[reason])
+        self.reason: EndReason = reason
 
 
 class Publisher(Protocol):
@@ -99,6 +111,7 @@ class PathAdmission(Protocol):
         """Check ``stream_key`` and make ``publisher`` the publisher of its stream's path, as
         one step: nothing that ends the stream can come between the check and the admission.
         Raises :class:`~ingest.authorizer.PublishDenied` for a refused key,
-        :class:`LiveElsewhere` while another node owns the stream; any other error means the
-        publish cannot be admitted now."""
+        :class:`LiveElsewhere` while another node owns the stream, :class:`AdmissionClosed`
+        when the node takes no publishers any more; any other error means the publish cannot
+        be admitted now."""
         ...

@@ -24,6 +24,7 @@ from ingest.hub import MediaRefused, StreamHub
 from ingest.limits import CloseReason
 from ingest.live import (
     END_MESSAGES,
+    AdmissionClosed,
     EndReason,
     LiveElsewhere,
     PathAdmission,
@@ -160,6 +161,9 @@ class PublisherConnection:
             self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.BAD_KEY)
         except LiveElsewhere as exc:
             self._reject(event, "NetStream.Publish.BadName", str(exc), CloseReason.LIVE_ELSEWHERE)
+        except AdmissionClosed as exc:  # draining or stopping: not the publisher's fault
+            closing = CloseReason.DRAINING if exc.reason == "draining" else CloseReason.SHUTDOWN
+            self._reject(event, "NetStream.Publish.Failed", str(exc), closing)
         except Exception as exc:  # the key's backend is down, or the outputs cannot start
             log.error("cannot admit a publish from %s: %s", self.client_address, type(exc).__name__)
             self._reject(

@@ -15,18 +15,23 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from workers.backoff import Backoff
+from workers.object_storage import S3RecordingStorage
 
 START_SECONDS = 60.0
 """Longest wait for SeaweedFS to answer signed S3 requests."""
@@ -255,3 +260,39 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         with contextlib.suppress(OSError):
             writer.close()
+
+
+FAST_RETRIES = Backoff(initial=0.02, maximum=0.1)
+"""Upload retries for tests: quick, so a restored endpoint is used at once."""
+SEGMENT_BYTES = 1880
+StorageFactory = Callable[..., S3RecordingStorage]
+"""Makes a storage on the test server (the ``make_storage`` fixture)."""
+PLAYLIST = "#EXTM3U\n#EXT-X-VERSION:3\n#EXTINF:2.000,\nseg_00000.ts\n"
+
+
+def segment(directory: Path, name: str, size: int = SEGMENT_BYTES) -> Path:
+    """A segment file of random bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_bytes(secrets.token_bytes(size))
+    return path
+
+
+class Bucket:
+    """Reads the test bucket directly (a plain botocore client), to check what was stored."""
+
+    def __init__(self, server: S3Server) -> None:
+        self.name = server.bucket
+        self.client = sync_client(server)
+
+    def stored(self, storage: S3RecordingStorage, rid: str, name: str) -> bytes:
+        key = f"{storage.options.prefix}{rid}/{name}"
+        body: bytes = self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        return body
+
+    def keys(self, prefix: str) -> list[str]:
+        found = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
+            found += [item["Key"] for item in page.get("Contents", [])]
+        return found

@@ -206,12 +206,19 @@ class LivePath:
                 task.cancel()
         self._hub.close()
         await self.outputs.stop()
+        ended_at = time.time()
+        # The session's earlier reports first: the end is written after the start (both would
+        # create the session's row) and takes the next sequence number after them.
+        await self._background_done()
         await self._events.session_ended(
-            self.info, ended_at=time.time(), reason=reason, bytes_in=self._hub.bytes_in
+            self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
         )
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        await self._background_done()
         self.ended.set()
+
+    async def _background_done(self) -> None:
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     # -- reports ------------------------------------------------------------------------------
 

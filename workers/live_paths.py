@@ -33,7 +33,7 @@ from pathlib import Path
 from config.logs import stream_id_var
 from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant, RestreamTarget
-from ingest.live import EndReason, Publisher
+from ingest.live import AdmissionClosed, EndReason, Publisher
 from workers.change_marks import ChangeMarks
 from workers.events import LeftOpen, NoStreamEvents, SessionInfo, StreamEvents
 from workers.live_path import LivePath
@@ -50,8 +50,8 @@ from workers.storage import RecordingStorage
 log = logging.getLogger(__name__)
 
 
-class PathsClosed(Exception):
-    """The node is shutting down: no new publisher is admitted."""
+class PathsClosed(AdmissionClosed):
+    """The node is draining or shutting down: no new publisher is admitted."""
 
 
 class LivePaths:
@@ -89,6 +89,7 @@ class LivePaths:
         self._losses: set[asyncio.Task[None]] = set()
         self._closed = False
         self._ownership.watch(self._lease_lost)
+        self._closed_for: EndReason = "shutdown"
 
     # -- what the API reads -------------------------------------------------------------------
 
@@ -110,7 +111,10 @@ class LivePaths:
         """Check ``stream_key`` and make ``publisher`` its stream's publisher, as one step per
         stream: a new path, the same session continued (reconnect window, or a stale publisher
         replaced), or the stale session ended and a new one begun when the stream has no
-        window. Raises :class:`PublishDenied` for a refused key."""
+        window. Raises :class:`PublishDenied` for a refused key, :class:`PathsClosed` once
+        :meth:`close` began."""
+        if self._closed:  # no key check (nor database query) for a node that is going away
+            raise PathsClosed(self._closed_for)
         mark = self._marks.begin()
         try:
             address = publisher.client_address
@@ -132,7 +136,7 @@ class LivePaths:
 
     async def _admit(self, grant: PublishGrant, publisher: Publisher) -> LivePath:
         if self._closed:
-            raise PathsClosed("the server is shutting down")
+            raise PathsClosed(self._closed_for)
         stream_id = grant.stream_id
         stream_id_var.set(stream_id)  # the admitting task and the outputs it starts
         path = self._paths.get(stream_id)
@@ -314,13 +318,15 @@ class LivePaths:
                 await self._ownership.release(stream_id, claim.generation)
             return True
 
-    async def close(self) -> None:
-        """End every path (shutdown); publishes admitted from now on are refused."""
-        self._closed = True
+    async def close(self, reason: EndReason = "shutdown") -> None:
+        """End every path for ``reason`` (``shutdown``, or ``draining``); publishes are refused
+        from now on, for the reason of the first call."""
+        if not self._closed:
+            self._closed, self._closed_for = True, reason
         busy = set(self._paths) | set(self._locks)
-        await asyncio.gather(*(self.end(s, "shutdown") for s in busy), return_exceptions=True)
+        await asyncio.gather(*(self.end(s, reason) for s in busy), return_exceptions=True)
         if self._ending:
-            await asyncio.gather(*(p.finish("shutdown") for p in self._ending))
+            await asyncio.gather(*(p.finish(reason) for p in self._ending))
         for task in self._cleanups.values():
             task.cancel()
         if self._losses:

@@ -7,7 +7,9 @@ recording sends, in order, every waiting segment and then the newest playlist, s
 playlist never lists a segment that is not stored yet. While the server is unreachable the
 segments wait on disk and the task retries with capped exponential backoff; when the bytes
 waiting in all recordings would pass ``backlog_bytes`` the recording being added to fails
-(:class:`~workers.storage.RecordingFailed`) and its waiting segments are dropped.
+(:class:`~workers.storage.RecordingFailed`) and its waiting segments are dropped. The backlog
+directory also keeps the newest playlist not stored yet, so what a stopped or killed process
+left there is sent by the next :meth:`~S3RecordingStorage.open` (:mod:`workers.upload_backlog`).
 
 The playlist is written with conditional requests: ``If-None-Match: *`` for the first write of
 a recording, ``If-Match: <ETag of our last write>`` afterwards. Another writer's change (another
@@ -23,7 +25,6 @@ import contextlib
 import logging
 import random
 import shutil
-from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 from config import SettingsError
 from workers.m3u8 import PLAYLIST_NAME
 from workers.s3_options import S3Options, StorageUnavailable, describe, error_code, status
+from workers.s3_requests import (
+    delete_keys,
+    get_text,
+    list_objects,
+    put_file,
+    vanished_is_skipped,
+)
 from workers.storage import RecordingFailed, StoredRecording, link_or_copy
+from workers.upload_backlog import (
+    PENDING_PLAYLIST,
+    LeftBehind,
+    left_behind,
+    playlist_stored,
+    write_text,
+)
 from workers.upload_state import PlaylistConflict, RecordingUploads
 
 log = logging.getLogger(__name__)
@@ -55,6 +70,11 @@ class S3RecordingStorage:
         self._rng = rng or random.Random()
         self._uploads: dict[str, RecordingUploads] = {}
         self._waiting_bytes = 0
+        self.upload_failures = 0
+        """Upload requests that failed (each retried later), since start."""
+        self.recordings_failed = 0
+        """Recordings this storage gave up on (backlog bound, conflict), since start."""
+        self._resume_until = 0.0
         self._stack = AsyncExitStack()
         self._client: Any = None
 
@@ -93,11 +113,27 @@ class S3RecordingStorage:
             )
         )
         await asyncio.to_thread(self.backlog_dir.mkdir, parents=True, exist_ok=True)
+        self._resume_until = asyncio.get_running_loop().time() + opts.resume_seconds
+        for left in await asyncio.to_thread(left_behind, self.backlog_dir):
+            self._resume(left)
+
+    def _resume(self, left: LeftBehind) -> None:
+        """Send what a previous run left in the backlog, as it would have."""
+        uploads = RecordingUploads(left.recording_id, resumed=True)
+        uploads.etag = left.etag
+        for waiting in left.segments:
+            uploads.add_segment(waiting.path, waiting.size)
+            self._waiting_bytes += waiting.size
+        if left.playlist is not None:
+            uploads.set_playlist(left.playlist)
+        log.info("recording %s: resuming %d uploads", left.recording_id, len(left.segments))
+        uploads.start(self._upload_loop(uploads))
+        self._uploads[left.recording_id] = uploads
 
     async def close(self, drain_seconds: float = 0.0) -> None:
         """Give waiting uploads up to ``drain_seconds`` to finish, then stop the upload tasks
-        (what still waits stays in the backlog directory, and is not sent again by a later
-        start) and close the client."""
+        (what still waits stays in the backlog directory, and the next :meth:`open` sends it)
+        and close the client."""
         if self._uploads and drain_seconds > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_seconds):
@@ -139,16 +175,22 @@ class S3RecordingStorage:
         """Queue ``text`` as the playlist, written once every segment before it is stored."""
         uploads = self._recording(recording_id)
         uploads.raise_if_failed()
-        uploads.set_playlist(text)
+        async with uploads.files:  # on disk before it can be stored, and replaced in order
+            uploads.raise_if_failed()
+            await asyncio.to_thread(
+                write_text, self.backlog_dir / recording_id / PENDING_PLAYLIST, text
+            )
+            uploads.set_playlist(text)
 
     async def inspect(self, recording_id: str) -> StoredRecording:
         """The stored playlist (remembering its ETag for the next conditional write) and the
         sizes of the stored segments."""
         prefix = self._key(recording_id, "")
+        await self._resumed_sent(recording_id)
         try:
             current = await self._get_playlist(recording_id)
             sizes: dict[str, int] = {}
-            async for item in self._list(prefix):
+            async for item in list_objects(self._client, self.options, prefix):
                 name = item["Key"][len(prefix) :]
                 if name.endswith(".ts") and "/" not in name:
                     sizes[name] = int(item["Size"])
@@ -162,7 +204,8 @@ class S3RecordingStorage:
 
     async def remove_segments(self, recording_id: str, names: list[str]) -> None:
         """Delete the named segment objects."""
-        await self._delete_keys([self._key(recording_id, Path(n).name) for n in names])
+        keys = [self._key(recording_id, Path(n).name) for n in names]
+        await delete_keys(self._client, self.options, keys)
 
     async def delete(self, recording_id: str) -> None:
         """Stop the recording's uploads, drop its backlog and delete every object under its
@@ -177,10 +220,10 @@ class S3RecordingStorage:
             self._waiting_bytes -= uploads.drop_waiting()
         await asyncio.to_thread(shutil.rmtree, self.backlog_dir / recording_id, True)
         try:
-            keys = [item["Key"] async for item in self._list(prefix)]
+            keys = [item["Key"] async for item in list_objects(self._client, self.options, prefix)]
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"could not list recording {recording_id}: {exc}") from exc
-        await self._delete_keys(keys)
+        await delete_keys(self._client, self.options, keys)
         return len(keys)
 
     # -- beyond the interface -------------------------------------------------------------
@@ -213,11 +256,20 @@ class S3RecordingStorage:
 
     async def flush(self, recording_id: str) -> None:
         """Wait until everything queued for the recording is stored; raises
-        :class:`~workers.storage.RecordingFailed` if the recording failed."""
+        :class:`~workers.storage.RecordingFailed` if the recording failed, and
+        :class:`~workers.s3_options.StorageUnavailable` if the uploads were stopped first."""
         uploads = self._uploads.get(recording_id)
         if uploads is not None:
-            await uploads.wait_idle()
-            uploads.raise_if_failed()
+            await uploads.settle(None)
+
+    async def probe(self) -> None:
+        """One cheap request (``HEAD`` on the bucket); raises when it fails."""
+        await self._client.head_bucket(Bucket=self.options.bucket)
+
+    @property
+    def waiting_segments(self) -> int:
+        """Segments waiting for their upload, all recordings together."""
+        return sum(uploads.waiting_segments for uploads in self._uploads.values())
 
     @property
     def waiting_bytes(self) -> int:
@@ -241,6 +293,13 @@ class S3RecordingStorage:
             self._uploads[recording_id] = uploads
         return uploads
 
+    async def _resumed_sent(self, recording_id: str) -> None:
+        """Before the bucket is read for a recording a previous run left uploads for, wait for
+        them (until :attr:`S3Options.resume_seconds` after open at most)."""
+        uploads = self._uploads.get(recording_id)
+        if uploads is not None and uploads.resumed:
+            await uploads.settle(self._resume_until - asyncio.get_running_loop().time())
+
     def _forget(self, uploads: RecordingUploads) -> None:
         """The recording is closed and fully stored: drop its entry (a later write starts
         from what :meth:`inspect` reads)."""
@@ -250,9 +309,11 @@ class S3RecordingStorage:
 
     async def _fail(self, uploads: RecordingUploads, reason: str) -> None:
         log.error("recording %s failed: %s", uploads.recording_id, reason)
+        self.recordings_failed += 1
         uploads.fail(reason)
         self._waiting_bytes -= uploads.drop_waiting()
-        await asyncio.to_thread(shutil.rmtree, self.backlog_dir / uploads.recording_id, True)
+        async with uploads.files:
+            await asyncio.to_thread(shutil.rmtree, self.backlog_dir / uploads.recording_id, True)
 
     async def _upload_loop(self, uploads: RecordingUploads) -> None:
         """Send the recording's segments in order, then its newest playlist; retry failures
@@ -263,14 +324,19 @@ class S3RecordingStorage:
             try:
                 segment = uploads.next_segment()
                 if segment is not None:
-                    with _vanished_is_skipped(uploads.recording_id, segment.path):
-                        await self._put_segment(uploads.recording_id, segment.path)
+                    with vanished_is_skipped(uploads.recording_id, segment.path):
+                        key = self._key(uploads.recording_id, segment.path.name)
+                        await put_file(self._client, self.options.bucket, key, segment.path)
                     uploads.segment_done()
                     self._waiting_bytes -= segment.size
                     await asyncio.to_thread(segment.path.unlink, missing_ok=True)
                 else:
                     await self._put_playlist(uploads)
+                    await self._playlist_stored(uploads)
                     if uploads.idle and uploads.closed:
+                        await asyncio.to_thread(
+                            shutil.rmtree, self.backlog_dir / uploads.recording_id, True
+                        )
                         self._forget(uploads)
                         return
             except PlaylistConflict as exc:
@@ -278,6 +344,7 @@ class S3RecordingStorage:
                 return
             except _TRANSIENT as exc:
                 failures += 1
+                self.upload_failures += 1
                 delay = self.options.backoff.delay(failures, self._rng)
                 log.warning(
                     "recording %s: upload failed (%s); retry %d in %.1f s",
@@ -290,14 +357,14 @@ class S3RecordingStorage:
                 continue
             failures = 0
 
-    async def _put_segment(self, recording_id: str, path: Path) -> None:
-        body = await asyncio.to_thread(path.read_bytes)
-        await self._client.put_object(
-            Bucket=self.options.bucket,
-            Key=self._key(recording_id, path.name),
-            Body=body,
-            ContentType="video/mp2t",
-        )
+    async def _playlist_stored(self, uploads: RecordingUploads) -> None:
+        """Keep the backlog directory in step with a stored playlist (see
+        :func:`~workers.upload_backlog.playlist_stored`)."""
+        if uploads.etag is None:
+            return
+        async with uploads.files:
+            directory = self.backlog_dir / uploads.recording_id
+            await asyncio.to_thread(playlist_stored, directory, uploads.etag, uploads.playlist)
 
     async def _put_playlist(self, uploads: RecordingUploads) -> None:
         text = uploads.playlist
@@ -326,52 +393,5 @@ class S3RecordingStorage:
 
     async def _get_playlist(self, recording_id: str) -> tuple[str, str, float] | None:
         """``(text, ETag, modified at)`` of the stored playlist, ``None`` when there is none."""
-        try:
-            answer = await self._client.get_object(
-                Bucket=self.options.bucket, Key=self._key(recording_id, PLAYLIST_NAME)
-            )
-        except ClientError as exc:
-            if status(exc) == 404:
-                return None
-            raise
-        async with answer["Body"] as body:
-            data = await body.read()
-        return data.decode("utf-8"), answer["ETag"], answer["LastModified"].timestamp()
-
-    async def _list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(
-            Bucket=self.options.bucket,
-            Prefix=prefix,
-            PaginationConfig={"PageSize": self.options.page_size},
-        )
-        async for page in pages:
-            for item in page.get("Contents", []):
-                yield item
-
-    async def _delete_keys(self, keys: Iterable[str]) -> None:
-        pending = list(keys)
-        try:
-            for start in range(0, len(pending), self.options.page_size):
-                batch = pending[start : start + self.options.page_size]
-                answer = await self._client.delete_objects(
-                    Bucket=self.options.bucket,
-                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
-                )
-                if answer.get("Errors"):
-                    first = answer["Errors"][0]
-                    raise StorageUnavailable(
-                        f"could not delete {first.get('Key')}: {first.get('Code')} "
-                        f"{first.get('Message', '')}".strip()
-                    )
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageUnavailable(f"could not delete objects: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _vanished_is_skipped(recording_id: str, path: Path) -> Iterator[None]:
-    """A backlog file removed behind our back is logged and skipped, not retried forever."""
-    try:
-        yield
-    except FileNotFoundError:
-        log.error("recording %s: segment %s vanished from the backlog", recording_id, path)
+        key = self._key(recording_id, PLAYLIST_NAME)
+        return await get_text(self._client, self.options.bucket, key)

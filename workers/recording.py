@@ -14,6 +14,7 @@ The database lives behind :class:`RecordingStore` (implemented by ``api``), the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -28,6 +29,9 @@ from workers.storage import RecordingFailed, RecordingStorage
 log = logging.getLogger(__name__)
 
 RecordingStatus = Literal["recording", "ready", "failed"]
+FINAL_WAIT_SECONDS = 5.0
+"""How long closing a recording waits for its closed playlist to be stored before it goes on
+(the final state is stored later, when it is; see :meth:`RecordingOutput.close`)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class RecordingOutput:
         segment_seconds: float,
         started_at: float,
         wall_clock: Callable[[], float] = time.time,
+        final_wait: float = FINAL_WAIT_SECONDS,
     ) -> None:
         self.stream_id = stream_id
         self.recording_id: str | None = None
@@ -115,6 +120,8 @@ class RecordingOutput:
         self._status: RecordingStatus = "recording"
         self._ended_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self._final_wait = final_wait
+        self._finishing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         """Create the store entry and begin storing segments (in the background)."""
@@ -140,17 +147,30 @@ class RecordingOutput:
         )
 
     async def close(self) -> RecordingSummary:
-        """The session ended: store the queued segments, close the playlist, mark it ready (or
-        failed when nothing was recorded) and tell the store."""
+        """The session ended: store the queued segments, close the playlist, and once storage
+        holds it mark the recording ready (failed when nothing was recorded or storage gave up
+        on it) and tell the store. Waits up to ``final_wait`` seconds for that (object storage
+        may be unreachable): past it the final state is stored when storage holds the
+        playlist, and if the process stops first the next start finalizes the recording."""
         if self._task is None:
             return self.summary()
         self._queue.put_nowait(None)
         await asyncio.shield(self._task)
-        self._ended_at = self._wall_clock()
+        if self._ended_at is None:
+            self._ended_at = self._wall_clock()
         if self.recording_id is None:
             self._status = "failed"
             return self.summary()
-        await self._close_playlist()
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._final_wait):
+                await asyncio.shield(self._finishing)
+        return self.summary()
+
+    async def _finish(self) -> None:
+        if not await self._close_playlist():
+            return
         summary = self.summary()
         try:
             await self._store.recording_finished(summary)
@@ -165,25 +185,40 @@ class RecordingOutput:
             summary.duration,
             summary.bytes,
         )
-        return summary
 
-    async def _close_playlist(self) -> None:
+    async def _close_playlist(self) -> bool:
+        """Close the playlist and wait until storage holds it; ``False`` when the final state
+        is not known (storage stopped first: the recording stays open for the next start)."""
         assert self.recording_id is not None
         if self._status == "failed":
-            return
+            return True
         if not self._segments:
             self._fail("no segment was recorded (the session carried no decodable media)")
-            return
+            return True
         try:
             text = render_recording(self._segments, target=self._target, ended=True)
             await self._storage.write_playlist(self.recording_id, text)
         except RecordingFailed as exc:
             self._fail(str(exc))
-            return
+            return True
         except OSError as exc:
             self._fail(f"could not write the recording playlist: {exc.strerror or exc}")
-            return
+            return True
+        try:
+            await self._storage.flush(self.recording_id)
+        except RecordingFailed as exc:
+            self._fail(str(exc))
+            return True
+        except OSError as exc:
+            log.warning(
+                "recording %s: its closed playlist is not stored (%s); it stays open and the "
+                "next start finalizes it",
+                self.recording_id,
+                exc,
+            )
+            return False
         self._status = "ready"
+        return True
 
     def _fail(self, reason: str) -> None:
         self._status = "failed"
@@ -298,4 +333,9 @@ async def finalize_stored(
         await storage.write_playlist(rid, render_recording(kept, target=1, ended=True))
     except OSError as exc:
         return replace(closed, status="failed", error=f"could not close the playlist: {exc}")
+    try:  # ready once storage holds it; a store that went away leaves it for the next start
+        async with asyncio.timeout(FINAL_WAIT_SECONDS):
+            await storage.flush(rid)
+    except RecordingFailed as exc:
+        return replace(closed, status="failed", error=str(exc))
     return replace(closed, status="ready", error=None)

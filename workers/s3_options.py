@@ -34,6 +34,9 @@ class S3Options:
     """Waits between retries of a failed upload."""
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    resume_seconds: float = 10.0
+    """How long after start-up finalizing a recording waits for the backlog the previous run
+    left for it to be uploaded."""
     page_size: int = 1000
     """Keys per listing page and per ``DeleteObjects`` request (1000 at most)."""
 

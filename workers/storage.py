@@ -58,6 +58,12 @@ class RecordingStorage(Protocol):
         torn one, even after a crash."""
         ...
 
+    async def flush(self, recording_id: str) -> None:
+        """Wait until everything written for the recording is durably stored. Raises
+        :class:`RecordingFailed` when it never will be, another ``OSError`` when it is not yet
+        (e.g. storage is closing: it is sent again at the next start)."""
+        ...
+
     async def inspect(self, recording_id: str) -> StoredRecording:
         """What is stored for the recording."""
         ...
@@ -90,6 +96,9 @@ class LocalRecordingStorage:
     async def write_playlist(self, recording_id: str, text: str) -> None:
         """Write to a temporary file, flush it to disk, then rename it over ``index.m3u8``."""
         await asyncio.to_thread(_replace_durably, self.directory(recording_id), text)
+
+    async def flush(self, recording_id: str) -> None:
+        """Nothing to wait for: every write is on disk when it returns."""
 
     async def inspect(self, recording_id: str) -> StoredRecording:
         """Read the playlist and list the segment files."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workers.m3u8 import parse_media_playlist
+from workers.s3_options import StorageUnavailable
 from workers.storage import RecordingFailed
 
 _REMEMBERED_ATTEMPTS = 4
@@ -35,8 +37,10 @@ class WaitingSegment:
 class RecordingUploads:
     """The upload queue of one recording (one task sends it, in order)."""
 
-    def __init__(self, recording_id: str) -> None:
+    def __init__(self, recording_id: str, *, resumed: bool = False) -> None:
         self.recording_id = recording_id
+        self.resumed = resumed
+        """Taken over from the backlog a previous run left (its last writes unknown)."""
         self.playlist: str | None = None
         """The newest playlist not written yet."""
         self.etag: str | None = None
@@ -49,6 +53,8 @@ class RecordingUploads:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.files = asyncio.Lock()
+        """Held while the recording's backlog files (pending playlist, ETag) are written."""
 
     def start(self, loop: Coroutine[Any, Any, None]) -> None:
         """Run ``loop`` (the upload task) until :meth:`stop` or a failure."""
@@ -80,6 +86,20 @@ class RecordingUploads:
     async def wait_idle(self) -> None:
         """Until nothing waits (or the recording failed)."""
         await self._idle.wait()
+
+    async def settle(self, seconds: float | None) -> None:
+        """Wait until nothing waits (``seconds`` at most, ``None``: no bound); raise
+        :class:`~workers.storage.RecordingFailed` if the recording failed, and
+        :class:`~workers.s3_options.StorageUnavailable` if something still waits (the
+        uploads were stopped, or the time ran out)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):
+                await self._idle.wait()
+        self.raise_if_failed()
+        if not self.idle:
+            raise StorageUnavailable(
+                f"recording {self.recording_id}: not all of it is in object storage yet"
+            )
 
     def fail(self, reason: str) -> None:
         """Mark the recording failed and stop its task (see :meth:`drop_waiting`)."""
@@ -126,7 +146,7 @@ class RecordingUploads:
         """The conditional playlist write was refused; ``stored`` is ``(text, ETag)`` of what
         the server holds. If that is one of our own recent writes (whose answer was lost), take
         its ETag and carry on; otherwise raise :class:`PlaylistConflict`."""
-        if stored is not None and stored[0] in self._attempts:
+        if stored is not None and (stored[0] in self._attempts or self._earlier_state(stored[0])):
             self.playlist_written(stored[0], stored[1])
             return
         what = "deleted" if stored is None else "changed"
@@ -134,6 +154,15 @@ class RecordingUploads:
             f"the playlist of recording {self.recording_id} was {what} by another writer "
             "(another node recording the same id?); this node stopped writing it"
         )
+
+    def _earlier_state(self, stored: str) -> bool:
+        """A resumed recording recognises as its own a stored playlist whose segments begin
+        the one it is sending (the previous run stored it, and the answer died with it)."""
+        if not self.resumed or not self._attempts:
+            return False
+        ours = [s.name for s in parse_media_playlist(self._attempts[-1])]
+        theirs = [s.name for s in parse_media_playlist(stored)]
+        return bool(theirs) and ours[: len(theirs)] == theirs and "#EXT-X-ENDLIST" not in stored
 
     @property
     def closed(self) -> bool:
@@ -144,6 +173,15 @@ class RecordingUploads:
         """The upload task ends by itself (the recording is closed and fully stored)."""
         self._task = None
         self._idle.set()
+
+    @property
+    def waiting_segments(self) -> int:
+        return len(self._segments)
+
+    @property
+    def running(self) -> bool:
+        """The upload task runs (not stopped, failed or done)."""
+        return self._task is not None
 
     @property
     def idle(self) -> bool:

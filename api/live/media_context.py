@@ -42,8 +42,6 @@ from workers.live_paths import LivePaths
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_SECONDS = 20.0
-"""Bound of a graceful shutdown (SIGTERM): publishers closed, playlists and recordings ended."""
 RELEASE_SECONDS = 3.0
 """Bound of releasing the leases left after the paths ended (a database outage must not hold
 the shutdown; the leases then expire by themselves)."""
@@ -89,7 +87,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         recovery.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
-        await shut_down(paths, server, ownership)
+        await shut_down(paths, server, ownership, settings.drain_seconds)
 
 
 async def recover_later(
@@ -102,16 +100,19 @@ async def recover_later(
         left = await paths.recover(events, only=left)
 
 
-async def shut_down(paths: LivePaths, server: RTMPServer, ownership: LeaseOwnership) -> None:
-    """Stop cleanly within :data:`SHUTDOWN_SECONDS`: publishers are told the server is going
+async def shut_down(
+    paths: LivePaths, server: RTMPServer, ownership: LeaseOwnership, bound: float
+) -> None:
+    """Stop cleanly within ``bound`` seconds (``LIVERELAY_DRAIN_SECONDS``; after a drain the
+    sessions have ended already): publishers are told the server is going
     away (``onStatus``) and disconnected, playlists and recordings are closed with ENDLIST and
     the streams' leases released; then the listener closes. Past the bound the rest is cut
     short (the leases left then expire by themselves)."""
     try:
-        async with asyncio.timeout(SHUTDOWN_SECONDS):
+        async with asyncio.timeout(bound):
             await paths.close()
     except TimeoutError:
-        log.warning("shutdown took longer than %g s; stopping the rest at once", SHUTDOWN_SECONDS)
+        log.warning("shutdown took longer than %g s; stopping the rest at once", bound)
     try:
         async with asyncio.timeout(RELEASE_SECONDS):
             await ownership.keeper.close()

@@ -22,6 +22,7 @@ from api.keys import METRICS
 from api.schemas.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
+from workers.object_storage import S3RecordingStorage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -48,6 +49,10 @@ class Metrics:
     def watch_media(self, paths: LivePaths, rtmp: RTMPServer) -> None:
         """Expose the live state of ``paths`` and ``rtmp`` at scrape time."""
         self.registry.register(LiveStateCollector(paths, rtmp))
+
+    def watch_uploads(self, storage: S3RecordingStorage) -> None:
+        """Expose the upload backlog of object storage at scrape time."""
+        self.registry.register(UploadCollector(storage))
 
     def render(self) -> bytes:
         """The exposition text."""
@@ -119,6 +124,36 @@ class LiveStateCollector(Collector):
                 restarts.add_metric([stream, output], status.restarts)
                 dropped.add_metric([stream, output], dropped_frames)
         yield from (ingest, bitrate, state, restarts, dropped)
+
+
+class UploadCollector(Collector):
+    """Reads the object-storage upload backlog when Prometheus scrapes."""
+
+    def __init__(self, storage: S3RecordingStorage) -> None:
+        self._storage = storage
+
+    def collect(self) -> Iterator[Metric]:
+        storage = self._storage
+        yield GaugeMetricFamily(
+            "liverelay_upload_backlog_bytes",
+            "Bytes of recorded segments waiting for their upload to object storage.",
+            value=storage.waiting_bytes,
+        )
+        yield GaugeMetricFamily(
+            "liverelay_upload_backlog_segments",
+            "Recorded segments waiting for their upload to object storage.",
+            value=storage.waiting_segments,
+        )
+        yield CounterMetricFamily(
+            "liverelay_upload_failures",
+            "Uploads to object storage that failed (each is retried).",
+            value=storage.upload_failures,
+        )
+        yield CounterMetricFamily(
+            "liverelay_upload_recordings_failed",
+            "Recordings object storage gave up on (backlog bound reached, another writer).",
+            value=storage.recordings_failed,
+        )
 
 
 @web.middleware

@@ -114,7 +114,11 @@ def _readiness() -> dict[str, Any]:
         "summary": "Readiness: database reachable, ffmpeg found, storage writable",
         "responses": {
             "200": json_response("Ready to serve", "ReadinessOutput"),
-            "503": json_response("A dependency is failing (see `checks`)", "ReadinessOutput"),
+            "503": json_response(
+                "A dependency is failing (see `checks`), or the node is draining "
+                "(`status: draining`, no checks)",
+                "ReadinessOutput",
+            ),
         },
     }
 

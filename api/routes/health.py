@@ -18,7 +18,8 @@ from typing import Literal
 from aiohttp import web
 from sqlalchemy import text
 
-from api.keys import DB_ENGINE, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
+from api.keys import DB_ENGINE, DRAIN, FFMPEG_PATH, READINESS_WARNINGS, SETTINGS
+from api.recording_storage import object_storage
 from api.schemas.livestreams import HealthOutput, ReadinessOutput
 from ingest.ratelimit import WarningRateLimiter
 
@@ -43,9 +44,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers, ffmpeg is executable and storage is writable; else 503
-    with each failing check marked ``failed`` (the reason is logged)."""
+    """200 when the database answers, ffmpeg is executable, storage is writable and (when
+    recordings go there) object storage answers; else 503 with each failing check marked
+    ``failed`` (the reason is logged). While the node drains, 503 ``draining`` at once,
+    without checks."""
     app = request.app
+    if app[DRAIN].draining:
+        body = ReadinessOutput(status="draining", checks={})
+        return web.json_response(body.model_dump(by_alias=True), status=503)
     checks = {
         "database": await _check(app, "database", _database(app)),
         "ffmpeg": await _check(app, "ffmpeg", asyncio.to_thread(_executable, app[FFMPEG_PATH])),
@@ -53,6 +59,9 @@ async def readyz(request: web.Request) -> web.Response:
             app, "storage", asyncio.to_thread(_writable, app[SETTINGS].data_dir)
         ),
     }
+    bucket = object_storage(app)
+    if bucket is not None:
+        checks["objectStorage"] = await _check(app, "objectStorage", bucket.probe())
     ok = all(result == "ok" for result in checks.values())
     body = ReadinessOutput(status="ok" if ok else "unavailable", checks=checks)
     return web.json_response(body.model_dump(by_alias=True), status=200 if ok else 503)

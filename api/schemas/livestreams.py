@@ -241,9 +241,10 @@ class HealthOutput(_Output):
 
 class ReadinessOutput(_Output):
     """Body of ``GET /readyz``: overall status and each check's result, ``ok`` or ``failed``
-    (why is in the server's log, not here: anyone may ask)."""
+    (why is in the server's log, not here: anyone may ask); ``draining`` with no checks while
+    the node drains."""
 
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable", "draining"]
     checks: dict[str, Literal["ok", "failed"]]
 
 

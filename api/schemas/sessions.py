@@ -22,10 +22,11 @@ class SessionOutput(OutputModel):
     duration: float | None = Field(description="Seconds from start to end; null while live.")
     end_reason: str | None = Field(
         description="`publisher_left`, `completed`, `disabled`, `reset`, `timed_out`, "
-        "`deleted`, `max_duration`, `shutdown`, `error`, `lease_lost` (the node lost the "
-        "stream's ownership lease: another node took it over, or the database was unreachable "
-        "too long) or `replaced` (a newer publish on another node took the stream over); null "
-        "while live."
+        "`deleted`, `max_duration`, `shutdown`, `draining` (the node was drained: the "
+        "publisher was asked to publish again, to another node), `error`, `lease_lost` (the "
+        "node lost the stream's ownership lease: another node took it over, or the database "
+        "was unreachable too long) or `replaced` (a newer publish on another node took the "
+        "stream over); null while live."
     )
     client_address: str = Field(description="`host:port` of the publisher that began it.")
     reconnects: int = Field(description="Publishers that came back inside the window.")

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
 from api.app import create_app
+from api.keys import METRICS_PORT
 from config import Settings
 from tests.api.conftest import assert_error
 from tests.s3_support import S3Server, free_ports, sync_client
@@ -82,3 +83,35 @@ async def test_an_unreachable_store_answers_503_and_the_app_goes_on(
     assert answer.headers["Retry-After"] == "5"
     await assert_error(answer, 503, "service_unavailable")
     assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["checks"]["objectStorage"] == "failed"
+    assert {name for name, result in body["checks"].items() if result == "failed"} == {
+        "objectStorage"
+    }
+    assert "127.0.0.1" not in await ready.text()  # the reason is in the log only
+
+
+async def test_readiness_checks_the_store_and_metrics_show_the_upload_backlog(
+    aiohttp_client: AiohttpClient,
+    app_settings: Settings,
+    seaweedfs: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, _ = await client_for(
+        aiohttp_client, app_settings, seaweedfs, seaweedfs.endpoint, monkeypatch
+    )
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"]["objectStorage"] == "ok"
+    url = f"http://127.0.0.1:{client.app[METRICS_PORT]}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as scraped:
+        text = await scraped.text()
+    for line in (
+        "liverelay_upload_backlog_bytes 0.0",
+        "liverelay_upload_backlog_segments 0.0",
+        "liverelay_upload_failures_total 0.0",
+        "liverelay_upload_recordings_failed_total 0.0",
+    ):
+        assert line in text

@@ -23,6 +23,7 @@ from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from ingest.live import EndReason, LiveElsewhere
 from tests.fakes import FakeOwnership, GatedAuthorizer, KeyTable
 from tests.polling import eventually
+from workers.events import NoStreamEvents, SessionInfo
 from workers.live_path import LivePath
 from workers.live_paths import LivePaths
 from workers.path_outputs import PathOutputs
@@ -351,3 +352,45 @@ async def test_a_reconnect_inside_the_window_keeps_the_lease_and_its_generation(
     assert ownership.released == [] and ownership.held == {STREAM: 1}
     assert await owned.end(STREAM, "completed")
     assert ownership.released == [(STREAM, 1)]
+
+
+class GatedStartEvents(NoStreamEvents):
+    """Session events whose ``session_started`` write waits for :attr:`gate`, as a write to a
+    busy database does; the order in which writes complete is in :attr:`done`."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started_writing = asyncio.Event()
+        self.done: list[str] = []
+
+    async def session_started(self, info: SessionInfo) -> None:
+        self.started_writing.set()
+        await self.gate.wait()
+        self.done.append("started")
+
+    async def session_ended(
+        self, info: SessionInfo, *, ended_at: float, reason: EndReason, bytes_in: int
+    ) -> None:
+        self.done.append(f"ended:{reason}")
+
+
+async def test_a_session_that_ends_while_its_start_is_being_written_is_recorded_in_order(
+    tmp_path: Path, keys: KeyTable, gate: GatedAuthorizer
+) -> None:
+    """The end's write waits for the start's: written at once they both insert the session's
+    row, and the end was lost to the start's primary key (an IntegrityError under load)."""
+    events = GatedStartEvents()
+    settings = Settings(data_dir=tmp_path, output_backoff_max_seconds=1)
+    registry = LivePaths(settings, ffmpeg=fake_ffmpeg(tmp_path), authorizer=gate, events=events)
+    try:
+        path = await go_live(registry, keys, PublishGrant(STREAM))
+        await events.started_writing.wait()
+        ending = asyncio.create_task(registry.end(path.stream_id, "completed"))
+        await eventually(lambda: path.publisher is None)
+        assert events.done == [], "the end was written while the start was still being written"
+        events.gate.set()
+        assert await ending
+        assert events.done == ["started", "ended:completed"]
+    finally:
+        events.gate.set()
+        await registry.close()

@@ -119,6 +119,8 @@ def test_reason_names_are_stable() -> None:
         "play_refused",
         "auth_unavailable",
         "live_elsewhere",
+        "draining",
+        "shutdown",
     }
 
 
