@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from api.errors import ApiError, NotFound
 from api.keys import METRICS, RECORDING_STORAGE, SETTINGS
-from workers.object_storage import S3RecordingStorage
 from workers.recording_storages import recording_storage
-from workers.s3_options import StorageUnavailable
+from workers.storage import LocalRecordingStorage, StorageUnavailable
+
+if TYPE_CHECKING:  # loaded only where recordings go to object storage
+    from workers.object_storage import S3RecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ async def storage_context(app: web.Application) -> AsyncIterator[None]:
     """``cleanup_ctx``: open the recording storage, and close it once everything else ended."""
     async with recording_storage(app[SETTINGS]) as storage:
         app[RECORDING_STORAGE] = storage
-        if isinstance(storage, S3RecordingStorage):
+        if not isinstance(storage, LocalRecordingStorage):
             app[METRICS].watch_uploads(storage)
         yield
 
@@ -43,7 +46,7 @@ async def storage_context(app: web.Application) -> AsyncIterator[None]:
 def object_storage(app: web.Application) -> S3RecordingStorage | None:
     """The app's storage when it is object storage, else ``None`` (local disk)."""
     storage = app.get(RECORDING_STORAGE)
-    return storage if isinstance(storage, S3RecordingStorage) else None
+    return None if storage is None or isinstance(storage, LocalRecordingStorage) else storage
 
 
 async def stored_playlist(storage: S3RecordingStorage, recording_id: str) -> bytes:

@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from config import SettingsError
 from workers.m3u8 import PLAYLIST_NAME
-from workers.s3_options import S3Options, StorageUnavailable, describe, error_code, status
+from workers.s3_options import S3Options, describe, error_code, status
 from workers.s3_requests import (
     delete_keys,
     get_text,
@@ -43,7 +43,7 @@ from workers.s3_requests import (
     put_file,
     vanished_is_skipped,
 )
-from workers.storage import RecordingFailed, StoredRecording, link_or_copy
+from workers.storage import RecordingFailed, StorageUnavailable, StoredRecording, link_or_copy
 from workers.upload_backlog import (
     PENDING_PLAYLIST,
     LeftBehind,
@@ -257,7 +257,7 @@ class S3RecordingStorage:
     async def flush(self, recording_id: str) -> None:
         """Wait until everything queued for the recording is stored; raises
         :class:`~workers.storage.RecordingFailed` if the recording failed, and
-        :class:`~workers.s3_options.StorageUnavailable` if the uploads were stopped first."""
+        :class:`~workers.storage.StorageUnavailable` if the uploads were stopped first."""
         uploads = self._uploads.get(recording_id)
         if uploads is not None:
             await uploads.settle(None)

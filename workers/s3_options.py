@@ -55,10 +55,6 @@ class S3Options:
         )
 
 
-class StorageUnavailable(OSError):
-    """A request to object storage failed (unreachable, refused, or an error answer)."""
-
-
 def status(exc: ClientError) -> int | None:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status is not None else None

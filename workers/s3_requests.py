@@ -12,7 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.s3_options import S3Options, StorageUnavailable, status
+from workers.s3_options import S3Options, status
+from workers.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

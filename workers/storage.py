@@ -34,6 +34,10 @@ class RecordingFailed(OSError):
     writer changed its playlist): the recording cannot go on. The message says why."""
 
 
+class StorageUnavailable(OSError):
+    """A request to object storage failed (unreachable, refused, or an error answer)."""
+
+
 @dataclass(frozen=True)
 class StoredRecording:
     """What storage holds for one recording (used to finalize it after a crash)."""

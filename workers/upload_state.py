@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.m3u8 import parse_media_playlist
-from workers.s3_options import StorageUnavailable
-from workers.storage import RecordingFailed
+from workers.storage import RecordingFailed, StorageUnavailable
 
 _REMEMBERED_ATTEMPTS = 4
 """Playlist texts sent since the last confirmed write that we still recognise as ours."""
@@ -90,7 +89,7 @@ class RecordingUploads:
     async def settle(self, seconds: float | None) -> None:
         """Wait until nothing waits (``seconds`` at most, ``None``: no bound); raise
         :class:`~workers.storage.RecordingFailed` if the recording failed, and
-        :class:`~workers.s3_options.StorageUnavailable` if something still waits (the
+        :class:`~workers.storage.StorageUnavailable` if something still waits (the
         uploads were stopped, or the time ran out)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(None if seconds is None else max(seconds, 0.0)):

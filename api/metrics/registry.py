@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,7 +22,9 @@ from api.keys import METRICS
 from api.schemas.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
-from workers.object_storage import S3RecordingStorage
+
+if TYPE_CHECKING:  # loaded only where recordings go to object storage
+    from workers.object_storage import S3RecordingStorage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

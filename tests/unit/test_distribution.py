@@ -3,6 +3,8 @@ packages (``docs/decisions.md``, decision 7)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,3 +64,16 @@ async def test_serve_warns_at_start_up(tmp_path: Path) -> None:
         await service.stop()
     log = service.log.read_text()
     assert "'api' (also from other-project)" in log, log
+
+
+def test_the_app_on_local_disk_does_not_load_the_s3_client() -> None:
+    """botocore and aiobotocore cost every node about 13 MB of memory; a node whose recordings
+    stay on local disk (the default) never loads them."""
+    probe = (
+        "import sys, api.app, api.cli, workers.recording_storages;"
+        "print(sorted(m for m in ('botocore', 'aiobotocore') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout
