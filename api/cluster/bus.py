@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.database import describe_error
 from config import Settings
 from ingest.ratelimit import WarningRateLimiter
+from workers.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +237,8 @@ class PostgresBus:
             )
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         await self._inbox.close()
 
     def _notified(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:

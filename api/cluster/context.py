@@ -6,7 +6,6 @@ gone. Its stream leases are held by the live paths and kept by the media context
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -32,6 +31,7 @@ from api.keys import (
     RTMP_PORT,
     SETTINGS,
 )
+from workers.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,8 @@ class Heartbeat:
 
     async def close(self) -> None:
         """Stop heartbeating."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
 
     async def _run(self) -> None:
         while True:

@@ -16,7 +16,6 @@ told which, so that the stream stops here:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Literal
 
 from api.cluster.leases import Lease, StreamLeases
 from api.database import describe_error
+from workers.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,8 @@ class LeaseKeeper:
 
     async def close(self) -> None:
         """Stop renewing and release every held lease (a clean shutdown)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         for stream_id in list(self._held):
             await self.release(stream_id)
 

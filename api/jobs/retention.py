@@ -18,7 +18,6 @@ overlap (a prune outlasting the lease), deleting what another node already delet
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from api.database import describe_error
 from api.jobs.turns import JobTurns
 from api.keys import CLUSTER, DB_SESSIONMAKER, RETENTION, SETTINGS
 from api.models import LiveSession, WebhookDelivery, utc_now
+from workers.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,8 @@ class RetentionTask:
 
     async def close(self) -> None:
         """Stop pruning (a prune under way is rolled back) and give the job up."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         if self._turns is not None:
             await self._turns.release()
 

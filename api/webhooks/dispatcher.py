@@ -49,6 +49,7 @@ from api.webhooks.claims import Claim
 from api.webhooks.fairness import Breakers, pick
 from api.webhooks.outbox import OUTBOX_WAKE
 from api.webhooks.sender import Attempt, WebhookSender
+from workers.tasks import cancel_and_wait
 
 __all__ = ["Claim", "DeliveryPolicy", "WebhookDispatcher", "webhook_context"]
 
@@ -153,11 +154,8 @@ class WebhookDispatcher:
     async def close(self) -> None:
         """Stop polling; give in-flight deliveries ``shutdown_grace`` seconds, then cancel them
         (their leases run out and they are sent again later)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
+        await cancel_and_wait(self._runner)
+        self._runner = None
         if self._inflight:
             _, pending = await asyncio.wait(self._inflight, timeout=self._policy.shutdown_grace)
             for task in pending:
