@@ -1,7 +1,8 @@
 """HLS playback (no auth): live playlists/segments by stream id, recordings by recording id.
 
 - ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window, from
-  ``<live_dir>/<id>/``.
+  ``<live_dir>/<id>/``; when the stream is live on another node, that node's answer
+  (:mod:`api.cluster.forwarding`).
 - ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
   recording, from ``<recordings_dir>/<recordingId>/`` (an ``EVENT`` playlist while it records).
 - ``/live/{id}/storage/index.m3u8`` (the stream's ``recordingUrl``): the playlist of the stream's
@@ -22,8 +23,9 @@ from pathlib import Path
 from aiohttp import web
 
 from api import queries
+from api.cluster.forwarding import FORWARDED_HEADER, Owner
 from api.errors import NotFound
-from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, PATHS, SETTINGS
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 
 PLAYLIST_NAME = "index.m3u8"
@@ -49,15 +51,36 @@ def register(router: web.UrlDispatcher) -> None:
     router.add_get("/recordings/{recordingId}/{segment}", recording_segment)
 
 
-async def live_playlist(request: web.Request) -> web.Response:
-    """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live)."""
+async def live_playlist(request: web.Request) -> web.StreamResponse:
+    """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live); of
+    a stream live on another node, that node's."""
+    owner = await _owner_elsewhere(request)
+    if owner is not None:
+        return await request.app[FORWARDER].forward(request, owner)
     body = await _read_playlist(request.app[SETTINGS].live_dir, request.match_info["id"])
     return _playlist_response(request, body)
 
 
-async def live_segment(request: web.Request) -> web.FileResponse:
-    """``GET /live/{id}/{segment}``: one live segment."""
+async def live_segment(request: web.Request) -> web.StreamResponse:
+    """``GET /live/{id}/{segment}``: one live segment (of a stream live on another node, that
+    node's)."""
+    owner = await _owner_elsewhere(request)
+    if owner is not None:
+        return await request.app[FORWARDER].forward(request, owner)
     return await _segment(request, request.app[SETTINGS].live_dir, request.match_info["id"])
+
+
+async def _owner_elsewhere(request: web.Request) -> Owner | None:
+    """The node to forward a live playback request to: the one holding the stream's live
+    lease, when this node has no live path of it and the request was not forwarded already."""
+    stream_id = request.match_info["id"]
+    if (
+        FORWARDED_HEADER in request.headers
+        or not _ID.fullmatch(stream_id)
+        or request.app[PATHS].get(stream_id) is not None
+    ):
+        return None
+    return await request.app[FORWARDER].owner_elsewhere(stream_id)
 
 
 async def recording_playlist(request: web.Request) -> web.Response:
