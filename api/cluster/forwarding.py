@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.clock import clock_of
 from api.errors import ApiError
-from api.keys import DB_SESSIONMAKER, FORWARDER, OWNERSHIP, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, OWNERSHIP, REQUEST_ID, SETTINGS
+from api.middlewares import REQUEST_ID_HEADER
 from ingest.ratelimit import WarningRateLimiter
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,14 @@ class PlaybackForwarder:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
         return None if row is None else Owner(row.node_id, row.internal_url)
 
-    async def forward(self, request: web.Request, owner: Owner) -> web.StreamResponse:
-        """Answer ``request`` with what ``owner`` answers to the same method and path."""
+    async def forward(self, request: web.Request, owner: Owner, path: str) -> web.StreamResponse:
+        """Answer ``request`` with what ``owner`` answers to the same method on ``path``."""
         headers = {
             name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers
         }
         headers[FORWARDED_HEADER] = "1"
-        url = f"{owner.internal_url.rstrip('/')}{request.rel_url.path}"
+        headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+        url = f"{owner.internal_url.rstrip('/')}{path}"
         try:
             upstream = await self._http.request(
                 request.method, url, headers=headers, allow_redirects=False
@@ -123,18 +125,32 @@ class PlaybackForwarder:
             for name in _RESPONSE_HEADERS:
                 if name in upstream.headers:
                     response.headers[name] = upstream.headers[name]
-            response.headers["Access-Control-Allow-Origin"] = request.app[
-                SETTINGS
-            ].cors_allow_origin
+            origin = request.app[SETTINGS].cors_allow_origin
+            response.headers["Access-Control-Allow-Origin"] = origin
             await response.prepare(request)
             if request.method != "HEAD":
-                async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
-                    await response.write(chunk)
+                try:
+                    async for chunk in upstream.content.iter_chunked(_CHUNK_BYTES):
+                        await response.write(chunk)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    # Too late for an error status: close the connection, so that the viewer
+                    # sees a cut body rather than a whole one.
+                    self._warn(owner, exc)
+                    request.protocol.force_close()
+                    return response
             await response.write_eof()
         return response
 
     def _unreachable(self, request: web.Request, owner: Owner, exc: BaseException) -> NoReturn:
         self._owners.pop(request.match_info.get("id", ""), None)
+        self._warn(owner, exc)
+        raise ApiError(
+            502,
+            f"the stream is live on node {owner.node_id}, which cannot be reached",
+            code="owner_unreachable",
+        )
+
+    def _warn(self, owner: Owner, exc: BaseException) -> None:
         held_back = self._warnings.allow(owner.node_id)
         if held_back is not None:
             log.warning(
@@ -144,11 +160,6 @@ class PlaybackForwarder:
                 str(exc) or type(exc).__name__,
                 held_back,
             )
-        raise ApiError(
-            502,
-            f"the stream is live on node {owner.node_id}, which cannot be reached",
-            code="owner_unreachable",
-        )
 
 
 async def forwarding_context(app: web.Application) -> AsyncIterator[None]:

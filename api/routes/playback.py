@@ -54,20 +54,23 @@ def register(router: web.UrlDispatcher) -> None:
 async def live_playlist(request: web.Request) -> web.StreamResponse:
     """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live); of
     a stream live on another node, that node's."""
+    stream_id = request.match_info["id"]
     owner = await _owner_elsewhere(request)
     if owner is not None:
-        return await request.app[FORWARDER].forward(request, owner)
-    body = await _read_playlist(request.app[SETTINGS].live_dir, request.match_info["id"])
+        path = f"/live/{stream_id}/{PLAYLIST_NAME}"
+        return await request.app[FORWARDER].forward(request, owner, path)
+    body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
     return _playlist_response(request, body)
 
 
 async def live_segment(request: web.Request) -> web.StreamResponse:
     """``GET /live/{id}/{segment}``: one live segment (of a stream live on another node, that
     node's)."""
-    owner = await _owner_elsewhere(request)
+    stream_id, name = request.match_info["id"], request.match_info["segment"]
+    owner = await _owner_elsewhere(request) if _SEGMENT_NAME.fullmatch(name) else None
     if owner is not None:
-        return await request.app[FORWARDER].forward(request, owner)
-    return await _segment(request, request.app[SETTINGS].live_dir, request.match_info["id"])
+        return await request.app[FORWARDER].forward(request, owner, f"/live/{stream_id}/{name}")
+    return await _segment(request, request.app[SETTINGS].live_dir, stream_id)
 
 
 async def _owner_elsewhere(request: web.Request) -> Owner | None:
