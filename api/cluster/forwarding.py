@@ -1,5 +1,6 @@
 """Live playback from any node: a node that does not have a stream's live path forwards its
-playlist and segment requests to the node holding the stream's live lease.
+playlist and segment requests (and ``GET /v1/livestreams/{id}``, whose live state only the
+owner knows) to the node holding the stream's live lease.
 
 The owner is found with one query (the lease joined to the owner's registry row, both by
 primary key) and remembered for :data:`OWNER_CACHE_SECONDS`. The forwarded request carries
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.clock import clock_of
 from api.errors import ApiError
-from api.keys import DB_SESSIONMAKER, FORWARDER, OWNERSHIP, REQUEST_ID, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, OWNERSHIP, PATHS, REQUEST_ID, SETTINGS
 from api.middlewares import REQUEST_ID_HEADER
 from ingest.ratelimit import WarningRateLimiter
 
@@ -106,11 +107,13 @@ class PlaybackForwarder:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
         return None if row is None else Owner(row.node_id, row.internal_url)
 
-    async def forward(self, request: web.Request, owner: Owner, path: str) -> web.StreamResponse:
-        """Answer ``request`` with what ``owner`` answers to the same method on ``path``."""
-        headers = {
-            name: request.headers[name] for name in _REQUEST_HEADERS if name in request.headers
-        }
+    async def forward(
+        self, request: web.Request, owner: Owner, path: str, *, also: tuple[str, ...] = ()
+    ) -> web.StreamResponse:
+        """Answer ``request`` with what ``owner`` answers to the same method on ``path`` (with
+        the request's conditional and range headers, and those named in ``also``)."""
+        names = (*_REQUEST_HEADERS, *also)
+        headers = {name: request.headers[name] for name in names if name in request.headers}
         headers[FORWARDED_HEADER] = "1"
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
         url = f"{owner.internal_url.rstrip('/')}{path}"
@@ -160,6 +163,15 @@ class PlaybackForwarder:
                 str(exc) or type(exc).__name__,
                 held_back,
             )
+
+
+async def owner_elsewhere(request: web.Request, stream_id: str) -> Owner | None:
+    """The node to forward a request about ``stream_id`` to: the one holding the stream's live
+    lease, when this node has no live path of it and the request was not forwarded already."""
+    app = request.app
+    if FORWARDED_HEADER in request.headers or app[PATHS].get(stream_id) is not None:
+        return None
+    return await app[FORWARDER].owner_elsewhere(stream_id)
 
 
 async def forwarding_context(app: web.Application) -> AsyncIterator[None]:

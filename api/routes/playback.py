@@ -23,9 +23,9 @@ from pathlib import Path
 from aiohttp import web
 
 from api import queries
-from api.cluster.forwarding import FORWARDED_HEADER, Owner
+from api.cluster.forwarding import Owner, owner_elsewhere
 from api.errors import NotFound
-from api.keys import DB_SESSIONMAKER, FORWARDER, PATHS, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, SETTINGS
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 
 PLAYLIST_NAME = "index.m3u8"
@@ -74,16 +74,8 @@ async def live_segment(request: web.Request) -> web.StreamResponse:
 
 
 async def _owner_elsewhere(request: web.Request) -> Owner | None:
-    """The node to forward a live playback request to: the one holding the stream's live
-    lease, when this node has no live path of it and the request was not forwarded already."""
     stream_id = request.match_info["id"]
-    if (
-        FORWARDED_HEADER in request.headers
-        or not _ID.fullmatch(stream_id)
-        or request.app[PATHS].get(stream_id) is not None
-    ):
-        return None
-    return await request.app[FORWARDER].owner_elsewhere(stream_id)
+    return await owner_elsewhere(request, stream_id) if _ID.fullmatch(stream_id) else None
 
 
 async def recording_playlist(request: web.Request) -> web.Response:
