@@ -6,6 +6,7 @@ from aiohttp import web
 
 from api.auth import TokenCache
 from api.cluster.context import cluster_context
+from api.cluster.forwarding import forwarding_context
 from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
@@ -71,6 +72,7 @@ def create_app(
     app.cleanup_ctx.append(control_context)
     app.cleanup_ctx.append(metrics_listener_context)
     app.cleanup_ctx.append(cluster_context)
+    app.cleanup_ctx.append(forwarding_context)
     app.cleanup_ctx.append(deletion_context)
     app.cleanup_ctx.append(retention_context)
     health.register(app)

@@ -23,6 +23,7 @@ from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
     from api.cluster.context import Cluster
+    from api.cluster.forwarding import PlaybackForwarder
     from api.cluster.ownership import LeaseOwnership
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
@@ -68,6 +69,8 @@ OWNERSHIP: web.AppKey[LeaseOwnership] = web.AppKey("ownership")
 set by the media context."""
 CLUSTER: web.AppKey[Cluster] = web.AppKey("cluster")
 """This node's registry row, heartbeat and stream leases (:mod:`api.cluster.context`)."""
+FORWARDER: web.AppKey[PlaybackForwarder] = web.AppKey("forwarder")
+"""Passes playback of streams live on another node on to it (:mod:`api.cluster.forwarding`)."""
 DRAIN: web.AppKey[Drain] = web.AppKey("drain")
 """The node's drain (:mod:`api.live.drain`): ``/readyz`` fails once it began."""
 WEBHOOK_POLICY: web.AppKey[DeliveryPolicy] = web.AppKey("webhook_policy")

@@ -56,6 +56,11 @@ class Node:
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         return self.client.app[DB_SESSIONMAKER]
 
+    @property
+    def url(self) -> str:
+        """Where the node's HTTP test server listens (no trailing slash)."""
+        return str(self.client.make_url("")).rstrip("/")
+
     async def stop(self) -> None:
         """A clean shutdown."""
         await self.client.close()
@@ -100,6 +105,18 @@ class ClusterNodes:
             for name, value in fields.items():
                 setattr(stream, name, value)
         return stream.id, stream.stream_key
+
+    @staticmethod
+    async def set_internal_url(node: Node, node_id: str, url: str) -> None:
+        """Make node ``node_id``'s registry row (read through ``node``'s database) say it is
+        reached at ``url`` (test nodes listen on a port of their test server, not the one of
+        their settings)."""
+        async with node.sessionmaker() as session, session.begin():
+            result = await session.execute(
+                text("UPDATE cluster_nodes SET internal_url = :url WHERE id = :id"),
+                {"url": url, "id": node_id},
+            )
+            assert result.rowcount == 1  # type: ignore[attr-defined]
 
     @staticmethod
     async def expire_lease(node: Node, stream_id: str) -> None:

@@ -187,8 +187,12 @@ def _playback() -> dict[str, Any]:
     in_objects = {"503": json_response("Object storage (s3://...) unreachable", "ErrorOutput")}
     redirect = {"302": {"description": "In object storage: redirect to a presigned URL"}}
     return {
-        "/live/{id}/index.m3u8": item("livePlaylist", "Live HLS playlist", playlist, False),
-        "/live/{id}/{segment}": item("liveSegment", "Live HLS segment", "video/mp2t", True),
+        "/live/{id}/index.m3u8": item(
+            "livePlaylist", "Live HLS playlist", playlist, False, more=errors(502)
+        ),
+        "/live/{id}/{segment}": item(
+            "liveSegment", "Live HLS segment", "video/mp2t", True, more=errors(502)
+        ),
         "/live/{id}/storage/index.m3u8": item(
             "latestRecordingPlaylist",
             "HLS playlist of the stream's latest recording (segments under /recordings/)",

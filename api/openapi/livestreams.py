@@ -133,9 +133,15 @@ def _item() -> dict[str, Any]:
         "`maxDurationSeconds` apply from the next publish (the current session keeps what it "
         "began with)."
     )
+    get = operation("getLiveStream", "Get a live stream", False, "The live stream")
+    get["responses"].update(errors(502))
+    get["description"] = (
+        "Asked on a node other than the one the stream is live on, the answer is that node's "
+        "(its live status, current session and relay states)."
+    )
     return {
         "parameters": [_STREAM_ID],
-        "get": operation("getLiveStream", "Get a live stream", False, "The live stream"),
+        "get": get,
         "patch": operation("updateLiveStream", update, True, "The updated stream"),
         "post": operation("updateLiveStreamPost", update, True, "The updated stream"),
         "delete": operation(

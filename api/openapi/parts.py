@@ -14,6 +14,7 @@ ERROR_TEXTS = {
     404: "Not found (or another account's)",
     409: "Conflicts with the current state (see `code`)",
     413: "Request body too large",
+    502: "The stream is live on another node, which cannot be reached (code `owner_unreachable`)",
 }
 
 

@@ -23,8 +23,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import queries
 from api.cluster.commands import end_everywhere, restream_changed_everywhere
+from api.cluster.forwarding import owner_elsewhere
 from api.errors import ApiError, FieldError, NotFound
-from api.keys import ACCOUNT, DB_SESSIONMAKER, DELETION_SWEEPER, PATHS, RTMP_PORT, SETTINGS
+from api.keys import (
+    ACCOUNT,
+    DB_SESSIONMAKER,
+    DELETION_SWEEPER,
+    FORWARDER,
+    PATHS,
+    RTMP_PORT,
+    SETTINGS,
+)
 from api.live.publish_auth import grant_for
 from api.live.stream_view import live_path, live_status
 from api.models import LiveStream
@@ -101,10 +110,15 @@ async def list_live_streams(request: web.Request) -> web.Response:
     return web.json_response(listing.model_dump(by_alias=True))
 
 
-async def get_live_stream(request: web.Request) -> web.Response:
-    """``GET /v1/livestreams/{id}``."""
+async def get_live_stream(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/livestreams/{id}``: from the node the stream is live on, if another (only
+    that node knows its live session and relays)."""
     async with transaction(request) as session:
         stream = await own_stream(request, session)
+    owner = await owner_elsewhere(request, stream.id)
+    if owner is not None:
+        path = f"/v1/livestreams/{stream.id}"
+        return await request.app[FORWARDER].forward(request, owner, path, also=("Authorization",))
     return web.json_response(render_stream(request, stream))
 
 

@@ -1,7 +1,8 @@
 """HLS playback (no auth): live playlists/segments by stream id, recordings by recording id.
 
 - ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window, from
-  ``<live_dir>/<id>/``.
+  ``<live_dir>/<id>/``; when the stream is live on another node, that node's answer
+  (:mod:`api.cluster.forwarding`).
 - ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
   recording, from ``<recordings_dir>/<recordingId>/`` (an ``EVENT`` playlist while it records).
 - ``/live/{id}/storage/index.m3u8`` (the stream's ``recordingUrl``): the playlist of the stream's
@@ -22,8 +23,9 @@ from pathlib import Path
 from aiohttp import web
 
 from api import queries
+from api.cluster.forwarding import Owner, owner_elsewhere
 from api.errors import NotFound
-from api.keys import DB_SESSIONMAKER, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, SETTINGS
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 
 PLAYLIST_NAME = "index.m3u8"
@@ -49,15 +51,31 @@ def register(router: web.UrlDispatcher) -> None:
     router.add_get("/recordings/{recordingId}/{segment}", recording_segment)
 
 
-async def live_playlist(request: web.Request) -> web.Response:
-    """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live)."""
-    body = await _read_playlist(request.app[SETTINGS].live_dir, request.match_info["id"])
+async def live_playlist(request: web.Request) -> web.StreamResponse:
+    """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live); of
+    a stream live on another node, that node's."""
+    stream_id = request.match_info["id"]
+    owner = await _owner_elsewhere(request)
+    if owner is not None:
+        path = f"/live/{stream_id}/{PLAYLIST_NAME}"
+        return await request.app[FORWARDER].forward(request, owner, path)
+    body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
     return _playlist_response(request, body)
 
 
-async def live_segment(request: web.Request) -> web.FileResponse:
-    """``GET /live/{id}/{segment}``: one live segment."""
-    return await _segment(request, request.app[SETTINGS].live_dir, request.match_info["id"])
+async def live_segment(request: web.Request) -> web.StreamResponse:
+    """``GET /live/{id}/{segment}``: one live segment (of a stream live on another node, that
+    node's)."""
+    stream_id, name = request.match_info["id"], request.match_info["segment"]
+    owner = await _owner_elsewhere(request) if _SEGMENT_NAME.fullmatch(name) else None
+    if owner is not None:
+        return await request.app[FORWARDER].forward(request, owner, f"/live/{stream_id}/{name}")
+    return await _segment(request, request.app[SETTINGS].live_dir, stream_id)
+
+
+async def _owner_elsewhere(request: web.Request) -> Owner | None:
+    stream_id = request.match_info["id"]
+    return await owner_elsewhere(request, stream_id) if _ID.fullmatch(stream_id) else None
 
 
 async def recording_playlist(request: web.Request) -> web.Response:

@@ -163,14 +163,16 @@ class LiveStreamOutput(_Output):
     status: StreamStatus = Field(
         description="`disabled` when the stream refuses publishes (whatever else is true); "
         "otherwise `live` while it has a live session on this node (also while it waits for "
-        "a dropped publisher within the reconnect window), else `idle`."
+        "a dropped publisher within the reconnect window), else `idle`. `GET` of one stream "
+        "answers from the node the stream is live on; lists only know this node's sessions."
     )
     reconnect_window_seconds: int = Field(
         description="Seconds a dropped publisher may take to reconnect into the same session."
     )
     max_duration_seconds: int = Field(description="Longest live session, in seconds.")
     current_session: CurrentSessionOutput | None = Field(
-        description="The live session on this node; null when there is none."
+        description="The live session on this node (for `GET` of one stream: on the node "
+        "it is live on); null when there is none."
     )
 
 
