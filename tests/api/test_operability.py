@@ -21,6 +21,7 @@ from ingest.ratelimit import WarningRateLimiter
 from tests.api.conftest import assert_error
 from tests.conftest import postgres_admin
 from tests.fakes import FakeClock
+from tests.polling import eventually
 
 METRICS_TOKEN = "scrape-token-5f1c9e"
 
@@ -80,10 +81,20 @@ async def test_readiness_detail_goes_to_the_log_not_the_body(
         metrics_port=-1,
     )
     client = await aiohttp_client(create_app(settings))
-    # The database file turns into a directory: every new connection fails to open it.
+    # The database file turns into a directory: every new connection fails to open it. The
+    # app's background work (heartbeat, leases) may open the file again between the unlink and
+    # the mkdir; then the swap is tried again.
     await client.app[DB_ENGINE].dispose()
-    database.unlink()
-    database.mkdir()
+
+    def swapped() -> bool:
+        database.unlink(missing_ok=True)
+        try:
+            database.mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    await eventually(swapped, 10, message="the database file kept coming back")
     await assert_only_named(
         client, "database", (str(tmp_path), "private-data-dir", "sqlite", "unable to open", "Error")
     )
