@@ -17,6 +17,7 @@ import imageio_ffmpeg
 import pytest
 from sqlalchemy.engine import make_url
 
+from api.cluster.bus import PostgresBus
 from api.cluster.clock import database_now
 from api.cluster.leases import Lease, StreamLeases
 from api.keys import CLUSTER
@@ -90,9 +91,16 @@ async def lease_row(node: Node, stream_id: str) -> Lease:
     return lease
 
 
-async def row_of(node: Node, model: type[LiveSession] | type[ClusterNode], key: str) -> object:
+async def session_row(node: Node, session_id: str) -> LiveSession:
     async with node.sessionmaker() as session:
-        row = await session.get(model, key)
+        row = await session.get(LiveSession, session_id)
+    assert row is not None
+    return row
+
+
+async def node_row(node: Node, node_id: str) -> ClusterNode:
+    async with node.sessionmaker() as session:
+        row = await session.get(ClusterNode, node_id)
     assert row is not None
     return row
 
@@ -161,35 +169,37 @@ async def test_a_node_cut_from_the_database_stops_its_stream_before_another_can_
 
     # Heal: A rejoins the bus and the registry, and leaves B's stream alone.
     bus = a.client.app[CLUSTER].bus
-    listens = getattr(bus, "listens", 0)
+    assert isinstance(bus, PostgresBus)
+    listens = bus.listens
     healed_at = await on_database_clock(b, time.time())
     db_proxy.heal()
-    await eventually(lambda: bus.listening.is_set() and bus.listens > listens, 30)  # type: ignore[attr-defined]
+    await eventually(lambda: bus.listening.is_set() and bus.listens > listens, 30)
 
     async def seen_since_heal() -> bool:
-        row = await row_of(b, ClusterNode, a.node_id)
-        return row.last_seen_at > healed_at  # type: ignore[attr-defined]
+        return (await node_row(b, a.node_id)).last_seen_at > healed_at
 
     await eventually(seen_since_heal, 15)
     await asyncio.wait_for(path_a.ended.wait(), 30)  # A's own end is written (or given up)
     assert a.paths.get(stream_id) is None and a.ownership.keeper.held() == {}
     assert await lease_row(b, stream_id) == b.ownership.keeper.held()[stream_id]
     assert (await lease_row(b, stream_id)).generation == path_b.lease_generation
-    session_b = await row_of(b, LiveSession, path_b.info.session_id)
-    assert session_b.ended_at is None  # type: ignore[attr-defined]
+    assert (await session_row(b, path_b.info.session_id)).ended_at is None
     assert b.paths.get(stream_id) is path_b and not path_b.ending
 
-    # A later publish on A is a hand-over: B ends its session first, then A owns the stream.
+    # A later publish on A is a hand-over: B stops its outputs, then A owns the stream.
+    hls_b = path_b.outputs.hls.supervisor.process
+    assert hls_b is not None
+    b_stopped = asyncio.ensure_future(moment_of(hls_b.wait()))
     on_a_again = await publish(a, key)
     path_a_again = await eventually(lambda: live_with_hls(a, stream_id), 30)
     await asyncio.wait_for(on_b.process.wait(), 30)
     await asyncio.wait_for(path_b.ended.wait(), 30)
+    assert await b_stopped < path_a_again.info.started_at  # never two owners at once
     assert b.paths.get(stream_id) is None and stream_id not in b.ownership.keeper.held()
     assert path_a_again.lease_generation > path_b.lease_generation
     owner = await lease_row(b, stream_id)
     assert (owner.node_id, owner.generation) == (a.node_id, path_a_again.lease_generation)
-    session_b = await row_of(b, LiveSession, path_b.info.session_id)
-    assert session_b.end_reason == "replaced"  # type: ignore[attr-defined]
+    assert (await session_row(b, path_b.info.session_id)).end_reason == "replaced"
     assert on_a_again.process.returncode is None
 
     # B's other stream never noticed.
