@@ -24,7 +24,6 @@ from tests.e2e.conftest import (
     download_and_decode,
     ended,
     fetch,
-    has_segment,
     push,
     segment_count,
     wait_for_playlist,
@@ -89,10 +88,10 @@ async def publish_until_live(
 
 async def live_on_a_then_b(
     cluster: Cluster, ffmpeg: str, sources: Sources, publishers: list[Publisher]
-) -> tuple[dict[str, Any], Publisher]:
+) -> tuple[dict[str, Any], Publisher, list[str]]:
     """A recorded stream live on A (its recording has a segment in the bucket); A is killed
-    with SIGKILL and the encoder, sent to B, gets the stream live there. The stream and B's
-    publisher."""
+    with SIGKILL and the encoder, sent to B, gets the stream live there. The stream, B's
+    publisher, and the segments A's recording had in the bucket just before the kill."""
     a, b = cluster.nodes["a"], cluster.nodes["b"]
     stream = await cluster.create_stream(a, record=True)
     first = await push(ffmpeg, sources.av, a.upstream(stream), loop=True)
@@ -100,20 +99,20 @@ async def live_on_a_then_b(
     await eventually(lambda: serves_segments(a, stream["id"], 2), 30, interval=0.2)
     recordings = f"/v1/livestreams/{stream['id']}/recordings"
 
-    async def recorded_on_a() -> bool:
+    async def recorded_on_a() -> list[str] | None:
         data = (await cluster.api(a, "GET", recordings))["data"]
         if not data:
-            return False
+            return None
         status, body, _ = await fetch(data[0]["recordingUrl"])
-        return status == 200 and has_segment(body.decode())
+        return segment_names(body.decode()) if status == 200 else None
 
-    await eventually(recorded_on_a, 30, interval=0.2, message="A recorded nothing")
+    recorded = await eventually(recorded_on_a, 30, interval=0.2, message="A recorded nothing")
 
     await a.kill_9()
     first.kill()  # its server is gone: the load balancer sends the encoder to B
     await first.process.wait()
     publisher = await publish_until_live(ffmpeg, sources.av, b, stream, publishers)
-    return stream, publisher
+    return stream, publisher, recorded
 
 
 async def test_a_stream_published_to_one_node_plays_from_the_other(
@@ -143,7 +142,7 @@ async def test_kill_9_of_the_owner_moves_the_stream_to_the_other_node(
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     a, b = cluster.nodes["a"], cluster.nodes["b"]
-    stream, publisher = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
+    stream, publisher, _ = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
     sid = stream["id"]
 
     on_b = await cluster.api(b, "GET", f"/v1/livestreams/{sid}")
@@ -160,7 +159,8 @@ async def test_kill_9_of_the_owner_moves_the_stream_to_the_other_node(
     # (docs/scaling.md, "Not built yet"): A starts again and closes it.
     await cluster.restart(a)
     recordings = await all_recordings_closed(cluster, b, sid)
-    assert len(recordings) >= 2, recordings  # A's and B's
+    # Today A's and B's; one once a takeover continues the recording (the xfail test below).
+    assert recordings, recordings
     for recording in recordings:
         assert recording["status"] == "ready" and recording["error"] is None, recording
         url = recording["recordingUrl"]
@@ -188,7 +188,7 @@ async def test_the_killed_owner_starting_again_leaves_the_stream_on_the_other_no
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     a, b = cluster.nodes["a"], cluster.nodes["b"]
-    stream, _ = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
+    stream, _, _ = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
     sid = stream["id"]
     session = (await cluster.api(b, "GET", f"/v1/livestreams/{sid}"))["currentSession"]["id"]
     recordings = f"/v1/livestreams/{sid}/recordings"
@@ -235,8 +235,9 @@ async def test_a_takeover_continues_the_same_session_and_recording(
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     b = cluster.nodes["b"]
-    stream, publisher = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
+    stream, publisher, on_a = await live_on_a_then_b(cluster, ffmpeg_exe, sources, publishers)
     sid = stream["id"]
+    await eventually(lambda: serves_segments(b, sid, 2), 15, interval=0.2)
     publisher.kill()
     await publisher.process.wait()
     await cluster.api(b, "POST", f"/v1/livestreams/{sid}/complete")
@@ -251,10 +252,11 @@ async def test_a_takeover_continues_the_same_session_and_recording(
     [recording] = await all_recordings_closed(cluster, b, sid)
     assert recording["status"] == "ready" and recording["error"] is None, recording
     playlist = await wait_for_playlist(recording["recordingUrl"], ended, timeout=10)
+    # one recording holds what A recorded before the kill and what B recorded after it
+    names = segment_names(playlist)
+    assert set(on_a) <= set(names) and len(names) > len(on_a), (on_a, names)
     decoded = await decode_playlist(recording["recordingUrl"], playlist)
     assert (decoded.video_codec, decoded.audio_codec) == ("h264", "aac"), decoded
-    # one recording holds what A recorded and what B recorded after the takeover
-    assert decoded.duration >= 4.0, decoded
 
 
 async def idle(cluster: Cluster, node: ClusterNode, sid: str) -> bool:
@@ -267,3 +269,38 @@ def newest(data: list[dict]) -> dict:
 
 def segment_names(playlist: str | None) -> list[str]:
     return [segment.name for segment in parse_media_playlist(playlist or "")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: a node killed with SIGKILL leaves <data dir>/live/<id>/ behind, and once it "
+    "starts again it serves that stale live playlist (no ENDLIST) and its segments whenever "
+    "the stream has no live lease (api/routes/playback.py reads the files; start-up recovery "
+    "closes the session but does not remove them), instead of 404",
+)
+async def test_a_restarted_node_does_not_serve_the_live_window_of_its_killed_process(
+    cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    a, b = cluster.nodes["a"], cluster.nodes["b"]
+    stream = await cluster.create_stream(a)
+    sid = stream["id"]
+    publisher = await push(ffmpeg_exe, sources.av, a.upstream(stream), loop=True)
+    publishers.append(publisher)
+    await eventually(lambda: serves_segments(a, sid, 2), 30, interval=0.2)
+    await a.kill_9()
+    publisher.kill()
+    await publisher.process.wait()
+
+    await cluster.restart(a)  # its start-up closes the session the killed process left open
+    session = f"/v1/livestreams/{sid}/sessions"
+
+    async def closed() -> bool:
+        sessions = (await cluster.api(a, "GET", session))["data"]
+        return all(s["endedAt"] is not None for s in sessions)
+
+    await eventually(closed, LEASE_SECONDS * 3 + 10, interval=0.2, message="session left open")
+    assert (await cluster.api(a, "GET", f"/v1/livestreams/{sid}"))["status"] == "idle"
+    # The stream is live nowhere: no node has a live window of it to serve.
+    for node in (b, a):
+        status, body, _ = await fetch(node.playlist(sid))
+        assert status == 404, (node.node_id, status, body[:300])
