@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
@@ -70,6 +72,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         storage=storage,
         ownership=ownership,
     )
+    await asyncio.to_thread(clear_live_windows, settings.live_dir)
     left = await paths.recover(events)
     server = RTMPServer(settings, admission=paths)
     await server.start()
@@ -88,6 +91,23 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
         await shut_down(paths, server, ownership, settings.drain_seconds)
+
+
+def clear_live_windows(live_dir: Path) -> None:
+    """Remove the live windows an earlier process of this node left (killed mid-stream: no
+    ``ENDLIST``), before anything is admitted: nothing is live in a process that just started,
+    and a frozen window must not be served as live. Recordings and the upload backlog hold
+    their own links to the segments, so nothing recorded is lost."""
+    if not live_dir.is_dir():
+        return
+    left = list(live_dir.iterdir())
+    for entry in left:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if left:
+        log.info("removed %d live window(s) left by an earlier process", len(left))
 
 
 async def recover_later(
