@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import String, text
+from sqlalchemy import String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.clock import clock_of
@@ -107,6 +107,43 @@ class PlaybackForwarder:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
         return None if row is None else Owner(row.node_id, row.internal_url)
 
+    async def owners_elsewhere(self, stream_ids: Collection[str]) -> dict[str, Owner]:
+        """The other node with a live lease on each of ``stream_ids`` that has one (one query,
+        not cached: a listing asks once)."""
+        if not stream_ids:
+            return {}
+        async with self._sessionmaker() as session:
+            statement = (
+                text(
+                    "SELECT l.stream_id, l.node_id, n.internal_url FROM stream_leases l"
+                    " JOIN cluster_nodes n ON n.id = l.node_id"
+                    " WHERE l.stream_id IN :stream_ids AND l.node_id <> :me"
+                    f" AND l.expires_at > {clock_of(session).now}"
+                )
+                .bindparams(bindparam("stream_ids", expanding=True))
+                .columns(stream_id=String, node_id=String, internal_url=String)
+            )
+            params = {"stream_ids": list(stream_ids), "me": self.node_id}
+            rows = (await session.execute(statement, params)).all()
+        return {row.stream_id: Owner(row.node_id, row.internal_url) for row in rows}
+
+    async def fetch_json(self, request: web.Request, owner: Owner, path: str) -> Any | None:
+        """What ``owner`` answers to a ``GET`` of ``path`` with the caller's ``Authorization``
+        (parsed JSON), or ``None`` (logged) when it cannot be reached or does not answer 200."""
+        headers = {FORWARDED_HEADER: "1", REQUEST_ID_HEADER: request[REQUEST_ID]}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        url = f"{owner.internal_url.rstrip('/')}{path}"
+        try:
+            async with self._http.get(url, headers=headers, allow_redirects=False) as upstream:
+                if upstream.status == 200:
+                    return await upstream.json()
+                reason: BaseException = RuntimeError(f"answered {upstream.status}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            reason = exc
+        self._warn(owner, reason)
+        return None
+
     async def forward(
         self, request: web.Request, owner: Owner, path: str, *, also: tuple[str, ...] = ()
     ) -> web.StreamResponse:
@@ -157,7 +194,7 @@ class PlaybackForwarder:
         held_back = self._warnings.allow(owner.node_id)
         if held_back is not None:
             log.warning(
-                "cannot forward playback to node %s at %s: %s (%d more held back)",
+                "cannot forward to node %s at %s: %s (%d more held back)",
                 owner.node_id,
                 owner.internal_url,
                 str(exc) or type(exc).__name__,
