@@ -55,6 +55,9 @@ async def test_lists_and_changes_on_another_node_show_the_owners_live_state(
         idle_list = await _json(b, account, "GET", "/v1/livestreams?status=idle")
         assert [o["id"] for o in idle_list["data"]] == [idle["id"]]
 
+        sessions = await _json(b, account, "GET", f"{url}/sessions")
+        assert [(s["id"], s["endedAt"]) for s in sessions["data"]] == [(session_id, None)]
+
         patched = await _json(b, account, "PATCH", url, json={"name": "renamed"})
         assert patched["name"] == "renamed"
         assert patched["status"] == "live"
