@@ -169,6 +169,9 @@ class Recording(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     segments: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(512), default=None)
+    node_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    """The node that wrote it (``None``: written before nodes were recorded); its files are in
+    that node's data directory unless they went to object storage."""
 
 
 class LiveSession(Base):
@@ -294,6 +297,8 @@ class ClusterNode(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """Set by a clean shutdown."""
+    draining_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """Set when the node began draining (it refuses publishes and ends its sessions)."""
     live_streams: Mapped[int] = mapped_column(Integer, default=0)
     load: Mapped[float] = mapped_column(Float, default=0.0)
     """The process's CPU time per second of wall time over the last heartbeat period, divided

@@ -25,7 +25,8 @@ from api.cluster.clock import clock_of
 from api.models import UTCDateTime
 from config import Settings
 
-NodeState = Literal["live", "lost", "gone"]
+NodeState = Literal["serving", "draining", "lost", "gone"]
+NODE_STATES: tuple[NodeState, ...] = ("serving", "draining", "lost", "gone")
 
 FORGET_AFTER_SECONDS = 7 * 86400.0
 """Rows of nodes whose last heartbeat is older than this are deleted (a node gets a new id
@@ -94,6 +95,7 @@ class NodeInfo:
     started_at: datetime
     last_seen_at: datetime
     stopped_at: datetime | None
+    draining_since: datetime | None
     live_streams: int
     load: float
     state: NodeState
@@ -136,7 +138,7 @@ class NodeRegistry:
                     " instance = excluded.instance, internal_url = excluded.internal_url,"
                     " rtmp_address = excluded.rtmp_address, version = excluded.version,"
                     " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-                    " stopped_at = NULL, live_streams = 0, load = 0"
+                    " stopped_at = NULL, draining_since = NULL, live_streams = 0, load = 0"
                     " WHERE cluster_nodes.stopped_at IS NOT NULL"
                     f" OR cluster_nodes.last_seen_at < {clock.plus('lost')} RETURNING id"
                 ),
@@ -156,16 +158,18 @@ class NodeRegistry:
                     "wait until that node is shown as lost"
                 )
 
-    async def heartbeat(self, live_streams: int, load: float) -> bool:
-        """Record that this node is alive with ``live_streams`` and ``load``; ``False`` if its
-        registration is gone (the row deleted, marked stopped, or registered again by another
-        process with this id after this node was lost)."""
+    async def heartbeat(self, live_streams: int, load: float, *, draining: bool = False) -> bool:
+        """Record that this node is alive with ``live_streams`` and ``load`` (and, once
+        ``draining``, since when it drains); ``False`` if its registration is gone (the row
+        deleted, marked stopped, or registered again by another process with this id after
+        this node was lost)."""
         async with self._sessionmaker() as session, session.begin():
             clock = clock_of(session)
+            since = f"coalesce(draining_since, {clock.now})" if draining else "NULL"
             result = await session.execute(
                 text(
                     f"UPDATE cluster_nodes SET last_seen_at = {clock.now},"
-                    " live_streams = :live_streams, load = :load"
+                    f" live_streams = :live_streams, load = :load, draining_since = {since}"
                     " WHERE id = :id AND instance = :instance AND stopped_at IS NULL RETURNING id"
                 ),
                 {
@@ -196,7 +200,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
     clock = clock_of(session)
     statement = text(
         "SELECT id, internal_url, rtmp_address, version, started_at, last_seen_at, stopped_at,"
-        f" live_streams, load, {clock.now} AS now FROM cluster_nodes"
+        f" draining_since, live_streams, load, {clock.now} AS now FROM cluster_nodes"
         " ORDER BY started_at DESC, id"
     ).columns(
         id=String,
@@ -206,6 +210,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
         started_at=UTCDateTime,
         last_seen_at=UTCDateTime,
         stopped_at=UTCDateTime,
+        draining_since=UTCDateTime,
         live_streams=Integer,
         load=Float,
         now=UTCDateTime,
@@ -213,7 +218,15 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
     nodes = []
     for row in (await session.execute(statement)).all():
         ago = max(0.0, (row.now - row.last_seen_at).total_seconds())
-        state: NodeState = "gone" if row.stopped_at else "lost" if ago > lost_after else "live"
+        state: NodeState = (
+            "gone"
+            if row.stopped_at
+            else "lost"
+            if ago > lost_after
+            else "draining"
+            if row.draining_since
+            else "serving"
+        )
         nodes.append(
             NodeInfo(
                 id=row.id,
@@ -223,6 +236,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
                 started_at=row.started_at,
                 last_seen_at=row.last_seen_at,
                 stopped_at=row.stopped_at,
+                draining_since=row.draining_since,
                 live_streams=row.live_streams,
                 load=row.load,
                 state=state,
@@ -240,3 +254,18 @@ async def count_live_nodes(session: AsyncSession, lost_after: float) -> int:
         f" AND last_seen_at >= {clock.plus('lost')}"
     )
     return int((await session.execute(statement, {"lost": -float(lost_after)})).scalar_one())
+
+
+async def count_nodes_by_state(session: AsyncSession, lost_after: float) -> dict[NodeState, int]:
+    """How many nodes of the registry are in each state now (every state, zeros too)."""
+    clock = clock_of(session)
+    statement = text(
+        "SELECT CASE WHEN stopped_at IS NOT NULL THEN 'gone'"
+        f" WHEN last_seen_at < {clock.plus('lost')} THEN 'lost'"
+        " WHEN draining_since IS NOT NULL THEN 'draining' ELSE 'serving' END AS state,"
+        " count(*) AS nodes FROM cluster_nodes GROUP BY 1"
+    ).columns(state=String, nodes=Integer)
+    counts: dict[NodeState, int] = dict.fromkeys(NODE_STATES, 0)
+    for row in (await session.execute(statement, {"lost": -float(lost_after)})).all():
+        counts[row.state] = row.nodes
+    return counts
