@@ -58,14 +58,14 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     if settings.node_id is not None:  # before recovery claims leases under that id
         async with app[DB_SESSIONMAKER]() as session:
             nodes = await list_nodes(session, settings.lease_seconds)
-        if any(n.id == node_id and n.state == "live" for n in nodes):
+        if any(n.id == node_id and n.state in ("serving", "draining") for n in nodes):
             raise NodeIdInUse(f"node id {node_id!r} is in use by a running node")
     ownership = LeaseOwnership(StreamLeases(app[DB_SESSIONMAKER], node_id, settings.lease_seconds))
     paths = LivePaths(
         settings,
         ffmpeg=ffmpeg,
         authorizer=app[AUTHORIZER],
-        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
+        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app), node_id=node_id),
         events=events,
         storage=storage,
         ownership=ownership,
