@@ -24,6 +24,7 @@ from api.cluster.nodes import (
     NodeRegistry,
     NodeState,
     count_nodes_by_state,
+    data_directory_id,
     node_identity,
 )
 from api.database import describe_error
@@ -216,7 +217,8 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     sessionmaker = app[DB_SESSIONMAKER]
     ttl = settings.lease_seconds
     ownership = app[OWNERSHIP]
-    identity = node_identity(settings, app[RTMP_PORT], ownership.node_id)
+    data_id = await asyncio.to_thread(data_directory_id, settings.data_dir)
+    identity = node_identity(settings, app[RTMP_PORT], ownership.node_id, data_id)
     registry = NodeRegistry(sessionmaker, identity, ttl)
     await registry.register()
     paths = app[PATHS]

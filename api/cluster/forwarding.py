@@ -139,20 +139,28 @@ class PlaybackForwarder:
         return {row.stream_id: Owner(row.node_id, row.internal_url) for row in rows}
 
     async def writer_elsewhere(self, recording_id: str) -> Writer | None:
-        """The other node that wrote recording ``recording_id`` (``None``: this node, or not
-        known)."""
+        """The other node whose data directory has recording ``recording_id`` (of the nodes
+        registered with that directory, the one up, else the one seen last); ``None``: this
+        node, or not known (no such recording, or written before directories were recorded).
+        A node with no registry row left is named by the directory's id."""
         async with self._sessionmaker() as session:
             clock = clock_of(session)
             statement = text(
-                "SELECT r.node_id, n.internal_url, n.stopped_at IS NULL"
-                f" AND n.last_seen_at >= {clock.plus('lost')} AS up FROM recordings r"
-                " LEFT JOIN cluster_nodes n ON n.id = r.node_id WHERE r.id = :id"
-            ).columns(node_id=String, internal_url=String, up=Boolean)
+                "SELECT r.data_id, n.id, n.internal_url, (n.stopped_at IS NULL"
+                f" AND n.last_seen_at >= {clock.plus('lost')}) AS up FROM recordings r"
+                " LEFT JOIN cluster_nodes n ON n.data_id = r.data_id WHERE r.id = :id"
+                " AND r.status <> 'deleted'"
+                " ORDER BY (n.stopped_at IS NULL"
+                f" AND n.last_seen_at >= {clock.plus('lost')}) DESC, n.last_seen_at DESC"
+                " LIMIT 1"
+            ).columns(data_id=String, id=String, internal_url=String, up=Boolean)
             params = {"id": recording_id, "lost": -self._lost_after}
             row = (await session.execute(statement, params)).one_or_none()
-        if row is None or row.node_id is None or row.node_id == self.node_id:
+        if row is None or row.data_id is None or row.id == self.node_id:
             return None
-        return Writer(Owner(row.node_id, row.internal_url or ""), bool(row.up))
+        if row.id is None:
+            return Writer(Owner(f"(data directory {row.data_id})", ""), False)
+        return Writer(Owner(row.id, row.internal_url), bool(row.up))
 
     async def fetch_json(self, request: web.Request, owner: Owner, path: str) -> Any | None:
         """What ``owner`` answers to a ``GET`` of ``path`` with the caller's ``Authorization``

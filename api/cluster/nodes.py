@@ -2,20 +2,23 @@
 ``cluster_nodes`` up to date (its addresses, version, start, last heartbeat, live streams and
 load), so that operators (``liverelay nodes``) and, later, the other nodes can see it.
 
-A node is ``live`` while its last heartbeat is at most ``lost_after`` seconds old by the
-database's clock, ``lost`` after that (it stopped heartbeating without a clean shutdown: a
-crash, a partition), and ``gone`` once it shut down cleanly. Rows of nodes not seen for
+A node is ``serving`` while its last heartbeat is at most ``lost_after`` seconds old by the
+database's clock (``draining`` once its drain began), ``lost`` after that (it stopped
+heartbeating without a clean shutdown: a crash, a partition), and ``gone`` once it shut down
+cleanly. Rows of nodes not seen for
 :data:`FORGET_AFTER_SECONDS` are deleted when a node registers.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import Float, Integer, String, text
@@ -32,6 +35,8 @@ FORGET_AFTER_SECONDS = 7 * 86400.0
 """Rows of nodes whose last heartbeat is older than this are deleted (a node gets a new id
 with every process by default, so rows would pile up)."""
 _NOT_IN_ID = re.compile(r"[^A-Za-z0-9._:-]")
+DATA_ID_FILE = "data-id"
+_DATA_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class NodeIdInUse(RuntimeError):
@@ -46,6 +51,32 @@ class NodeIdentity:
     internal_url: str
     rtmp_address: str
     version: str
+    data_id: str | None = None
+    """The id of its data directory (:func:`data_directory_id`)."""
+
+
+def data_directory_id(data_dir: Path) -> str:
+    """The id of ``data_dir``, kept in its file ``data-id`` (made, with a random id, the first
+    time): the same for every process that uses the directory, so recordings written there can
+    be found again after a restart under a new node id."""
+    path = data_dir / DATA_ID_FILE
+    for _ in range(2):
+        try:
+            value = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            value = ""
+        if _DATA_ID.fullmatch(value):
+            return value
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # made meanwhile by another process: read it
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            value = secrets.token_hex(8)
+            file.write(f"{value}\n")
+        return value
+    raise RuntimeError(f"{path} does not hold a data directory id (16 hex digits): remove it")
 
 
 def default_node_id() -> str:
@@ -60,7 +91,9 @@ def _reachable_host(listen_host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def node_identity(settings: Settings, rtmp_port: int, node_id: str | None = None) -> NodeIdentity:
+def node_identity(
+    settings: Settings, rtmp_port: int, node_id: str | None = None, data_id: str | None = None
+) -> NodeIdentity:
     """This process's identity: ``node_id``, else ``LIVERELAY_NODE_ID`` or
     :func:`default_node_id`;
     ``LIVERELAY_INTERNAL_URL`` or ``http://<host>:<LIVERELAY_HTTP_PORT>`` (the host name when
@@ -73,6 +106,7 @@ def node_identity(settings: Settings, rtmp_port: int, node_id: str | None = None
         internal_url=internal_url.rstrip("/"),
         rtmp_address=f"rtmp://{_reachable_host(settings.rtmp_host)}:{rtmp_port}",
         version=liverelay_version(),
+        data_id=data_id,
     )
 
 
@@ -132,10 +166,12 @@ class NodeRegistry:
             registered = await session.execute(
                 text(
                     "INSERT INTO cluster_nodes (id, instance, internal_url, rtmp_address,"
-                    " version, started_at, last_seen_at, stopped_at, live_streams, load) VALUES"
+                    " version, started_at, last_seen_at, stopped_at, live_streams, load,"
+                    " data_id) VALUES"
                     f" (:id, :instance, :internal_url, :rtmp_address, :version, {clock.now},"
-                    f" {clock.now}, NULL, 0, 0) ON CONFLICT (id) DO UPDATE SET"
+                    f" {clock.now}, NULL, 0, 0, :data_id) ON CONFLICT (id) DO UPDATE SET"
                     " instance = excluded.instance, internal_url = excluded.internal_url,"
+                    " data_id = excluded.data_id,"
                     " rtmp_address = excluded.rtmp_address, version = excluded.version,"
                     " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
                     " stopped_at = NULL, draining_since = NULL, live_streams = 0, load = 0"
@@ -148,6 +184,7 @@ class NodeRegistry:
                     "internal_url": me.internal_url,
                     "rtmp_address": me.rtmp_address,
                     "version": me.version,
+                    "data_id": me.data_id,
                     "lost": -float(self.lost_after),
                 },
             )

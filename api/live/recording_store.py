@@ -27,19 +27,20 @@ class DatabaseRecordingStore:
         sessionmaker: async_sessionmaker[AsyncSession],
         view: StreamView | None = None,
         *,
-        node_id: str | None = None,
+        data_id: str | None = None,
     ) -> None:
-        """Without ``view`` no ``recording.*`` events are queued; ``node_id`` (this node) is
-        written on each row, so other nodes know whose data directory has its files."""
+        """Without ``view`` no ``recording.*`` events are queued; ``data_id`` (of this node's
+        data directory) is written on each row, so other nodes know which node has its
+        files."""
         self._sessionmaker = sessionmaker
         self._view = view
-        self._node_id = node_id
+        self._data_id = data_id
 
     async def recording_started(self, stream_id: str, started_at: float) -> str:
         """Insert a ``recording`` row; return its id."""
         async with self._sessionmaker() as session, session.begin():
             recording = await queries.create_recording(
-                session, stream_id, _datetime(started_at), self._node_id
+                session, stream_id, _datetime(started_at), self._data_id
             )
         return recording.id
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import socket
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -13,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.context import CpuShare, Heartbeat
 from api.cluster.nodes import (
+    DATA_ID_FILE,
     FORGET_AFTER_SECONDS,
     NodeIdentity,
     NodeIdInUse,
     NodeInfo,
     NodeRegistry,
     count_live_nodes,
+    data_directory_id,
     list_nodes,
     node_identity,
 )
@@ -209,3 +212,13 @@ async def test_a_heartbeat_of_a_node_whose_id_was_taken_fails(sessionmaker: Sess
     await make_silent(sessionmaker, lost.identity.id, LOST_AFTER + 1)
     await NodeRegistry(sessionmaker, identity(lost.identity.id), LOST_AFTER).register()
     assert not await heartbeat.beat()
+
+
+def test_a_data_directory_keeps_its_id(tmp_path: Path) -> None:
+    first = data_directory_id(tmp_path / "data")
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert data_directory_id(tmp_path / "data") == first  # a restarted process: the same
+    assert data_directory_id(tmp_path / "other") != first
+    (tmp_path / "data" / DATA_ID_FILE).write_text("not an id")
+    with pytest.raises(RuntimeError, match="data-id"):
+        data_directory_id(tmp_path / "data")
