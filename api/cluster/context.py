@@ -24,7 +24,7 @@ from api.cluster.nodes import (
     NodeRegistry,
     NodeState,
     count_nodes_by_state,
-    data_directory_id,
+    data_directory_id_or_none,
     node_identity,
 )
 from api.database import describe_error
@@ -217,7 +217,7 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     sessionmaker = app[DB_SESSIONMAKER]
     ttl = settings.lease_seconds
     ownership = app[OWNERSHIP]
-    data_id = await asyncio.to_thread(data_directory_id, settings.data_dir)
+    data_id = await asyncio.to_thread(data_directory_id_or_none, settings.data_dir)
     identity = node_identity(settings, app[RTMP_PORT], ownership.node_id, data_id)
     registry = NodeRegistry(sessionmaker, identity, ttl)
     await registry.register()

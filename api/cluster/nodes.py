@@ -12,6 +12,7 @@ cleanly. Rows of nodes not seen for
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
 import secrets
@@ -27,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.cluster.clock import clock_of
 from api.models import UTCDateTime
 from config import Settings
+
+log = logging.getLogger(__name__)
 
 NodeState = Literal["serving", "draining", "lost", "gone"]
 NODE_STATES: tuple[NodeState, ...] = ("serving", "draining", "lost", "gone")
@@ -77,6 +80,17 @@ def data_directory_id(data_dir: Path) -> str:
             file.write(f"{value}\n")
         return value
     raise RuntimeError(f"{path} does not hold a data directory id (16 hex digits): remove it")
+
+
+def data_directory_id_or_none(data_dir: Path) -> str | None:
+    """:func:`data_directory_id`, or ``None`` (logged) when the directory cannot hold it: the
+    node still runs (``/readyz`` reports the storage), its recordings are noted without a
+    directory."""
+    try:
+        return data_directory_id(data_dir)
+    except (OSError, RuntimeError) as exc:
+        log.warning("no data directory id in %s: %s", data_dir, exc)
+        return None
 
 
 def default_node_id() -> str:

@@ -41,7 +41,7 @@ from aiohttp import web
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.cluster.nodes import data_directory_id
+from api.cluster.nodes import data_directory_id_or_none
 from api.database import describe_error
 from api.jobs.turns import JobTurns
 from api.keys import (
@@ -290,7 +290,9 @@ async def deletion_context(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS]
     local = object_storage(app) is None
-    data_id = await asyncio.to_thread(data_directory_id, settings.data_dir) if local else None
+    data_id = (
+        await asyncio.to_thread(data_directory_id_or_none, settings.data_dir) if local else None
+    )
     sweeper = DeletionSweeper(
         app[DB_SESSIONMAKER],
         app[RECORDING_STORAGE],

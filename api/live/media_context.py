@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api.cluster.leases import StreamLeases
-from api.cluster.nodes import NodeIdInUse, data_directory_id, default_node_id, list_nodes
+from api.cluster.nodes import NodeIdInUse, data_directory_id_or_none, default_node_id, list_nodes
 from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
@@ -60,7 +60,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
             nodes = await list_nodes(session, settings.lease_seconds)
         if any(n.id == node_id and n.state in ("serving", "draining") for n in nodes):
             raise NodeIdInUse(f"node id {node_id!r} is in use by a running node")
-    data_id = await asyncio.to_thread(data_directory_id, settings.data_dir)
+    data_id = await asyncio.to_thread(data_directory_id_or_none, settings.data_dir)
     ownership = LeaseOwnership(StreamLeases(app[DB_SESSIONMAKER], node_id, settings.lease_seconds))
     paths = LivePaths(
         settings,
