@@ -169,6 +169,10 @@ class Recording(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     segments: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(512), default=None)
+    data_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The data directory it was written into (``cluster_nodes.data_id`` of the nodes using it;
+    ``None``: written before this was recorded). Its files are there unless they went to
+    object storage."""
 
 
 class LiveSession(Base):
@@ -294,6 +298,11 @@ class ClusterNode(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """Set by a clean shutdown."""
+    draining_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """Set when the node began draining (it refuses publishes and ends its sessions)."""
+    data_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The id of the node's data directory (kept in it, so a restarted process on the same
+    directory has the same one): where the recordings of that ``data_id`` are."""
     live_streams: Mapped[int] = mapped_column(Integer, default=0)
     load: Mapped[float] = mapped_column(Float, default=0.0)
     """The process's CPU time per second of wall time over the last heartbeat period, divided

@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from api.cluster.leases import StreamLeases
-from api.cluster.nodes import NodeIdInUse, default_node_id, list_nodes
+from api.cluster.nodes import NodeIdInUse, data_directory_id_or_none, default_node_id, list_nodes
 from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
@@ -60,14 +60,15 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     if settings.node_id is not None:  # before recovery claims leases under that id
         async with app[DB_SESSIONMAKER]() as session:
             nodes = await list_nodes(session, settings.lease_seconds)
-        if any(n.id == node_id and n.state == "live" for n in nodes):
+        if any(n.id == node_id and n.state in ("serving", "draining") for n in nodes):
             raise NodeIdInUse(f"node id {node_id!r} is in use by a running node")
+    data_id = await asyncio.to_thread(data_directory_id_or_none, settings.data_dir)
     ownership = LeaseOwnership(StreamLeases(app[DB_SESSIONMAKER], node_id, settings.lease_seconds))
     paths = LivePaths(
         settings,
         ffmpeg=ffmpeg,
         authorizer=app[AUTHORIZER],
-        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
+        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app), data_id=data_id),
         events=events,
         storage=storage,
         ownership=ownership,
