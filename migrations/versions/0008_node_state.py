@@ -1,7 +1,7 @@
 """A node's drain and data directory in the registry, and the data directory of each
 recording.
 
-Revision ID: 0009_node_state
+Revision ID: 0008_node_state
 Revises: 0007_event_sequence
 Create Date: 2026-12-07 06:00:00
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_node_state"
+revision: str = "0008_node_state"
 down_revision: str | None = "0007_event_sequence"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
