@@ -7,12 +7,17 @@ duration is reached, and a new initialization segment starts a new run (``EXT-X-
 and a new ``EXT-X-MAP`` when its bytes differ). With ``default_base_moof`` every fragment is
 self-contained, so a segment's bytes are its parts' bytes concatenated.
 
-Part durations: a part shorter than 85 % of the part target may only end its segment. ffmpeg
-writes such a short fragment just before a keyframe (``frag_keyframe``), so a short fragment is
-held back until the next one arrives: a keyframe after it closes the segment (the short part is
-its last), anything else is merged with it into one part. A segment is also cut, without a
-keyframe, when the next part would make it round above ``EXT-X-TARGETDURATION`` (a publisher
-whose keyframe interval exceeds the target), which the specification requires (4.4.3.1).
+Part durations (4.4.4.9): every part at most the part target, and at least 85 % of it unless it
+is ``INDEPENDENT`` or the last of its segment. ffmpeg writes a short fragment just before a
+keyframe (``frag_keyframe``) and at the end of a run; a short fragment that does not start with
+a keyframe therefore ends its segment at once, which costs no waiting and usually cuts where the
+next keyframe starts the next segment anyway. Fragments cannot be split, so the part target is
+declared with headroom over ffmpeg's ``-frag_duration`` (:func:`part_target_for`); a fragment
+longer still is counted in :attr:`LowLatencyStream.overlong_parts` for the caller to report.
+
+A segment is also cut, without a keyframe, when the next part would make it round above
+``EXT-X-TARGETDURATION`` (a publisher whose keyframe interval exceeds the target: 4.4.3.1), and
+the next keyframe then ends such a segment early so that segments realign with keyframes.
 
 Part URIs carry a running part number rather than the segment's: the part announced by
 ``EXT-X-PRELOAD-HINT`` keeps its URI whether or not a keyframe then starts a new segment.
@@ -30,7 +35,16 @@ from dataclasses import dataclass, field
 from workers.fmp4 import Fragment, InitSegment
 
 SHORT_PART = 0.85
-"""Parts shorter than this share of the part target may only end a segment."""
+"""Parts shorter than this share of the part target may only end a segment or be independent."""
+
+
+def part_target_for(fragment_duration: float) -> float:
+    """The part target to declare for ffmpeg's ``-frag_duration`` (in seconds): the largest one
+    a fragment of exactly that duration still fills to 85 %, in whole milliseconds. ffmpeg ends
+    a fragment at the first sample at or past ``-frag_duration``, so fragments run up to one
+    sample longer (0.2083 s at 24 fps, 0.2133 s for 48 kHz AAC alone, for 0.2 s): 0.235 s for
+    0.2 s leaves them 17 % headroom."""
+    return math.floor(fragment_duration / SHORT_PART * 1000) / 1000
 
 
 @dataclass(frozen=True)
@@ -111,7 +125,8 @@ class LowLatencyStream:
         self._next_msn = 0
         self._next_part_number = 0
         self._open: Segment | None = None
-        self._pending: tuple[Fragment, bytes, float, bool] | None = None
+        self.overlong_parts = 0
+        """Parts longer than the part target (fragments cannot be split)."""
         self._new_run = False
         self._anchor: tuple[float, float] | None = None  # wall clock, media time of a run
 
@@ -149,7 +164,7 @@ class LowLatencyStream:
 
     def start_run(self, init: InitSegment) -> list[Segment]:
         """A new ffmpeg run (or its first): returns the segments this completes."""
-        done = self._flush()
+        done = self._close()
         if self._map_id < 0 or init.data != self.maps[self._map_id].data:
             self._map_id += 1
             self.maps[self._map_id] = init
@@ -165,57 +180,37 @@ class LowLatencyStream:
             raise ValueError("a fragment before the initialization segment")
         if self._anchor is None:
             self._anchor = (now - fragment.duration, fragment.decode_time)
+        duration, independent = fragment.duration, fragment.starts_with_keyframe
         done: list[Segment] = []
-        if self._pending is not None:
-            held, data, duration, independent = self._pending
-            self._pending = None
-            if fragment.starts_with_keyframe:
-                self._append(held, data, duration, independent)
+        seg = self._open
+        if seg is not None:
+            realign = not seg.parts[0].independent
+            if independent and (seg.duration >= self.segment_target or realign):
                 done += self._close()
-            else:
-                merged = data + fragment.data
-                self._hold_or_append(held, merged, duration + fragment.duration, independent, done)
-                self.version += 1
-                return done
-        self._hold_or_append(
-            fragment, fragment.data, fragment.duration, fragment.starts_with_keyframe, done
+            elif seg.duration + duration >= self.target_duration + 0.5:
+                done += self._close()
+        if self._open is None:
+            self._open_segment(fragment)
+        seg = self._open
+        assert seg is not None
+        part = Part(
+            self._next_part_number, seg.msn, len(seg.parts), duration, independent, fragment.data
         )
+        self._next_part_number += 1
+        seg.parts.append(part)
+        if duration > self.part_target:
+            self.overlong_parts += 1
+        if duration < SHORT_PART * self.part_target and not independent:
+            done += self._close()  # a short part may only be the last of its segment
         self.version += 1
         return done
 
     def end(self) -> list[Segment]:
         """The stream ended (``EXT-X-ENDLIST``): returns the segments this completes."""
-        done = self._flush()
+        done = self._close()
         self.ended = True
         self.version += 1
         return done
-
-    def _hold_or_append(
-        self, first: Fragment, data: bytes, duration: float, independent: bool, done: list[Segment]
-    ) -> None:
-        seg = self._open
-        if seg is not None and seg.parts:
-            # A keyframe also ends a segment that a long keyframe interval forced to start
-            # without one, so that segments realign with the keyframes.
-            if independent and (
-                seg.duration >= self.segment_target or not seg.parts[0].independent
-            ):
-                done += self._close()
-            elif seg.duration + duration >= self.target_duration + 0.5:
-                done += self._close()
-        if duration < SHORT_PART * self.part_target:
-            self._pending = (first, data, duration, independent)
-            return
-        self._append(first, data, duration, independent)
-
-    def _append(self, first: Fragment, data: bytes, duration: float, independent: bool) -> None:
-        if self._open is None:
-            self._open_segment(first)
-        seg = self._open
-        assert seg is not None
-        part = Part(self._next_part_number, seg.msn, len(seg.parts), duration, independent, data)
-        self._next_part_number += 1
-        seg.parts.append(part)
 
     def _open_segment(self, first: Fragment) -> None:
         wall, media = self._anchor or (0.0, first.decode_time)
@@ -235,13 +230,6 @@ class LowLatencyStream:
             return []
         seg.complete = True
         return [seg]
-
-    def _flush(self) -> list[Segment]:
-        if self._pending is not None:
-            held, data, duration, independent = self._pending
-            self._pending = None
-            self._append(held, data, duration, independent)
-        return self._close()
 
     def _retire_maps(self) -> None:
         keep = {s.map_id for s in self.segments} | {self._map_id}

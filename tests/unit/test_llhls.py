@@ -14,7 +14,15 @@ import pytest
 from tests.fmp4_source import AAC, AUDIO, H264, HEVC, OPUS, VIDEO, fragmented_mp4
 from tests.llhls_support import INIT, OTHER_INIT, START, attr, package, parse, stream
 from workers.fmp4 import Fragment, FragmentReader
-from workers.llhls import Answer, LowLatencyStream, Position, Reject, Wait, reload_decision
+from workers.llhls import (
+    Answer,
+    LowLatencyStream,
+    Position,
+    Reject,
+    Wait,
+    part_target_for,
+    reload_decision,
+)
 from workers.llhls_playlist import map_uri, part_uri, render, segment_uri
 
 
@@ -58,7 +66,7 @@ def test_server_control_and_part_inf(h264_aac: bytes) -> None:
     s, _, _ = package(h264_aac)
     tags = parse(render(s)).tags
     part_target = float(attr(tags["#EXT-X-PART-INF"], "PART-TARGET"))
-    assert part_target == pytest.approx(0.2)
+    assert part_target == pytest.approx(0.235)
     control = tags["#EXT-X-SERVER-CONTROL"]
     assert attr(control, "CAN-BLOCK-RELOAD") == "YES"
     assert float(attr(control, "PART-HOLD-BACK")) >= round(3 * part_target, 3)
@@ -98,35 +106,68 @@ def test_audio_only_parts_are_all_independent() -> None:
     assert parts and all(independent for _, _, independent in parts)
 
 
-def test_short_parts_only_end_a_segment(hevc: bytes) -> None:
+def test_part_durations_within_the_part_target_and_short_ones_end_a_segment(
+    hevc: bytes, h264_aac: bytes
+) -> None:
+    for data in (hevc, h264_aac, fragmented_mp4(AUDIO, AAC, seconds=3)):
+        s, _, _ = package(data, segment_target=2.0)
+        s.end()
+        playlist = parse(render(s))
+        target = float(attr(playlist.tags["#EXT-X-PART-INF"], "PART-TARGET"))
+        parts = [part for seg in playlist.segments for part in seg.parts]
+        assert all(d <= target for d, _, _ in parts)
+        assert s.overlong_parts == 0
+        for seg in playlist.segments:
+            assert all(d >= 0.85 * target or ind for d, _, ind in seg.parts[:-1]), seg
+    # The HEVC source has a short fragment before a keyframe in mid-segment: it ended one.
     s, _, _ = package(hevc, segment_target=2.0)
-    s.end()
-    segments = parse(render(s)).segments
-    assert any(d < 0.85 * 0.2 for seg in segments for d, _, _ in seg.parts)  # the data has some
-    for seg in segments:
-        assert all(d >= 0.85 * 0.2 for d, _, _ in seg.parts[:-1]), seg
+    complete = [seg for seg in s.segments if seg.complete]
+    assert any(seg.parts[-1].duration < 0.85 * s.part_target for seg in complete)
+    assert any(seg.duration < 2.0 for seg in complete)
 
 
-def test_a_short_part_before_a_keyframe_ends_the_segment_early() -> None:
+def test_part_target_for_ffmpeg_fragments() -> None:
+    assert part_target_for(0.2) == 0.235
+    assert 0.85 * part_target_for(0.2) <= 0.2
+    assert part_target_for(0.5) == 0.588
+
+
+def test_a_short_part_ends_its_segment_at_once() -> None:
     s, feed = stream(segment_target=2.0)
     feed.add(0.2, keyframe=True)
     feed.add(0.2, count=3)
     feed.add(0.1)  # ffmpeg cut here for the coming keyframe
-    assert [p.duration for p in s.segments[0].parts] == [0.2] * 4  # 0.1 held back
-    feed.add(0.2, keyframe=True)
     assert [seg.duration for seg in feed.done] == pytest.approx([0.9])
     assert feed.done[0].parts[-1].duration == pytest.approx(0.1)
+    assert parse(render(s)).hint == part_uri(5)
+    feed.add(0.2, keyframe=True)
+    assert s.segments[1].parts[0].independent
 
 
-def test_a_short_part_in_mid_segment_is_merged_with_the_next() -> None:
+def test_a_short_part_without_a_keyframe_after_it_still_ends_its_segment() -> None:
     s, feed = stream(segment_target=2.0)
     feed.add(0.2, keyframe=True)
     feed.add(0.05)
-    feed.add(0.2)
-    seg = s.segments[0]
-    assert [p.duration for p in seg.parts] == pytest.approx([0.2, 0.25])
-    assert seg.parts[1].data == b"[2][3]"
-    assert not seg.parts[1].independent
+    feed.add(0.2, count=2)
+    feed.add(0.2, keyframe=True)  # realigns: ends the segment that began without a keyframe
+    durations = [[round(p.duration, 3) for p in seg.parts] for seg in s.segments]
+    assert durations == [[0.2, 0.05], [0.2, 0.2], [0.2]]
+    assert [seg.parts[0].independent for seg in s.segments] == [True, False, True]
+
+
+def test_a_short_independent_part_may_stay_in_mid_segment() -> None:
+    s, feed = stream(segment_target=2.0)
+    feed.add(0.1, keyframe=True)
+    feed.add(0.2, count=2)
+    assert feed.done == []
+    assert [p.duration for p in s.segments[0].parts] == pytest.approx([0.1, 0.2, 0.2])
+
+
+def test_a_fragment_longer_than_the_part_target_is_counted() -> None:
+    s, feed = stream()
+    feed.add(0.2, keyframe=True)
+    feed.add(0.25)
+    assert s.overlong_parts == 1
 
 
 def test_preload_hint_names_the_next_part_even_across_a_segment_cut() -> None:
@@ -144,13 +185,13 @@ def test_preload_hint_names_the_next_part_even_across_a_segment_cut() -> None:
 def test_endlist_at_the_end_and_no_hint() -> None:
     s, feed = stream()
     feed.gops(2)
-    feed.add(0.1)
+    feed.add(0.2, keyframe=True)
     assert not parse(render(s)).ended
     done = s.end()
     playlist = parse(render(s))
     assert playlist.ended and playlist.hint is None
-    assert [seg.msn for seg in done] == [1]
-    assert playlist.segments[-1].parts[-1][0] == pytest.approx(0.1)  # the held part is flushed
+    assert [seg.msn for seg in done] == [2]
+    assert playlist.segments[-1].duration == pytest.approx(0.2)
 
 
 def test_parts_are_listed_for_the_last_three_segments_only() -> None:
@@ -205,7 +246,8 @@ def test_a_segment_is_its_parts_and_decodes(h264_aac: bytes) -> None:
         assert seg.data == b"".join(p.data for p in seg.parts)
         with av.open(io.BytesIO(init.data + seg.data)) as container:
             frames = list(container.decode(video=0))
-        assert len(frames) == round(seg.duration * 30)
+        if seg is not done[-1]:  # the last ends in a fragment of audio alone
+            assert len(frames) == round(seg.duration * 30)
         assert frames[0].key_frame
     uris = [segment_uri(seg.msn) for seg in done]
     assert uris == [seg.uri for seg in parse(render(s)).segments[: len(done)]]
