@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+from pathlib import Path
 
 import av
 import pytest
@@ -354,3 +355,17 @@ def test_a_fragment_before_the_init_segment_is_refused() -> None:
     s = LowLatencyStream(part_target=0.2, segment_target=1.0)
     with pytest.raises(ValueError, match="before the initialization segment"):
         s.add(Fragment(b"", 1, (), True, 0.2, 0.0), START)
+
+
+def test_ffmpeg_plays_the_rendered_playlist(h264_aac: bytes, tmp_path: Path) -> None:
+    """A real HLS client (libavformat's, through PyAV) follows the MAP and segment URIs."""
+    s, _, _ = package(h264_aac)
+    s.end()
+    for map_id, init in s.maps.items():
+        (tmp_path / map_uri(map_id)).write_bytes(init.data)
+    for seg in s.segments:
+        (tmp_path / segment_uri(seg.msn)).write_bytes(seg.data)
+    (tmp_path / "index.m3u8").write_text(render(s))
+    with av.open(str(tmp_path / "index.m3u8")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 4 * 30
