@@ -84,7 +84,12 @@ class RestreamTargetUpdate(InputModel):
 class RestreamTargetOutput(OutputModel):
     """A restream target in responses, with the state of its relay on this node."""
 
-    target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
+    target_id: str = Field(
+        alias="_id",
+        description="24-hex id, kept while url+streamKey stay, or when an item sent back "
+        "carries it.",
+    )
+    id: str = Field(description="The same id as `_id` (both names are returned).")
     url: str
     stream_key: str
     status: OutputStateName = Field(
@@ -108,6 +113,7 @@ def restream_target_output(
     """A target with its relay state (``idle`` and nulls when it is not being relayed)."""
     return RestreamTargetOutput(
         _id=target.id,
+        id=target.id,
         url=target.url,
         stream_key=target.stream_key,
         status=output_state_name(status.state) if status is not None else "idle",
