@@ -18,14 +18,15 @@ from api.routes.livestreams import (
     MAX_PER_PAGE,
     STATUS_FILTERS,
 )
+from api.routes.recordings import RECORDINGS_PER_PAGE
 from api.schemas.livestreams import (
     MAX_RESTREAM_TARGETS,
     LiveStreamCreate,
     LiveStreamOutput,
     LiveStreamPage,
     LiveStreamUpdate,
-    RecordingList,
     RecordingOutput,
+    RecordingPage,
 )
 from api.schemas.restream import RestreamTargetInput, RestreamTargetOutput, RestreamTargetUpdate
 from api.schemas.sessions import SessionPage
@@ -40,7 +41,7 @@ LIVESTREAM_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (RestreamTargetOutput, "serialization"),
     (SessionPage, "serialization"),
     (RecordingOutput, "serialization"),
-    (RecordingList, "serialization"),
+    (RecordingPage, "serialization"),
 ]
 """Models whose schemas the live stream operations refer to."""
 
@@ -72,12 +73,12 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any
     }
 
 
-def _page_params() -> list[dict[str, Any]]:
+def _page_params(default_per_page: int = DEFAULT_PER_PAGE) -> list[dict[str, Any]]:
     def page_param(name: str, default: int, maximum: int) -> dict[str, Any]:
         schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
         return query_param(name, schema, "1-based page number" if name == "page" else "Page size")
 
-    return [page_param("page", 1, MAX_PAGE), page_param("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)]
+    return [page_param("page", 1, MAX_PAGE), page_param("perPage", default_per_page, MAX_PER_PAGE)]
 
 
 _LIVE_ELSEWHERE = (
@@ -275,8 +276,9 @@ def _recordings() -> dict[str, Any]:
         "parameters": [_STREAM_ID],
         "get": _operation(
             "listRecordings",
-            "Every recording of the live stream, newest first",
-            {"200": json_response("The recordings", "RecordingList"), **errors(401, 404)},
+            "The live stream's recordings, newest first",
+            {"200": json_response("One page", "RecordingPage"), **errors(400, 401, 404)},
+            parameters=_page_params(RECORDINGS_PER_PAGE),
             description="One recording per live session while `record` was true. A session "
             "that is live now has status `recording`, its size and duration grow and its "
             "`recordingUrl` is an HLS EVENT playlist; once the session ends it becomes a VOD "

@@ -227,10 +227,12 @@ def _query_int(request: web.Request, name: str, *, default: int, maximum: int) -
     raise validation_error(name, f"{name} must be an integer from 1 to {maximum}")
 
 
-def page_params(request: web.Request) -> tuple[int, int]:
+def page_params(
+    request: web.Request, *, default_per_page: int = DEFAULT_PER_PAGE
+) -> tuple[int, int]:
     """``page`` and ``perPage`` of the query (1-based; 400 when malformed)."""
     page = _query_int(request, "page", default=1, maximum=MAX_PAGE)
-    per_page = _query_int(request, "perPage", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE)
+    per_page = _query_int(request, "perPage", default=default_per_page, maximum=MAX_PER_PAGE)
     return page, per_page
 
 

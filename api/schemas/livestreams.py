@@ -197,18 +197,19 @@ class RecordingOutput(_Output):
     recording_url: str = Field(description="HLS playlist of this recording.")
 
 
-class RecordingList(_Output):
-    """Body of ``GET /v1/livestreams/{id}/recordings``: newest first."""
-
-    data: list[RecordingOutput]
-
-
 class PageInfo(_Output):
     """Where a page is in a listing."""
 
     current_page: int
     per_page: int
     last_page: int
+
+
+class RecordingPage(_Output):
+    """Body of ``GET /v1/livestreams/{id}/recordings``: newest first."""
+
+    page_info: PageInfo
+    data: list[RecordingOutput]
 
 
 class LiveStreamPage(_Output):
