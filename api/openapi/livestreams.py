@@ -127,7 +127,7 @@ def _create() -> dict[str, Any]:
         "Create a live stream",
         {
             "201": json_response("The new live stream", "LiveStreamOutput"),
-            **errors(400, 401, 413),
+            **errors(400, 401, 413, 415),
         },
         requestBody=body("LiveStreamCreate"),
     )
@@ -138,7 +138,7 @@ def _item() -> dict[str, Any]:
         responses = {"200": json_response(ok, "LiveStreamOutput"), **errors(401, 404)}
         if not with_body:
             return _operation(op_id, summary, responses)
-        responses.update(errors(400, 413))
+        responses.update(errors(400, 413, 415))
         return _operation(
             op_id, summary, responses, requestBody=body("LiveStreamUpdate"), description=notes
         )
@@ -220,7 +220,7 @@ def _restream() -> dict[str, Any]:
             "Add a restream target",
             {
                 "201": json_response("The new target", "RestreamTargetOutput"),
-                **errors(400, 401, 404, 409, 413, e409=limit),
+                **errors(400, 401, 404, 409, 413, 415, e409=limit),
             },
             requestBody=body("RestreamTargetInput"),
             description="Appended to the stream's `restream` list; while the stream is live it "
@@ -238,7 +238,7 @@ def _restream_item() -> dict[str, Any]:
             "Change a restream target's url and/or streamKey",
             {
                 "200": json_response("The updated target", "RestreamTargetOutput"),
-                **errors(400, 401, 404, 413),
+                **errors(400, 401, 404, 413, 415),
             },
             requestBody=body("RestreamTargetUpdate"),
             description="The target keeps its `_id`. While the stream is live, its relay "
