@@ -145,9 +145,14 @@ def _item() -> dict[str, Any]:
 
     update = "Change name, record, restream (replaces the list) and session limits"
     notes = (
-        "Only the fields given change. A new `restream` list applies at once when the stream is "
-        "live: added targets start relaying, removed or edited targets stop, untouched targets "
-        "and the HLS output go on without a break. `record`, `reconnectWindowSeconds` and "
+        "Only the fields given change. `restream` replaces the list, and takes its items as "
+        "returned: an item with `_id` (or `id`) is that existing target, which keeps its id "
+        "(an id that is not one of the stream's targets is a 400), the relay state fields "
+        "(`status`, `lastError`, `since`, `retries`) are ignored, and an item without an id "
+        "keeps the id of an identical target. A new `restream` list applies at once when the "
+        "stream is live: added targets start relaying, removed targets and those whose url or "
+        "streamKey changed stop (or restart), untouched targets and the HLS output go on "
+        "without a break. `record`, `reconnectWindowSeconds` and "
         "`maxDurationSeconds` apply from the next publish (the current session keeps what it "
         "began with). " + _LIVE_ELSEWHERE
     )
@@ -224,7 +229,9 @@ def _restream() -> dict[str, Any]:
             },
             requestBody=body("RestreamTargetInput"),
             description="Appended to the stream's `restream` list; while the stream is live it "
-            f"starts relaying at once. At most {MAX_RESTREAM_TARGETS} targets per stream.",
+            f"starts relaying at once. At most {MAX_RESTREAM_TARGETS} targets per stream. The "
+            "relay state fields of a target as returned are ignored; `_id` and `id` are "
+            "refused (400): a new target gets its id from the server.",
         ),
     }
 
@@ -241,7 +248,9 @@ def _restream_item() -> dict[str, Any]:
                 **errors(400, 401, 404, 413, 415),
             },
             requestBody=body("RestreamTargetUpdate"),
-            description="The target keeps its `_id`. While the stream is live, its relay "
+            description="The target keeps its `_id`. The body may be the target as returned: "
+            "its `_id` and `id`, if given, must be this target's (else 400), its relay state "
+            "fields are ignored. While the stream is live and url or key changed, its relay "
             "restarts with the new url and key; the other targets are not touched.",
         ),
         "delete": _operation(
