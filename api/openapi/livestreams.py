@@ -18,14 +18,15 @@ from api.routes.livestreams import (
     MAX_PER_PAGE,
     STATUS_FILTERS,
 )
+from api.routes.recordings import RECORDINGS_PER_PAGE
 from api.schemas.livestreams import (
     MAX_RESTREAM_TARGETS,
     LiveStreamCreate,
     LiveStreamOutput,
     LiveStreamPage,
     LiveStreamUpdate,
-    RecordingList,
     RecordingOutput,
+    RecordingPage,
 )
 from api.schemas.restream import RestreamTargetInput, RestreamTargetOutput, RestreamTargetUpdate
 from api.schemas.sessions import SessionPage
@@ -40,7 +41,7 @@ LIVESTREAM_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (RestreamTargetOutput, "serialization"),
     (SessionPage, "serialization"),
     (RecordingOutput, "serialization"),
-    (RecordingList, "serialization"),
+    (RecordingPage, "serialization"),
 ]
 """Models whose schemas the live stream operations refer to."""
 
@@ -72,12 +73,12 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any
     }
 
 
-def _page_params() -> list[dict[str, Any]]:
+def _page_params(default_per_page: int = DEFAULT_PER_PAGE) -> list[dict[str, Any]]:
     def page_param(name: str, default: int, maximum: int) -> dict[str, Any]:
         schema = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
         return query_param(name, schema, "1-based page number" if name == "page" else "Page size")
 
-    return [page_param("page", 1, MAX_PAGE), page_param("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)]
+    return [page_param("page", 1, MAX_PAGE), page_param("perPage", default_per_page, MAX_PER_PAGE)]
 
 
 _LIVE_ELSEWHERE = (
@@ -126,7 +127,7 @@ def _create() -> dict[str, Any]:
         "Create a live stream",
         {
             "201": json_response("The new live stream", "LiveStreamOutput"),
-            **errors(400, 401, 413),
+            **errors(400, 401, 413, 415),
         },
         requestBody=body("LiveStreamCreate"),
     )
@@ -137,16 +138,21 @@ def _item() -> dict[str, Any]:
         responses = {"200": json_response(ok, "LiveStreamOutput"), **errors(401, 404)}
         if not with_body:
             return _operation(op_id, summary, responses)
-        responses.update(errors(400, 413))
+        responses.update(errors(400, 413, 415))
         return _operation(
             op_id, summary, responses, requestBody=body("LiveStreamUpdate"), description=notes
         )
 
     update = "Change name, record, restream (replaces the list) and session limits"
     notes = (
-        "Only the fields given change. A new `restream` list applies at once when the stream is "
-        "live: added targets start relaying, removed or edited targets stop, untouched targets "
-        "and the HLS output go on without a break. `record`, `reconnectWindowSeconds` and "
+        "Only the fields given change. `restream` replaces the list, and takes its items as "
+        "returned: an item with `_id` (or `id`) is that existing target, which keeps its id "
+        "(an id that is not one of the stream's targets is a 400), the relay state fields "
+        "(`status`, `lastError`, `since`, `retries`) are ignored, and an item without an id "
+        "keeps the id of an identical target. A new `restream` list applies at once when the "
+        "stream is live: added targets start relaying, removed targets and those whose url or "
+        "streamKey changed stop (or restart), untouched targets and the HLS output go on "
+        "without a break. `record`, `reconnectWindowSeconds` and "
         "`maxDurationSeconds` apply from the next publish (the current session keeps what it "
         "began with). " + _LIVE_ELSEWHERE
     )
@@ -219,11 +225,13 @@ def _restream() -> dict[str, Any]:
             "Add a restream target",
             {
                 "201": json_response("The new target", "RestreamTargetOutput"),
-                **errors(400, 401, 404, 409, 413, e409=limit),
+                **errors(400, 401, 404, 409, 413, 415, e409=limit),
             },
             requestBody=body("RestreamTargetInput"),
             description="Appended to the stream's `restream` list; while the stream is live it "
-            f"starts relaying at once. At most {MAX_RESTREAM_TARGETS} targets per stream.",
+            f"starts relaying at once. At most {MAX_RESTREAM_TARGETS} targets per stream. The "
+            "relay state fields of a target as returned are ignored; `_id` and `id` are "
+            "refused (400): a new target gets its id from the server.",
         ),
     }
 
@@ -237,10 +245,12 @@ def _restream_item() -> dict[str, Any]:
             "Change a restream target's url and/or streamKey",
             {
                 "200": json_response("The updated target", "RestreamTargetOutput"),
-                **errors(400, 401, 404, 413),
+                **errors(400, 401, 404, 413, 415),
             },
             requestBody=body("RestreamTargetUpdate"),
-            description="The target keeps its `_id`. While the stream is live, its relay "
+            description="The target keeps its `_id`. The body may be the target as returned: "
+            "its `_id` and `id`, if given, must be this target's (else 400), its relay state "
+            "fields are ignored. While the stream is live and url or key changed, its relay "
             "restarts with the new url and key; the other targets are not touched.",
         ),
         "delete": _operation(
@@ -275,8 +285,9 @@ def _recordings() -> dict[str, Any]:
         "parameters": [_STREAM_ID],
         "get": _operation(
             "listRecordings",
-            "Every recording of the live stream, newest first",
-            {"200": json_response("The recordings", "RecordingList"), **errors(401, 404)},
+            "The live stream's recordings, newest first",
+            {"200": json_response("One page", "RecordingPage"), **errors(400, 401, 404)},
+            parameters=_page_params(RECORDINGS_PER_PAGE),
             description="One recording per live session while `record` was true. A session "
             "that is live now has status `recording`, its size and duration grow and its "
             "`recordingUrl` is an HLS EVENT playlist; once the session ends it becomes a VOD "

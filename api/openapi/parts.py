@@ -14,6 +14,8 @@ ERROR_TEXTS = {
     404: "Not found (or another account's)",
     409: "Conflicts with the current state (see `code`)",
     413: "Request body too large",
+    415: "Request body not declared JSON (`Content-Type` other than `application/json` or a "
+    "`+json` type, or a charset other than UTF-8; no `Content-Type` is read as JSON)",
     502: "The stream is live on another node, which cannot be reached (code `owner_unreachable`)",
 }
 

@@ -120,7 +120,7 @@ def _create() -> dict[str, Any]:
         "requestBody": body("WebhookCreate"),
         "responses": {
             "201": json_response("The new webhook with its secret", "WebhookCreated"),
-            **errors(400, 401, 409, 413, **_LIMIT),
+            **errors(400, 401, 409, 413, 415, **_LIMIT),
         },
     }
 

@@ -28,10 +28,12 @@ from api.queries.recordings import mark_recordings_deleted
 
 
 class TargetSpec(NamedTuple):
-    """A restream target as requested: ``url`` and its ``stream_key``."""
+    """A restream target as requested: ``url`` and its ``stream_key``, and for a list item that
+    names an existing target of the stream, that target's id."""
 
     url: str
     stream_key: str
+    target_id: str | None = None
 
 
 class StreamFilter(NamedTuple):
@@ -249,17 +251,28 @@ async def find_publishable_stream(session: AsyncSession, stream_key: str) -> Liv
 
 
 def _replace_targets(stream: LiveStream, specs: Sequence[TargetSpec]) -> None:
-    """Set the target list to ``specs``, reusing (and keeping the id of) identical targets."""
-    reusable = list(stream.targets)
+    """Set the target list to ``specs``: a spec naming one of the stream's targets is that
+    target (it keeps its id, takes the spec's url and key); any other reuses (and keeps the id
+    of) an identical target no spec names, or is a new target."""
+    by_id = {target.id: target for target in stream.targets}
+    named = {spec.target_id for spec in specs if spec.target_id in by_id}
+    reusable = [target for target in stream.targets if target.id not in named]
     targets: list[RestreamTarget] = []
     for position, spec in enumerate(specs):
-        target = next(
-            (t for t in reusable if (t.url, t.stream_key) == (spec.url, spec.stream_key)), None
-        )
-        if target is None:
-            target = RestreamTarget(id=new_object_id(), url=spec.url, stream_key=spec.stream_key)
+        target = by_id.get(spec.target_id) if spec.target_id is not None else None
+        if target is not None:
+            target.url, target.stream_key = spec.url, spec.stream_key
         else:
-            reusable.remove(target)
+            target = next(
+                (t for t in reusable if (t.url, t.stream_key) == (spec.url, spec.stream_key)),
+                None,
+            )
+            if target is None:
+                target = RestreamTarget(
+                    id=new_object_id(), url=spec.url, stream_key=spec.stream_key
+                )
+            else:
+                reusable.remove(target)
         target.position = position
         targets.append(target)
     stream.targets = targets

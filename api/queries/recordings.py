@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.models import LiveStream, Recording, new_object_id
@@ -57,14 +57,22 @@ async def unfinished_recordings(session: AsyncSession) -> Sequence[Recording]:
     return (await session.execute(query)).scalars().all()
 
 
-async def list_recordings(session: AsyncSession, stream_id: str) -> Sequence[Recording]:
-    """Every recording of ``stream_id``, newest first."""
+async def list_recordings(
+    session: AsyncSession, stream_id: str, offset: int, limit: int
+) -> tuple[Sequence[Recording], int]:
+    """One page of the recordings of ``stream_id``, newest first, and the total count."""
+    where = Recording.live_stream_id == stream_id
+    total = (
+        await session.execute(select(func.count()).select_from(Recording).where(where))
+    ).scalar_one()
     query = (
         select(Recording)
-        .where(Recording.live_stream_id == stream_id)
+        .where(where)
         .order_by(Recording.started_at.desc(), Recording.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
-    return (await session.execute(query)).scalars().all()
+    return (await session.execute(query)).scalars().all(), total
 
 
 async def get_recording(

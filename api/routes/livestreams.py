@@ -51,6 +51,7 @@ from api.schemas.livestreams import (
     read_json_object,
     validate_body,
 )
+from api.schemas.restream import check_target_ids
 from workers.events import EndReason
 from workers.supervisor import OutputStatus
 
@@ -77,6 +78,7 @@ def register(router: web.UrlDispatcher) -> None:
 async def create_live_stream(request: web.Request) -> web.Response:
     """``POST /v1/livestreams`` -> 201 with the new live stream."""
     body = validate_body(LiveStreamCreate, await read_json_object(request), _context(request))
+    check_target_ids(body.restream, (), "restream")
     async with transaction(request) as session:
         stream = await queries.create_live_stream(
             session,
@@ -131,6 +133,8 @@ async def update_live_stream(request: web.Request) -> web.Response:
     given = body.model_fields_set
     async with transaction(request) as session:
         stream = await own_stream(request, session, lock=True)
+        if "restream" in given:
+            check_target_ids(body.restream, {t.id for t in stream.targets}, "restream")
         if given:
             await queries.update_live_stream(
                 session,
@@ -210,7 +214,7 @@ def _context(request: web.Request) -> dict[str, object]:
 
 
 def _specs(targets: Sequence[RestreamTargetInput]) -> list[queries.TargetSpec]:
-    return [queries.TargetSpec(t.url, t.stream_key) for t in targets]
+    return [queries.TargetSpec(t.url, t.stream_key, t.target_id or t.id) for t in targets]
 
 
 def validation_error(field: str, message: str) -> ApiError:
@@ -227,10 +231,12 @@ def _query_int(request: web.Request, name: str, *, default: int, maximum: int) -
     raise validation_error(name, f"{name} must be an integer from 1 to {maximum}")
 
 
-def page_params(request: web.Request) -> tuple[int, int]:
+def page_params(
+    request: web.Request, *, default_per_page: int = DEFAULT_PER_PAGE
+) -> tuple[int, int]:
     """``page`` and ``perPage`` of the query (1-based; 400 when malformed)."""
     page = _query_int(request, "page", default=1, maximum=MAX_PAGE)
-    per_page = _query_int(request, "perPage", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE)
+    per_page = _query_int(request, "perPage", default=default_per_page, maximum=MAX_PER_PAGE)
     return page, per_page
 
 

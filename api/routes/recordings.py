@@ -17,13 +17,15 @@ from api.errors import ApiError, NotFound
 from api.keys import RECORDING_STORAGE, SETTINGS
 from api.live.stream_view import live_path
 from api.models import Recording
-from api.routes.livestreams import own_stream, transaction
-from api.schemas.livestreams import RecordingList, RecordingOutput, recording_output
+from api.routes.livestreams import MAX_PER_PAGE, own_stream, page_info, page_params, transaction
+from api.schemas.livestreams import RecordingOutput, RecordingPage, recording_output
 from workers.recording import RecordingSummary
 
 log = logging.getLogger(__name__)
 
 _RECORDING_ID = re.compile(r"[0-9a-f]{24}")
+RECORDINGS_PER_PAGE = MAX_PER_PAGE
+"""Default page size of the recordings list: large, as the list was not paged before."""
 
 
 def register(router: web.UrlDispatcher) -> None:
@@ -33,11 +35,18 @@ def register(router: web.UrlDispatcher) -> None:
 
 
 async def list_recordings(request: web.Request) -> web.Response:
-    """``GET /v1/livestreams/{id}/recordings`` -> ``{"data": [...]}``, newest first."""
+    """``GET /v1/livestreams/{id}/recordings?page=&perPage=`` -> ``{pageInfo, data}``, newest
+    first."""
+    page, per_page = page_params(request, default_per_page=RECORDINGS_PER_PAGE)
     async with transaction(request) as session:
         stream = await own_stream(request, session)
-        recordings = await queries.list_recordings(session, stream.id)
-    listing = RecordingList(data=[_output(request, r) for r in recordings])
+        recordings, total = await queries.list_recordings(
+            session, stream.id, offset=(page - 1) * per_page, limit=per_page
+        )
+    listing = RecordingPage(
+        page_info=page_info(page, per_page, total),
+        data=[_output(request, r) for r in recordings],
+    )
     return web.json_response(listing.model_dump(by_alias=True))
 
 

@@ -3,7 +3,8 @@ remove), next to replacing the whole list through ``PATCH /v1/livestreams/{id}``
 
 A change applies at once when the stream is live, on this node or (told over the control bus)
 on the node it is live on: only the added, changed or removed target's relay starts, restarts
-or stops. A changed target keeps its ``_id``.
+or stops. A changed target keeps its ``_id``. A body may be a target as returned: its relay
+state is ignored, and its ``_id``/``id`` must be the changed target's (a new target has none).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.routes.livestreams import (
     render_stream,
     restream_status,
     transaction,
+    validation_error,
 )
 from api.routes.owner_state import clustered, with_owner_state
 from api.schemas.livestreams import MAX_RESTREAM_TARGETS, read_json_object, validate_body
@@ -48,6 +50,13 @@ def register(router: web.UrlDispatcher) -> None:
 async def add_target(request: web.Request) -> web.Response:
     """``POST /v1/livestreams/{id}/restream`` -> 201 with the new target (409 past the cap)."""
     body = validate_body(RestreamTargetInput, await read_json_object(request), _context(request))
+    given_id = body.given_id()
+    if given_id is not None:
+        raise validation_error(
+            given_id[0],
+            "a new restream target gets its id from the server: leave _id and id out (change "
+            "an existing target with PATCH /v1/livestreams/{id}/restream/{targetId})",
+        )
     async with transaction(request) as session:
         stream = await own_stream(request, session, lock=True)
         if len(stream.targets) >= MAX_RESTREAM_TARGETS:
@@ -70,10 +79,15 @@ async def add_target(request: web.Request) -> web.Response:
 async def update_target(request: web.Request) -> web.Response:
     """``PATCH /v1/livestreams/{id}/restream/{targetId}``: change url and/or streamKey."""
     body = validate_body(RestreamTargetUpdate, await read_json_object(request), _context(request))
-    given = body.model_fields_set
+    given = body.model_fields_set & {"url", "stream_key"}  # the rest is as returned: not changed
     async with transaction(request) as session:
         stream = await own_stream(request, session, lock=True)
         target = _own_target(request, stream)
+        given_id = body.given_id()
+        if given_id is not None and given_id[1] != target.id:
+            raise validation_error(
+                given_id[0], f"must be the id of the target being changed, {target.id}"
+            )
         if given:
             await queries.update_restream_target(
                 session,

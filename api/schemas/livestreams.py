@@ -10,10 +10,11 @@ drift from the wire.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -197,18 +198,19 @@ class RecordingOutput(_Output):
     recording_url: str = Field(description="HLS playlist of this recording.")
 
 
-class RecordingList(_Output):
-    """Body of ``GET /v1/livestreams/{id}/recordings``: newest first."""
-
-    data: list[RecordingOutput]
-
-
 class PageInfo(_Output):
     """Where a page is in a listing."""
 
     current_page: int
     per_page: int
     last_page: int
+
+
+class RecordingPage(_Output):
+    """Body of ``GET /v1/livestreams/{id}/recordings``: newest first."""
+
+    page_info: PageInfo
+    data: list[RecordingOutput]
 
 
 class LiveStreamPage(_Output):
@@ -250,8 +252,37 @@ class ReadinessOutput(_Output):
     checks: dict[str, Literal["ok", "failed"]]
 
 
+_JSON_MEDIA_TYPE = re.compile(r"application/(?:[a-z0-9!#$&^_.-]+\+)?json")
+"""``application/json`` and the JSON-based types (``application/merge-patch+json``...)."""
+_UTF8 = ("utf-8", "utf8")
+
+
+def check_json_content_type(request: web.Request) -> None:
+    """415 unless the body is declared JSON in UTF-8 (``application/json``, a ``+json`` type,
+    no ``charset`` or a UTF-8 one); a request without ``Content-Type`` is read as JSON."""
+    header = request.headers.get(hdrs.CONTENT_TYPE)
+    if header is None:
+        return
+    media_type, _, parameters = header.partition(";")
+    media_type = media_type.strip().lower()
+    charset = next(
+        (
+            value.strip().strip('"').lower()
+            for name, _, value in (p.partition("=") for p in parameters.split(";"))
+            if name.strip().lower() == "charset"
+        ),
+        None,
+    )
+    if _JSON_MEDIA_TYPE.fullmatch(media_type) and charset in (None, *_UTF8):
+        return
+    shown = header if len(header) <= 100 else header[:100] + "..."
+    raise ApiError(415, f"request body must be application/json in UTF-8, not {shown!r}")
+
+
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object (413 when larger than the app's limit)."""
+    """The request body as a JSON object (415 when declared another type, 413 when larger than
+    the app's limit)."""
+    check_json_content_type(request)
     raw = await request.read()
     try:
         data = json.loads(raw)

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from api.errors import ApiError, FieldError
 from api.models import RestreamTarget
 from api.schemas.base import (
     InputModel,
@@ -59,9 +61,64 @@ def _url_is_allowed(value: str, info: ValidationInfo) -> str:
         raise PydanticCustomError("restream_url", str(exc)) from None
 
 
-class RestreamTargetInput(InputModel):
+TargetId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{24}$",
+        description="The id of one of the stream's targets, as returned: this item is that "
+        "target (it keeps its id; a live relay goes on untouched unless url or streamKey "
+        "changed). Optional.",
+    ),
+]
+SameId = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{24}$", description="Same as `_id` (both agree if both given)."),
+]
+ReadOnly = Annotated[
+    Any,
+    Field(
+        description="Read-only relay state: ignored when sent (accepted so that an item as "
+        "returned can be sent back)."
+    ),
+]
+
+
+class _AsReturned(InputModel):
+    """The fields a restream target is returned with besides ``url`` and ``streamKey``, so an
+    item read with ``GET`` can be sent back: ``_id`` (or ``id``) tells which existing target
+    it is, the relay state is ignored."""
+
+    model_config = ConfigDict(json_schema_extra=omit_null_defaults)
+
+    target_id: TargetId = optional_field("_id")
+    id: SameId = optional_field()
+    status: ReadOnly = None
+    last_error: ReadOnly = Field(default=None, alias="lastError")
+    since: ReadOnly = None
+    retries: ReadOnly = None
+
+    @field_validator("id")
+    @classmethod
+    def _same_as_underscore_id(cls, value: str, info: ValidationInfo) -> str:
+        given = info.data.get("target_id")
+        if given is not None and given != value:
+            raise PydanticCustomError(
+                "id_mismatch", "id and _id must be the same id when both are given"
+            )
+        return value
+
+    def given_id(self) -> tuple[str, str] | None:
+        """``(field, id)`` of the existing target this item names (``_id`` first), if any."""
+        if self.target_id is not None:
+            return "_id", self.target_id
+        if self.id is not None:
+            return "id", self.id
+        return None
+
+
+class RestreamTargetInput(_AsReturned):
     """A restream target as sent by clients (also the body of
-    ``POST /v1/livestreams/{id}/restream``)."""
+    ``POST /v1/livestreams/{id}/restream``, where it cannot name an existing target)."""
 
     url: Url
     stream_key: TargetKey = Field(alias="streamKey")
@@ -69,11 +126,10 @@ class RestreamTargetInput(InputModel):
     _url_allowed = field_validator("url")(_url_is_allowed)
 
 
-class RestreamTargetUpdate(InputModel):
+class RestreamTargetUpdate(_AsReturned):
     """Body of ``PATCH /v1/livestreams/{id}/restream/{targetId}``: only the given fields
-    change; the target keeps its ``_id``. ``null`` is not accepted."""
-
-    model_config = ConfigDict(json_schema_extra=omit_null_defaults)
+    change; the target keeps its ``_id`` (``_id`` or ``id`` in the body, if given, must be
+    that target's). ``null`` is not accepted."""
 
     url: Url = optional_field()
     stream_key: TargetKey = optional_field("streamKey")
@@ -81,10 +137,40 @@ class RestreamTargetUpdate(InputModel):
     _url_allowed = field_validator("url")(_url_is_allowed)
 
 
+def check_target_ids(items: Sequence[_AsReturned], known: Collection[str], field: str) -> None:
+    """400 unless every id the ``items`` of list ``field`` give is one of the ``known`` ids
+    (the stream's targets), at most once."""
+    details: list[FieldError] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        given = item.given_id()
+        if given is None:
+            continue
+        name, target_id = given
+        if target_id not in known:
+            message = (
+                f"{target_id} is not the id of one of this stream's restream targets (leave "
+                "_id and id out to add a target)"
+            )
+        elif target_id in seen:
+            message = f"{target_id} names the same restream target as an earlier item"
+        else:
+            seen.add(target_id)
+            continue
+        details.append(FieldError(f"{field}[{index}].{name}", message))
+    if details:
+        raise ApiError(400, "request body is invalid", code="validation_error", details=details)
+
+
 class RestreamTargetOutput(OutputModel):
     """A restream target in responses, with the state of its relay on this node."""
 
-    target_id: str = Field(alias="_id", description="24-hex id, kept while url+streamKey stay.")
+    target_id: str = Field(
+        alias="_id",
+        description="24-hex id, kept while url+streamKey stay, or when an item sent back "
+        "carries it.",
+    )
+    id: str = Field(description="The same id as `_id` (both names are returned).")
     url: str
     stream_key: str
     status: OutputStateName = Field(
@@ -108,6 +194,7 @@ def restream_target_output(
     """A target with its relay state (``idle`` and nulls when it is not being relayed)."""
     return RestreamTargetOutput(
         _id=target.id,
+        id=target.id,
         url=target.url,
         stream_key=target.stream_key,
         status=output_state_name(status.state) if status is not None else "idle",

@@ -61,9 +61,19 @@ def assert_stream_shape(stream: dict, account: AccountCredentials) -> None:
     if stream["status"] == "idle":
         assert stream["currentSession"] is None
     for target in stream["restream"]:
-        # The seed's three fields, plus the state of the relay on this node.
-        assert set(target) == {"_id", "url", "streamKey", "status", "lastError", "since", "retries"}
-        assert HEX24.match(target["_id"])
+        # The seed's fields (its example's `_id` and its table's `id`: the same value), plus
+        # the state of the relay on this node.
+        assert set(target) == {
+            "_id",
+            "id",
+            "url",
+            "streamKey",
+            "status",
+            "lastError",
+            "since",
+            "retries",
+        }
+        assert HEX24.match(target["_id"]) and target["id"] == target["_id"]
         if stream["status"] == "idle":
             assert (target["status"], target["lastError"], target["since"]) == ("idle", None, None)
             assert target["retries"] == 0

@@ -29,7 +29,11 @@ async def test_recordings_are_listed_newest_first(
     stream = await create_stream(api_client, account, record=True)
     path = f"/v1/livestreams/{stream['id']}/recordings"
     response = await api_client.get(path, headers=account.headers)
-    assert response.status == 200 and await response.json() == {"data": []}
+    assert response.status == 200
+    assert await response.json() == {
+        "pageInfo": {"currentPage": 1, "perPage": 100, "lastPage": 1},
+        "data": [],
+    }
 
     old = await add_recording(api_client, stream["id"], started=T0)
     new = await add_recording(api_client, stream["id"], started=T0 + timedelta(hours=1))
@@ -56,6 +60,30 @@ async def test_recordings_are_listed_newest_first(
     assert first["error"] is None
     assert first["recordingUrl"] == f"http://testserver/recordings/{new}/index.m3u8"
     assert body["data"][0]["status"] == "failed" and body["data"][0]["error"]
+
+
+async def test_recordings_are_paged_like_sessions(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    stream = await create_stream(api_client, account, record=True)
+    ids = [
+        await add_recording(api_client, stream["id"], started=T0 + timedelta(minutes=i))
+        for i in range(5)
+    ]
+    path = f"/v1/livestreams/{stream['id']}/recordings"
+    seen = []
+    for page in (1, 2, 3):
+        response = await api_client.get(f"{path}?page={page}&perPage=2", headers=account.headers)
+        body = await response.json()
+        assert body["pageInfo"] == {"currentPage": page, "perPage": 2, "lastPage": 3}
+        seen += [r["id"] for r in body["data"]]
+    assert seen == ids[::-1]
+    body = await (await api_client.get(path, headers=account.headers)).json()
+    assert body["pageInfo"] == {"currentPage": 1, "perPage": 100, "lastPage": 1}
+    assert [r["id"] for r in body["data"]] == ids[::-1]
+    for query, field in [("perPage=0", "perPage"), ("perPage=101", "perPage"), ("page=x", "page")]:
+        response = await api_client.get(f"{path}?{query}", headers=account.headers)
+        await assert_error(response, 400, "validation_error", [field])
 
 
 async def test_recordings_of_other_accounts_and_unknown_streams_are_404(

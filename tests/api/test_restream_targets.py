@@ -48,6 +48,7 @@ async def test_add_appends_a_target(api_client: TestClient, account: AccountCred
     assert HEX24.match(target["_id"])
     assert target == {
         "_id": target["_id"],
+        "id": target["_id"],
         **B,
         "status": "idle",
         "lastError": None,

@@ -143,9 +143,8 @@ async def test_oversized_body_is_413_json(
     api_client: TestClient, account: AccountCredentials, app_settings: Settings
 ) -> None:
     body = json.dumps({"name": "x" * (app_settings.max_request_bytes + 1)}).encode()
-    response = await api_client.post(
-        "/v1/livestreams", data=io.BytesIO(body), headers=account.headers
-    )
+    headers = {**account.headers, "Content-Type": "application/json"}
+    response = await api_client.post("/v1/livestreams", data=io.BytesIO(body), headers=headers)
     error = await assert_error(response, 413, "payload_too_large")
     assert str(app_settings.max_request_bytes) in error["message"]
     assert await stream_count(api_client, account) == 0
@@ -172,7 +171,8 @@ async def test_update_validation_writes_nothing(
     ]:
         response = await api_client.patch(url, json=body, headers=account.headers)
         await assert_error(response, 400, "validation_error", fields)
-    response = await api_client.patch(url, data=b"[]", headers=account.headers)
+    headers = {**account.headers, "Content-Type": "application/json"}
+    response = await api_client.patch(url, data=b"[]", headers=headers)
     await assert_error(response, 400, "invalid_json", [])
     response = await api_client.get(url, headers=account.headers)
     assert await response.json() == stream
