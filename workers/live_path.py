@@ -26,7 +26,7 @@ from config.settings import Settings
 from ingest.authorizer import PublishGrant, RestreamTarget
 from ingest.hub import StreamHub
 from ingest.live import EndReason, Publisher
-from workers.events import RestreamState, SessionInfo, StreamEvents
+from workers.events import RestreamState, Resumed, SessionInfo, StreamEvents
 from workers.path_outputs import PathOutputs
 from workers.recording import RecordingStore
 from workers.storage import RecordingStorage
@@ -53,7 +53,10 @@ class LivePath:
         request_end: RequestEnd,
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
+        resumed: Resumed | None = None,
     ) -> None:
+        """``resumed``: the session (``info``) was begun by an earlier owner of the stream and
+        continues here, with its recording."""
         self.grant = grant
         """The grant the session began with (its window and maximum duration hold)."""
         self.info = info
@@ -64,7 +67,9 @@ class LivePath:
         same through reconnects)."""
         self.client_address = info.client_address
         """The current (or last) publisher's address."""
-        self.reconnects = 0
+        self.reconnects = resumed.reconnects if resumed is not None else 0
+        self.resumed = resumed is not None
+        """Whether the session continues one an earlier owner began."""
         self.ended = asyncio.Event()
         self._hub = StreamHub(grant.stream_id, queue_bytes=settings.hub_queue_bytes)
         self.outputs = PathOutputs(
@@ -72,12 +77,15 @@ class LivePath:
             ffmpeg=ffmpeg,
             hub=self._hub,
             grant=grant,
-            session_tag=info.session_id[-8:],
+            session_tag=f"{info.session_id[-8:]}-{self.lease_generation}",
             started_at=info.started_at,
             directory=directory,
             on_restream_change=self._restream_changed,
             recordings=recordings,
             storage=storage,
+            session_id=info.session_id,
+            generation=info.lease_generation,
+            resume_recording=resumed.recording_id if resumed is not None else None,
         )
         self._events = events
         self._request_end = request_end
@@ -120,7 +128,8 @@ class LivePath:
         self.publisher = publisher
         self._hub.begin_publisher()
         self.outputs.start()
-        self._spawn(self._events.session_started(self.info))
+        if not self.resumed:  # a continued session's row and reconnect are recorded already
+            self._spawn(self._events.session_started(self.info))
         self._deadline = asyncio.create_task(self._end_at_max_duration())
 
     @property

@@ -55,7 +55,11 @@ class PathOutputs:
         on_restream_change: RestreamChanged,
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
+        session_id: str | None = None,
+        generation: int | None = None,
+        resume_recording: str | None = None,
     ) -> None:
+        """``resume_recording``: the session's recording an earlier owner began, continued."""
         self._settings = settings
         self._ffmpeg = ffmpeg
         self._hub = hub
@@ -70,6 +74,9 @@ class PathOutputs:
                 storage=storage,
                 segment_seconds=settings.hls_segment_seconds,
                 started_at=started_at,
+                session_id=session_id,
+                generation=generation,
+                resume_id=resume_recording,
             )
         playlist = LivePlaylist(
             directory,

@@ -57,17 +57,29 @@ class RecordingSummary:
     """Number of recorded segments."""
     error: str | None = None
     """Why the recording failed (``None`` unless ``failed``)."""
+    lease_generation: int | None = None
+    """Generation of the stream's ownership lease its writer holds (``None``: unknown); the
+    store refuses the final state of a generation older than the one that took it over."""
 
 
 class RecordingStore(Protocol):
     """Durable bookkeeping of recordings (implemented by ``api`` against the database)."""
 
-    async def recording_started(self, stream_id: str, started_at: float) -> str:
-        """Create a ``recording`` entry for a new session of ``stream_id``; return its id."""
+    async def recording_started(
+        self,
+        stream_id: str,
+        started_at: float,
+        *,
+        session_id: str | None = None,
+        generation: int | None = None,
+    ) -> str:
+        """Create a ``recording`` entry for a new session (``session_id``) of ``stream_id``,
+        written under ownership ``generation``; return its id."""
         ...
 
     async def recording_finished(self, summary: RecordingSummary) -> None:
-        """Store the final state of a recording (``ready`` or ``failed``)."""
+        """Store the final state of a recording (``ready`` or ``failed``), unless a later
+        ownership than the summary's took the recording over."""
         ...
 
     async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
@@ -102,12 +114,19 @@ class RecordingOutput:
         storage: RecordingStorage,
         segment_seconds: float,
         started_at: float,
+        session_id: str | None = None,
+        generation: int | None = None,
+        resume_id: str | None = None,
         wall_clock: Callable[[], float] = time.time,
         final_wait: float = FINAL_WAIT_SECONDS,
     ) -> None:
+        """``generation``: the ownership held for session ``session_id``. ``resume_id``: the
+        session's open recording begun by an earlier owner, continued (see :meth:`_continue`)."""
         self.stream_id = stream_id
         self.recording_id: str | None = None
         """The id given by the store (``None`` until it answered)."""
+        self._session_id, self._generation = session_id, generation
+        self._resume_id, self._continued = resume_id, False
         self._store = store
         self._storage = storage
         self._target = max(1, math.ceil(segment_seconds))
@@ -144,6 +163,7 @@ class RecordingOutput:
             bytes=self._bytes,
             segments=len(self._segments),
             error=self._error,
+            lease_generation=self._generation,
         )
 
     async def close(self) -> RecordingSummary:
@@ -232,15 +252,10 @@ class RecordingOutput:
         await self._queue.join()
 
     async def _run(self) -> None:
-        try:
-            self.recording_id = await self._store.recording_started(
-                self.stream_id, self._started_at
-            )
-        except Exception:
-            log.exception("stream %s: could not create its recording", self.stream_id)
-            self._error = "the recording could not be created"
-        else:
-            log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+        if self._resume_id is not None:
+            await self._continue(self._resume_id)
+        if self.recording_id is None:  # a new recording (or one that could not be continued)
+            await self._create()
         while True:
             item = await self._queue.get()
             try:
@@ -251,12 +266,51 @@ class RecordingOutput:
             finally:
                 self._queue.task_done()
 
+    async def _create(self) -> None:
+        try:
+            self.recording_id = await self._store.recording_started(
+                self.stream_id,
+                self._started_at,
+                session_id=self._session_id,
+                generation=self._generation,
+            )
+        except Exception:
+            log.exception("stream %s: could not create its recording", self.stream_id)
+            self._error = "the recording could not be created"
+        else:
+            log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+
+    async def _continue(self, recording_id: str) -> None:
+        """Go on with ``recording_id`` from the segments its stored playlist lists, marking
+        the first new one a discontinuity; a new recording begins if storage cannot say."""
+        try:
+            stored = await self._storage.inspect(recording_id)
+        except OSError as exc:
+            log.error(
+                "recording %s: not continued, storage could not be read (%s); a new one begins",
+                recording_id,
+                exc,
+            )
+            return
+        listed = parse_media_playlist(stored.playlist) if stored.playlist else []
+        kept = [s for s in listed if s.name in stored.segment_sizes]
+        if kept and kept[0].discontinuity:
+            kept[0] = replace(kept[0], discontinuity=False)
+        self._segments = kept
+        self._bytes = sum(stored.segment_sizes[s.name] for s in kept)
+        self._continued = bool(kept)
+        self.recording_id = recording_id
+        log.info("recording %s continues after %d stored segments", recording_id, len(kept))
+
     async def _store_segment(self, path: Path, segment: Segment) -> None:
         assert self.recording_id is not None
         if self._status == "failed":
             return
         if not self._segments and segment.discontinuity:
             segment = replace(segment, discontinuity=False)
+        elif self._continued:  # the first segment of this owner after the earlier one's
+            segment = replace(segment, discontinuity=True)
+            self._continued = False
         try:
             self._bytes += await self._storage.add_segment(self.recording_id, path)
         except RecordingFailed as exc:  # storage gave up on it: no further segment is taken

@@ -33,6 +33,7 @@ from api.keys import (
     SETTINGS,
 )
 from api.live.recording_store import DatabaseRecordingStore
+from api.live.session_resume import DatabaseSessionResume
 from api.live.stream_events import DatabaseStreamEvents
 from api.live.stream_view import StreamView
 from ingest.live import EndReason
@@ -69,6 +70,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         events=events,
         storage=storage,
         ownership=ownership,
+        resume=DatabaseSessionResume(app[DB_SESSIONMAKER], StreamView(app), events),
     )
     left = await paths.recover(events)
     server = RTMPServer(settings, admission=paths)
