@@ -200,7 +200,10 @@ class LivePath:
     async def finish(self, reason: EndReason) -> None:
         """End the path now: disconnect its publisher, flush the outputs, close the playlist
         with ENDLIST and the recording, report the end. Safe to call more than once (later
-        calls wait); a cancelled caller does not stop it."""
+        calls wait); a cancelled caller does not stop it. A path ``replaced`` by a newer
+        publish on another node hands its session over when the stream has a reconnect
+        window: the recording is stored but stays open and the session is not ended, so that
+        node continues both."""
         if self._ending is None:
             self._ending = asyncio.ensure_future(self._finish(reason))
         await asyncio.shield(self._ending)
@@ -214,14 +217,18 @@ class LivePath:
             if task is not None and task is not current:
                 task.cancel()
         self._hub.close()
-        await self.outputs.stop()
+        hand_over = reason == "replaced" and self.grant.reconnect_window_seconds > 0
+        await self.outputs.stop(hand_over=hand_over)
         ended_at = time.time()
         # The session's earlier reports first: the end is written after the start (both would
         # create the session's row) and takes the next sequence number after them.
         await self._background_done()
-        await self._events.session_ended(
-            self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
-        )
+        if hand_over:  # the newer publish's node continues the session and its recording
+            log.info("stream %s: session %s handed over", self.stream_id, self.info.session_id)
+        else:
+            await self._events.session_ended(
+                self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
+            )
         await self._background_done()
         self.ended.set()
 

@@ -52,7 +52,8 @@ from workers.ownership import (
     SoleOwnership,
     claim_for_publish,
 )
-from workers.recording import RecordingStore, RecordingSummary, finalize_unfinished
+from workers.recording import RecordingStore, RecordingSummary
+from workers.recording_recovery import finalize_unfinished
 from workers.storage import RecordingStorage
 
 log = logging.getLogger(__name__)

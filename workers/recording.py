@@ -5,7 +5,8 @@ playlist hands every new segment to :meth:`RecordingOutput.on_segment`, which st
 link on local disk) and rewrites the recording's playlist atomically. While live the playlist is
 an ``EVENT`` playlist that only grows (RFC 8216 4.3.3.5); when the session ends it becomes a
 ``VOD`` playlist with ``EXT-X-ENDLIST``. A crash therefore loses at most the segment being cut,
-and :func:`finalize_unfinished` closes what a crash left open on the next start.
+and :func:`~workers.recording_recovery.finalize_unfinished` closes what a crash left open
+(on the next start, or when another node takes the stream over).
 
 The database lives behind :class:`RecordingStore` (implemented by ``api``), the files behind
 :class:`~workers.storage.RecordingStorage`.
@@ -188,6 +189,28 @@ class RecordingOutput:
                 await asyncio.shield(self._finishing)
         return self.summary()
 
+    async def hand_over(self) -> None:
+        """The session goes on on another node, which continues this recording: store the
+        queued segments and wait (``final_wait`` at most) until storage holds them and the
+        ``EVENT`` playlist; the recording stays open (no ``ENDLIST``, no final state)."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+        if self.recording_id is None or self._status == "failed":
+            return
+        try:
+            async with asyncio.timeout(self._final_wait):
+                await self._storage.flush(self.recording_id)
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "recording %s: handed over before storage held it all (%r)", self.recording_id, exc
+            )
+            return
+        log.info(
+            "recording %s: handed over with %d segments", self.recording_id, len(self._segments)
+        )
+
     async def _finish(self) -> None:
         if not await self._close_playlist():
             return
@@ -329,67 +352,3 @@ class RecordingOutput:
             self._fail(str(exc))
         except OSError as exc:
             log.error("recording %s: playlist not updated: %s", self.recording_id, exc)
-
-
-async def finalize_unfinished(
-    store: RecordingStore,
-    storage: RecordingStorage,
-    recordings: Sequence[RecordingSummary] | None = None,
-) -> list[RecordingSummary]:
-    """Close every recording a crash left open (or those of ``recordings``): keep the segments
-    its last playlist lists, write it as ``VOD`` with ``ENDLIST`` and mark it ``ready``
-    (``failed`` with a reason when nothing playable is left). Returns the final summaries."""
-    finished = []
-    if recordings is None:
-        recordings = await store.unfinished_recordings()
-    for unfinished in recordings:
-        summary = await finalize_stored(unfinished, storage)
-        await store.recording_finished(summary)
-        log.warning(
-            "recording %s of stream %s was left open by an unclean shutdown; now %s%s",
-            summary.recording_id,
-            summary.stream_id,
-            summary.status,
-            f" ({summary.error})" if summary.error else f" ({summary.duration:.1f} s)",
-        )
-        finished.append(summary)
-    return finished
-
-
-async def finalize_stored(
-    unfinished: RecordingSummary, storage: RecordingStorage
-) -> RecordingSummary:
-    """``unfinished`` closed from what storage holds (see :func:`finalize_unfinished`)."""
-    rid = unfinished.recording_id
-    stored = await storage.inspect(rid)
-    listed = parse_media_playlist(stored.playlist) if stored.playlist else []
-    kept = [s for s in listed if s.name in stored.segment_sizes]
-    kept_names = {s.name for s in kept}
-    orphans = sorted(set(stored.segment_sizes) - kept_names)
-    if orphans:  # stored but never listed: the crash came between link and playlist
-        await storage.remove_segments(rid, orphans)
-    if kept and kept[0].discontinuity:
-        kept[0] = replace(kept[0], discontinuity=False)
-    duration = round(sum(s.duration for s in kept), 3)
-    ended_at = stored.modified_at or unfinished.started_at + duration
-    closed = replace(
-        unfinished,
-        ended_at=max(ended_at, unfinished.started_at),
-        duration=duration,
-        bytes=sum(stored.segment_sizes[name] for name in kept_names),
-        segments=len(kept),
-    )
-    if not kept:
-        return replace(
-            closed, status="failed", error="the service stopped before a segment was recorded"
-        )
-    try:
-        await storage.write_playlist(rid, render_recording(kept, target=1, ended=True))
-    except OSError as exc:
-        return replace(closed, status="failed", error=f"could not close the playlist: {exc}")
-    try:  # ready once storage holds it; a store that went away leaves it for the next start
-        async with asyncio.timeout(FINAL_WAIT_SECONDS):
-            await storage.flush(rid)
-    except RecordingFailed as exc:
-        return replace(closed, status="failed", error=str(exc))
-    return replace(closed, status="ready", error=None)

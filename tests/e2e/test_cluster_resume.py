@@ -155,16 +155,66 @@ async def test_a_takeover_inside_the_window_continues_the_session_and_its_record
     assert path_b.resumed and path_b.info.session_id == path_a.info.session_id
     assert path_b.lease_generation == path_a.lease_generation + 1
     assert await recording_of(path_b) == rid
-    b_tag = f"{path_b.info.session_id[-8:]}-{path_b.lease_generation}-"
 
     async def b_stored() -> bool:
-        return any(s.name.startswith(b_tag) for s in await bucket.segments(rid))
+        return any(s.name.startswith(tag_of(path_b)) for s in await bucket.segments(rid))
 
     await when(b_stored, "B stored nothing in the recording")
 
     # A learns only now that it lost the stream: its end and its recording's are refused.
     assert await a.ownership.keeper.renew_all() == {stream_id: "taken over"}
     await asyncio.wait_for(path_a.ended.wait(), 30)
+    await one_session_one_recording(b, bucket, publisher, path_a, path_b, rid, stored_by_a)
+
+
+async def test_a_newer_publish_on_another_node_takes_the_session_over_from_a_live_owner(
+    nodes: tuple[Node, Node, Bucket],
+    cluster_nodes: ClusterNodes,
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+) -> None:
+    """Both nodes alive: B asks A to hand the stream over; A stores what it recorded and
+    releases the lease without ending the session, and B continues it."""
+    a, b, bucket = nodes
+    stream_id, key = await cluster_nodes.new_stream(a, record=True)
+    on_a = await push(ffmpeg_exe, sources.av, url(a, key), loop=True)
+    publishers.append(on_a)
+    path_a = await eventually(lambda: a.paths.get(stream_id), 20)
+    rid = await recording_of(path_a)
+
+    async def two_stored() -> bool:
+        return len(await bucket.segments(rid)) >= 2
+
+    await when(two_stored, "A stored no two segments")
+
+    publisher = await push(ffmpeg_exe, sources.av, url(b, key))  # 6 s, then a clean end
+    publishers.append(publisher)
+    path_b = await eventually(lambda: b.paths.get(stream_id), 20)
+    assert path_a.ended.is_set() and a.paths.get(stream_id) is None  # released first
+    assert path_b.resumed and path_b.info.session_id == path_a.info.session_id
+    assert await recording_of(path_b) == rid
+    stored_by_a = [s for s in await bucket.segments(rid) if not s.name.startswith(tag_of(path_b))]
+    await one_session_one_recording(b, bucket, publisher, path_a, path_b, rid, stored_by_a)
+
+
+def tag_of(path: LivePath) -> str:
+    """How the names of the segments ``path`` cuts begin."""
+    return f"{path.info.session_id[-8:]}-{path.lease_generation}-"
+
+
+async def one_session_one_recording(
+    b: Node,
+    bucket: Bucket,
+    publisher: Publisher,
+    path_a: LivePath,
+    path_b: LivePath,
+    rid: str,
+    stored_by_a: list[Segment],
+) -> None:
+    """Once B's publisher ends cleanly: one session (ended by B), one recording, ``ready``,
+    listing A's segments then B's after a discontinuity, decodable from start to end."""
+    stream_id, b_tag = path_b.stream_id, tag_of(path_b)
     code, stderr = await publisher.finish()
     assert code == 0, stderr
     await eventually(lambda: b.paths.get(stream_id) is None, 30)

@@ -24,7 +24,8 @@ from tests.s3_support import (
 )
 from workers.m3u8 import Segment
 from workers.object_storage import S3RecordingStorage
-from workers.recording import RecordingOutput, RecordingSummary, finalize_stored, render_recording
+from workers.recording import RecordingOutput, RecordingSummary, render_recording
+from workers.recording_recovery import finalize_stored
 from workers.s3_options import S3Options
 from workers.storage import RecordingFailed
 
