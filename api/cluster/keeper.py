@@ -4,13 +4,19 @@ A lease the node can no longer renew is *lost*, for one of two reasons, and ``on
 told which, so that the stream stops here:
 
 - ``taken over``: the database says another node (or a later ownership) holds it now;
-- ``expired``: renewals failed (the database unreachable) until the lease's lifetime,
-  counted on this node's monotonic clock from just before the last successful claim or
-  renewal was sent, would run out before the next renewal. Past that point another node may
-  own the stream, whatever this node's wall clock says, so the keeper gives the lease up one
-  renewal interval (a third of the lifetime) early: the stream has that long to stop here
-  before the database lets another node claim it. Each renewal is bounded by half an
-  interval, so a database that does not answer cannot hold the keeper past that point.
+- ``expired``: renewals failed (the database unreachable) until the lease's **give-up
+  point**: its lifetime, counted on this node's monotonic clock from just before the last
+  successful claim or renewal was sent, less one renewal interval (a third of the lifetime).
+  Past the lifetime another node may own the stream, whatever this node's wall clock says;
+  giving up an interval early leaves the stream that long to stop here before the database
+  lets another node claim it.
+
+The give-up point holds whether the database refuses at once (connections reset) or does not
+answer at all (a silent partition, where a statement would hang until TCP gives up): every
+attempt is bounded by half an interval and by the give-up point, and is abandoned (cancelled,
+not awaited) when its time is up; a failed renewal is retried after a quarter of an interval,
+not a whole one; the leases are renewed concurrently, so a hanging renewal of one stream does
+not delay another's.
 """
 
 from __future__ import annotations
@@ -36,6 +42,13 @@ class _Held:
     lease: Lease
     deadline: float
     """Monotonic time by which the lease may have expired in the database."""
+    give_up: float
+    """Monotonic time after which a failed renewal loses the lease (a renewal interval
+    before :attr:`deadline`)."""
+
+
+class _Abandoned(TimeoutError):
+    """A renewal attempt ran out of time and was abandoned."""
 
 
 class LeaseKeeper:
@@ -53,11 +66,19 @@ class LeaseKeeper:
         self._monotonic = monotonic
         self._held: dict[str, _Held] = {}
         self._runner: asyncio.Task[None] | None = None
+        self._abandoned: set[asyncio.Future[Lease | None]] = set()
+        self.failing = 0
+        """Leases whose last renewal failed, their give-up point not reached yet."""
 
     @property
     def interval(self) -> float:
         """Seconds between two renewals: a third of the lease's lifetime."""
         return self.leases.ttl / 3
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds between a failed renewal and the next attempt: a quarter of an interval."""
+        return self.interval / 4
 
     def held(self) -> dict[str, Lease]:
         """The leases held now, by stream id."""
@@ -68,7 +89,7 @@ class LeaseKeeper:
         sent = self._monotonic()
         lease = await self.leases.claim(stream_id)
         if lease is not None:
-            self._held[stream_id] = _Held(lease, sent + self.leases.ttl)
+            self._held[stream_id] = self._hold(lease, sent)
         return lease
 
     async def release(self, stream_id: str) -> None:
@@ -87,27 +108,20 @@ class LeaseKeeper:
             )
 
     async def renew_all(self) -> dict[str, LossReason]:
-        """Renew every held lease once; the lost ones are dropped, reported to ``on_lost`` and
-        returned."""
+        """Renew every held lease once, concurrently; the lost ones are dropped, reported to
+        ``on_lost`` and returned. A lease whose renewal failed but whose give-up point is still
+        ahead is kept (and counted by :attr:`failing`)."""
+        held = list(self._held.items())
+        outcomes = await asyncio.gather(*(self._renew(stream_id, h) for stream_id, h in held))
         lost: dict[str, LossReason] = {}
-        for stream_id, held in list(self._held.items()):
-            reason: LossReason
-            sent = self._monotonic()
-            try:
-                async with asyncio.timeout(self.interval / 2):
-                    renewed = await self.leases.renew(held.lease)
-            except Exception as exc:
-                if self._monotonic() + self.interval < held.deadline:
-                    log.warning("lease of %s not renewed: %s", stream_id, describe_error(exc))
-                    continue
-                reason = "expired"
-            else:
-                if renewed is not None:
-                    if self._held.get(stream_id) is held:
-                        self._held[stream_id] = _Held(renewed, sent + self.leases.ttl)
-                    continue
-                reason = "taken over"
-            if self._held.get(stream_id) is not held:
+        self.failing = 0
+        for (stream_id, h), reason in zip(held, outcomes, strict=True):
+            if reason is None:
+                continue
+            if reason == "failing":
+                self.failing += 1
+                continue
+            if self._held.get(stream_id) is not h:
                 continue  # released meanwhile
             del self._held[stream_id]
             lost[stream_id] = reason
@@ -117,6 +131,53 @@ class LeaseKeeper:
             except Exception:
                 log.exception("handling the loss of the lease of %s failed", stream_id)
         return lost
+
+    async def _renew(self, stream_id: str, held: _Held) -> LossReason | Literal["failing"] | None:
+        """One renewal of ``held``: ``None`` once renewed, else why not."""
+        sent = self._monotonic()
+        try:
+            renewed = await self._bounded(held.lease, min(self.interval / 2, held.give_up - sent))
+        except Exception as exc:
+            if self._monotonic() < held.give_up:
+                log.warning("lease of %s not renewed: %s", stream_id, describe_error(exc))
+                return "failing"
+            log.warning("lease of %s not renewed in time: %s", stream_id, describe_error(exc))
+            return "expired"
+        if renewed is None:
+            return "taken over"
+        if self._held.get(stream_id) is held:
+            self._held[stream_id] = self._hold(renewed, sent)
+        return None
+
+    async def _bounded(self, lease: Lease, seconds: float) -> Lease | None:
+        """Renew ``lease`` within ``seconds``, else raise :class:`_Abandoned`. The attempt runs
+        as a task of its own that is cancelled but not awaited when its time is up: cleaning
+        up a connection that does not answer must not hold the keeper."""
+        if seconds <= 0:
+            raise _Abandoned("no time left before the lease could expire")
+        attempt = asyncio.ensure_future(self.leases.renew(lease))
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=seconds)
+        except asyncio.CancelledError:
+            attempt.cancel()
+            raise
+        if attempt in done:
+            return attempt.result()
+        attempt.cancel()
+        self._abandoned.add(attempt)
+        attempt.add_done_callback(self._forget)
+        raise _Abandoned(f"no answer within {seconds:.2f} s")
+
+    def _forget(self, attempt: asyncio.Future[Lease | None]) -> None:
+        self._abandoned.discard(attempt)
+        error = None if attempt.cancelled() else attempt.exception()
+        if error is not None:
+            log.debug("an abandoned lease renewal failed: %s", describe_error(error))
+
+    def _hold(self, lease: Lease, sent: float) -> _Held:
+        """``lease`` as confirmed by a statement sent at monotonic time ``sent``."""
+        deadline = sent + self.leases.ttl
+        return _Held(lease, deadline, deadline - self.interval)
 
     def start(self) -> None:
         """Renew in the background every :attr:`interval` seconds."""
@@ -130,6 +191,14 @@ class LeaseKeeper:
             await self.release(stream_id)
 
     async def _run(self) -> None:
+        """Renew every interval, counted from the start of the previous round (a slow round
+        does not push the next one back); sooner after a failure."""
+        pause = self.interval
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(pause)
+            began = self._monotonic()
             await self.renew_all()
+            if self.failing:
+                pause = self.retry_after
+            else:
+                pause = max(0.0, began + self.interval - self._monotonic())

@@ -4,7 +4,6 @@ the failure stays where it happened and nothing already recorded is lost."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from tests.e2e.conftest import (
 from tests.e2e.serve_process import Service, call
 from tests.e2e.serve_process import service as service
 from tests.polling import eventually
+from tests.tcp_proxy import TcpProxy
 from workers.supervisor import OutputState
 
 pytestmark = pytest.mark.e2e
@@ -83,65 +83,19 @@ async def test_unwritable_storage_fails_that_output_only(
     assert all(p.process.returncode is None for p in publishers), "no publisher was dropped"
 
 
-class PostgresProxy:
-    """A loopback TCP proxy in front of PostgreSQL that can be cut and restored, to take the
-    database away from one app without touching the server other tests use."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target = target
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        """Refuse new connections and drop the open ones."""
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        task = asyncio.current_task()
-        assert task is not None
-        self._pipes.add(task)
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        except asyncio.CancelledError:
-            pass
-        finally:
-            self._pipes.discard(task)
-            for w in (writer, up_writer):
-                w.transport.abort()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-
-
 @pytest.fixture
-async def proxied_postgres(postgresql_url: str) -> AsyncIterator[tuple[PostgresProxy, str]]:
-    proxy = PostgresProxy()
-    await proxy.start()
+async def proxied_postgres(postgresql_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    proxy = await TcpProxy("127.0.0.1", 5432).start()
     url = postgresql_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     try:
         yield proxy, url
     finally:
-        with contextlib.suppress(Exception):
-            await proxy.cut()
+        await proxy.close()
 
 
 async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
     tmp_path: Path,
-    proxied_postgres: tuple[PostgresProxy, str],
+    proxied_postgres: tuple[TcpProxy, str],
     ffmpeg_exe: str,
     sources: Sources,
     publishers: list[Publisher],
@@ -159,7 +113,7 @@ async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
         publishers.append(publisher)
         await wait_for_playlist(on_air["downstreamUrl"], has_segment)
 
-        await proxy.cut()
+        proxy.cut("reset")
         started = time.monotonic()
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{live.http_url}/v1/livestreams", headers=live.headers) as r:
@@ -174,7 +128,7 @@ async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
         await wait_for_playlist(on_air["downstreamUrl"], lambda t: segment_count(t) >= before + 2)
         assert publisher.process.returncode is None, "the live stream kept streaming"
 
-        await proxy.start()
+        proxy.heal()
         async with aiohttp.ClientSession() as http:
 
             async def answers() -> bool:

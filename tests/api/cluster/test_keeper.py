@@ -4,16 +4,21 @@ database could not be reached, and releases everything at a clean shutdown."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.cluster.clock import database_now
 from api.cluster.keeper import LeaseKeeper, LossReason
 from api.cluster.leases import StreamLeases
+from api.models import UTCDateTime
 from tests.api.cluster.conftest import NewStream
 from tests.fakes import FakeClock
+from tests.polling import eventually
 
 TTL = 30.0
 
@@ -139,3 +144,45 @@ async def test_a_renewal_the_database_does_not_answer_is_given_up_in_time(
         clock.advance(keeper.interval * 2)
         assert await asyncio.wait_for(keeper.renew_all(), 10) == {stream_id: "expired"}
     assert losses.reported == [(stream_id, "expired")]
+
+
+async def test_a_running_keeper_gives_up_every_lease_it_cannot_renew_before_it_could_expire(
+    sessionmaker: async_sessionmaker[AsyncSession], new_stream: NewStream
+) -> None:
+    """Renewals that hang (row locks held elsewhere) of several streams at once: each lease is
+    given up before the database could let it expire, not one after the other."""
+    if sessionmaker.kw["bind"].dialect.name == "sqlite":
+        pytest.skip("a row lock that blocks one statement needs PostgreSQL")
+    given_up: dict[str, float] = {}
+
+    def lost(stream_id: str, reason: LossReason) -> None:
+        assert reason == "expired"
+        given_up[stream_id] = time.time()
+
+    keeper = LeaseKeeper(StreamLeases(sessionmaker, "node-a", 1.5), lost)
+    streams = [await new_stream() for _ in range(3)]
+    for stream_id in streams:
+        assert await keeper.acquire(stream_id) is not None
+    keeper.start()
+    try:
+        async with sessionmaker() as blocker, blocker.begin():  # every renewal waits on it
+            await blocker.execute(
+                text("SELECT 1 FROM stream_leases WHERE stream_id IN (:a, :b, :c) FOR UPDATE"),
+                dict(zip("abc", streams, strict=True)),
+            )
+            await eventually(lambda: len(given_up) == len(streams), 10)
+            asked = time.time()
+            now = await database_now(blocker)
+            rows = await blocker.execute(
+                text(
+                    "SELECT stream_id, expires_at FROM stream_leases"
+                    " WHERE stream_id IN (:a, :b, :c)"
+                ).columns(stream_id=String, expires_at=UTCDateTime),
+                dict(zip("abc", streams, strict=True)),
+            )
+            expires = {stream_id: at for stream_id, at in rows.all()}
+    finally:
+        await keeper.close()
+    for stream_id in streams:  # the moment of the loss on the database's clock, at the latest
+        assert now + timedelta(seconds=given_up[stream_id] - asked) < expires[stream_id]
+    assert keeper.held() == {}
