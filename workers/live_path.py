@@ -70,6 +70,9 @@ class LivePath:
         self.reconnects = resumed.reconnects if resumed is not None else 0
         self.resumed = resumed is not None
         """Whether the session continues one an earlier owner began."""
+        self.opened_at = time.time()
+        """Unix time this node began the path (``info.started_at`` for a new session; a
+        continued session began earlier, on its earlier owner)."""
         self.ended = asyncio.Event()
         self._hub = StreamHub(grant.stream_id, queue_bytes=settings.hub_queue_bytes)
         self.outputs = PathOutputs(
