@@ -2,8 +2,8 @@
 node B connects directly): A ends its stream by itself before its lease can expire, B takes
 the stream over while A is still cut (continuing A's session, inside its reconnect window),
 and once healed A neither resumes the stream nor touches B's, rejoins the control bus and the
-registry, and gets the stream back only through the hand-over rules. Both kinds of cut: connections reset (fast failures) and a silent black hole
-(queries hang until a timeout)."""
+registry, and gets the stream back only through the hand-over rules. Both kinds of cut:
+connections reset (fast failures) and a silent black hole (queries hang until a timeout)."""
 
 from __future__ import annotations
 
