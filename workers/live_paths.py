@@ -179,12 +179,10 @@ class LivePaths:
             stream_id, generation, window=window, client_address=address
         )
         self._spawn(self._close_older(stream_id, generation, resumed))
-        if resumed is not None:
-            info = SessionInfo(
-                stream_id, resumed.session_id, resumed.started_at, address, generation
-            )
-        else:
-            info = SessionInfo(stream_id, new_session_id(), time.time(), address, generation)
+        began = (
+            (resumed.session_id, resumed.started_at) if resumed else (new_session_id(), time.time())
+        )
+        info = SessionInfo(stream_id, *began, address, generation)
         path = LivePath(
             self._settings,
             ffmpeg=self._ffmpeg,
@@ -202,13 +200,13 @@ class LivePaths:
         return path
 
     async def _close_older(self, stream_id: str, generation: int, resumed: Resumed | None) -> None:
-        """Close what earlier ownerships of the stream left open (a node that stopped without
-        ending its session), now rather than at some node's next start: their sessions, and
-        their recordings (the continued one excepted)."""
+        """Close now what earlier ownerships left open (a node that stopped without ending its
+        session): sessions, then recordings but the continued one. An unended session tells of
+        an unclean end; without one, a recording may still be closing here."""
         kept = resumed.recording_id if resumed is not None else None
         try:
-            await self._resume.close_older(stream_id, generation)
-            if self._recordings is None or self._storage is None:
+            closed = await self._resume.close_older(stream_id, generation)
+            if not closed or self._recordings is None or self._storage is None:
                 return
             older = [  # finalized as this ownership's: a stale owner's later state is refused
                 replace(r, lease_generation=generation)
