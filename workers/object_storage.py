@@ -60,8 +60,10 @@ _TRANSIENT = (BotoCoreError, ClientError, OSError, TimeoutError)
 
 
 class S3RecordingStorage:
-    """:class:`~workers.storage.RecordingStorage` in a bucket. Use ``async with`` (or
-    :meth:`open` and :meth:`close`): it owns one HTTP client and the upload tasks."""
+    """:class:`~workers.storage.RecordingStorage` in a bucket, which every node reaches. Use
+    ``async with`` (or :meth:`open` and :meth:`close`): it owns the client and upload tasks."""
+
+    shared = True
 
     def __init__(self, options: S3Options, backlog_dir: Path, *, rng: random.Random | None = None):
         self.options = options

@@ -192,8 +192,10 @@ class RecordingOutput:
     async def hand_over(self) -> None:
         """The session goes on on another node, which continues this recording: store the
         queued segments and wait (``final_wait`` at most) until storage holds them and the
-        ``EVENT`` playlist; the recording stays open (no ``ENDLIST``, no final state)."""
-        if self._task is None:
+        ``EVENT`` playlist; the recording stays open (no ``ENDLIST``, no final state). A
+        recording other nodes cannot reach is closed instead (the next owner begins one)."""
+        if self._task is None or not self._storage.shared:
+            await self.close()
             return
         self._queue.put_nowait(None)
         await asyncio.shield(self._task)
@@ -314,6 +316,9 @@ class RecordingOutput:
                 recording_id,
                 exc,
             )
+            return
+        if stored.playlist is None and not self._storage.shared:  # on another node's disk
+            log.warning("recording %s: not stored here, left to its node", recording_id)
             return
         listed = parse_media_playlist(stored.playlist) if stored.playlist else []
         kept = [s for s in listed if s.name in stored.segment_sizes]
