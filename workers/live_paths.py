@@ -206,8 +206,9 @@ class LivePaths:
         kept = resumed.recording_id if resumed is not None else None
         try:
             closed = await self._resume.close_older(stream_id, generation)
-            if not closed or self._recordings is None or self._storage is None:
-                return
+            storage = self._storage
+            if not closed or self._recordings is None or storage is None or not storage.shared:
+                return  # (recordings on a lost node's disk wait for its next start)
             older = [  # finalized as this ownership's: a stale owner's later state is refused
                 replace(r, lease_generation=generation)
                 for r in await self._recordings.unfinished_recordings()
@@ -216,7 +217,7 @@ class LivePaths:
                 and (r.lease_generation is None or r.lease_generation < generation)
             ]
             if older:
-                await finalize_unfinished(self._recordings, self._storage, older)
+                await finalize_unfinished(self._recordings, storage, older)
         except Exception:
             log.exception("stream %s: closing what earlier owners left open failed", stream_id)
 
