@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("apikey")
     rotate.set_defaults(command=apikey_rotate)
     nodes_parser = sub.add_parser(
-        "nodes", help="list the nodes sharing the database: live, lost (silent) or gone"
+        "nodes", help="list the nodes sharing the database: serving, draining, lost or gone"
     )
     nodes_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     nodes_parser.set_defaults(command=nodes)

@@ -173,6 +173,10 @@ class Recording(Base):
     """Generation of the stream's ownership lease its newest writer holds: a node that continues
     another node's session takes the recording over with its own, larger one, and a write of
     an earlier generation is refused."""
+    data_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The data directory it was written into (``cluster_nodes.data_id`` of the nodes using it;
+    ``None``: written before this was recorded). Its files are there unless they went to
+    object storage."""
 
 
 class LiveSession(Base):
@@ -306,6 +310,11 @@ class ClusterNode(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     """Set by a clean shutdown."""
+    draining_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """Set when the node began draining (it refuses publishes and ends its sessions)."""
+    data_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The id of the node's data directory (kept in it, so a restarted process on the same
+    directory has the same one): where the recordings of that ``data_id`` are."""
     live_streams: Mapped[int] = mapped_column(Integer, default=0)
     load: Mapped[float] = mapped_column(Float, default=0.0)
     """The process's CPU time per second of wall time over the last heartbeat period, divided

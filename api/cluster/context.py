@@ -19,12 +19,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.cluster.bus import Bus, LocalBus, PostgresBus, asyncpg_connect, listener_dsn
 from api.cluster.control import RELEASE, ControlHandler, release_message
 from api.cluster.keeper import LeaseKeeper
-from api.cluster.nodes import NodeIdInUse, NodeRegistry, count_live_nodes, node_identity
+from api.cluster.nodes import (
+    NodeIdInUse,
+    NodeRegistry,
+    NodeState,
+    count_nodes_by_state,
+    data_directory_id_or_none,
+    node_identity,
+)
 from api.database import describe_error
 from api.keys import (
     CLUSTER,
     DB_ENGINE,
     DB_SESSIONMAKER,
+    DRAIN,
     METRICS,
     OWNERSHIP,
     PATHS,
@@ -83,30 +91,48 @@ class Heartbeat:
         live_streams: Callable[[], int],
         interval: float,
         load: Callable[[], float] | None = None,
+        draining: Callable[[], bool] = lambda: False,
     ) -> None:
         self.registry = registry
         self._sessionmaker = sessionmaker
         self._live_streams = live_streams
         self._load = load or CpuShare()
+        self._draining = draining
         self.interval = interval
-        self.live_nodes: int | None = None
-        """Live nodes at the last heartbeat (``None`` before the first one succeeded)."""
+        self.node_states: dict[NodeState, int] | None = None
+        """Nodes in each state at the last heartbeat (``None`` before the first one
+        succeeded)."""
         self._runner: asyncio.Task[None] | None = None
+        self._soon: asyncio.Task[None] | None = None
+
+    @property
+    def live_nodes(self) -> int | None:
+        """Nodes with a recent heartbeat (serving or draining) at the last heartbeat."""
+        states = self.node_states
+        return None if states is None else states["serving"] + states["draining"]
+
+    def beat_soon(self) -> None:
+        """Heartbeat now, in the background (the node's state changed)."""
+
+        async def beat() -> None:
+            await self.beat()
+
+        self._soon = asyncio.create_task(beat(), name="node-heartbeat-now")
 
     async def beat(self) -> bool:
         """One heartbeat; a failure (the database away, the id taken) is logged and
         ``False``."""
         registry = self.registry
-        live_streams, load = self._live_streams(), self._load()
+        live_streams, load, draining = self._live_streams(), self._load(), self._draining()
         try:
-            if not await registry.heartbeat(live_streams, load):
+            if not await registry.heartbeat(live_streams, load, draining=draining):
                 log.warning(
                     "node %s is no longer registered; registering again", registry.identity.id
                 )
                 await registry.register()
-                await registry.heartbeat(live_streams, load)
+                await registry.heartbeat(live_streams, load, draining=draining)
             async with self._sessionmaker() as session:
-                self.live_nodes = await count_live_nodes(session, registry.lost_after)
+                self.node_states = await count_nodes_by_state(session, registry.lost_after)
         except NodeIdInUse as exc:
             log.error("%s", exc)
             return False
@@ -122,7 +148,8 @@ class Heartbeat:
     async def close(self) -> None:
         """Stop heartbeating."""
         await cancel_and_wait(self._runner)
-        self._runner = None
+        await cancel_and_wait(self._soon)
+        self._runner = self._soon = None
 
     async def _run(self) -> None:
         while True:
@@ -151,18 +178,36 @@ class Cluster:
 
 
 class ClusterCollector(Collector):
-    """``liverelay_cluster_live_nodes``, as counted at the last heartbeat."""
+    """``liverelay_cluster_live_nodes`` and ``liverelay_cluster_nodes{state}``, as counted at
+    the last heartbeat, and ``liverelay_node_draining`` (this node, now)."""
 
-    def __init__(self, heartbeat: Heartbeat) -> None:
+    def __init__(self, heartbeat: Heartbeat, draining: Callable[[], bool]) -> None:
         self._heartbeat = heartbeat
+        self._draining = draining
 
     def collect(self) -> Iterator[Metric]:
-        if self._heartbeat.live_nodes is not None:
-            yield GaugeMetricFamily(
-                "liverelay_cluster_live_nodes",
-                "Nodes sharing the database whose heartbeat is recent (this one included).",
-                value=self._heartbeat.live_nodes,
-            )
+        yield GaugeMetricFamily(
+            "liverelay_node_draining",
+            "1 once this node began draining (it refuses publishes and ends its sessions).",
+            value=1 if self._draining() else 0,
+        )
+        states = self._heartbeat.node_states
+        if states is None:
+            return
+        yield GaugeMetricFamily(
+            "liverelay_cluster_live_nodes",
+            "Nodes sharing the database whose heartbeat is recent (this one included).",
+            value=states["serving"] + states["draining"],
+        )
+        by_state = GaugeMetricFamily(
+            "liverelay_cluster_nodes",
+            "Nodes of the registry by state: serving, draining, lost (heartbeat older than "
+            "the lease lifetime), gone (stopped cleanly).",
+            labels=["state"],
+        )
+        for state, nodes in states.items():
+            by_state.add_metric([state], nodes)
+        yield by_state
 
 
 async def cluster_context(app: web.Application) -> AsyncIterator[None]:
@@ -172,11 +217,15 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     sessionmaker = app[DB_SESSIONMAKER]
     ttl = settings.lease_seconds
     ownership = app[OWNERSHIP]
-    identity = node_identity(settings, app[RTMP_PORT], ownership.node_id)
+    data_id = await asyncio.to_thread(data_directory_id_or_none, settings.data_dir)
+    identity = node_identity(settings, app[RTMP_PORT], ownership.node_id, data_id)
     registry = NodeRegistry(sessionmaker, identity, ttl)
     await registry.register()
     paths = app[PATHS]
-    heartbeat = Heartbeat(registry, sessionmaker, paths.publishing, ttl / 3)
+    drain = app[DRAIN]
+    heartbeat = Heartbeat(
+        registry, sessionmaker, paths.publishing, ttl / 3, draining=lambda: drain.draining
+    )
     handler = ControlHandler(paths, sessionmaker, ownership.keeper.leases)
     bus: Bus
     if app[DB_ENGINE].dialect.name == "sqlite":
@@ -189,7 +238,8 @@ async def cluster_context(app: web.Application) -> AsyncIterator[None]:
     cluster = Cluster(heartbeat, ownership.keeper, bus)
     app[CLUSTER] = cluster
     await heartbeat.beat()
-    app[METRICS].registry.register(ClusterCollector(heartbeat))
+    app[METRICS].registry.register(ClusterCollector(heartbeat, lambda: drain.draining))
+    drain.on_begin(heartbeat.beat_soon)
     log.info("node %s registered (%s)", registry.identity.id, registry.identity.internal_url)
     await bus.start()
     ownership.ask_through(cluster.ask_owner_to_release)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import String, text
+from sqlalchemy import Boolean, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.clock import clock_of
@@ -57,10 +57,19 @@ _RESPONSE_HEADERS = (
 
 @dataclass(frozen=True)
 class Owner:
-    """The node holding a stream's live lease."""
+    """The node holding a stream's live lease (or that wrote a recording)."""
 
     node_id: str
     internal_url: str
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The node that wrote a recording on its disk, as the registry knows it."""
+
+    node: Owner
+    up: bool
+    """Registered, not stopped, heartbeat within the lease lifetime."""
 
 
 class PlaybackForwarder:
@@ -74,12 +83,14 @@ class PlaybackForwarder:
         *,
         clock: Callable[[], float] = time.monotonic,
         cache_seconds: float = OWNER_CACHE_SECONDS,
+        lost_after: float = 10.0,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._http = http
         self.node_id = node_id
         self._clock = clock
         self._cache_seconds = cache_seconds
+        self._lost_after = lost_after
         self._owners: dict[str, tuple[float, Owner | None]] = {}
         self._warnings = WarningRateLimiter(WARNING_INTERVAL_SECONDS, clock=clock)
 
@@ -107,11 +118,79 @@ class PlaybackForwarder:
             row = (await session.execute(statement, {"stream_id": stream_id})).one_or_none()
         return None if row is None else Owner(row.node_id, row.internal_url)
 
+    async def owners_elsewhere(self, stream_ids: Collection[str]) -> dict[str, Owner]:
+        """The other node with a live lease on each of ``stream_ids`` that has one (one query,
+        not cached: a listing asks once)."""
+        if not stream_ids:
+            return {}
+        async with self._sessionmaker() as session:
+            statement = (
+                text(
+                    "SELECT l.stream_id, l.node_id, n.internal_url FROM stream_leases l"
+                    " JOIN cluster_nodes n ON n.id = l.node_id"
+                    " WHERE l.stream_id IN :stream_ids AND l.node_id <> :me"
+                    f" AND l.expires_at > {clock_of(session).now}"
+                )
+                .bindparams(bindparam("stream_ids", expanding=True))
+                .columns(stream_id=String, node_id=String, internal_url=String)
+            )
+            params = {"stream_ids": list(stream_ids), "me": self.node_id}
+            rows = (await session.execute(statement, params)).all()
+        return {row.stream_id: Owner(row.node_id, row.internal_url) for row in rows}
+
+    async def writer_elsewhere(self, recording_id: str) -> Writer | None:
+        """The other node whose data directory has recording ``recording_id`` (of the nodes
+        registered with that directory, the one up, else the one seen last); ``None``: this
+        node, or not known (no such recording, or written before directories were recorded).
+        A node with no registry row left is named by the directory's id."""
+        async with self._sessionmaker() as session:
+            clock = clock_of(session)
+            statement = text(
+                "SELECT r.data_id, n.id, n.internal_url, (n.stopped_at IS NULL"
+                f" AND n.last_seen_at >= {clock.plus('lost')}) AS up FROM recordings r"
+                " LEFT JOIN cluster_nodes n ON n.data_id = r.data_id WHERE r.id = :id"
+                " AND r.status <> 'deleted'"
+                " ORDER BY (n.stopped_at IS NULL"
+                f" AND n.last_seen_at >= {clock.plus('lost')}) DESC, n.last_seen_at DESC"
+                " LIMIT 1"
+            ).columns(data_id=String, id=String, internal_url=String, up=Boolean)
+            params = {"id": recording_id, "lost": -self._lost_after}
+            row = (await session.execute(statement, params)).one_or_none()
+        if row is None or row.data_id is None or row.id == self.node_id:
+            return None
+        if row.id is None:
+            return Writer(Owner(f"(data directory {row.data_id})", ""), False)
+        return Writer(Owner(row.id, row.internal_url), bool(row.up))
+
+    async def fetch_json(self, request: web.Request, owner: Owner, path: str) -> Any | None:
+        """What ``owner`` answers to a ``GET`` of ``path`` with the caller's ``Authorization``
+        (parsed JSON), or ``None`` (logged) when it cannot be reached or does not answer 200."""
+        headers = {FORWARDED_HEADER: "1", REQUEST_ID_HEADER: request[REQUEST_ID]}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        url = f"{owner.internal_url.rstrip('/')}{path}"
+        try:
+            async with self._http.get(url, headers=headers, allow_redirects=False) as upstream:
+                if upstream.status == 200:
+                    return await upstream.json()
+                reason: BaseException = RuntimeError(f"answered {upstream.status}")
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            reason = exc
+        self._warn(owner, reason)
+        return None
+
     async def forward(
-        self, request: web.Request, owner: Owner, path: str, *, also: tuple[str, ...] = ()
+        self,
+        request: web.Request,
+        owner: Owner,
+        path: str,
+        *,
+        also: tuple[str, ...] = (),
+        recording: bool = False,
     ) -> web.StreamResponse:
         """Answer ``request`` with what ``owner`` answers to the same method on ``path`` (with
-        the request's conditional and range headers, and those named in ``also``)."""
+        the request's conditional and range headers, and those named in ``also``); with
+        ``recording``, ``owner`` is the node that wrote the recording asked for."""
         names = (*_REQUEST_HEADERS, *also)
         headers = {name: request.headers[name] for name in names if name in request.headers}
         headers[FORWARDED_HEADER] = "1"
@@ -122,7 +201,7 @@ class PlaybackForwarder:
                 request.method, url, headers=headers, allow_redirects=False
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._unreachable(request, owner, exc)
+            self._unreachable(request, owner, exc, recording)
         async with upstream:
             response = web.StreamResponse(status=upstream.status)
             for name in _RESPONSE_HEADERS:
@@ -144,9 +223,17 @@ class PlaybackForwarder:
             await response.write_eof()
         return response
 
-    def _unreachable(self, request: web.Request, owner: Owner, exc: BaseException) -> NoReturn:
+    def _unreachable(
+        self, request: web.Request, owner: Owner, exc: BaseException, recording: bool
+    ) -> NoReturn:
         self._owners.pop(request.match_info.get("id", ""), None)
         self._warn(owner, exc)
+        if recording:
+            raise ApiError(
+                502,
+                f"the recording is on the disk of node {owner.node_id}, which cannot be reached",
+                code="recording_node_unreachable",
+            )
         raise ApiError(
             502,
             f"the stream is live on node {owner.node_id}, which cannot be reached",
@@ -157,7 +244,7 @@ class PlaybackForwarder:
         held_back = self._warnings.allow(owner.node_id)
         if held_back is not None:
             log.warning(
-                "cannot forward playback to node %s at %s: %s (%d more held back)",
+                "cannot forward to node %s at %s: %s (%d more held back)",
                 owner.node_id,
                 owner.internal_url,
                 str(exc) or type(exc).__name__,
@@ -181,5 +268,10 @@ async def forwarding_context(app: web.Application) -> AsyncIterator[None]:
         total=None, connect=CONNECT_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=READ_SECONDS
     )
     async with aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as http:
-        app[FORWARDER] = PlaybackForwarder(app[DB_SESSIONMAKER], http, app[OWNERSHIP].node_id)
+        app[FORWARDER] = PlaybackForwarder(
+            app[DB_SESSIONMAKER],
+            http,
+            app[OWNERSHIP].node_id,
+            lost_after=app[SETTINGS].lease_seconds,
+        )
         yield

@@ -28,6 +28,9 @@ def node_json(node: NodeInfo) -> dict[str, object]:
         "startedAt": iso_timestamp(node.started_at),
         "lastSeenAt": iso_timestamp(node.last_seen_at),
         "stoppedAt": None if node.stopped_at is None else iso_timestamp(node.stopped_at),
+        "drainingSince": None
+        if node.draining_since is None
+        else iso_timestamp(node.draining_since),
         "liveStreams": node.live_streams,
         "load": round(node.load, 3),
         "state": node.state,

@@ -2,20 +2,24 @@
 ``cluster_nodes`` up to date (its addresses, version, start, last heartbeat, live streams and
 load), so that operators (``liverelay nodes``) and, later, the other nodes can see it.
 
-A node is ``live`` while its last heartbeat is at most ``lost_after`` seconds old by the
-database's clock, ``lost`` after that (it stopped heartbeating without a clean shutdown: a
-crash, a partition), and ``gone`` once it shut down cleanly. Rows of nodes not seen for
+A node is ``serving`` while its last heartbeat is at most ``lost_after`` seconds old by the
+database's clock (``draining`` once its drain began), ``lost`` after that (it stopped
+heartbeating without a clean shutdown: a crash, a partition), and ``gone`` once it shut down
+cleanly. Rows of nodes not seen for
 :data:`FORGET_AFTER_SECONDS` are deleted when a node registers.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
+import os
 import re
 import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import Float, Integer, String, text
@@ -25,12 +29,17 @@ from api.cluster.clock import clock_of
 from api.models import UTCDateTime
 from config import Settings
 
-NodeState = Literal["live", "lost", "gone"]
+log = logging.getLogger(__name__)
+
+NodeState = Literal["serving", "draining", "lost", "gone"]
+NODE_STATES: tuple[NodeState, ...] = ("serving", "draining", "lost", "gone")
 
 FORGET_AFTER_SECONDS = 7 * 86400.0
 """Rows of nodes whose last heartbeat is older than this are deleted (a node gets a new id
 with every process by default, so rows would pile up)."""
 _NOT_IN_ID = re.compile(r"[^A-Za-z0-9._:-]")
+DATA_ID_FILE = "data-id"
+_DATA_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class NodeIdInUse(RuntimeError):
@@ -45,6 +54,43 @@ class NodeIdentity:
     internal_url: str
     rtmp_address: str
     version: str
+    data_id: str | None = None
+    """The id of its data directory (:func:`data_directory_id`)."""
+
+
+def data_directory_id(data_dir: Path) -> str:
+    """The id of ``data_dir``, kept in its file ``data-id`` (made, with a random id, the first
+    time): the same for every process that uses the directory, so recordings written there can
+    be found again after a restart under a new node id."""
+    path = data_dir / DATA_ID_FILE
+    for _ in range(2):
+        try:
+            value = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            value = ""
+        if _DATA_ID.fullmatch(value):
+            return value
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue  # made meanwhile by another process: read it
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            value = secrets.token_hex(8)
+            file.write(f"{value}\n")
+        return value
+    raise RuntimeError(f"{path} does not hold a data directory id (16 hex digits): remove it")
+
+
+def data_directory_id_or_none(data_dir: Path) -> str | None:
+    """:func:`data_directory_id`, or ``None`` (logged) when the directory cannot hold it: the
+    node still runs (``/readyz`` reports the storage), its recordings are noted without a
+    directory."""
+    try:
+        return data_directory_id(data_dir)
+    except (OSError, RuntimeError) as exc:
+        log.warning("no data directory id in %s: %s", data_dir, exc)
+        return None
 
 
 def default_node_id() -> str:
@@ -59,7 +105,9 @@ def _reachable_host(listen_host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def node_identity(settings: Settings, rtmp_port: int, node_id: str | None = None) -> NodeIdentity:
+def node_identity(
+    settings: Settings, rtmp_port: int, node_id: str | None = None, data_id: str | None = None
+) -> NodeIdentity:
     """This process's identity: ``node_id``, else ``LIVERELAY_NODE_ID`` or
     :func:`default_node_id`;
     ``LIVERELAY_INTERNAL_URL`` or ``http://<host>:<LIVERELAY_HTTP_PORT>`` (the host name when
@@ -72,6 +120,7 @@ def node_identity(settings: Settings, rtmp_port: int, node_id: str | None = None
         internal_url=internal_url.rstrip("/"),
         rtmp_address=f"rtmp://{_reachable_host(settings.rtmp_host)}:{rtmp_port}",
         version=liverelay_version(),
+        data_id=data_id,
     )
 
 
@@ -94,6 +143,7 @@ class NodeInfo:
     started_at: datetime
     last_seen_at: datetime
     stopped_at: datetime | None
+    draining_since: datetime | None
     live_streams: int
     load: float
     state: NodeState
@@ -130,13 +180,15 @@ class NodeRegistry:
             registered = await session.execute(
                 text(
                     "INSERT INTO cluster_nodes (id, instance, internal_url, rtmp_address,"
-                    " version, started_at, last_seen_at, stopped_at, live_streams, load) VALUES"
+                    " version, started_at, last_seen_at, stopped_at, live_streams, load,"
+                    " data_id) VALUES"
                     f" (:id, :instance, :internal_url, :rtmp_address, :version, {clock.now},"
-                    f" {clock.now}, NULL, 0, 0) ON CONFLICT (id) DO UPDATE SET"
+                    f" {clock.now}, NULL, 0, 0, :data_id) ON CONFLICT (id) DO UPDATE SET"
                     " instance = excluded.instance, internal_url = excluded.internal_url,"
+                    " data_id = excluded.data_id,"
                     " rtmp_address = excluded.rtmp_address, version = excluded.version,"
                     " started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,"
-                    " stopped_at = NULL, live_streams = 0, load = 0"
+                    " stopped_at = NULL, draining_since = NULL, live_streams = 0, load = 0"
                     " WHERE cluster_nodes.stopped_at IS NOT NULL"
                     f" OR cluster_nodes.last_seen_at < {clock.plus('lost')} RETURNING id"
                 ),
@@ -146,6 +198,7 @@ class NodeRegistry:
                     "internal_url": me.internal_url,
                     "rtmp_address": me.rtmp_address,
                     "version": me.version,
+                    "data_id": me.data_id,
                     "lost": -float(self.lost_after),
                 },
             )
@@ -156,16 +209,18 @@ class NodeRegistry:
                     "wait until that node is shown as lost"
                 )
 
-    async def heartbeat(self, live_streams: int, load: float) -> bool:
-        """Record that this node is alive with ``live_streams`` and ``load``; ``False`` if its
-        registration is gone (the row deleted, marked stopped, or registered again by another
-        process with this id after this node was lost)."""
+    async def heartbeat(self, live_streams: int, load: float, *, draining: bool = False) -> bool:
+        """Record that this node is alive with ``live_streams`` and ``load`` (and, once
+        ``draining``, since when it drains); ``False`` if its registration is gone (the row
+        deleted, marked stopped, or registered again by another process with this id after
+        this node was lost)."""
         async with self._sessionmaker() as session, session.begin():
             clock = clock_of(session)
+            since = f"coalesce(draining_since, {clock.now})" if draining else "NULL"
             result = await session.execute(
                 text(
                     f"UPDATE cluster_nodes SET last_seen_at = {clock.now},"
-                    " live_streams = :live_streams, load = :load"
+                    f" live_streams = :live_streams, load = :load, draining_since = {since}"
                     " WHERE id = :id AND instance = :instance AND stopped_at IS NULL RETURNING id"
                 ),
                 {
@@ -196,7 +251,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
     clock = clock_of(session)
     statement = text(
         "SELECT id, internal_url, rtmp_address, version, started_at, last_seen_at, stopped_at,"
-        f" live_streams, load, {clock.now} AS now FROM cluster_nodes"
+        f" draining_since, live_streams, load, {clock.now} AS now FROM cluster_nodes"
         " ORDER BY started_at DESC, id"
     ).columns(
         id=String,
@@ -206,6 +261,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
         started_at=UTCDateTime,
         last_seen_at=UTCDateTime,
         stopped_at=UTCDateTime,
+        draining_since=UTCDateTime,
         live_streams=Integer,
         load=Float,
         now=UTCDateTime,
@@ -213,7 +269,15 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
     nodes = []
     for row in (await session.execute(statement)).all():
         ago = max(0.0, (row.now - row.last_seen_at).total_seconds())
-        state: NodeState = "gone" if row.stopped_at else "lost" if ago > lost_after else "live"
+        state: NodeState = (
+            "gone"
+            if row.stopped_at
+            else "lost"
+            if ago > lost_after
+            else "draining"
+            if row.draining_since
+            else "serving"
+        )
         nodes.append(
             NodeInfo(
                 id=row.id,
@@ -223,6 +287,7 @@ async def list_nodes(session: AsyncSession, lost_after: float) -> list[NodeInfo]
                 started_at=row.started_at,
                 last_seen_at=row.last_seen_at,
                 stopped_at=row.stopped_at,
+                draining_since=row.draining_since,
                 live_streams=row.live_streams,
                 load=row.load,
                 state=state,
@@ -240,3 +305,18 @@ async def count_live_nodes(session: AsyncSession, lost_after: float) -> int:
         f" AND last_seen_at >= {clock.plus('lost')}"
     )
     return int((await session.execute(statement, {"lost": -float(lost_after)})).scalar_one())
+
+
+async def count_nodes_by_state(session: AsyncSession, lost_after: float) -> dict[NodeState, int]:
+    """How many nodes of the registry are in each state now (every state, zeros too)."""
+    clock = clock_of(session)
+    statement = text(
+        "SELECT CASE WHEN stopped_at IS NOT NULL THEN 'gone'"
+        f" WHEN last_seen_at < {clock.plus('lost')} THEN 'lost'"
+        " WHEN draining_since IS NOT NULL THEN 'draining' ELSE 'serving' END AS state,"
+        " count(*) AS nodes FROM cluster_nodes GROUP BY 1"
+    ).columns(state=String, nodes=Integer)
+    counts: dict[NodeState, int] = dict.fromkeys(NODE_STATES, 0)
+    for row in (await session.execute(statement, {"lost": -float(lost_after)})).all():
+        counts[row.state] = row.nodes
+    return counts

@@ -19,7 +19,9 @@ recordings in status ``deleted``); this node acts on it:
   withdrawn files not yet removed: what a stop in between, or the CLI, left. That part works on
   the whole database, so with several nodes it runs on one at a time: the node holding the
   ``deletion-sweep`` job lease (:mod:`api.jobs.turns`). Ending deleted live streams stays with
-  every node (each ends its own), as does emptying its own trash.
+  every node (each ends its own), as does emptying its own trash. Recordings on local disk are
+  each node's own: a node removes only those of its data directory (``recordings.data_id``, or
+  none recorded), at every full sweep whoever's turn it is.
 
 Playback serves recordings from disk without asking the database (segments are requested
 often). Removing a recording therefore starts with one rename of its directory out of the
@@ -39,6 +41,7 @@ from aiohttp import web
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.cluster.nodes import data_directory_id_or_none
 from api.database import describe_error
 from api.jobs.turns import JobTurns
 from api.keys import (
@@ -52,6 +55,7 @@ from api.keys import (
 from api.live.media_context import end_live
 from api.models import Account, LiveStream, Recording
 from api.queries import DELETED
+from api.recording_storage import object_storage
 from ingest.live import EndReason
 from workers.recording_storages import AnyRecordingStorage
 
@@ -78,17 +82,21 @@ class DeletionSweeper:
         end_live: EndLive,
         interval: float,
         turns: JobTurns | None = None,
+        data_id: str | None = None,
     ) -> None:
         """``live_ids``: the streams with a publisher or a running session on this node;
         ``end_live``: ends one of them; ``interval``: seconds between sweeps; ``turns``: the
         job lease deciding whether this node's full sweep removes every recording marked
-        ``deleted`` (always when ``None``)."""
+        ``deleted`` (always when ``None``); ``data_id``: recordings are on local disk, in the
+        data directory of this id: only those (and those of no recorded directory) are this
+        node's to remove, at every full sweep whoever's turn it is."""
         self._sessionmaker = sessionmaker
         self._storage = storage
         self._live_ids = live_ids
         self._end_live = end_live
         self._interval = interval
         self._turns = turns
+        self._data_id = data_id
         self._runner: asyncio.Task[None] | None = None
         self._emptying: asyncio.Task[None] | None = None
         self._empty_again = False
@@ -128,9 +136,12 @@ class DeletionSweeper:
         """:meth:`sweep`, then, if it is this node's turn, remove every recording marked
         ``deleted``; returns whether it was."""
         await self.sweep()
+        if self._data_id is not None:
+            await self.remove_recordings()  # this node's disk: no other node can
         if self._turns is not None and not await self._turns.mine():
             return False
-        await self.remove_recordings()
+        if self._data_id is None:
+            await self.remove_recordings()
         self.full_sweeps += 1
         return True
 
@@ -166,7 +177,7 @@ class DeletionSweeper:
     async def _withdraw_batch(self, stream_ids: Sequence[str] | None) -> int:
         busy = set(self._live_ids())
         async with self._sessionmaker() as session:
-            ids = await _deleted_recordings(session, stream_ids, busy)
+            ids = await _deleted_recordings(session, stream_ids, busy, self._data_id)
         for recording_id in ids:
             await self._storage.withdraw(recording_id)
         if ids:
@@ -227,10 +238,16 @@ async def _deleted_among(session: AsyncSession, stream_ids: Sequence[str]) -> li
 
 
 async def _deleted_recordings(
-    session: AsyncSession, stream_ids: Sequence[str] | None, busy: set[str]
+    session: AsyncSession,
+    stream_ids: Sequence[str] | None,
+    busy: set[str],
+    data_id: str | None,
 ) -> list[str]:
-    """Up to :data:`REMOVAL_BATCH` recordings marked ``deleted``, not of ``busy`` streams."""
+    """Up to :data:`REMOVAL_BATCH` recordings marked ``deleted``, not of ``busy`` streams (and
+    with ``data_id``, in that data directory or in none recorded)."""
     query = select(Recording.id).where(Recording.status == DELETED)
+    if data_id is not None:
+        query = query.where(or_(Recording.data_id == data_id, Recording.data_id.is_(None)))
     if stream_ids is not None:
         query = query.where(Recording.live_stream_id.in_(stream_ids))
     if busy:
@@ -271,18 +288,24 @@ async def deletion_context(app: web.Application) -> AsyncIterator[None]:
     async def end(stream_id: str, reason: EndReason) -> bool:
         return await end_live(app, stream_id, reason)
 
+    settings = app[SETTINGS]
+    local = object_storage(app) is None
+    data_id = (
+        await asyncio.to_thread(data_directory_id_or_none, settings.data_dir) if local else None
+    )
     sweeper = DeletionSweeper(
         app[DB_SESSIONMAKER],
         app[RECORDING_STORAGE],
         live_ids=_live_ids(app),
         end_live=end,
-        interval=app[SETTINGS].deletion_check_seconds,
+        interval=settings.deletion_check_seconds,
         turns=JobTurns(
             app[DB_SESSIONMAKER],
             "deletion-sweep",
             node_id=app[CLUSTER].node_id,
             interval=FULL_SWEEP_SECONDS,
         ),
+        data_id=data_id,
     )
     app[DELETION_SWEEPER] = sweeper
     sweeper.start()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -53,6 +53,11 @@ class Drain:
         self.finished = asyncio.Event()
         """Set when every live session ended (or the bound ran out): the node may stop."""
         self._task: asyncio.Task[None] | None = None
+        self._on_begin: list[Callable[[], None]] = []
+
+    def on_begin(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the drain begins (e.g. to tell the registry at once)."""
+        self._on_begin.append(callback)
 
     def begin(self, paths: LivePaths, why: str) -> bool:
         """Begin draining (``why`` is logged): refuse publishes and end every live session,
@@ -69,6 +74,8 @@ class Drain:
             self.bound,
         )
         self._task = asyncio.create_task(self._run(paths), name="drain")
+        for callback in self._on_begin:
+            callback()
         return True
 
     async def _run(self, paths: LivePaths) -> None:

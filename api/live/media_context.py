@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
 from api.cluster.leases import StreamLeases
-from api.cluster.nodes import NodeIdInUse, default_node_id, list_nodes
+from api.cluster.nodes import NodeIdInUse, data_directory_id_or_none, default_node_id, list_nodes
 from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
@@ -59,19 +61,21 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     if settings.node_id is not None:  # before recovery claims leases under that id
         async with app[DB_SESSIONMAKER]() as session:
             nodes = await list_nodes(session, settings.lease_seconds)
-        if any(n.id == node_id and n.state == "live" for n in nodes):
+        if any(n.id == node_id and n.state in ("serving", "draining") for n in nodes):
             raise NodeIdInUse(f"node id {node_id!r} is in use by a running node")
+    data_id = await asyncio.to_thread(data_directory_id_or_none, settings.data_dir)
     ownership = LeaseOwnership(StreamLeases(app[DB_SESSIONMAKER], node_id, settings.lease_seconds))
     paths = LivePaths(
         settings,
         ffmpeg=ffmpeg,
         authorizer=app[AUTHORIZER],
-        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app)),
+        recordings=DatabaseRecordingStore(app[DB_SESSIONMAKER], StreamView(app), data_id=data_id),
         events=events,
         storage=storage,
         ownership=ownership,
         resume=DatabaseSessionResume(app[DB_SESSIONMAKER], StreamView(app), events),
     )
+    await asyncio.to_thread(clear_live_windows, settings.live_dir)
     left = await paths.recover(events)
     server = RTMPServer(settings, admission=paths)
     await server.start()
@@ -90,6 +94,23 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
         await shut_down(paths, server, ownership, settings.drain_seconds)
+
+
+def clear_live_windows(live_dir: Path) -> None:
+    """Remove the live windows an earlier process of this node left (killed mid-stream: no
+    ``ENDLIST``), before anything is admitted: nothing is live in a process that just started,
+    and a frozen window must not be served as live. Recordings and the upload backlog hold
+    their own links to the segments, so nothing recorded is lost."""
+    if not live_dir.is_dir():
+        return
+    left = list(live_dir.iterdir())
+    for entry in left:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if left:
+        log.info("removed %d live window(s) left by an earlier process", len(left))
 
 
 async def recover_later(

@@ -27,11 +27,18 @@ class DatabaseRecordingStore:
     """Creates and finishes the ``recordings`` rows of live paths, one transaction each."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], view: StreamView | None = None
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        view: StreamView | None = None,
+        *,
+        data_id: str | None = None,
     ) -> None:
-        """Without ``view`` no ``recording.*`` events are queued."""
+        """Without ``view`` no ``recording.*`` events are queued; ``data_id`` (of this node's
+        data directory) is written on each row, so other nodes know which node has its
+        files."""
         self._sessionmaker = sessionmaker
         self._view = view
+        self._data_id = data_id
 
     async def recording_started(
         self,
@@ -44,7 +51,9 @@ class DatabaseRecordingStore:
         """Insert a ``recording`` row written under ownership ``generation``, name it as the
         recording of session ``session_id`` (when its row exists); return its id."""
         async with self._sessionmaker() as session, session.begin():
-            recording = await queries.create_recording(session, stream_id, _datetime(started_at))
+            recording = await queries.create_recording(
+                session, stream_id, _datetime(started_at), self._data_id
+            )
             recording.lease_generation = generation
             if session_id is not None:
                 await session.execute(

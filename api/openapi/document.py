@@ -184,7 +184,18 @@ def _playback() -> dict[str, Any]:
         return {"parameters": params, "get": get, "head": head}
 
     playlist = "application/vnd.apple.mpegurl"
-    in_objects = {"503": json_response("Object storage (s3://...) unreachable", "ErrorOutput")}
+    on_disk = {
+        "502": json_response(
+            "On local disk: the recording is on another node's disk, and that node cannot be "
+            "reached (code `recording_node_unreachable`)",
+            "ErrorOutput",
+        ),
+        "503": json_response(
+            "Object storage (s3://...) unreachable; or, on local disk, the recording is on the "
+            "disk of a node that is not running (code `recording_node_unavailable`)",
+            "ErrorOutput",
+        ),
+    }
     redirect = {"302": {"description": "In object storage: redirect to a presigned URL"}}
     return {
         "/live/{id}/index.m3u8": item(
@@ -198,7 +209,7 @@ def _playback() -> dict[str, Any]:
             "HLS playlist of the stream's latest recording (segments under /recordings/)",
             playlist,
             False,
-            more=in_objects,
+            more=on_disk,
         ),
         "/recordings/{recordingId}/index.m3u8": item(
             "recordingPlaylist",
@@ -206,9 +217,14 @@ def _playback() -> dict[str, Any]:
             playlist,
             False,
             True,
-            more=in_objects,
+            more=on_disk,
         ),
         "/recordings/{recordingId}/{segment}": item(
-            "recordingSegment", "Recorded HLS segment", "video/mp2t", True, True, more=redirect
+            "recordingSegment",
+            "Recorded HLS segment",
+            "video/mp2t",
+            True,
+            True,
+            more={**redirect, **on_disk},
         ),
     }

@@ -80,14 +80,30 @@ def _page_params() -> list[dict[str, Any]]:
     return [page_param("page", 1, MAX_PAGE), page_param("perPage", DEFAULT_PER_PAGE, MAX_PER_PAGE)]
 
 
+_LIVE_ELSEWHERE = (
+    "With several nodes, a stream live on another node than the one answering shows that "
+    "node's live state (status, current session and relay states), asked once per node. When "
+    "that node cannot be reached, the stream shows `live` (its lease says so) with "
+    "`currentSession` null."
+)
+
+
 def _list() -> dict[str, Any]:
     status = query_param(
         "status",
         {"type": "string", "enum": list(STATUS_FILTERS)},
         "`disabled`: streams that refuse publishes. `live`: enabled streams with a live "
-        "session on the node answering (also inside a reconnect window); `idle`: the other "
-        "enabled streams. Live state is per node: behind a load balancer with several nodes, "
-        "ask the node the publisher is connected to.",
+        "session (also inside a reconnect window), on whichever node; `idle`: the other "
+        "enabled streams.",
+    )
+    ids = query_param(
+        "id",
+        {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+            "maxItems": MAX_PER_PAGE,
+        },
+        "Only these streams (repeat the parameter: `id=…&id=…`).",
     )
     name = query_param(
         "name",
@@ -99,7 +115,8 @@ def _list() -> dict[str, Any]:
         "listLiveStreams",
         "List the account's live streams, newest first",
         {"200": json_response("One page", "LiveStreamPage"), **errors(400, 401)},
-        parameters=[*_page_params(), status, name],
+        parameters=[*_page_params(), status, name, ids],
+        description=_LIVE_ELSEWHERE,
     )
 
 
@@ -131,7 +148,7 @@ def _item() -> dict[str, Any]:
         "live: added targets start relaying, removed or edited targets stop, untouched targets "
         "and the HLS output go on without a break. `record`, `reconnectWindowSeconds` and "
         "`maxDurationSeconds` apply from the next publish (the current session keeps what it "
-        "began with)."
+        "began with). " + _LIVE_ELSEWHERE
     )
     get = operation("getLiveStream", "Get a live stream", False, "The live stream")
     get["responses"].update(errors(502))
@@ -179,7 +196,7 @@ def _actions() -> dict[str, Any]:
         "/v1/livestreams/{id}/enable": action(
             "enableLiveStream",
             "Accept publishes to the stream again",
-            "Undoes `disable`. Idempotent.",
+            "Undoes `disable`. Idempotent. " + _LIVE_ELSEWHERE,
         ),
         "/v1/livestreams/{id}/complete": action(
             "completeLiveStream",

@@ -9,16 +9,18 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, false, func, select, true, update
+from sqlalchemy import ColumnElement, false, func, literal_column, not_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from api.cluster.clock import clock_of
 from api.models import (
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     Account,
     LiveStream,
     RestreamTarget,
+    StreamLease,
     new_object_id,
     utc_now,
 )
@@ -42,6 +44,11 @@ class StreamFilter(NamedTuple):
     """The streams with a live session (a node-local fact the caller supplies)."""
     name: str | None = None
     """A substring of the name, matched case-insensitively (ASCII letters on SQLite)."""
+    ids: frozenset[str] | None = None
+    """Only these streams (``None``: any)."""
+    live_leases: bool = False
+    """With several nodes: streams with a live lease (by the database's clock) are live too,
+    on whichever node."""
 
 
 NO_FILTER = StreamFilter()
@@ -126,18 +133,28 @@ async def lock_live_stream(
     return await get_live_stream(session, account_id, stream_id)
 
 
-def _filter_clauses(where: StreamFilter) -> list[ColumnElement[bool]]:
+def _filter_clauses(where: StreamFilter, now: str) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
     if where.status == "disabled":
         clauses.append(LiveStream.disabled == true())
     elif where.status == "live":
-        clauses += [LiveStream.disabled == false(), LiveStream.id.in_(where.live_ids)]
+        clauses += [LiveStream.disabled == false(), _live(where, now)]
     elif where.status == "idle":
-        clauses += [LiveStream.disabled == false(), LiveStream.id.not_in(where.live_ids)]
+        clauses += [LiveStream.disabled == false(), not_(_live(where, now))]
+    if where.ids is not None:
+        clauses.append(LiveStream.id.in_(sorted(where.ids)))
     if where.name:
         needle = where.name.lower()
         clauses.append(func.lower(LiveStream.name).contains(needle, autoescape=True))
     return clauses
+
+
+def _live(where: StreamFilter, now: str) -> ColumnElement[bool]:
+    here = LiveStream.id.in_(where.live_ids)
+    if not where.live_leases:
+        return here
+    leased = select(StreamLease.stream_id).where(StreamLease.expires_at > literal_column(now))
+    return or_(here, LiveStream.id.in_(leased))
 
 
 async def list_live_streams(
@@ -149,7 +166,7 @@ async def list_live_streams(
 ) -> tuple[Sequence[LiveStream], int]:
     """One page of the account's live streams matching ``filters``, newest first, and the
     total count."""
-    where = active_streams_of(account_id) + _filter_clauses(filters)
+    where = active_streams_of(account_id) + _filter_clauses(filters, clock_of(session).now)
     total = (
         await session.execute(select(func.count()).select_from(LiveStream).where(*where))
     ).scalar_one()

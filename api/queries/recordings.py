@@ -27,10 +27,12 @@ async def mark_recordings_deleted(session: AsyncSession, stream_ids: Any) -> Non
 
 
 async def create_recording(
-    session: AsyncSession, stream_id: str, started_at: datetime
+    session: AsyncSession, stream_id: str, started_at: datetime, data_id: str | None = None
 ) -> Recording:
-    """A new recording of ``stream_id``, in state ``recording``."""
+    """A new recording of ``stream_id``, in state ``recording``, written into the data
+    directory ``data_id``."""
     recording = Recording(
+        data_id=data_id,
         id=new_object_id(),
         live_stream_id=stream_id,
         status="recording",

@@ -17,6 +17,7 @@ from aiohttp import web
 from api import queries
 from api.keys import ACCOUNT
 from api.routes.livestreams import end_session, own_stream, render_stream, transaction
+from api.routes.owner_state import with_owner_state
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ async def enable_live_stream(request: web.Request) -> web.Response:
         stream = await own_stream(request, session, lock=True)
         await queries.set_disabled(session, stream, False)
     log.info("live stream %s enabled by account %s", stream.id, request[ACCOUNT].id)
-    return web.json_response(render_stream(request, stream))
+    return web.json_response(await with_owner_state(request, render_stream(request, stream)))
 
 
 async def complete_live_stream(request: web.Request) -> web.Response:

@@ -37,6 +37,7 @@ from api.keys import (
 from api.live.publish_auth import grant_for
 from api.live.stream_view import live_path, live_status
 from api.models import LiveStream
+from api.routes.owner_state import clustered, with_owner_state, with_owners_state
 from api.schemas.current_session import CurrentSessionOutput, current_session_output
 from api.schemas.livestreams import (
     LiveStreamCreate,
@@ -106,8 +107,9 @@ async def list_live_streams(request: web.Request) -> web.Response:
     listing = LiveStreamPage(
         page_info=page_info(page, per_page, total),
         data=[stream_output(request, stream) for stream in streams],
-    )
-    return web.json_response(listing.model_dump(by_alias=True))
+    ).model_dump(by_alias=True)
+    listing["data"] = await with_owners_state(request, listing["data"])
+    return web.json_response(listing)
 
 
 async def get_live_stream(request: web.Request) -> web.StreamResponse:
@@ -145,7 +147,7 @@ async def update_live_stream(request: web.Request) -> web.Response:
             )
     if "restream" in given:
         await apply_restream(request, stream)
-    return web.json_response(render_stream(request, stream))
+    return web.json_response(await with_owner_state(request, render_stream(request, stream)))
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:
@@ -246,7 +248,23 @@ def _stream_filter(request: web.Request) -> queries.StreamFilter:
         message = f"name must be at most {MAX_NAME_FILTER} characters, without NUL"
         raise validation_error("name", message)
     live_ids = live_stream_ids(request.app) if status in ("live", "idle") else frozenset()
-    return queries.StreamFilter(status, live_ids, name or None)  # type: ignore[arg-type]
+    return queries.StreamFilter(
+        status,  # type: ignore[arg-type]
+        live_ids,
+        name or None,
+        ids=_id_filter(request),
+        live_leases=clustered(request),
+    )
+
+
+def _id_filter(request: web.Request) -> frozenset[str] | None:
+    ids = request.query.getall("id", [])
+    if not ids:
+        return None
+    if len(ids) > MAX_PER_PAGE or not all(_STREAM_ID.fullmatch(i) for i in ids):
+        message = f"id must be a stream id (24 hex digits), given at most {MAX_PER_PAGE} times"
+        raise validation_error("id", message)
+    return frozenset(ids)
 
 
 def live_stream_ids(app: web.Application) -> frozenset[str]:

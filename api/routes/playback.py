@@ -24,9 +24,10 @@ from aiohttp import web
 
 from api import queries
 from api.cluster.forwarding import Owner, owner_elsewhere
-from api.errors import NotFound
+from api.errors import ApiError, NotFound
 from api.keys import DB_SESSIONMAKER, FORWARDER, SETTINGS
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
+from api.routes.owner_state import clustered
 
 PLAYLIST_NAME = "index.m3u8"
 _ID = re.compile(r"[0-9a-f]{24}")
@@ -78,24 +79,59 @@ async def _owner_elsewhere(request: web.Request) -> Owner | None:
     return await owner_elsewhere(request, stream_id) if _ID.fullmatch(stream_id) else None
 
 
-async def recording_playlist(request: web.Request) -> web.Response:
-    """``GET /recordings/{recordingId}/index.m3u8``: one recording's playlist."""
+async def recording_playlist(request: web.Request) -> web.StreamResponse:
+    """``GET /recordings/{recordingId}/index.m3u8``: one recording's playlist (on another
+    node's disk: that node's answer)."""
     recording_id = request.match_info["recordingId"]
-    body = await _read_recording_playlist(request.app, recording_id)
+    try:
+        body = await _read_recording_playlist(request.app, recording_id)
+    except NotFound as missing:
+        path = f"/recordings/{recording_id}/{PLAYLIST_NAME}"
+        return await _from_writer(request, recording_id, path, missing)
     return _playlist_response(request, body)
 
 
 async def recording_segment(request: web.Request) -> web.StreamResponse:
     """``GET /recordings/{recordingId}/{segment}``: one recorded segment (in object storage:
-    a redirect to a presigned URL of it)."""
+    a redirect to a presigned URL of it; on another node's disk: that node's answer)."""
     recording_id, name = request.match_info["recordingId"], request.match_info["segment"]
     objects = object_storage(request.app)
     if objects is not None and _ID.fullmatch(recording_id) and _SEGMENT_NAME.fullmatch(name):
         raise await segment_redirect(request, objects, recording_id, name)
-    return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id)
+    try:
+        return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id)
+    except NotFound as missing:
+        path = f"/recordings/{recording_id}/{name}"
+        return await _from_writer(request, recording_id, path, missing)
 
 
-async def latest_recording_playlist(request: web.Request) -> web.Response:
+async def _from_writer(
+    request: web.Request, recording_id: str, path: str, missing: NotFound
+) -> web.StreamResponse:
+    """The answer of the node that wrote recording ``recording_id`` on its disk to ``path``
+    (a whitelisted name of it), when another node did; else ``missing`` is raised. That node
+    down is a 503 naming it."""
+    name = path.rsplit("/", 1)[-1]
+    whitelisted = name == PLAYLIST_NAME or _SEGMENT_NAME.fullmatch(name)
+    if object_storage(request.app) is not None or not whitelisted or not clustered(request):
+        raise missing
+    if not _ID.fullmatch(recording_id):
+        raise missing
+    writer = await request.app[FORWARDER].writer_elsewhere(recording_id)
+    if writer is None:
+        raise missing
+    if not writer.up:
+        raise ApiError(
+            503,
+            f"the recording is on the disk of node {writer.node.node_id}, which is not running; "
+            "it can be played again once that node is back (store recordings in object "
+            "storage, LIVERELAY_STORAGE_URL, to play them from any node)",
+            code="recording_node_unavailable",
+        )
+    return await request.app[FORWARDER].forward(request, writer.node, path, recording=True)
+
+
+async def latest_recording_playlist(request: web.Request) -> web.StreamResponse:
     """``GET /live/{id}/storage/index.m3u8``: the playlist of the stream's latest recording."""
     stream_id = request.match_info["id"]
     if not _ID.fullmatch(stream_id):
@@ -105,7 +141,11 @@ async def latest_recording_playlist(request: web.Request) -> web.Response:
     if recording is None:
         raise NotFound("the stream has no recording")
     settings = request.app[SETTINGS]
-    body = await _read_recording_playlist(request.app, recording.id)
+    try:
+        body = await _read_recording_playlist(request.app, recording.id)
+    except NotFound as missing:
+        path = f"/live/{stream_id}/storage/{PLAYLIST_NAME}"
+        return await _from_writer(request, recording.id, path, missing)
     base = f"{settings.http_base_url()}/recordings/{recording.id}/"
     return _playlist_response(request, point_segments_at(body, base))
 

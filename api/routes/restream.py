@@ -16,8 +16,16 @@ from aiohttp import web
 from api import queries
 from api.errors import ApiError, NotFound
 from api.keys import SETTINGS
+from api.live.stream_view import live_path
 from api.models import LiveStream, RestreamTarget
-from api.routes.livestreams import apply_restream, own_stream, restream_status, transaction
+from api.routes.livestreams import (
+    apply_restream,
+    own_stream,
+    render_stream,
+    restream_status,
+    transaction,
+)
+from api.routes.owner_state import clustered, with_owner_state
 from api.schemas.livestreams import MAX_RESTREAM_TARGETS, read_json_object, validate_body
 from api.schemas.restream import (
     RestreamTargetInput,
@@ -55,7 +63,7 @@ async def add_target(request: web.Request) -> web.Response:
     await apply_restream(request, stream)
     location = f"/v1/livestreams/{stream.id}/restream/{target.id}"
     return web.json_response(
-        _render(request, stream, target), status=201, headers={"Location": location}
+        await _render(request, stream, target), status=201, headers={"Location": location}
     )
 
 
@@ -77,7 +85,7 @@ async def update_target(request: web.Request) -> web.Response:
     if given:
         log.info("live stream %s: restream target %s changed", stream.id, target.id)
         await apply_restream(request, stream)
-    return web.json_response(_render(request, stream, target))
+    return web.json_response(await _render(request, stream, target))
 
 
 async def delete_target(request: web.Request) -> web.Response:
@@ -105,6 +113,13 @@ def _context(request: web.Request) -> dict[str, object]:
     return {"allow_private_targets": request.app[SETTINGS].allow_private_targets}
 
 
-def _render(request: web.Request, stream: LiveStream, target: RestreamTarget) -> dict[str, object]:
+async def _render(
+    request: web.Request, stream: LiveStream, target: RestreamTarget
+) -> dict[str, object]:
+    """The target, with its relay state on the node the stream is live on."""
     status = restream_status(request, stream.id)(target.id)
-    return restream_target_output(target, status).model_dump(by_alias=True)
+    local: dict[str, object] = restream_target_output(target, status).model_dump(by_alias=True)
+    if not clustered(request) or live_path(request.app, stream.id) is not None:
+        return local
+    rendered = await with_owner_state(request, render_stream(request, stream))
+    return next((t for t in rendered["restream"] if t.get("_id") == target.id), local)

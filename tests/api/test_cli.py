@@ -228,7 +228,7 @@ async def test_apikey_rotate_keeps_the_account_and_retires_old_tokens(
 async def test_nodes_lists_the_registry_as_a_table_and_as_json(
     cli_client: TestClient, cli_env: dict[str, str], cli_settings: Settings
 ) -> None:
-    """The serving node is live; a node silent for longer than the lease is lost."""
+    """The serving node is serving; a node silent for longer than the lease is lost."""
     serving = cli_client.app[CLUSTER].node_id
     silent = NodeIdentity("silent-node-7", "http://10.0.0.9:8080", "rtmp://10.0.0.9:1935", "0.9")
     sessionmaker = cli_client.app[DB_SESSIONMAKER]
@@ -254,11 +254,12 @@ async def test_nodes_lists_the_registry_as_a_table_and_as_json(
         "startedAt": nodes[silent.id]["startedAt"],
         "lastSeenAt": nodes[silent.id]["lastSeenAt"],
         "stoppedAt": None,
+        "drainingSince": None,
         "liveStreams": 4,
         "load": 0.25,
         "state": "lost",
     }
-    assert nodes[serving]["state"] == "live"
+    assert nodes[serving]["state"] == "serving"
     assert nodes[serving]["liveStreams"] == 0
 
     table = await liverelay(cli_env, "nodes")
@@ -271,4 +272,4 @@ async def test_nodes_lists_the_registry_as_a_table_and_as_json(
     rows = {line.split()[0]: line.split() for line in lines}
     assert rows[silent.id][1:4] == ["http://10.0.0.9:8080", "rtmp://10.0.0.9:1935", "0.9"]
     assert rows[silent.id][-5:] == ["3h", "ago", "4", "25%", "lost"]
-    assert rows[serving][-1] == "live"
+    assert rows[serving][-1] == "serving"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
+from api.app import create_app
 from config import Settings
 from tests.api.conftest import assert_error
 
@@ -51,6 +53,24 @@ async def test_playlist_and_segment_are_served(
     response = await api_client.head(f"/live/{STREAM_ID}/seg_00001.ts")
     assert response.status == 200
     assert response.headers["Content-Length"] == str(len(SEGMENT))
+
+
+async def test_live_files_left_by_an_earlier_process_are_not_served(
+    aiohttp_client: AiohttpClient, app_settings: Settings
+) -> None:
+    """A process killed mid-stream leaves its live window on disk, with no ENDLIST. Nothing is
+    live in a process that just started, so it must not serve that frozen window as live."""
+    left = app_settings.live_dir / STREAM_ID
+    left.mkdir(parents=True)
+    (left / "index.m3u8").write_bytes(PLAYLIST)
+    (left / "seg_00001.ts").write_bytes(SEGMENT)
+
+    client = await aiohttp_client(create_app(app_settings))
+
+    for name in ("index.m3u8", "seg_00001.ts"):
+        response = await client.get(f"/live/{STREAM_ID}/{name}")
+        assert response.status == 404, name
+    assert not left.exists()
 
 
 async def test_recordings_are_served_by_recording_id(

@@ -263,13 +263,6 @@ def segment_names(playlist: str | None) -> list[str]:
     return [segment.name for segment in parse_media_playlist(playlist or "")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a node killed with SIGKILL leaves <data dir>/live/<id>/ behind, and once it "
-    "starts again it serves that stale live playlist (no ENDLIST) and its segments whenever "
-    "the stream has no live lease (api/routes/playback.py reads the files; start-up recovery "
-    "closes the session but does not remove them), instead of 404",
-)
 async def test_a_restarted_node_does_not_serve_the_live_window_of_its_killed_process(
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:

@@ -109,6 +109,10 @@ async def test_a_restream_change_on_another_node_reaches_the_owners_relays(
             )
         )
 
+        response = await b.client.delete(f"{base}/{first_id}", headers=account.headers)
+        assert response.status == 200
+        await eventually(lambda: set(path.outputs.restreams) == {added})
+
         response = await b.client.patch(
             f"/v1/livestreams/{stream['id']}", json={"restream": []}, headers=account.headers
         )

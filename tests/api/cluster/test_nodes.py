@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import secrets
 import socket
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -13,12 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.cluster.context import CpuShare, Heartbeat
 from api.cluster.nodes import (
+    DATA_ID_FILE,
     FORGET_AFTER_SECONDS,
     NodeIdentity,
     NodeIdInUse,
     NodeInfo,
     NodeRegistry,
     count_live_nodes,
+    data_directory_id,
     list_nodes,
     node_identity,
 )
@@ -71,7 +74,7 @@ async def test_a_registered_node_is_listed_live_with_what_it_reported(
         "rtmp://10.0.0.7:1935",
         "1.2.3",
     )
-    assert (node.state, node.live_streams, node.load, node.stopped_at) == ("live", 0, 0.0, None)
+    assert (node.state, node.live_streams, node.load, node.stopped_at) == ("serving", 0, 0.0, None)
     assert node.last_seen_at >= node.started_at
     assert await live_count(sessionmaker) == before + 1
 
@@ -101,7 +104,7 @@ async def test_a_silent_node_is_lost_and_a_stopped_node_gone(sessionmaker: Sessi
 
     assert await silent.heartbeat(live_streams=0, load=0.0)  # heard from again: live
     back = await listed(sessionmaker, silent.identity.id)
-    assert back is not None and back.state == "live"
+    assert back is not None and back.state == "serving"
 
 
 async def test_an_id_is_refused_while_its_node_is_live(sessionmaker: Sessions) -> None:
@@ -114,17 +117,17 @@ async def test_an_id_is_refused_while_its_node_is_live(sessionmaker: Sessions) -
     await make_silent(sessionmaker, first.identity.id, LOST_AFTER + 1)
     await second.register()  # the first one is lost: its id may be reused
     node = await listed(sessionmaker, first.identity.id)
-    assert node is not None and node.state == "live"
+    assert node is not None and node.state == "serving"
     # The lost process, back, neither heartbeats nor stops in the new one's place.
     assert not await first.heartbeat(live_streams=9, load=0.9)
     await first.stop()
     node = await listed(sessionmaker, first.identity.id)
-    assert node is not None and (node.state, node.live_streams) == ("live", 0)
+    assert node is not None and (node.state, node.live_streams) == ("serving", 0)
 
     await second.stop()
     await first.register()  # and a cleanly stopped node's id at once
     node = await listed(sessionmaker, first.identity.id)
-    assert node is not None and node.state == "live" and node.stopped_at is None
+    assert node is not None and node.state == "serving" and node.stopped_at is None
     assert await first.heartbeat(live_streams=1, load=0.1)
 
 
@@ -198,7 +201,7 @@ async def test_a_heartbeat_registers_again_a_node_whose_row_went_away(
         )
     assert await heartbeat.beat()
     node = await listed(sessionmaker, registry.identity.id)
-    assert node is not None and (node.state, node.live_streams, node.load) == ("live", 2, 0.5)
+    assert node is not None and (node.state, node.live_streams, node.load) == ("serving", 2, 0.5)
     assert heartbeat.live_nodes == await live_count(sessionmaker)
 
 
@@ -209,3 +212,13 @@ async def test_a_heartbeat_of_a_node_whose_id_was_taken_fails(sessionmaker: Sess
     await make_silent(sessionmaker, lost.identity.id, LOST_AFTER + 1)
     await NodeRegistry(sessionmaker, identity(lost.identity.id), LOST_AFTER).register()
     assert not await heartbeat.beat()
+
+
+def test_a_data_directory_keeps_its_id(tmp_path: Path) -> None:
+    first = data_directory_id(tmp_path / "data")
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert data_directory_id(tmp_path / "data") == first  # a restarted process: the same
+    assert data_directory_id(tmp_path / "other") != first
+    (tmp_path / "data" / DATA_ID_FILE).write_text("not an id")
+    with pytest.raises(RuntimeError, match="data-id"):
+        data_directory_id(tmp_path / "data")

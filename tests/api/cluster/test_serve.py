@@ -29,7 +29,7 @@ async def test_a_serving_node_is_live_in_the_registry_until_it_stops(
     async with sessionmaker() as session:
         nodes = {n.id: n for n in await list_nodes(session, app_settings.lease_seconds)}
         live = await count_live_nodes(session, app_settings.lease_seconds)
-    assert nodes[node_id].state == "live"
+    assert nodes[node_id].state == "serving"
     host = socket.gethostname()  # the settings listen on every address
     assert nodes[node_id].internal_url == f"http://{host}:{app_settings.http_port}"
     assert nodes[node_id].rtmp_address == f"rtmp://{host}:{client.app[RTMP_PORT]}"

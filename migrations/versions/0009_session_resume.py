@@ -1,8 +1,8 @@
 """What a node needs to continue a session another node began: the session's recording, the
 generation a recording is written under, and when a lease's previous owner was last seen.
 
-Revision ID: 0008_session_resume
-Revises: 0007_event_sequence
+Revision ID: 0009_session_resume
+Revises: 0008_node_state
 Create Date: 2026-12-07 05:30:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008_session_resume"
-down_revision: str | None = "0007_event_sequence"
+revision: str = "0009_session_resume"
+down_revision: str | None = "0008_node_state"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

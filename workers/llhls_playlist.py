@@ -1,0 +1,99 @@
+"""Rendering the low-latency media playlist of a :class:`workers.llhls.LowLatencyStream`
+(RFC 8216bis 4.4), full or as a delta update (``_HLS_skip=YES``, 6.2.5.1), and the URIs of its
+initialization segments, parts and segments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from workers.llhls import LowLatencyStream, Segment
+
+VERSION = 9
+"""EXT-X-SKIP needs version 9 (RFC 8216bis 8); EXT-X-MAP in a media playlist, version 6."""
+PART_HOLD_BACK_PARTS = 3
+"""PART-HOLD-BACK in part targets: at least three (RFC 8216bis 4.4.3.8)."""
+SKIP_TARGET_DURATIONS = 6
+"""CAN-SKIP-UNTIL in target durations: at least six (RFC 8216bis 4.4.3.8)."""
+
+
+def map_uri(map_id: int) -> str:
+    return f"init-{map_id}.mp4"
+
+
+def part_uri(number: int) -> str:
+    return f"part-{number}.m4s"
+
+
+def segment_uri(msn: int) -> str:
+    return f"seg-{msn}.m4s"
+
+
+def skip_until(stream: LowLatencyStream) -> float:
+    """CAN-SKIP-UNTIL, in seconds."""
+    return float(SKIP_TARGET_DURATIONS * stream.target_duration)
+
+
+def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
+    """The media playlist; with ``skip``, a delta update replacing the segments that end more
+    than CAN-SKIP-UNTIL before the end of the playlist by ``EXT-X-SKIP``."""
+    segments = [s for s in stream.segments if s.parts]
+    skipped = _skippable(segments, skip_until(stream)) if skip else 0
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{VERSION}",
+        f"#EXT-X-TARGETDURATION:{stream.target_duration}",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+        f"CAN-SKIP-UNTIL={skip_until(stream):.1f},"
+        f"PART-HOLD-BACK={PART_HOLD_BACK_PARTS * stream.part_target:.3f}",
+        f"#EXT-X-PART-INF:PART-TARGET={stream.part_target:.3f}",
+        f"#EXT-X-MEDIA-SEQUENCE:{stream.media_sequence}",
+    ]
+    if stream.discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{stream.discontinuity_sequence}")
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+    complete = [s.msn for s in segments if s.complete]
+    with_parts = set(complete[-stream.part_segments :]) if stream.part_segments else set()
+    current_map = None
+    for seg in segments[skipped:]:
+        if seg.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if seg.map_id != current_map:
+            lines.append(f'#EXT-X-MAP:URI="{map_uri(seg.map_id)}"')
+            current_map = seg.map_id
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(seg.program_date_time)}")
+        if seg.msn in with_parts or not seg.complete:
+            lines.extend(_parts(seg))
+        if seg.complete:
+            lines.append(f"#EXTINF:{seg.duration:.5f},")
+            lines.append(segment_uri(seg.msn))
+    if stream.ended:
+        lines.append("#EXT-X-ENDLIST")
+    else:
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(stream.next_part_number)}"')
+    return "\n".join(lines) + "\n"
+
+
+def _skippable(segments: list[Segment], until: float) -> int:
+    """How many leading segments end at least ``until`` seconds before the playlist's end."""
+    remaining = sum(s.duration for s in segments)
+    count = 0
+    for seg in segments:
+        remaining -= seg.duration
+        if not seg.complete or remaining < until:
+            break
+        count += 1
+    return count
+
+
+def _parts(seg: Segment) -> list[str]:
+    return [
+        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.number)}"'
+        + (",INDEPENDENT=YES" if p.independent else "")
+        for p in seg.parts
+    ]
+
+
+def _date_time(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
