@@ -24,6 +24,7 @@ from api.cluster.nodes import NodeIdInUse, data_directory_id_or_none, default_no
 from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
+    DB_ENGINE,
     DB_SESSIONMAKER,
     FFMPEG_PATH,
     METRICS,
@@ -73,7 +74,12 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         events=events,
         storage=storage,
         ownership=ownership,
-        resume=DatabaseSessionResume(app[DB_SESSIONMAKER], StreamView(app), events),
+        resume=DatabaseSessionResume(
+            app[DB_SESSIONMAKER],
+            StreamView(app),
+            events,
+            shared=app[DB_ENGINE].dialect.name != "sqlite",  # several nodes may run
+        ),
     )
     await asyncio.to_thread(clear_live_windows, settings.live_dir)
     left = await paths.recover(events)
