@@ -10,14 +10,16 @@ the session (``draining``) as on a node alone (SQLite: tests/e2e/test_drain.py).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from api.keys import DRAIN
 from api.live.drain import begin_drain
-from tests.cluster_support import ClusterNodes, Node
+from api.models import LiveSession, Recording
+from tests.cluster_support import ClusterNodes, Node, set_column_seconds_ago
 from tests.cluster_support import cluster_nodes as cluster_nodes
-from tests.e2e.conftest import Publisher, Sources, push
+from tests.e2e.conftest import SEGMENT_SECONDS, Publisher, Sources, push
 from tests.e2e.test_cluster_resume import (
     Bucket,
     one_session_one_recording,
@@ -29,6 +31,7 @@ from tests.e2e.test_cluster_resume import (
 )
 from tests.e2e.test_cluster_resume import nodes as nodes
 from tests.polling import eventually
+from tests.s3_support import S3Server
 from workers.live_path import LivePath
 
 pytestmark = pytest.mark.e2e
@@ -120,3 +123,56 @@ async def test_a_drain_ends_the_sessions_no_other_node_can_continue(
         assert all(r.status != "recording" for r in recordings)
     assert len(recordings) == int(record)
     assert path_a.handed_over is hands_over
+
+
+async def test_a_session_nobody_continues_is_closed_once_its_window_passed(
+    cluster_nodes: ClusterNodes,
+    seaweedfs: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+) -> None:
+    """Neither a running node (C) nor one starting inside the window (D: a rolling update
+    starts the next pod) closes a handed-over session: it waits for the stream's next owner.
+    Once the window has passed with nobody publishing again, the periodic sweep of a running
+    node closes it (``publisher_left``) and its recording (``ready``)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
+    bucket = Bucket(seaweedfs)
+    settings: dict[str, Any] = {
+        "storage_url": f"s3://{seaweedfs.bucket}/{bucket.prefix}",
+        "s3_endpoint": seaweedfs.endpoint,
+        "hls_segment_seconds": SEGMENT_SECONDS,
+    }
+    a = await cluster_nodes.start("node-a", **settings)
+    c = await cluster_nodes.start("node-c", lease_seconds=1.0, **settings)  # sweeps every 1 s
+    stream_id, key = await cluster_nodes.new_stream(a, record=True, reconnect_window_seconds=60)
+    on_a, path_a = await live_on(a, stream_id, key, ffmpeg_exe, sources)
+    publishers.append(on_a)
+    rid = await recording_of(path_a)
+
+    async def two_stored() -> bool:
+        return len(await bucket.segments(rid)) >= 2
+
+    await when(two_stored, "A stored no two segments")
+    await drained(a)
+    stored_by_a = await bucket.segments(rid)
+
+    d = await cluster_nodes.start("node-d", **settings)
+    [session], [recording] = await rows(d, stream_id)
+    assert (session.ended_at, recording.status) == (None, "recording")
+
+    for column in ("expires_at", "renewed_at"):  # A released the lease 2 minutes ago
+        await set_column_seconds_ago(c.sessionmaker, stream_id, column, 120)
+
+    async def closed() -> tuple[LiveSession, Recording] | None:
+        [session], [recording] = await rows(c, stream_id)
+        done = session.ended_at is not None and recording.status != "recording"
+        return (session, recording) if done else None
+
+    session, recording = await eventually(closed, 30, message="nobody closed the session")
+    assert session.id == path_a.info.session_id and session.end_reason == "publisher_left"
+    assert (recording.id, recording.status, recording.segments) == (rid, "ready", len(stored_by_a))
+    assert "#EXT-X-ENDLIST" in await bucket.playlist(rid)
+    assert c.paths.get(stream_id) is None
