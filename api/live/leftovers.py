@@ -3,14 +3,19 @@
 
 A session whose owner stopped without ending it waits for the stream's next owner for the
 stream's reconnect window, counted from when the owner was last seen (the lease's
-``renewed_at``: its last renewal, or its release): a node that drained handed it over, a node
-that died left it. Inside the window a publish on any node continues it
-(:mod:`api.live.session_resume`), so neither start-up recovery nor the periodic sweep touches
-it. Once the window has passed and the lease is free, the sweep that every node runs
-(:func:`api.live.media_context.recover_later`, every ``LIVERELAY_LEASE_SECONDS``) closes it
-through :meth:`workers.live_paths.LivePaths.recover`, with its recording: end reason
-``publisher_left`` when its owner released the lease (handed over, and nobody published
-again), ``error`` when the owner's lease expired (a crash), as start-up recovery does.
+``renewed_at``: its last renewal, or its release): a node that drained handed it over (it
+released the lease), a node that died left it (its lease expired). Inside the window a publish
+on any node continues it (:mod:`api.live.session_resume`).
+
+- Start-up recovery leaves a session that was handed over alone while it waits; what a dead
+  owner left it closes as before, once the lease is free (``error``).
+- Every node sweeps every ``LIVERELAY_LEASE_SECONDS``
+  (:func:`api.live.media_context.recover_later`) for sessions whose lease is free and whose
+  window has passed, and closes them with their recordings through
+  :meth:`workers.live_paths.LivePaths.recover`: end reason ``publisher_left`` when the owner
+  handed the session over and nobody published again, ``error`` when the owner's lease
+  expired. (The streams start-up recovery left because another node held them are closed
+  as before, once their lease is free.)
 """
 
 from __future__ import annotations
@@ -85,7 +90,8 @@ async def find_leftovers(
 @dataclass
 class LeftoverSessions:
     """The :class:`workers.events.LeftOpen` that recovery closes sessions through: each with
-    the end reason its stream's lease tells (see the module docstring)."""
+    the end reason its stream's lease tells (see the module docstring). :meth:`at_start` and
+    :meth:`sweep` say which streams recovery may do now."""
 
     sessionmaker: async_sessionmaker[AsyncSession]
     events: DatabaseStreamEvents
@@ -102,19 +108,20 @@ class LeftoverSessions:
             )
             return None
         self._released = found.released
-        return set(found.streams - found.waiting)
+        return set(found.streams - (found.waiting & found.released))
 
     async def sweep(self, left: set[str]) -> set[str]:
         """The streams a periodic turn closes: those whose session's window has passed with
-        their lease free, and ``left`` (streams start-up recovery could not do), but never a
-        stream still waiting for its next owner."""
+        their lease free, and ``left`` (streams start-up recovery could not do) but those
+        handed over and still waiting for their next owner."""
         try:
             found = await find_leftovers(self.sessionmaker, recordings=False)
         except Exception as exc:
             log.warning("looking for sessions nobody continued failed: %s", describe_error(exc))
             return set(left)
         self._released = found.released
-        return set((left | (found.streams - found.held)) - found.waiting)
+        handed_over = found.waiting & found.released
+        return set((left - handed_over) | (found.streams - found.held - found.waiting))
 
     async def streams_left_open(self) -> set[str]:
         """See :meth:`workers.events.LeftOpen.streams_left_open`."""
