@@ -151,6 +151,23 @@ async def set_column_seconds_ago(
         assert result.rowcount == 1  # type: ignore[attr-defined]
 
 
+async def released_seconds_ago(
+    sessionmaker: async_sessionmaker[AsyncSession], stream_id: str, seconds: float
+) -> None:
+    """Make ``stream_id``'s lease released ``seconds`` ago, by the database's clock (a release
+    sets ``renewed_at`` and ``expires_at`` to the same time)."""
+    async with sessionmaker() as session, session.begin():
+        at = clock_of(session).plus("offset")
+        result = await session.execute(
+            text(
+                f"UPDATE stream_leases SET renewed_at = {at}, expires_at = {at}"
+                " WHERE stream_id = :stream_id"
+            ),
+            {"offset": -float(seconds), "stream_id": stream_id},
+        )
+        assert result.rowcount == 1  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def cluster_nodes(
     aiohttp_client: AiohttpClient, postgresql_url: str, tmp_path: Path

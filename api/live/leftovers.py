@@ -80,7 +80,7 @@ async def find_leftovers(
         if expires_at > now:
             held.add(stream_id)
             continue
-        if expires_at <= renewed_at:  # a release sets both at once; an expiry comes later
+        if expires_at == renewed_at:  # a release sets both at once; an expiry comes later
             released.add(stream_id)
         if window > 0 and renewed_at + timedelta(seconds=window) > now:
             waiting.add(stream_id)

@@ -17,7 +17,7 @@ import pytest
 from api.keys import DRAIN
 from api.live.drain import begin_drain
 from api.models import LiveSession, Recording
-from tests.cluster_support import ClusterNodes, Node, set_column_seconds_ago
+from tests.cluster_support import ClusterNodes, Node, released_seconds_ago
 from tests.cluster_support import cluster_nodes as cluster_nodes
 from tests.e2e.conftest import SEGMENT_SECONDS, Publisher, Sources, push
 from tests.e2e.test_cluster_resume import (
@@ -163,8 +163,7 @@ async def test_a_session_nobody_continues_is_closed_once_its_window_passed(
     [session], [recording] = await rows(d, stream_id)
     assert (session.ended_at, recording.status) == (None, "recording")
 
-    for column in ("expires_at", "renewed_at"):  # A released the lease 2 minutes ago
-        await set_column_seconds_ago(c.sessionmaker, stream_id, column, 120)
+    await released_seconds_ago(c.sessionmaker, stream_id, 120)  # the window has passed
 
     async def closed() -> tuple[LiveSession, Recording] | None:
         [session], [recording] = await rows(c, stream_id)
