@@ -10,7 +10,7 @@ from api.cluster.forwarding import forwarding_context
 from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
-from api.keys import DRAIN, METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
+from api.keys import DRAIN, LOW_LATENCY_ENDED, METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
@@ -30,6 +30,7 @@ from api.routes import (
 )
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
+from workers.llhls_output import EndedOutputs
 
 
 def create_app(
@@ -65,6 +66,7 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
+    app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(storage_context)

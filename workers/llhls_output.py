@@ -62,6 +62,8 @@ class LowLatencyOutput:
             window_segments=max(settings.hls_list_size, 6),
         )
         self._changed = asyncio.Event()
+        self.ended_at: float | None = None
+        """Monotonic time the playlist ended (``EXT-X-ENDLIST``)."""
         self._sub: Subscription | None = None
         self.supervisor = Supervisor(
             f"{hub.stream_id}/hls",
@@ -94,9 +96,7 @@ class LowLatencyOutput:
             async with asyncio.timeout(timeout):
                 await self.supervisor.wait_done()
         await self.supervisor.stop()
-        if not self.stream.ended:
-            self.stream.end()
-            self._notify()
+        self._end()
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
 
@@ -117,6 +117,12 @@ class LowLatencyOutput:
             pass
         return ready()
 
+    def _end(self) -> None:
+        if not self.stream.ended:
+            self.stream.end()
+            self.ended_at = time.monotonic()
+            self._notify()
+
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -131,8 +137,7 @@ class LowLatencyOutput:
                 break
             self._hub.restart(self._sub)  # a publisher reconnect: a new run for the new one
         if end is FeedEnd.INPUT_ENDED:
-            self.stream.end()
-            self._notify()
+            self._end()
             return RunEnd.INPUT_ENDED
         return None
 
@@ -190,3 +195,36 @@ class LowLatencyOutput:
                     self._hub.stream_id,
                     self.stream.overlong_parts,
                 )
+
+
+class EndedOutputs:
+    """The low-latency outputs of this node's paths, remembered while they are played, so that
+    for ``linger`` seconds after its path ended a playlist (with ``EXT-X-ENDLIST``) and its media
+    are still served: players reach the end as they do with standard mode's files."""
+
+    def __init__(self, linger: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._linger = linger
+        self._clock = clock
+        self._outputs: dict[str, LowLatencyOutput] = {}
+
+    def remember(self, stream_id: str, output: LowLatencyOutput) -> None:
+        """``output`` is the live output of ``stream_id`` (forgets the outputs past linger)."""
+        if self._outputs.get(stream_id) is output:
+            return
+        self._outputs[stream_id] = output
+        for other in [k for k, v in self._outputs.items() if self._expired(v)]:
+            del self._outputs[other]
+
+    def get(self, stream_id: str) -> LowLatencyOutput | None:
+        """The output of ``stream_id``'s path that ended less than ``linger`` seconds ago."""
+        output = self._outputs.get(stream_id)
+        if output is None or output.ended_at is None:
+            return None
+        if self._expired(output):
+            del self._outputs[stream_id]
+            return None
+        return output
+
+    def _expired(self, output: LowLatencyOutput) -> bool:
+        ended = output.ended_at
+        return ended is not None and self._clock() - ended > self._linger

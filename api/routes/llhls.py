@@ -18,7 +18,7 @@ import re
 from aiohttp import web
 
 from api.errors import ApiError, NotFound
-from api.keys import PATHS, SETTINGS
+from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS
 from workers.llhls import Answer, Reject, reload_decision
 from workers.llhls_output import LowLatencyOutput
 from workers.llhls_playlist import render
@@ -32,10 +32,14 @@ _CONTENT_TYPES = {"mp4": "video/mp4", "m4s": "video/iso.segment"}
 
 
 def low_latency_output(request: web.Request, stream_id: str) -> LowLatencyOutput | None:
-    """The low-latency output of ``stream_id``'s live path on this node, if it has one."""
+    """The low-latency output of ``stream_id``'s live path on this node, if it has one (or
+    had one that ended a short while ago: :class:`workers.llhls_output.EndedOutputs`)."""
     path = request.app[PATHS].get(stream_id)
     output = path.outputs.hls if path is not None else None
-    return output if isinstance(output, LowLatencyOutput) else None
+    if isinstance(output, LowLatencyOutput):
+        request.app[LOW_LATENCY_ENDED].remember(stream_id, output)
+        return output
+    return request.app[LOW_LATENCY_ENDED].get(stream_id) if path is None else None
 
 
 async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Response:
