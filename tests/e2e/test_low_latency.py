@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 from pathlib import Path
 
 import av
@@ -20,8 +21,10 @@ from tests.e2e.conftest import (
     push,
     wait_for_playlist,
 )
+from tests.fmp4_source import AV1, HEVC, VIDEO
 from tests.llhls_support import Playlist, check_conformance, parse
 from tests.polling import eventually
+from workers.fmp4 import FragmentReader, InitSegment
 
 pytestmark = pytest.mark.e2e
 
@@ -179,6 +182,39 @@ async def test_a_reconnect_inside_the_window_continues_with_a_discontinuity(
     playlist = check_conformance(text)
     assert "#EXT-X-MEDIA-SEQUENCE:0" in text, "one playlist: media sequence kept"
     assert [seg.discontinuity for seg in playlist.segments].count(True) == 1
+
+
+@pytest.mark.parametrize(
+    ("codec", "fourcc", "decoders"),
+    [(HEVC, "hvc1", ("hevc",)), (AV1, "av01", ("av1", "libdav1d", "libaom-av1"))],
+)
+async def test_enhanced_rtmp_codecs_come_out_as_real_mp4_tracks(
+    live_server: LiveServer,
+    ffmpeg_exe: str,
+    publishers: list[Publisher],
+    tmp_path: Path,
+    codec: list[str],
+    fourcc: str,
+    decoders: tuple[str, ...],
+) -> None:
+    source = tmp_path / "source.flv"
+    encode = [ffmpeg_exe, "-hide_banner", "-loglevel", "error", "-y", *VIDEO, "-t", "5"]
+    await asyncio.to_thread(
+        subprocess.run, [*encode, *codec, "-f", "flv", str(source)], check=True, timeout=120
+    )
+    _, url = await start_low(live_server, ffmpeg_exe, source, publishers, loop=True)
+    playlist = check_conformance(await wait_for_playlist(url, lambda t: complete_segments(t) >= 1))
+    base = url.rsplit("/", 1)[0]
+    _, init, _ = await fetch(f"{base}/{playlist.segments[0].map}")
+    (event,) = FragmentReader().feed(init)
+    assert isinstance(event, InitSegment) and event.codecs.startswith(f"{fourcc}."), event.codecs
+    _, segment, _ = await fetch(f"{base}/{playlist.segments[0].uri}")
+    (tmp_path / "media.mp4").write_bytes(init + segment)
+    with av.open(str(tmp_path / "media.mp4")) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name in decoders
+        assert stream.codec_tag == fourcc
+        assert sum(1 for _ in container.decode(video=0)) > 0
 
 
 async def fetch_with_auth(live: LiveServer, url: str) -> tuple[int, dict, dict[str, str]]:
