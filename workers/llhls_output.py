@@ -121,9 +121,10 @@ class LowLatencyOutput:
         if not self.stream.ended:
             self.stream.end()
             self.ended_at = time.monotonic()
-            self._notify()
+            self.notify_changed()
 
-    def _notify(self) -> None:
+    def notify_changed(self) -> None:
+        """Wake every reader waiting in :meth:`wait_for` (the stream changed)."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -165,7 +166,7 @@ class LowLatencyOutput:
                     self.stream.add(event, self._wall_clock())
                     ctx.progress()
             if events:
-                self._notify()
+                self.notify_changed()
 
         async def feed(process: FFmpegProcess) -> FeedEnd:
             feeding = asyncio.ensure_future(feed_subscription(sub, process))

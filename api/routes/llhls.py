@@ -55,6 +55,8 @@ async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Respon
         )
         if not held and not stream.ended:
             raise ApiError(503, "the requested part did not come in time")
+    if not stream.segments:  # as in standard mode: no playlist before the first media
+        raise NotFound("playlist not found")
     body = render(stream, skip=decision.skip).encode()
     return _response(request, body, "application/vnd.apple.mpegurl", PLAYLIST_CACHE_CONTROL)
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import av
 import pytest
 
+from api.keys import PATHS
 from tests.e2e.conftest import (
     LiveServer,
     Publisher,
@@ -25,6 +28,8 @@ from tests.fmp4_source import AV1, HEVC, VIDEO
 from tests.llhls_support import Playlist, check_conformance, parse
 from tests.polling import eventually
 from workers.fmp4 import FragmentReader, InitSegment
+from workers.llhls_output import LowLatencyOutput
+from workers.supervisor import OutputState
 
 pytestmark = pytest.mark.e2e
 
@@ -182,6 +187,40 @@ async def test_a_reconnect_inside_the_window_continues_with_a_discontinuity(
     playlist = check_conformance(text)
     assert "#EXT-X-MEDIA-SEQUENCE:0" in text, "one playlist: media sequence kept"
     assert [seg.discontinuity for seg in playlist.segments].count(True) == 1
+
+
+async def test_a_killed_ffmpeg_is_restarted_and_the_playlist_continues_after_a_break(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    stream, url = await start_low(live_server, ffmpeg_exe, sources.av, publishers, loop=True)
+    await wait_for_playlist(url, lambda t: complete_segments(t) >= 2)
+    output = live_server.app[PATHS].get(stream["id"]).outputs.hls  # type: ignore[union-attr]
+    assert isinstance(output, LowLatencyOutput)
+    process = output.supervisor.process
+    assert process is not None and process.pid is not None
+    os.kill(process.pid, signal.SIGKILL)
+
+    def continued(text: str) -> bool:
+        segments = parse(text).segments
+        broken = [i for i, seg in enumerate(segments) if seg.discontinuity]
+        return bool(broken) and sum(1 for s in segments[broken[0] :] if s.uri) >= 2
+
+    playlist = check_conformance(await wait_for_playlist(url, continued))
+    assert not playlist.ended
+    index = next(i for i, seg in enumerate(playlist.segments) if seg.discontinuity)
+    after = playlist.segments[index]
+    assert after.parts == [] or after.parts[0][2], "the new run starts on a keyframe"
+    # The same codecs give the same initialization segment, so the MAP in effect goes on
+    # (a new EXT-X-MAP comes only when its bytes differ); the new run decodes with it.
+    in_effect = [seg.map for seg in playlist.segments[: index + 1] if seg.map][-1]
+    base = url.rsplit("/", 1)[0]
+    _, init, _ = await fetch(f"{base}/{in_effect}")
+    _, media, _ = await fetch(f"{base}/{after.uri}")
+    video, audio = await asyncio.to_thread(_count_frames, init + media)
+    assert video > 0 and audio > 0
+    status = output.supervisor.status()
+    assert status.restarts == 1 and status.state is OutputState.LIVE
+    assert "killed by SIGKILL" in (status.last_error or "")
 
 
 @pytest.mark.parametrize(
