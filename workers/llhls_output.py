@@ -150,6 +150,7 @@ class LowLatencyOutput:
         argv = llhls_argv(self._ffmpeg, hevc=video is not None and video.codec == "hevc")
         reader = FragmentReader(max_box_bytes=MAX_FRAGMENT_BYTES)
         failed: asyncio.Future[FeedEnd] = asyncio.get_running_loop().create_future()
+        overlong_before = self.stream.overlong_parts
 
         def take(chunk: bytes) -> None:
             if failed.done():
@@ -190,11 +191,13 @@ class LowLatencyOutput:
                 log.error(
                     "stream %s: ffmpeg's fMP4 output: %s", self._hub.stream_id, failed.exception()
                 )
-            if self.stream.overlong_parts:
-                log.debug(
-                    "stream %s: %d parts over the part target",
+            overlong = self.stream.overlong_parts - overlong_before
+            if overlong:
+                log.warning(
+                    "stream %s: %d parts longer than the part target in this ffmpeg run "
+                    "(a jump in the publisher's timestamps)",
                     self._hub.stream_id,
-                    self.stream.overlong_parts,
+                    overlong,
                 )
 
 

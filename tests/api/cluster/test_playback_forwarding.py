@@ -138,7 +138,10 @@ async def test_low_latency_blocking_requests_are_forwarded_with_their_query(
     stream_id, key = await cluster_nodes.new_stream(a, latency_mode="low")
     path = f"/live/{stream_id}/index.m3u8"
     await cluster_nodes.set_internal_url(b, a.node_id, a.url)
-    publisher = await publish_on(a, key, imageio_ffmpeg.get_ffmpeg_exe(), tmp_path)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    # Not looped: a loop's timestamp jump makes a part longer than the part target.
+    source = make_source(ffmpeg, tmp_path / "long.flv", video=True, audio=True, seconds=12)
+    publisher = await push(ffmpeg, source, f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}")
     try:
         text = await wait_for_playlist(b.url + path, lambda t: "EXTINF" in t and "PART" in t)
         playlist = check_conformance(text)
