@@ -57,10 +57,12 @@ def console_paths() -> dict[str, Any]:
         "name": "name",
         "in": "path",
         "required": True,
-        "schema": {"type": "string"},
-        "description": "`app.js`, `app.css` or `index.html`.",
+        "schema": {"type": "string", "enum": ["index.html", "app.js", "app.css"]},
+        "description": "A file of the console.",
     }
-    page = _static("consoleFile", "A file of the console", "text/plain")
+    page = _static("consoleFile", "A file of the console", "text/html")
+    text = {"schema": {"type": "string"}}
+    page["responses"]["200"]["content"].update({"text/javascript": text, "text/css": text})
     page["responses"]["404"] = _error("No such console file")
     hls = _static(
         "consoleHls", "hls.js, from `node_modules` (installed by `npm ci`)", "text/javascript"

@@ -171,7 +171,8 @@ function signInPage() {
 }
 
 function badge(status) {
-  return h("span", { class: `badge ${status}` }, status === "live" ? "● LIVE" : status);
+  const dot = status === "live" ? h("span", { "aria-hidden": "true" }, "● ") : null;
+  return h("span", { class: `badge ${status}` }, dot, status === "live" ? "LIVE" : status);
 }
 
 async function streamsPage(params) {
