@@ -3,13 +3,12 @@ watch it go live and play, reset its key, sign out."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import aiohttp
 import imageio_ffmpeg
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Dialog, Page, expect
 
 from tests.api.conftest import UUID4
 from tests.browser.conftest import WAIT_MS, Operator
@@ -98,7 +97,11 @@ async def test_create_push_watch_reset_and_sign_out(
         await page.screenshot(path=str(tmp_path / "stream-live.png"), full_page=True)
 
         # Reset the key behind a confirmation: a new key, the publisher of the old one goes.
-        page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        async def confirm(dialog: Dialog) -> None:
+            assert "Reset the stream key?" in dialog.message
+            await dialog.accept()
+
+        page.once("dialog", confirm)
         await page.get_by_role("button", name="Reset stream key").click()
         await expect(page.locator("#notice")).to_be_hidden()
         await page.get_by_role("button", name="Reveal").click()

@@ -9,6 +9,7 @@ const notice = document.getElementById("notice");
 const LIST_REFRESH_MS = 5000;
 const STREAM_REFRESH_MS = 2000;
 const PER_PAGE = 20;
+const NO_PLAYER = "The player (hls.js) is not installed on the server: run `npm ci` in the liverelay directory.";
 let timer = null;
 let player = null;
 let signedIn = null;
@@ -308,7 +309,7 @@ async function streamPage(id) {
     figures.replaceChildren(sessionFigures(stream.currentSession));
     actions.replaceChildren(...streamActions(stream, (next) => { stream = next; render(); }));
     if (stream.status === "live" && !player) startPlayer(video, stream, playerNote);
-    if (stream.status !== "live") playerNote.textContent = "The player starts when the stream is live.";
+    if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
   };
   render();
   timer = setInterval(async () => {
@@ -333,8 +334,7 @@ function startPlayer(video, stream, note) {
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = source; player = { destroy() { video.removeAttribute("src"); video.load(); } };
   } else {
-    note.textContent = window.Hls ? "This browser cannot play HLS." :
-      "The player is not installed on the server: run `npm ci` in the liverelay directory.";
+    note.textContent = window.Hls ? "This browser cannot play HLS." : NO_PLAYER;
     return;
   }
   video.play().catch(() => { note.textContent = "Press play to watch."; });
