@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, Route, expect
+from sqlalchemy import delete
 
 from api import queries
 from api.keys import DB_SESSIONMAKER
+from api.models import ConsoleSession
 from tests.browser.conftest import WAIT_MS, Operator
 from tests.e2e.conftest import LiveServer, serving
 
@@ -106,3 +108,37 @@ async def test_without_npm_ci_the_player_says_how_to_install_it(
             await expect(page.locator("#player-note")).to_contain_text("run `npm ci`")
         finally:
             await context.close()
+
+
+async def test_an_unavailable_api_and_an_ended_session_get_clear_messages(
+    page: Page, console_server: LiveServer, operator: Operator
+) -> None:
+    await add_streams(console_server, operator, "Steady")
+    await page.goto(f"{console_server.http_url}/console/")
+    await keyboard_sign_in(page, operator)
+    await expect(page.locator("tbody tr")).to_have_count(1)
+
+    unavailable = {
+        "status": 503,
+        "code": "service_unavailable",
+        "message": "database unavailable, try again",
+        "details": [],
+        "requestId": "r",
+    }
+
+    async def answer_503(route: Route) -> None:
+        await route.fulfill(status=503, json=unavailable, headers={"Retry-After": "5"})
+
+    await page.route("**/v1/livestreams?*", answer_503)
+    await expect(page.locator("#notice")).to_contain_text("database unavailable, try again")
+    await expect(page.locator("#notice")).to_contain_text("unavailable for now")
+    await expect(page.locator("tbody tr")).to_have_count(1)  # what was shown stays
+    await page.unroute("**/v1/livestreams?*", answer_503)
+
+    # The session ends elsewhere (sign-out in another browser, expiry): back to sign-in.
+    async with console_server.app[DB_SESSIONMAKER]() as session, session.begin():
+        account = await queries.get_active_account(session, operator.apikey)
+        assert account is not None
+        await session.execute(delete(ConsoleSession).where(ConsoleSession.account_id == account.id))
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await expect(page.locator("#notice")).to_have_text("Your session has ended: sign in again.")
