@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api import queries
 from api.app import create_app
@@ -231,3 +231,22 @@ async def test_session_lifetime_is_a_setting(
     response = await sign_in(client, {"apikey": account.apikey, "secret": account.secret})
     expires = datetime.fromisoformat((await response.json())["expiresAt"].replace("Z", "+00:00"))
     assert before + 599 <= expires.timestamp() <= time.time() + 601
+
+
+async def test_expired_sessions_are_removed_at_the_next_sign_in(
+    api_client: TestClient, account: AccountCredentials, make_account: Any
+) -> None:
+    await signed_in(api_client, account)
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    async with api_client.app[DB_SESSIONMAKER]() as session, session.begin():
+        await session.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.account_id == account.id)
+            .values(expires_at=past)
+        )
+    await signed_in(api_client, await make_account("Someone else"))
+    async with api_client.app[DB_SESSIONMAKER]() as session:
+        left = await session.execute(
+            select(ConsoleSession).where(ConsoleSession.account_id == account.id)
+        )
+        assert left.scalars().all() == []
