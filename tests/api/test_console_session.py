@@ -102,6 +102,9 @@ async def test_wrong_credentials_get_a_clear_error(
 
 
 async def test_missing_fields_are_named(api_client: TestClient) -> None:
+    form = {**CONSOLE, "Content-Type": "application/x-www-form-urlencoded"}
+    response = await api_client.post("/console/session", data=b"apikey=k&secret=s", headers=form)
+    await assert_error(response, 415, "unsupported_media_type")
     await assert_error(await sign_in(api_client, {}), 400, "validation_error", ["apikey"])
     await assert_error(
         await sign_in(api_client, {"apikey": "k"}), 400, "validation_error", ["secret"]
