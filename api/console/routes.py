@@ -53,6 +53,7 @@ _STATIC_FILES = {
 }
 _HLS_FILE = Path("hls.js") / "dist" / "hls.min.js"
 _WRONG_CREDENTIALS = "wrong API key or secret"
+_MAX_APIKEY_LENGTH = 64
 
 
 def register(router: web.UrlDispatcher) -> None:
@@ -164,8 +165,10 @@ async def _check_credentials(
         if not isinstance(value, str) or not value:
             raise _field_error(field, "required (or give a token instead)")
     assert isinstance(apikey, str) and isinstance(secret, str)
-    async with request.app[DB_SESSIONMAKER]() as session:
-        found = await queries.get_active_account(session, apikey[:64])
+    found = None
+    if len(apikey) <= _MAX_APIKEY_LENGTH:
+        async with request.app[DB_SESSIONMAKER]() as session:
+            found = await queries.get_active_account(session, apikey)
     # Compared in constant time; an unknown key is refused with the same message.
     expected = found.secret if found is not None else "\0" * len(secret)
     if found is None or not hmac.compare_digest(expected.encode(), secret.encode()):

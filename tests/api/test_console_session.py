@@ -90,6 +90,7 @@ async def test_wrong_credentials_get_a_clear_error(
     for body in (
         {"apikey": account.apikey, "secret": "wrong"},
         {"apikey": "no-such-key", "secret": account.secret},
+        {"apikey": account.apikey + "x" * 64, "secret": account.secret},
     ):
         error = await assert_error(await sign_in(api_client, body), 401, "wrong_credentials")
         assert error["message"] == "wrong API key or secret"
