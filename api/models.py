@@ -169,6 +169,10 @@ class Recording(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     segments: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(512), default=None)
+    lease_generation: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Generation of the stream's ownership lease its newest writer holds: a node that continues
+    another node's session takes the recording over with its own, larger one, and a write of
+    an earlier generation is refused."""
     data_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The data directory it was written into (``cluster_nodes.data_id`` of the nodes using it;
     ``None``: written before this was recorded). Its files are there unless they went to
@@ -198,6 +202,8 @@ class LiveSession(Base):
     token of its writes); null for sessions older than leases."""
     reconnects: Mapped[int] = mapped_column(Integer, default=0)
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    recording_id: Mapped[str | None] = mapped_column(String(24), default=None)
+    """The session's recording (null when it is not recorded, or until the recording began)."""
 
 
 class Webhook(Base):
@@ -264,6 +270,9 @@ class StreamLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    previous_renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """When the previous ownership was last renewed (or released): set as a new generation
+    begins, so its new owner knows how long ago the previous owner was last seen."""
 
 
 class JobLease(Base):
@@ -279,6 +288,9 @@ class JobLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    previous_renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    """When the previous ownership was last renewed (or released): set as a new generation
+    begins, so its new owner knows how long ago the previous owner was last seen."""
 
 
 class ClusterNode(Base):

@@ -134,6 +134,23 @@ class ClusterNodes:
             assert result.rowcount == 1  # type: ignore[attr-defined]
 
 
+async def set_column_seconds_ago(
+    sessionmaker: async_sessionmaker[AsyncSession], stream_id: str, column: str, seconds: float
+) -> None:
+    """Set ``column`` of ``stream_id``'s lease row to ``seconds`` ago, by the database's
+    clock (``expires_at``: the owner stopped renewing; ``renewed_at``: when it was last seen)."""
+    async with sessionmaker() as session, session.begin():
+        clock = clock_of(session)
+        result = await session.execute(
+            text(
+                f"UPDATE stream_leases SET {column} = {clock.plus('offset')}"
+                " WHERE stream_id = :stream_id"
+            ),
+            {"offset": -float(seconds), "stream_id": stream_id},
+        )
+        assert result.rowcount == 1  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def cluster_nodes(
     aiohttp_client: AiohttpClient, postgresql_url: str, tmp_path: Path

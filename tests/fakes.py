@@ -174,14 +174,26 @@ class MemoryStore:
         self.rows: dict[str, RecordingSummary] = {}
         self.fail_start = fail_start
 
-    async def recording_started(self, stream_id: str, started_at: float) -> str:
+    async def recording_started(
+        self,
+        stream_id: str,
+        started_at: float,
+        *,
+        session_id: str | None = None,
+        generation: int | None = None,
+    ) -> str:
         if self.fail_start:
             raise ConnectionError("database is down")
         rid = f"{len(self.rows) + 1:024x}"
-        self.rows[rid] = RecordingSummary(rid, stream_id, "recording", started_at)
+        self.rows[rid] = RecordingSummary(
+            rid, stream_id, "recording", started_at, lease_generation=generation
+        )
         return rid
 
     async def recording_finished(self, summary: RecordingSummary) -> None:
+        current = self.rows[summary.recording_id].lease_generation
+        if current is not None and (summary.lease_generation or current) < current:
+            return  # a stale owner's final state, as the database refuses it
         self.rows[summary.recording_id] = summary
 
     async def unfinished_recordings(self) -> Sequence[RecordingSummary]:

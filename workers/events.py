@@ -12,9 +12,12 @@ from ingest.live import EndReason
 __all__ = [
     "EndReason",
     "LeftOpen",
+    "NoResume",
     "NoStreamEvents",
     "RestreamState",
+    "Resumed",
     "SessionInfo",
+    "SessionResume",
     "StreamEvents",
 ]
 
@@ -93,3 +96,55 @@ class LeftOpen(Protocol):
         """End (reason ``error``) the sessions of ``stream_id`` left open by ownerships older
         than ``before_generation`` (or of unknown generation); returns how many."""
         ...
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A session begun by an earlier owner of the stream (another node, or this one before its
+    lease lapsed) that this ownership continues."""
+
+    session_id: str
+    started_at: float
+    """Unix time the session began (on the earlier owner)."""
+    client_address: str
+    """``host:port`` of the publisher that began it."""
+    reconnects: int
+    """Reconnects so far, this one included."""
+    recording_id: str | None
+    """The session's recording, taken over too; ``None`` when it had none that is still open
+    (a new one begins if the stream is recorded)."""
+
+
+class SessionResume(Protocol):
+    """Continues, on a new ownership of a stream, the session an earlier owner left open
+    (implemented by ``api``): a takeover inside the stream's reconnect window is a reconnect,
+    not a new session."""
+
+    async def resume(
+        self, stream_id: str, generation: int, *, window: float, client_address: str
+    ) -> Resumed | None:
+        """Take over, for ownership ``generation``, the open session of the previous ownership
+        of ``stream_id`` if its owner was last seen no longer than ``window`` seconds ago
+        (``livestream.reconnected``); ``None`` when there is none (or it cannot be decided).
+        Never raises."""
+        ...
+
+    async def close_older(self, stream_id: str, generation: int) -> int:
+        """End (reason ``lease_lost``) the sessions of ``stream_id`` that ownerships older than
+        ``generation`` left open; returns how many. Raises when the database cannot be
+        reached."""
+        ...
+
+
+class NoResume:
+    """Nothing is ever continued (a node alone, without a database shared with others)."""
+
+    async def resume(
+        self, stream_id: str, generation: int, *, window: float, client_address: str
+    ) -> Resumed | None:
+        """Nothing to continue."""
+        return None
+
+    async def close_older(self, stream_id: str, generation: int) -> int:
+        """Nothing is left open."""
+        return 0

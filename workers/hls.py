@@ -1,9 +1,10 @@
 """The HLS output: one supervised ffmpeg per live stream, FLV on stdin, MPEG-TS segments out.
 
 ffmpeg only cuts segments; :class:`~workers.playlist.LivePlaylist` turns them into the public
-playlist. Each ffmpeg run writes segments named ``<session>-<attempt>-<n>.ts``, so a restarted
-ffmpeg never reuses a name a cache may hold, and the playlist marks the restart with
-``EXT-X-DISCONTINUITY``.
+playlist. Each ffmpeg run writes segments named ``<session>-<generation>-<attempt>-<part>-<n>.ts``
+(the generation of the stream's ownership lease), so a restarted ffmpeg never reuses a name a
+cache may hold, nor a node continuing another node's session a name of that node's recording;
+the playlist marks the restart with ``EXT-X-DISCONTINUITY``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from config.settings import Settings
 from ingest.authorizer import PublishGrant, RestreamTarget
 from ingest.hub import StreamHub
 from ingest.live import EndReason, Publisher
-from workers.events import RestreamState, SessionInfo, StreamEvents
+from workers.events import RestreamState, Resumed, SessionInfo, StreamEvents
 from workers.path_outputs import PathOutputs
 from workers.recording import RecordingStore
 from workers.storage import RecordingStorage
@@ -53,7 +53,10 @@ class LivePath:
         request_end: RequestEnd,
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
+        resumed: Resumed | None = None,
     ) -> None:
+        """``resumed``: the session (``info``) was begun by an earlier owner of the stream and
+        continues here, with its recording."""
         self.grant = grant
         """The grant the session began with (its window and maximum duration hold)."""
         self.info = info
@@ -64,7 +67,12 @@ class LivePath:
         same through reconnects)."""
         self.client_address = info.client_address
         """The current (or last) publisher's address."""
-        self.reconnects = 0
+        self.reconnects = resumed.reconnects if resumed is not None else 0
+        self.resumed = resumed is not None
+        """Whether the session continues one an earlier owner began."""
+        self.opened_at = time.time()
+        """Unix time this node began the path (``info.started_at`` for a new session; a
+        continued session began earlier, on its earlier owner)."""
         self.ended = asyncio.Event()
         self._hub = StreamHub(grant.stream_id, queue_bytes=settings.hub_queue_bytes)
         self.outputs = PathOutputs(
@@ -72,12 +80,15 @@ class LivePath:
             ffmpeg=ffmpeg,
             hub=self._hub,
             grant=grant,
-            session_tag=info.session_id[-8:],
+            session_tag=f"{info.session_id[-8:]}-{self.lease_generation}",
             started_at=info.started_at,
             directory=directory,
             on_restream_change=self._restream_changed,
             recordings=recordings,
             storage=storage,
+            session_id=info.session_id,
+            generation=info.lease_generation,
+            resume_recording=resumed.recording_id if resumed is not None else None,
         )
         self._events = events
         self._request_end = request_end
@@ -120,7 +131,8 @@ class LivePath:
         self.publisher = publisher
         self._hub.begin_publisher()
         self.outputs.start()
-        self._spawn(self._events.session_started(self.info))
+        if not self.resumed:  # a continued session's row and reconnect are recorded already
+            self._spawn(self._events.session_started(self.info))
         self._deadline = asyncio.create_task(self._end_at_max_duration())
 
     @property
@@ -191,7 +203,10 @@ class LivePath:
     async def finish(self, reason: EndReason) -> None:
         """End the path now: disconnect its publisher, flush the outputs, close the playlist
         with ENDLIST and the recording, report the end. Safe to call more than once (later
-        calls wait); a cancelled caller does not stop it."""
+        calls wait); a cancelled caller does not stop it. A path ``replaced`` by a newer
+        publish on another node hands its session over when the stream has a reconnect
+        window: the recording is stored but stays open and the session is not ended, so that
+        node continues both."""
         if self._ending is None:
             self._ending = asyncio.ensure_future(self._finish(reason))
         await asyncio.shield(self._ending)
@@ -205,14 +220,18 @@ class LivePath:
             if task is not None and task is not current:
                 task.cancel()
         self._hub.close()
-        await self.outputs.stop()
+        hand_over = reason == "replaced" and self.grant.reconnect_window_seconds > 0
+        await self.outputs.stop(hand_over=hand_over)
         ended_at = time.time()
         # The session's earlier reports first: the end is written after the start (both would
         # create the session's row) and takes the next sequence number after them.
         await self._background_done()
-        await self._events.session_ended(
-            self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
-        )
+        if hand_over:  # the newer publish's node continues the session and its recording
+            log.info("stream %s: session %s handed over", self.stream_id, self.info.session_id)
+        else:
+            await self._events.session_ended(
+                self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
+            )
         await self._background_done()
         self.ended.set()
 

@@ -26,8 +26,8 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from config.logs import stream_id_var
@@ -35,7 +35,15 @@ from config.settings import Settings
 from ingest.authorizer import PublishAuthorizer, PublishDenied, PublishGrant, RestreamTarget
 from ingest.live import AdmissionClosed, EndReason, Publisher
 from workers.change_marks import ChangeMarks
-from workers.events import LeftOpen, NoStreamEvents, SessionInfo, StreamEvents
+from workers.events import (
+    LeftOpen,
+    NoResume,
+    NoStreamEvents,
+    Resumed,
+    SessionInfo,
+    SessionResume,
+    StreamEvents,
+)
 from workers.live_path import LivePath
 from workers.ownership import (
     HANDOVER_SECONDS,
@@ -44,7 +52,8 @@ from workers.ownership import (
     SoleOwnership,
     claim_for_publish,
 )
-from workers.recording import RecordingStore, RecordingSummary, finalize_unfinished
+from workers.recording import RecordingStore, RecordingSummary
+from workers.recording_recovery import finalize_unfinished
 from workers.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
@@ -67,12 +76,14 @@ class LivePaths:
         storage: RecordingStorage | None = None,
         events: StreamEvents | None = None,
         ownership: Ownership | None = None,
+        resume: SessionResume | None = None,
         handover_seconds: float = HANDOVER_SECONDS,
     ) -> None:
         """``authorizer`` checks stream keys; without ``recordings`` and ``storage`` nothing is
         recorded; without ``events`` the sessions go unreported; without ``ownership`` this
-        node owns every stream (no database shared with other nodes). A publish of a stream
-        another node owns is refused after ``handover_seconds`` of asking it to hand over."""
+        node owns every stream (no database shared with other nodes); ``resume`` continues
+        the session an earlier owner left open. A publish of a stream another node owns is
+        refused after ``handover_seconds`` of asking it to hand over."""
         self._settings = settings
         self._ffmpeg = ffmpeg
         self._authorizer = authorizer
@@ -85,6 +96,7 @@ class LivePaths:
         self._ending: set[LivePath] = set()
         self._cleanups: dict[str, asyncio.Task[None]] = {}
         self._ownership: Ownership = ownership if ownership is not None else SoleOwnership()
+        self._resume: SessionResume = resume if resume is not None else NoResume()
         self._handover_seconds = handover_seconds
         self._losses: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -161,9 +173,16 @@ class LivePaths:
         except BaseException:
             await self._ownership.release(stream_id, generation)
             raise
-        info = SessionInfo(
-            stream_id, new_session_id(), time.time(), publisher.client_address, generation
+        address = publisher.client_address
+        window = grant.reconnect_window_seconds
+        resumed = await self._resume.resume(
+            stream_id, generation, window=window, client_address=address
         )
+        self._spawn(self._close_older(stream_id, generation, resumed))
+        began = (
+            (resumed.session_id, resumed.started_at) if resumed else (new_session_id(), time.time())
+        )
+        info = SessionInfo(stream_id, *began, address, generation)
         path = LivePath(
             self._settings,
             ffmpeg=self._ffmpeg,
@@ -174,10 +193,38 @@ class LivePaths:
             request_end=self._end_if,
             recordings=self._recordings,
             storage=self._storage,
+            resumed=resumed,
         )
         self._paths[stream_id] = path
         path.begin(publisher)
         return path
+
+    async def _close_older(self, stream_id: str, generation: int, resumed: Resumed | None) -> None:
+        """Close now what earlier ownerships left open (a node that stopped without ending its
+        session): sessions, then recordings but the continued one. An unended session tells of
+        an unclean end; without one, a recording may still be closing here."""
+        kept = resumed.recording_id if resumed is not None else None
+        try:
+            closed = await self._resume.close_older(stream_id, generation)
+            storage = self._storage
+            if not closed or self._recordings is None or storage is None or not storage.shared:
+                return  # (recordings on a lost node's disk wait for its next start)
+            older = [  # finalized as this ownership's: a stale owner's later state is refused
+                replace(r, lease_generation=generation)
+                for r in await self._recordings.unfinished_recordings()
+                if r.stream_id == stream_id
+                and r.recording_id != kept
+                and (r.lease_generation is None or r.lease_generation < generation)
+            ]
+            if older:
+                await finalize_unfinished(self._recordings, storage, older)
+        except Exception:
+            log.exception("stream %s: closing what earlier owners left open failed", stream_id)
+
+    def _spawn(self, work: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(work)
+        self._losses.add(task)
+        task.add_done_callback(self._losses.discard)
 
     # -- changes and ends -------------------------------------------------------------------
 
@@ -240,9 +287,7 @@ class LivePaths:
         if path is None or path.lease_generation != generation:
             return
         log.error("stream %s: ownership lease lost; ending the session here", stream_id)
-        task = asyncio.create_task(self._end_if(path, "lease_lost", _always))
-        self._losses.add(task)
-        task.add_done_callback(self._losses.discard)
+        self._spawn(self._end_if(path, "lease_lost", _always))
 
     @contextlib.asynccontextmanager
     async def _exclusive(self, stream_id: str) -> AsyncIterator[None]:

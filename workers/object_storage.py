@@ -13,10 +13,9 @@ left there is sent by the next :meth:`~S3RecordingStorage.open` (:mod:`workers.u
 
 The playlist is written with conditional requests: ``If-None-Match: *`` for the first write of
 a recording, ``If-Match: <ETag of our last write>`` afterwards. Another writer's change (another
-node recording the same id) therefore makes our write fail with 412 instead of silently
-replacing theirs, and the recording fails instead. A server that ignores these headers gives no
-such protection (see ``docs/operations.md``).
-"""
+node that took the recording over) makes our write fail with 412 instead of silently replacing
+theirs, and we stop writing it, until :meth:`~S3RecordingStorage.inspect` reads it anew. A
+server that ignores these headers gives no such protection (see ``docs/operations.md``)."""
 
 from __future__ import annotations
 
@@ -61,8 +60,10 @@ _TRANSIENT = (BotoCoreError, ClientError, OSError, TimeoutError)
 
 
 class S3RecordingStorage:
-    """:class:`~workers.storage.RecordingStorage` in a bucket. Use ``async with`` (or
-    :meth:`open` and :meth:`close`): it owns one HTTP client and the upload tasks."""
+    """:class:`~workers.storage.RecordingStorage` in a bucket, which every node reaches. Use
+    ``async with`` (or :meth:`open` and :meth:`close`): it owns the client and upload tasks."""
+
+    shared = True
 
     def __init__(self, options: S3Options, backlog_dir: Path, *, rng: random.Random | None = None):
         self.options = options
@@ -140,11 +141,8 @@ class S3RecordingStorage:
                     await asyncio.gather(*(u.wait_idle() for u in self._uploads.values()))
         for uploads in list(self._uploads.values()):
             if not uploads.idle:
-                log.warning(
-                    "recording %s: stopping with uploads still waiting in %s",
-                    uploads.recording_id,
-                    self.backlog_dir / uploads.recording_id,
-                )
+                where = self.backlog_dir / uploads.recording_id
+                log.warning("recording %s: stopping with uploads waiting in %s", where.name, where)
             await uploads.stop()
         self._uploads.clear()
         await self._stack.aclose()
@@ -285,7 +283,7 @@ class S3RecordingStorage:
         return f"{self.options.prefix}{recording_id}/{name}"
 
     def _recording(self, recording_id: str) -> RecordingUploads:
-        self._key(recording_id, "")
+        self._key(recording_id, "")  # checks the id
         uploads = self._uploads.get(recording_id)
         if uploads is None:
             uploads = RecordingUploads(recording_id)
@@ -294,10 +292,14 @@ class S3RecordingStorage:
         return uploads
 
     async def _resumed_sent(self, recording_id: str) -> None:
-        """Before the bucket is read for a recording a previous run left uploads for, wait for
-        them (until :attr:`S3Options.resume_seconds` after open at most)."""
+        """Before the bucket is read: wait for the uploads a previous run left (until
+        :attr:`S3Options.resume_seconds` after open at most), forget a recording given up here
+        (another node took it over), so that whoever reads it writes it anew."""
         uploads = self._uploads.get(recording_id)
-        if uploads is not None and uploads.resumed:
+        if uploads is not None and uploads.failure is not None:
+            await uploads.stop()
+            self._forget(uploads)
+        elif uploads is not None and uploads.resumed:
             await uploads.settle(self._resume_until - asyncio.get_running_loop().time())
 
     def _forget(self, uploads: RecordingUploads) -> None:

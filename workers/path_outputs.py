@@ -55,7 +55,11 @@ class PathOutputs:
         on_restream_change: RestreamChanged,
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
+        session_id: str | None = None,
+        generation: int | None = None,
+        resume_recording: str | None = None,
     ) -> None:
+        """``resume_recording``: the session's recording an earlier owner began, continued."""
         self._settings = settings
         self._ffmpeg = ffmpeg
         self._hub = hub
@@ -70,6 +74,9 @@ class PathOutputs:
                 storage=storage,
                 segment_seconds=settings.hls_segment_seconds,
                 started_at=started_at,
+                session_id=session_id,
+                generation=generation,
+                resume_id=resume_recording,
             )
         playlist = LivePlaylist(
             directory,
@@ -152,9 +159,10 @@ class PathOutputs:
         """A new publisher continues the session: the HLS output starts a new ffmpeg run."""
         self.hls.roll_over()
 
-    async def stop(self) -> None:
+    async def stop(self, *, hand_over: bool = False) -> None:
         """Stop every output (the hub is closed): flush HLS, close the playlist with ENDLIST
-        and the recording, let each restream send what it was given."""
+        and the recording (``hand_over``: store it but leave it open for the node the session
+        moves to), let each restream send what it was given."""
         self._stopping = True
         if self._starter is not None:
             self._starter.cancel()
@@ -164,17 +172,17 @@ class PathOutputs:
             output.stop(drain_timeout=RESTREAM_DRAIN_SECONDS) for output in self._restreams.values()
         ]
         results = await asyncio.gather(
-            self._end_hls_and_recording(), *restreams, *self._stops, return_exceptions=True
+            self._end_hls_and_recording(hand_over), *restreams, *self._stops, return_exceptions=True
         )
         for result in results:
             if isinstance(result, BaseException):
                 log.error("stream %s: an output failed to stop: %r", self._stream_id, result)
 
-    async def _end_hls_and_recording(self) -> None:
+    async def _end_hls_and_recording(self, hand_over: bool) -> None:
         if self.hls.supervisor.state is not OutputState.IDLE:
             await self.hls.stop(timeout=self._settings.hls_segment_seconds * 3 + 5)
         if self.recording is not None:
-            await self.recording.close()
+            await (self.recording.hand_over() if hand_over else self.recording.close())
 
     def _background(self, stop: Awaitable[None]) -> None:
         async def run() -> None:

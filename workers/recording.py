@@ -5,7 +5,8 @@ playlist hands every new segment to :meth:`RecordingOutput.on_segment`, which st
 link on local disk) and rewrites the recording's playlist atomically. While live the playlist is
 an ``EVENT`` playlist that only grows (RFC 8216 4.3.3.5); when the session ends it becomes a
 ``VOD`` playlist with ``EXT-X-ENDLIST``. A crash therefore loses at most the segment being cut,
-and :func:`finalize_unfinished` closes what a crash left open on the next start.
+and :func:`~workers.recording_recovery.finalize_unfinished` closes what a crash left open
+(on the next start, or when another node takes the stream over).
 
 The database lives behind :class:`RecordingStore` (implemented by ``api``), the files behind
 :class:`~workers.storage.RecordingStorage`.
@@ -57,17 +58,29 @@ class RecordingSummary:
     """Number of recorded segments."""
     error: str | None = None
     """Why the recording failed (``None`` unless ``failed``)."""
+    lease_generation: int | None = None
+    """Generation of the stream's ownership lease its writer holds (``None``: unknown); the
+    store refuses the final state of a generation older than the one that took it over."""
 
 
 class RecordingStore(Protocol):
     """Durable bookkeeping of recordings (implemented by ``api`` against the database)."""
 
-    async def recording_started(self, stream_id: str, started_at: float) -> str:
-        """Create a ``recording`` entry for a new session of ``stream_id``; return its id."""
+    async def recording_started(
+        self,
+        stream_id: str,
+        started_at: float,
+        *,
+        session_id: str | None = None,
+        generation: int | None = None,
+    ) -> str:
+        """Create a ``recording`` entry for a new session (``session_id``) of ``stream_id``,
+        written under ownership ``generation``; return its id."""
         ...
 
     async def recording_finished(self, summary: RecordingSummary) -> None:
-        """Store the final state of a recording (``ready`` or ``failed``)."""
+        """Store the final state of a recording (``ready`` or ``failed``), unless a later
+        ownership than the summary's took the recording over."""
         ...
 
     async def unfinished_recordings(self) -> Sequence[RecordingSummary]:
@@ -102,12 +115,19 @@ class RecordingOutput:
         storage: RecordingStorage,
         segment_seconds: float,
         started_at: float,
+        session_id: str | None = None,
+        generation: int | None = None,
+        resume_id: str | None = None,
         wall_clock: Callable[[], float] = time.time,
         final_wait: float = FINAL_WAIT_SECONDS,
     ) -> None:
+        """``generation``: the ownership held for session ``session_id``. ``resume_id``: the
+        session's open recording begun by an earlier owner, continued (see :meth:`_continue`)."""
         self.stream_id = stream_id
         self.recording_id: str | None = None
         """The id given by the store (``None`` until it answered)."""
+        self._session_id, self._generation = session_id, generation
+        self._resume_id, self._continued = resume_id, False
         self._store = store
         self._storage = storage
         self._target = max(1, math.ceil(segment_seconds))
@@ -144,6 +164,7 @@ class RecordingOutput:
             bytes=self._bytes,
             segments=len(self._segments),
             error=self._error,
+            lease_generation=self._generation,
         )
 
     async def close(self) -> RecordingSummary:
@@ -167,6 +188,30 @@ class RecordingOutput:
             async with asyncio.timeout(self._final_wait):
                 await asyncio.shield(self._finishing)
         return self.summary()
+
+    async def hand_over(self) -> None:
+        """The session goes on on another node, which continues this recording: store the
+        queued segments and wait (``final_wait`` at most) until storage holds them and the
+        ``EVENT`` playlist; the recording stays open (no ``ENDLIST``, no final state). A
+        recording other nodes cannot reach is closed instead (the next owner begins one)."""
+        if self._task is None or not self._storage.shared:
+            await self.close()
+            return
+        self._queue.put_nowait(None)
+        await asyncio.shield(self._task)
+        if self.recording_id is None or self._status == "failed":
+            return
+        try:
+            async with asyncio.timeout(self._final_wait):
+                await self._storage.flush(self.recording_id)
+        except (OSError, TimeoutError) as exc:
+            log.warning(
+                "recording %s: handed over before storage held it all (%r)", self.recording_id, exc
+            )
+            return
+        log.info(
+            "recording %s: handed over with %d segments", self.recording_id, len(self._segments)
+        )
 
     async def _finish(self) -> None:
         if not await self._close_playlist():
@@ -232,15 +277,10 @@ class RecordingOutput:
         await self._queue.join()
 
     async def _run(self) -> None:
-        try:
-            self.recording_id = await self._store.recording_started(
-                self.stream_id, self._started_at
-            )
-        except Exception:
-            log.exception("stream %s: could not create its recording", self.stream_id)
-            self._error = "the recording could not be created"
-        else:
-            log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+        if self._resume_id is not None:
+            await self._continue(self._resume_id)
+        if self.recording_id is None:  # a new recording (or one that could not be continued)
+            await self._create()
         while True:
             item = await self._queue.get()
             try:
@@ -251,12 +291,54 @@ class RecordingOutput:
             finally:
                 self._queue.task_done()
 
+    async def _create(self) -> None:
+        try:
+            self.recording_id = await self._store.recording_started(
+                self.stream_id,
+                self._started_at,
+                session_id=self._session_id,
+                generation=self._generation,
+            )
+        except Exception:
+            log.exception("stream %s: could not create its recording", self.stream_id)
+            self._error = "the recording could not be created"
+        else:
+            log.info("stream %s: recording %s started", self.stream_id, self.recording_id)
+
+    async def _continue(self, recording_id: str) -> None:
+        """Go on with ``recording_id`` from the segments its stored playlist lists, marking
+        the first new one a discontinuity; a new recording begins if storage cannot say."""
+        try:
+            stored = await self._storage.inspect(recording_id)
+        except OSError as exc:
+            log.error(
+                "recording %s: not continued, storage could not be read (%s); a new one begins",
+                recording_id,
+                exc,
+            )
+            return
+        if stored.playlist is None and not self._storage.shared:  # on another node's disk
+            log.warning("recording %s: not stored here, left to its node", recording_id)
+            return
+        listed = parse_media_playlist(stored.playlist) if stored.playlist else []
+        kept = [s for s in listed if s.name in stored.segment_sizes]
+        if kept and kept[0].discontinuity:
+            kept[0] = replace(kept[0], discontinuity=False)
+        self._segments = kept
+        self._bytes = sum(stored.segment_sizes[s.name] for s in kept)
+        self._continued = bool(kept)
+        self.recording_id = recording_id
+        log.info("recording %s continues after %d stored segments", recording_id, len(kept))
+
     async def _store_segment(self, path: Path, segment: Segment) -> None:
         assert self.recording_id is not None
         if self._status == "failed":
             return
         if not self._segments and segment.discontinuity:
             segment = replace(segment, discontinuity=False)
+        elif self._continued:  # the first segment of this owner after the earlier one's
+            segment = replace(segment, discontinuity=True)
+            self._continued = False
         try:
             self._bytes += await self._storage.add_segment(self.recording_id, path)
         except RecordingFailed as exc:  # storage gave up on it: no further segment is taken
@@ -275,67 +357,3 @@ class RecordingOutput:
             self._fail(str(exc))
         except OSError as exc:
             log.error("recording %s: playlist not updated: %s", self.recording_id, exc)
-
-
-async def finalize_unfinished(
-    store: RecordingStore,
-    storage: RecordingStorage,
-    recordings: Sequence[RecordingSummary] | None = None,
-) -> list[RecordingSummary]:
-    """Close every recording a crash left open (or those of ``recordings``): keep the segments
-    its last playlist lists, write it as ``VOD`` with ``ENDLIST`` and mark it ``ready``
-    (``failed`` with a reason when nothing playable is left). Returns the final summaries."""
-    finished = []
-    if recordings is None:
-        recordings = await store.unfinished_recordings()
-    for unfinished in recordings:
-        summary = await finalize_stored(unfinished, storage)
-        await store.recording_finished(summary)
-        log.warning(
-            "recording %s of stream %s was left open by an unclean shutdown; now %s%s",
-            summary.recording_id,
-            summary.stream_id,
-            summary.status,
-            f" ({summary.error})" if summary.error else f" ({summary.duration:.1f} s)",
-        )
-        finished.append(summary)
-    return finished
-
-
-async def finalize_stored(
-    unfinished: RecordingSummary, storage: RecordingStorage
-) -> RecordingSummary:
-    """``unfinished`` closed from what storage holds (see :func:`finalize_unfinished`)."""
-    rid = unfinished.recording_id
-    stored = await storage.inspect(rid)
-    listed = parse_media_playlist(stored.playlist) if stored.playlist else []
-    kept = [s for s in listed if s.name in stored.segment_sizes]
-    kept_names = {s.name for s in kept}
-    orphans = sorted(set(stored.segment_sizes) - kept_names)
-    if orphans:  # stored but never listed: the crash came between link and playlist
-        await storage.remove_segments(rid, orphans)
-    if kept and kept[0].discontinuity:
-        kept[0] = replace(kept[0], discontinuity=False)
-    duration = round(sum(s.duration for s in kept), 3)
-    ended_at = stored.modified_at or unfinished.started_at + duration
-    closed = replace(
-        unfinished,
-        ended_at=max(ended_at, unfinished.started_at),
-        duration=duration,
-        bytes=sum(stored.segment_sizes[name] for name in kept_names),
-        segments=len(kept),
-    )
-    if not kept:
-        return replace(
-            closed, status="failed", error="the service stopped before a segment was recorded"
-        )
-    try:
-        await storage.write_playlist(rid, render_recording(kept, target=1, ended=True))
-    except OSError as exc:
-        return replace(closed, status="failed", error=f"could not close the playlist: {exc}")
-    try:  # ready once storage holds it; a store that went away leaves it for the next start
-        async with asyncio.timeout(FINAL_WAIT_SECONDS):
-            await storage.flush(rid)
-    except RecordingFailed as exc:
-        return replace(closed, status="failed", error=str(exc))
-    return replace(closed, status="ready", error=None)

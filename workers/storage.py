@@ -53,6 +53,9 @@ class StoredRecording:
 class RecordingStorage(Protocol):
     """Keeps recordings: segments in, playlists replaced atomically, whole recordings out."""
 
+    shared: bool
+    """Whether every node reaches what is stored (another node may continue a recording)."""
+
     async def add_segment(self, recording_id: str, source: Path) -> int:
         """Store the complete segment file ``source`` under its own name; return its size."""
         ...
@@ -83,6 +86,9 @@ class RecordingStorage(Protocol):
 
 class LocalRecordingStorage:
     """Recordings under ``root/<recording id>/`` on the local filesystem."""
+
+    shared = False
+    """Only this node reaches them."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -8,9 +8,10 @@ database):
 - ``restream_changed`` {``stream_id``}: its restream targets changed; read them and relay to
   them from now on.
 - ``release`` {``stream_id``, ``requested_by``}: a newer publish of the stream reached node
-  ``requested_by``; end the stream here (``replaced``). Ending the session releases its lease
-  (:mod:`workers.live_paths`), so that node can claim it; an admission under way here is
-  turned away.
+  ``requested_by``; stop the stream here (``replaced``): with a reconnect window the session
+  is handed over (its recording stored but left open, the session not ended) for that node to
+  continue, without one it ends. Either way the lease is released (:mod:`workers.live_paths`),
+  so that node can claim it; an admission under way here is turned away.
 
 A message may be lost (the listening connection was away); the bus then calls
 :meth:`ControlHandler.resync`, which re-reads what every stream live here became.

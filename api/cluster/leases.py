@@ -13,6 +13,11 @@ owns a stream.
 - :meth:`StreamLeases.release` ends a lease at once (a clean end). The row stays, so the next
   owner's generation is still higher than every earlier one.
 
+``renewed_at`` is when the owner was last seen (a renewal, or the release); a claim that begins
+a new generation keeps the previous owner's in ``previous_renewed_at``, in the same statement, so
+the new owner can tell how long ago the previous one was last alive (whether it may continue its
+session, see :mod:`api.live.session_resume`).
+
 The same statements keep the leases of periodic jobs that run on one node at a time
 (:data:`JOBS`, table ``job_leases``, keyed by the job's name; see :mod:`api.jobs.turns`).
 """
@@ -80,6 +85,8 @@ def claim_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> Textua
         f" ELSE {t}.generation + 1 END,"
         f" acquired_at = CASE WHEN {kept} THEN {t}.acquired_at"
         " ELSE excluded.acquired_at END,"
+        f" previous_renewed_at = CASE WHEN {kept} THEN {t}.previous_renewed_at"
+        f" ELSE {t}.renewed_at END,"
         " node_id = excluded.node_id,"
         " renewed_at = excluded.renewed_at,"
         " expires_at = excluded.expires_at"
@@ -101,7 +108,7 @@ def renew_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> Textua
 def release_statement(clock: DatabaseClock, table: LeaseTable = STREAMS) -> TextualSelect:
     """Let ``:stream_id``'s lease expire now if ``:node_id`` holds it at ``:generation``."""
     return _typed(
-        f"UPDATE {table.name} SET expires_at = {clock.now}"
+        f"UPDATE {table.name} SET expires_at = {clock.now}, renewed_at = {clock.now}"
         f" WHERE {table.key} = :stream_id AND node_id = :node_id AND generation = :generation"
         f" AND expires_at > {clock.now}" + table.returning
     )

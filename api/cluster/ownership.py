@@ -79,9 +79,10 @@ class LeaseOwnership:
         self._ask = ask
 
     async def ask_owner_to_release(self, owner_node: str, stream_id: str) -> None:
-        """Ask ``owner_node`` to end ``stream_id`` (``replaced``), which releases its lease, so
-        that the newer publish here can claim it. Returns once asked, not once released; a
-        request that cannot be sent is logged (the lease then has to expire)."""
+        """Ask ``owner_node`` to hand ``stream_id`` over (or end it, ``replaced``), which
+        releases its lease, so that the newer publish here can claim it. Returns once asked,
+        not once released; a request that cannot be sent is logged (the lease then has to
+        expire)."""
         ask = self._ask
         if ask is None or owner_node in (self.node_id, UNKNOWN_OWNER):
             return

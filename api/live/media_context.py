@@ -35,6 +35,7 @@ from api.keys import (
     SETTINGS,
 )
 from api.live.recording_store import DatabaseRecordingStore
+from api.live.session_resume import DatabaseSessionResume
 from api.live.stream_events import DatabaseStreamEvents
 from api.live.stream_view import StreamView
 from ingest.live import EndReason
@@ -72,6 +73,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         events=events,
         storage=storage,
         ownership=ownership,
+        resume=DatabaseSessionResume(app[DB_SESSIONMAKER], StreamView(app), events),
     )
     await asyncio.to_thread(clear_live_windows, settings.live_dir)
     left = await paths.recover(events)

@@ -7,16 +7,20 @@ event with).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.live.stream_view import StreamView
-from api.models import LiveStream, Recording
+from api.models import LiveSession, LiveStream, Recording
 from api.webhooks.outbox import enqueue
 from workers.recording import RecordingStatus, RecordingSummary
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseRecordingStore:
@@ -36,20 +40,57 @@ class DatabaseRecordingStore:
         self._view = view
         self._data_id = data_id
 
-    async def recording_started(self, stream_id: str, started_at: float) -> str:
-        """Insert a ``recording`` row; return its id."""
+    async def recording_started(
+        self,
+        stream_id: str,
+        started_at: float,
+        *,
+        session_id: str | None = None,
+        generation: int | None = None,
+    ) -> str:
+        """Insert a ``recording`` row written under ownership ``generation``, name it as the
+        recording of session ``session_id`` (when its row exists); return its id."""
         async with self._sessionmaker() as session, session.begin():
             recording = await queries.create_recording(
                 session, stream_id, _datetime(started_at), self._data_id
             )
+            recording.lease_generation = generation
+            if session_id is not None:
+                await session.execute(
+                    update(LiveSession)
+                    .where(LiveSession.id == session_id, LiveSession.recording_id.is_(None))
+                    .values(recording_id=recording.id)
+                )
         return recording.id
 
     async def recording_finished(self, summary: RecordingSummary) -> None:
-        """Store the final status, end time and size of a recording (if it still exists)."""
+        """Store the final status, end time and size of a recording (if it still exists and
+        no later ownership took it over: a stale owner's final state is refused)."""
         async with self._sessionmaker() as session, session.begin():
             recording = await queries.get_recording_by_id(session, summary.recording_id)
             if recording is None:
                 return  # deleted meanwhile
+            current, writer = recording.lease_generation, summary.lease_generation
+            if current is not None and writer is not None and writer < current:
+                log.warning(
+                    "recording %s: final state %s from ownership generation %d refused: "
+                    "generation %d continues it",
+                    recording.id,
+                    summary.status,
+                    writer,
+                    current,
+                )
+                return
+            if recording.status in ("ready", "failed"):
+                log.warning(
+                    "recording %s: final state %s refused: it is %s already",
+                    recording.id,
+                    summary.status,
+                    recording.status,
+                )
+                return
+            if writer is not None:  # whoever closes it is its newest owner
+                recording.lease_generation = max(writer, current or 0)
             if await _of_deleted_stream(session, recording):
                 recording.status = queries.DELETED  # left to api.jobs.deletion to remove
                 return
@@ -110,6 +151,7 @@ def summary_of(recording: Recording) -> RecordingSummary:
         bytes=recording.bytes,
         segments=recording.segments,
         error=recording.error,
+        lease_generation=recording.lease_generation,
     )
 
 

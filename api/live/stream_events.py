@@ -80,9 +80,12 @@ class DatabaseStreamEvents:
             query = select(LiveSession.live_stream_id).where(LiveSession.ended_at.is_(None))
             return set((await session.scalars(query.distinct())).all())
 
-    async def close_left_open(self, stream_id: str, before_generation: int) -> int:
+    async def close_left_open(
+        self, stream_id: str, before_generation: int, *, reason: EndReason = "error"
+    ) -> int:
         """End the sessions of ``stream_id`` left open by an ownership older than
-        ``before_generation`` (or of unknown generation): reason ``error``, and their
+        ``before_generation`` (or of unknown generation): ``reason`` (``error``: a crash;
+        ``lease_lost``: another node took the stream over), and their
         ``livestream.ended`` events. The caller holds the stream's lease (at start-up, before
         publishes are accepted, or later for the streams then live elsewhere). Returns how
         many were closed."""
@@ -96,15 +99,20 @@ class DatabaseStreamEvents:
             rows = (await session.scalars(query)).all()
         for row in rows:
             info = SessionInfo(
-                row.live_stream_id, row.id, row.started_at.timestamp(), row.client_address
+                row.live_stream_id,
+                row.id,
+                row.started_at.timestamp(),
+                row.client_address,
+                before_generation,
             )
             await self.session_ended(
-                info, ended_at=time.time(), reason="error", bytes_in=row.bytes_in
+                info, ended_at=time.time(), reason=reason, bytes_in=row.bytes_in
             )
             log.warning(
-                "session %s of stream %s was interrupted by a crash; closed",
+                "session %s of stream %s was left open by an earlier owner; closed (%s)",
                 row.id,
                 row.live_stream_id,
+                reason,
             )
         return len(rows)
 
@@ -120,6 +128,8 @@ class DatabaseStreamEvents:
             if loaded is None:
                 return
             row = await _session_row(session, info)
+            if _refused(row, info, event_type):
+                return
             data = self._view.restream_event(*loaded, row, change)
             if data is not None:  # None: the target was removed meanwhile
                 await enqueue(
@@ -137,6 +147,8 @@ class DatabaseStreamEvents:
     ) -> None:
         async def apply(session: AsyncSession) -> None:
             row = await _session_row(session, info)
+            if _refused(row, info, event_type):
+                return
             change(row)
             await session.flush()
             loaded = await self._view.load(session, info.stream_id)
@@ -193,6 +205,33 @@ async def _session_row(session: AsyncSession, info: SessionInfo) -> LiveSession:
         )
         session.add(row)
     return row
+
+
+def _refused(row: LiveSession, info: SessionInfo, event_type: str) -> bool:
+    """Whether a change of the session row must not be applied: it comes from an ownership
+    older than the one the row now carries (another node continued the session), or the
+    session has ended. Refusals are logged."""
+    current, writer = row.lease_generation, info.lease_generation
+    if current is not None and writer is not None and writer < current:
+        log.warning(
+            "stream %s: %s of session %s from ownership generation %d refused: the session "
+            "continues under generation %d",
+            info.stream_id,
+            event_type,
+            info.session_id,
+            writer,
+            current,
+        )
+        return True
+    if row.ended_at is not None:
+        log.warning(
+            "stream %s: %s of session %s refused: the session has ended",
+            info.stream_id,
+            event_type,
+            info.session_id,
+        )
+        return True
+    return False
 
 
 def _unchanged(row: LiveSession) -> None:

@@ -26,11 +26,17 @@ class SessionOutput(OutputModel):
         "publisher was asked to publish again, to another node), `error`, `lease_lost` (the "
         "node lost the stream's ownership lease: another node took it over, or the database "
         "was unreachable too long) or `replaced` (a newer publish on another node took the "
-        "stream over); null while live."
+        "stream over; only without a reconnect window, otherwise the session continues on "
+        "that node); null while live."
     )
     client_address: str = Field(description="`host:port` of the publisher that began it.")
-    reconnects: int = Field(description="Publishers that came back inside the window.")
-    bytes_in: int = Field(description="Media bytes received (known once it ended).")
+    reconnects: int = Field(
+        description="Publishers that came back inside the window (also on another node)."
+    )
+    bytes_in: int = Field(
+        description="Media bytes received (known once it ended; after a change of node, "
+        "those the last node received)."
+    )
 
 
 class SessionPage(OutputModel):

@@ -3,8 +3,8 @@ real ffmpeg publishers over loopback RTMP (``tests/e2e/cluster_serve.py``).
 
 - A stream published to node A plays from node B (forwarded to A).
 - ``kill -9`` of the owner: an encoder the load balancer now sends to B gets the stream live
-  there once A's lease has run out; playback from B works, and every recording ends ``ready``
-  and decodes.
+  there once A's lease has run out, in the same session and recording; playback from B works,
+  and the recording ends ``ready`` with what both recorded, and decodes.
 - A killed former owner that starts again leaves the stream live on B alone.
 """
 
@@ -155,12 +155,10 @@ async def test_kill_9_of_the_owner_moves_the_stream_to_the_other_node(
     await publisher.process.wait()
     await cluster.api(b, "POST", f"/v1/livestreams/{sid}/complete")
 
-    # A's recording is left open until a node that starts later finds the stream free
-    # (docs/scaling.md, "Not built yet"): A starts again and closes it.
+    # B continued A's recording and closed it; A starting again finds nothing left open.
     await cluster.restart(a)
     recordings = await all_recordings_closed(cluster, b, sid)
-    # Today A's and B's; one once a takeover continues the recording (the xfail test below).
-    assert recordings, recordings
+    assert len(recordings) == 1, recordings
     for recording in recordings:
         assert recording["status"] == "ready" and recording["error"] is None, recording
         url = recording["recordingUrl"]
@@ -225,12 +223,6 @@ async def test_the_killed_owner_starting_again_leaves_the_stream_on_the_other_no
     assert decoded.video_frames > 0, decoded
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a takeover after kill -9 begins a new session and a new recording on the new "
-    "owner, and the killed owner's stay open until a node starts later (docs/scaling.md, "
-    "Not built yet); continuing the same session and recording across nodes is being built",
-)
 async def test_a_takeover_continues_the_same_session_and_recording(
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:

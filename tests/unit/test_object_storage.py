@@ -24,7 +24,8 @@ from tests.s3_support import (
 )
 from workers.m3u8 import Segment
 from workers.object_storage import S3RecordingStorage
-from workers.recording import RecordingOutput, RecordingSummary, finalize_stored, render_recording
+from workers.recording import RecordingOutput, RecordingSummary, render_recording
+from workers.recording_recovery import finalize_stored
 from workers.s3_options import S3Options
 from workers.storage import RecordingFailed
 
@@ -113,6 +114,33 @@ async def test_a_stale_playlist_write_is_refused_and_fails_only_that_writer(
     await first.write_playlist("r1", newer + "#EXT-X-ENDLIST\n")  # first goes on
     await first.flush("r1")
     assert bucket.stored(first, "r1", "index.m3u8").decode().endswith("#EXT-X-ENDLIST\n")
+
+
+async def test_a_writer_that_lost_a_recording_continues_it_after_reading_it_again(
+    bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """A node whose write was refused (another node took the recording over) may own the
+    recording again later (the stream came back): reading it again starts from what is
+    stored, not from the refused state."""
+    first, second = make_storage(node="a"), make_storage(node="b")
+    await first.open()
+    await second.open()
+    await first.write_playlist("r1", PLAYLIST)
+    await first.flush("r1")
+    await second.inspect("r1")
+    await second.write_playlist("r1", PLAYLIST + "#EXTINF:2.000,\nseg_00001.ts\n")
+    await second.flush("r1")
+    await first.write_playlist("r1", PLAYLIST + "#EXT-X-ENDLIST\n")
+    with pytest.raises(RecordingFailed, match="another writer"):
+        await first.flush("r1")
+
+    stored = await first.inspect("r1")  # the stream came back to the first node
+    assert stored.playlist is not None and stored.playlist.endswith("seg_00001.ts\n")
+    await first.add_segment("r1", segment(tmp_path, "seg_00002.ts"))
+    again = stored.playlist + "#EXTINF:2.000,\nseg_00002.ts\n"
+    await first.write_playlist("r1", again)
+    await first.flush("r1")
+    assert bucket.stored(first, "r1", "index.m3u8").decode() == again
 
 
 async def test_a_first_write_does_not_replace_a_playlist_another_node_wrote(

@@ -16,13 +16,8 @@ import pytest
 from tests.fakes import MemoryStore
 from workers.m3u8 import Segment, parse_media_playlist
 from workers.playlist import LivePlaylist
-from workers.recording import (
-    RecordingOutput,
-    RecordingSummary,
-    finalize_stored,
-    finalize_unfinished,
-    render_recording,
-)
+from workers.recording import RecordingOutput, RecordingSummary, render_recording
+from workers.recording_recovery import finalize_stored, finalize_unfinished
 from workers.storage import LocalRecordingStorage
 
 STREAM = "a" * 24

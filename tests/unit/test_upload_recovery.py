@@ -12,7 +12,8 @@ from tests.fakes import MemoryStore
 from tests.polling import eventually
 from tests.s3_support import SEGMENT_BYTES, Bucket, Relay, S3Server, StorageFactory, segment
 from workers.m3u8 import Segment
-from workers.recording import RecordingOutput, RecordingSummary, finalize_stored, render_recording
+from workers.recording import RecordingOutput, RecordingSummary, render_recording
+from workers.recording_recovery import finalize_stored
 
 STREAM = "a" * 24
 

@@ -53,31 +53,44 @@ async def test_a_stream_live_on_one_node_is_refused_on_another_that_cannot_ask_i
         on_a.close()
 
 
+@pytest.mark.parametrize("window", [60, 0])
 async def test_an_expired_lease_lets_another_node_take_the_stream_over(
-    cluster_nodes: ClusterNodes,
+    cluster_nodes: ClusterNodes, window: int
 ) -> None:
+    """Inside the stream's reconnect window the new owner continues the session (one session,
+    now of its generation), and the former owner's end of it is refused; without a window the
+    new owner begins a new session and closes the former owner's (``lease_lost``)."""
     a, b = await cluster_nodes.start("node-a"), await cluster_nodes.start("node-b")
-    stream_id, key = await cluster_nodes.new_stream(a)
+    stream_id, key = await cluster_nodes.new_stream(a, reconnect_window_seconds=window)
     on_a, codes = await RawPublisher.start(a.rtmp_port, key)
     assert codes == STARTED
     on_b = None
     try:
         path_a = a.paths.get(stream_id)
         assert path_a is not None
+        session_id = path_a.info.session_id
+        await eventually(lambda: session_row(a, session_id))
         await cluster_nodes.expire_lease(a, stream_id)  # node-a stopped renewing in time
 
         on_b, codes = await RawPublisher.start(b.rtmp_port, key)
         assert codes == STARTED
         path_b = b.paths.get(stream_id)
         assert path_b is not None and path_b.lease_generation > path_a.lease_generation
+        assert path_b.resumed == (window > 0)
+        assert (path_b.info.session_id == session_id) == (window > 0)
 
         assert await a.ownership.keeper.renew_all() == {stream_id: "taken over"}
         await asyncio.wait_for(path_a.ended.wait(), 10)
         assert await on_a.closed_by_server()
         assert a.paths.get(stream_id) is None
-        ended = await eventually(lambda: session_row(a, path_a.info.session_id))
-        assert ended.end_reason == "lease_lost"
-        assert ended.lease_generation == path_a.lease_generation
+        if window:
+            row = await session_row(a, session_id)
+            assert row is not None and row.ended_at is None and row.end_reason is None
+            assert (row.lease_generation, row.reconnects) == (path_b.lease_generation, 1)
+        else:
+            ended = await eventually(lambda: ended_row(a, session_id))
+            assert ended.end_reason == "lease_lost"
+            assert ended.lease_generation == path_a.lease_generation
 
         assert b.paths.get(stream_id) is path_b and not path_b.ending
         assert b.ownership.keeper.held()[stream_id].generation == path_b.lease_generation
@@ -86,6 +99,11 @@ async def test_an_expired_lease_lets_another_node_take_the_stream_over(
         on_a.close()
         if on_b is not None:
             on_b.close()
+
+
+async def ended_row(node: Node, session_id: str) -> LiveSession | None:
+    row = await session_row(node, session_id)
+    return row if row is not None and row.ended_at is not None else None
 
 
 async def test_a_starting_node_leaves_the_sessions_of_another_live_node_alone(

@@ -12,7 +12,7 @@ import pytest
 
 from api.cluster.bus import PostgresBus, listener_dsn
 from api.keys import CLUSTER
-from api.models import LiveStream
+from api.models import LiveSession, LiveStream
 from ingest.flv import TAG_AUDIO, TAG_VIDEO
 from ingest.live import END_MESSAGES
 from tests.api.conftest import AccountCredentials, create_stream, new_account
@@ -139,23 +139,44 @@ async def test_asking_the_owner_to_release_ends_its_stream_and_frees_the_lease(
         assert stream["id"] not in a.ownership.keeper.held()
 
 
+@pytest.mark.parametrize("window", [60, 0])
 async def test_a_newer_publish_on_another_node_takes_the_stream_over(
-    two_nodes: list[Node], account: AccountCredentials
+    two_nodes: list[Node], account: AccountCredentials, window: int
 ) -> None:
     """The admission on B finds A's lease, asks A over the bus to hand the stream over, and
-    claims the lease A's end released: the newer publish wins within the admission's wait."""
+    claims the lease A's end released: the newer publish wins within the admission's wait.
+    With a reconnect window A hands its session over and B continues it; without, A ends it
+    (``replaced``) and B begins another."""
     a, b = two_nodes
-    stream = await create_stream(b.client, account)
+    stream = await create_stream(b.client, account, reconnectWindowSeconds=window)
     async with live_on(a, stream) as first:
+        path_a = a.paths.get(stream["id"])
+        assert path_a is not None
+        session_id = path_a.info.session_id
+        await eventually(lambda: session_row(a, session_id))
         second, codes = await RawPublisher.start(b.rtmp_port, stream["streamKey"])
         try:
             assert codes == ["NetStream.Publish.Start"]
             assert await ended_with(first) == END_MESSAGES["replaced"]
-            assert b.paths.get(stream["id"]) is not None
+            path_b = b.paths.get(stream["id"])
+            assert path_b is not None and path_b.resumed == (window > 0)
+            assert (path_b.info.session_id == session_id) == (window > 0)
             assert stream["id"] in b.ownership.keeper.held()
             await eventually(lambda: a.paths.get(stream["id"]) is None)
+            await path_a.ended.wait()
+            row = await session_row(a, session_id)
+            assert row is not None
+            if window:
+                assert (row.ended_at, row.lease_generation) == (None, path_b.lease_generation)
+            else:
+                assert row.end_reason == "replaced"
         finally:
             second.close()
+
+
+async def session_row(node: Node, session_id: str) -> LiveSession | None:
+    async with node.sessionmaker() as session:
+        return await session.get(LiveSession, session_id)
 
 
 async def test_a_change_whose_message_was_lost_is_applied_by_the_resync(

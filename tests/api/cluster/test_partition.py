@@ -1,9 +1,9 @@
 """A node cut from PostgreSQL (a TCP proxy between node A and the database, cut by the test;
 node B connects directly): A ends its stream by itself before its lease can expire, B takes
-the stream over while A is still cut, and once healed A neither resumes the stream nor touches
-B's, rejoins the control bus and the registry, and gets the stream back only through the
-hand-over rules. Both kinds of cut: connections reset (fast failures) and a silent black hole
-(queries hang until a timeout)."""
+the stream over while A is still cut (continuing A's session, inside its reconnect window),
+and once healed A neither resumes the stream nor touches B's, rejoins the control bus and the
+registry, and gets the stream back only through the hand-over rules. Both kinds of cut:
+connections reset (fast failures) and a silent black hole (queries hang until a timeout)."""
 
 from __future__ import annotations
 
@@ -166,6 +166,7 @@ async def test_a_node_cut_from_the_database_stops_its_stream_before_another_can_
     on_b = await publish(b, key)
     path_b = await eventually(lambda: live_with_hls(b, stream_id), 30)
     assert path_b.lease_generation > path_a.lease_generation
+    assert path_b.resumed and path_b.info.session_id == path_a.info.session_id
 
     # Heal: A rejoins the bus and the registry, and leaves B's stream alone.
     bus = a.client.app[CLUSTER].bus
@@ -194,12 +195,15 @@ async def test_a_node_cut_from_the_database_stops_its_stream_before_another_can_
     path_a_again = await eventually(lambda: live_with_hls(a, stream_id), 30)
     await asyncio.wait_for(on_b.process.wait(), 30)
     await asyncio.wait_for(path_b.ended.wait(), 30)
-    assert await b_stopped < path_a_again.info.started_at  # never two owners at once
+    assert await b_stopped < path_a_again.opened_at  # never two owners at once
     assert b.paths.get(stream_id) is None and stream_id not in b.ownership.keeper.held()
     assert path_a_again.lease_generation > path_b.lease_generation
     owner = await lease_row(b, stream_id)
     assert (owner.node_id, owner.generation) == (a.node_id, path_a_again.lease_generation)
-    assert (await session_row(b, path_b.info.session_id)).end_reason == "replaced"
+    # B handed the session over (the stream has a reconnect window): it goes on on A.
+    assert path_a_again.info.session_id == path_b.info.session_id
+    row = await session_row(b, path_b.info.session_id)
+    assert (row.ended_at, row.lease_generation) == (None, path_a_again.lease_generation)
     assert on_a_again.process.returncode is None
 
     # B's other stream never noticed.
