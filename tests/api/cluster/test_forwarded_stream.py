@@ -58,6 +58,12 @@ async def test_a_stream_live_on_another_node_shows_its_owners_live_state(
         by_cookie = await b.client.get(url, headers=cookie)
         assert by_cookie.status == 200, await by_cookie.text()
         assert (await by_cookie.json())["currentSession"]["id"] == owner["currentSession"]["id"]
+        # A list read with the cookie shows the owner's live figures as well.
+        listed = await b.client.get("/v1/livestreams", headers=cookie)
+        assert listed.status == 200, await listed.text()
+        (row,) = [s for s in (await listed.json())["data"] if s["id"] == stream["id"]]
+        assert row["currentSession"] is not None, row
+        assert row["currentSession"]["id"] == owner["currentSession"]["id"]
 
         # The owner unreachable: a JSON 502, not a wrong status.
         await cluster_nodes.set_internal_url(b, a.node_id, f"http://127.0.0.1:{free_port()}")

@@ -1,7 +1,7 @@
 """Sessions of the operator console (signed-in browsers).
 
-Revision ID: 0009_console_sessions
-Revises: 0008_node_state
+Revision ID: 0010_console_sessions
+Revises: 0009_session_resume
 Create Date: 2026-12-07 06:20:00
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_console_sessions"
-down_revision: str | None = "0008_node_state"
+revision: str = "0010_console_sessions"
+down_revision: str | None = "0009_session_resume"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
