@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
+from ingest.limits import AuthFailureThrottle
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
@@ -44,6 +45,8 @@ AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
 """The database-backed publish authorizer handed to the ingest server."""
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 """API tokens verified in the last ``LIVERELAY_TOKEN_CACHE_SECONDS`` (JWT middleware)."""
+CONSOLE_THROTTLE = web.AppKey("console_throttle", AuthFailureThrottle)
+"""Refused console sign-ins per client address (``POST /console/session``)."""
 READINESS_WARNINGS = web.AppKey("readiness_warnings", WarningRateLimiter)
 """Limits the warnings of failing readiness checks (anyone may ask ``/readyz`` at any rate)."""
 METRICS_PORT = web.AppKey("metrics_port", int)

@@ -326,3 +326,18 @@ class ClusterNode(Base):
     load: Mapped[float] = mapped_column(Float, default=0.0)
     """The process's CPU time per second of wall time over the last heartbeat period, divided
     by the machine's CPU count (0 to 1; the ffmpeg children are not counted)."""
+
+
+class ConsoleSession(Base):
+    """A signed-in operator console: the cookie carries a random token, the row its SHA-256
+    (``id``). Signing out deletes the row, on whichever node, so the cookie stops working on
+    all of them. See :mod:`api.console.sessions`."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -170,11 +170,13 @@ class PlaybackForwarder:
         return Writer(Owner(row.id, row.internal_url), bool(row.up))
 
     async def fetch_json(self, request: web.Request, owner: Owner, path: str) -> Any | None:
-        """What ``owner`` answers to a ``GET`` of ``path`` with the caller's ``Authorization``
-        (parsed JSON), or ``None`` (logged) when it cannot be reached or does not answer 200."""
+        """What ``owner`` answers to a ``GET`` of ``path`` with the caller's credentials (its
+        ``Authorization``, or the console's session cookie: the session table is shared), parsed
+        JSON, or ``None`` (logged) when it cannot be reached or does not answer 200."""
         headers = {FORWARDED_HEADER: "1", REQUEST_ID_HEADER: request[REQUEST_ID]}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
+        for name in ("Authorization", "Cookie"):
+            if name in request.headers:
+                headers[name] = request.headers[name]
         url = f"{owner.internal_url.rstrip('/')}{path}"
         try:
             async with self._http.get(url, headers=headers, allow_redirects=False) as upstream:

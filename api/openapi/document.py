@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from api.openapi.console import console_paths
 from api.openapi.livestreams import LIVESTREAM_MODELS, livestream_paths
 from api.openapi.parts import REF, errors, id_param, json_response
 from api.openapi.webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
@@ -50,6 +51,14 @@ def build_document(settings: Settings) -> dict[str, Any]:
                     "name": "Authorization",
                     "description": "HS256 JWT with an `apikey` claim, signed with the "
                     "account's secret; raw or as `Bearer <jwt>`.",
+                },
+                "consoleSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "liverelay_console",
+                    "description": "The console's session (POST /console/session); accepted by "
+                    "/v1 in place of `Authorization`, with `X-Liverelay-Console: 1` on requests "
+                    "that change anything.",
                 },
                 "metricsToken": {
                     "type": "http",
@@ -97,6 +106,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         **livestream_paths(),
         **webhook_paths(),
         **_playback(),
+        **console_paths(),
     }
 
 

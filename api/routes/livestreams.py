@@ -124,7 +124,10 @@ async def get_live_stream(request: web.Request) -> web.StreamResponse:
     owner = await owner_elsewhere(request, stream.id)
     if owner is not None:
         path = f"/v1/livestreams/{stream.id}"
-        return await request.app[FORWARDER].forward(request, owner, path, also=("Authorization",))
+        # The console's session cookie authenticates like the token (the owner shares the
+        # session table); a GET needs no CSRF header.
+        also = ("Authorization", "Cookie")
+        return await request.app[FORWARDER].forward(request, owner, path, also=also)
     return web.json_response(render_stream(request, stream))
 
 

@@ -1,8 +1,8 @@
 """How a stream is packaged for playback: ``live_streams.latency_mode``, ``standard`` (MPEG-TS
 HLS, what every stream had before) or ``low`` (low-latency HLS with fMP4 parts).
 
-Revision ID: 0010_latency_mode
-Revises: 0009_session_resume
+Revision ID: 0011_latency_mode
+Revises: 0010_console_sessions
 Create Date: 2026-12-07 06:30:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_latency_mode"
-down_revision: str | None = "0009_session_resume"
+revision: str = "0011_latency_mode"
+down_revision: str | None = "0010_console_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
