@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from api.auth import TokenCache
 from api.cluster.context import cluster_context
 from api.cluster.forwarding import forwarding_context
+from api.console import routes as console
 from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
-from api.keys import DRAIN, METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
+from api.keys import (
+    CONSOLE_THROTTLE,
+    DRAIN,
+    LOW_LATENCY_ENDED,
+    METRICS,
+    SETTINGS,
+    TOKEN_CACHE,
+    WEBHOOK_POLICY,
+)
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
@@ -30,6 +41,8 @@ from api.routes import (
 )
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
+from ingest.limits import AuthFailureThrottle
+from workers.llhls_output import EndedOutputs
 
 
 def create_app(
@@ -65,6 +78,10 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
+    app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
+    app[CONSOLE_THROTTLE] = AuthFailureThrottle(
+        settings.rtmp_auth_failures_per_minute, clock=time.monotonic
+    )
     app.cleanup_ctx.append(database_context)
     app.cleanup_ctx.append(webhook_context)
     app.cleanup_ctx.append(storage_context)
@@ -85,4 +102,5 @@ def create_app(
     webhooks.register(app.router)
     register_public(app.router, settings)
     openapi.register(app.router, settings)
+    console.register(app.router)
     return app

@@ -16,9 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth import AuthenticatedAccount, TokenCache
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
+from ingest.limits import AuthFailureThrottle
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
+from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
 """The database-backed publish authorizer handed to the ingest server."""
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
 """API tokens verified in the last ``LIVERELAY_TOKEN_CACHE_SECONDS`` (JWT middleware)."""
+CONSOLE_THROTTLE = web.AppKey("console_throttle", AuthFailureThrottle)
+"""Refused console sign-ins per client address (``POST /console/session``)."""
 READINESS_WARNINGS = web.AppKey("readiness_warnings", WarningRateLimiter)
 """Limits the warnings of failing readiness checks (anyone may ask ``/readyz`` at any rate)."""
 METRICS_PORT = web.AppKey("metrics_port", int)
@@ -51,6 +55,8 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 PATHS = web.AppKey("live_paths", LivePaths)
 """Every live path on this node: routes read them, and end them only through
 :func:`api.live.media_context.end_live`."""
+LOW_LATENCY_ENDED = web.AppKey("low_latency_ended", EndedOutputs)
+"""Low-latency playlists of paths that ended lately, still served until players reach the end."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE: web.AppKey[AnyRecordingStorage] = web.AppKey("recording_storage")

@@ -1,4 +1,5 @@
-"""Request ids, JSON errors for everything, and JWT authentication of ``/v1``.
+"""Request ids, JSON errors for everything, and authentication of ``/v1`` (a JWT, or the
+operator console's session cookie: :mod:`api.console.sessions`).
 
 Order (outermost first): :func:`request_id_middleware`, :func:`error_middleware`,
 :func:`auth_middleware`.
@@ -15,7 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from api.auth import AuthenticationError, TokenRules, authenticate
+from api.auth import AuthenticatedAccount, AuthenticationError, TokenRules, authenticate
+from api.console import sessions as console
 from api.errors import ApiError
 from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS, TOKEN_CACHE
 from config.logs import request_id_var
@@ -84,10 +86,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Require a valid JWT on ``/v1/*``; sets ``request[ACCOUNT]``."""
     if request.path.startswith(_PROTECTED_PREFIX) or request.path == "/v1":
+        authorization = request.headers.get("Authorization")
+        cookie = request.cookies.get(console.COOKIE_NAME)
+        if authorization is None and cookie:
+            request[ACCOUNT] = await _console_account(request, cookie)
+            return await handler(request)
         try:
             account = await authenticate(
                 request.app[DB_SESSIONMAKER],
-                request.headers.get("Authorization"),
+                authorization,
                 request.app[TOKEN_CACHE],
                 TokenRules.from_settings(request.app[SETTINGS]),
             )
@@ -95,6 +102,25 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise ApiError(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
         request[ACCOUNT] = account
     return await handler(request)
+
+
+async def _console_account(request: web.Request, cookie: str) -> AuthenticatedAccount:
+    """The account of the console session in ``cookie``: 401 if it ended, 403 for a
+    state-changing request without the console's CSRF header."""
+    found = await console.session_account(request.app[DB_SESSIONMAKER], cookie)
+    if found is None:
+        raise ApiError(
+            401,
+            "console session expired or signed out: sign in again",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.method not in console.SAFE_METHODS and not console.csrf_header_present(request):
+        raise ApiError(
+            403,
+            f"a request authenticated by the console cookie must send {console.CSRF_HEADER}: 1",
+            code="csrf_refused",
+        )
+    return found[0]
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiError:

@@ -148,6 +148,12 @@ class Settings:
     """Seconds a verified API token is remembered, so that a client's next requests skip the JWT
     check and the account look-up. A deleted API key keeps working this long at most (on every
     node). 0 = no cache."""
+    console_session_seconds: int = 28_800
+    """Lifetime of an operator console sign-in (``POST /console/session``), 8 hours by default;
+    never longer than the token signed in with."""
+    console_vendor_dir: Path | None = None
+    """The ``node_modules`` directory hls.js is served from at ``/console/vendor/``; default:
+    ``node_modules`` beside the installed packages, then in the working directory."""
     deletion_check_seconds: float = 2.0
     """Seconds between two checks for streams and accounts deleted elsewhere (``liverelay
     apikey delete``, another node): their live publishers are disconnected within about this
@@ -211,6 +217,8 @@ class Settings:
             raise SettingsError("LIVERELAY_RETENTION_DAYS must be >= 0 (0: keep forever)")
         if not self.token_cache_seconds >= 0:
             raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
+        if self.console_session_seconds < 60:
+            raise SettingsError("LIVERELAY_CONSOLE_SESSION_SECONDS must be >= 60")
         if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):
             raise SettingsError(
                 f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"

@@ -46,6 +46,13 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
     ("get", "/readyz"): "public",
     ("get", "/metrics"): "only with LIVERELAY_METRICS_TOKEN (a bearer token), no account data",
     ("get", "/openapi.json"): "public",
+    ("post", "/console/session"): "signs in the account the credentials name",
+    ("get", "/console/session"): "the cookie's own session (test_console_session.py)",
+    ("delete", "/console/session"): "ends the cookie's own session (test_console_session.py)",
+    ("get", "/console"): "public static console",
+    ("get", "/console/"): "public static console",
+    ("get", "/console/{name}"): "public static console",
+    ("get", "/console/vendor/hls.min.js"): "public static console",
     **{
         (method, path): "public playback, addressed by an unguessable id"
         for method in ("get", "head")

@@ -62,3 +62,33 @@ def _unit_settings(path: Path) -> dict[str, str]:
         if sep and not line.startswith(("#", ";")):
             settings[name.strip()] = value.strip()
     return settings
+
+
+def _readme_command(heading: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(rf"^{heading}.*?```sh\n([^\n]+)\n```", text, re.S | re.M)
+    assert match, f"no command after {heading!r} in the README"
+    return match.group(1)
+
+
+def test_ci_runs_exactly_the_readme_commands() -> None:
+    setup = _readme_command("Set-up")
+    tests = _readme_command("Tests")
+    assert "npm ci" in setup  # the console's hls.js, pinned in package-lock.json
+    lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert setup in lines
+    assert tests in lines
+
+
+def test_hls_js_is_pinned_with_its_integrity_hash() -> None:
+    import json
+
+    package = json.loads((ROOT / "package.json").read_text(encoding="utf-8"))
+    version = package["dependencies"]["hls.js"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), "hls.js must be pinned to an exact version"
+    lock = json.loads((ROOT / "package-lock.json").read_text(encoding="utf-8"))
+    entry = lock["packages"]["node_modules/hls.js"]
+    assert entry["version"] == version
+    assert entry["integrity"].startswith("sha512-")
+    assert "node_modules/" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "npm ci" in (DEPLOY / "Dockerfile").read_text(encoding="utf-8")

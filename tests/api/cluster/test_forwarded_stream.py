@@ -45,6 +45,26 @@ async def test_a_stream_live_on_another_node_shows_its_owners_live_state(
         local = await b.client.get(url, headers={**account.headers, FORWARDED_HEADER: "1"})
         assert (await local.json())["status"] == "idle"
 
+        # The console's session cookie is passed on as the token is (the session table is
+        # shared, so the owner knows it).
+        signed_in = await b.client.post(
+            "/console/session",
+            json={"apikey": account.apikey, "secret": account.secret},
+            headers={"X-Liverelay-Console": "1"},
+        )
+        assert signed_in.status == 200, await signed_in.text()
+        cookie = {"Cookie": f"liverelay_console={signed_in.cookies['liverelay_console'].value}"}
+        b.client.session.cookie_jar.clear()
+        by_cookie = await b.client.get(url, headers=cookie)
+        assert by_cookie.status == 200, await by_cookie.text()
+        assert (await by_cookie.json())["currentSession"]["id"] == owner["currentSession"]["id"]
+        # A list read with the cookie shows the owner's live figures as well.
+        listed = await b.client.get("/v1/livestreams", headers=cookie)
+        assert listed.status == 200, await listed.text()
+        (row,) = [s for s in (await listed.json())["data"] if s["id"] == stream["id"]]
+        assert row["currentSession"] is not None, row
+        assert row["currentSession"]["id"] == owner["currentSession"]["id"]
+
         # The owner unreachable: a JSON 502, not a wrong status.
         await cluster_nodes.set_internal_url(b, a.node_id, f"http://127.0.0.1:{free_port()}")
 
