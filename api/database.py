@@ -26,7 +26,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite writer waits for another one (of this process or another, e.g. the CLI)
 to finish writing."""
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
-"""How a SQLite transaction begins, at its first statement that is not a ``SELECT``."""
+"""How a SQLite transaction begins, right before its first statement that is not a ``SELECT``
+(:func:`_sqlite_begin_before_write`)."""
 
 _MIGRATION_LOCK_ID = 0x6C69766572  # "liver": serialises migrations of nodes sharing PostgreSQL
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -91,23 +92,24 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin_before_write(
     connection: Connection, cursor: Any, statement: str, *_args: Any
 ) -> None:
-    """Begin the SQLite transaction with ``BEGIN IMMEDIATE`` before its first statement that
-    is not a ``SELECT`` (a write, DDL or ``SAVEPOINT``); ``SELECT`` s before it read the latest
-    commit, each on its own (like PostgreSQL's read committed).
+    """Begin the SQLite transaction with ``BEGIN IMMEDIATE`` right before its first statement
+    that is not a ``SELECT`` (a write, DDL or ``SAVEPOINT``). ``SELECT`` statements before it
+    each read the latest commit, like PostgreSQL's read committed.
 
-    Why not SQLAlchemy's recipe of a ``BEGIN`` for every transaction (its ``begin`` event)? In
-    WAL mode a deferred transaction that has read, and then writes after another connection
-    committed, fails at once with "database is locked" (``SQLITE_BUSY_SNAPSHOT``): its snapshot
-    is stale, so the busy timeout does not apply. Every ``session.get``-then-change transaction
-    and the webhook claims (which read the time first) would be exposed to it, next to the
-    heartbeat, lease renewals and job turns writing in the background. ``BEGIN IMMEDIATE`` for
-    every transaction avoids that, but makes reads wait for writers and each other: it cost
-    about a fifth of the throughput of a burst of API changes and publishes
-    (``python -m bench.sqlite_contention``; docs/decisions.md). Beginning at the first write
-    takes the write lock before the transaction has read anything, waiting up to the busy
-    timeout for other writers, and leaves reads as fast as before. DDL and ``SAVEPOINT`` (which
-    the driver ran outside the transaction) now belong to it, so a migration that fails on
-    SQLite leaves no half-changed schema behind.
+    Not SQLAlchemy's recipe of a ``BEGIN`` for every transaction (its ``begin`` event): with a
+    deferred ``BEGIN``, reads join the transaction, and in WAL mode a transaction that has read
+    and then writes after another connection committed fails at once with "database is locked"
+    (``SQLITE_BUSY_SNAPSHOT``; its snapshot is stale, so the busy timeout does not apply). Every
+    ``session.get``-then-change transaction and the webhook claims (which read first) would be
+    exposed to it, next to the heartbeat, lease renewals and job turns writing in the
+    background. ``BEGIN IMMEDIATE`` for every transaction avoids that, but makes reads queue
+    behind writers and each other: it cost about an eighth of the throughput of a burst of API
+    changes and publishes (``python -m bench.sqlite_contention``, docs/decisions.md entry 8).
+
+    Beginning at the first write takes the write lock before the transaction has read
+    anything, waiting up to the busy timeout for other writers, and leaves reads as they were.
+    DDL and ``SAVEPOINT``, which the driver ran outside the transaction, now belong to it: a
+    migration that fails on SQLite leaves no half-changed schema behind.
     """
     if statement.lstrip()[:6].upper() == "SELECT":
         return
