@@ -26,7 +26,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 """How long a SQLite writer waits for another one (of this process or another, e.g. the CLI)
 to finish writing."""
 SQLITE_BEGIN = "BEGIN IMMEDIATE"
-"""How a SQLite transaction begins, right before its first statement that is not a ``SELECT``
+"""How a SQLite transaction begins, right before its first statement that is not a read
 (:func:`_sqlite_begin_before_write`)."""
 
 _MIGRATION_LOCK_ID = 0x6C69766572  # "liver": serialises migrations of nodes sharing PostgreSQL
@@ -93,8 +93,9 @@ def _sqlite_begin_before_write(
     connection: Connection, cursor: Any, statement: str, *_args: Any
 ) -> None:
     """Begin the SQLite transaction with ``BEGIN IMMEDIATE`` right before its first statement
-    that is not a ``SELECT`` (a write, DDL or ``SAVEPOINT``). ``SELECT`` statements before it
-    each read the latest commit, like PostgreSQL's read committed.
+    that is not a read (a write, DDL or ``SAVEPOINT``). ``SELECT`` statements before it each
+    read the latest commit, like PostgreSQL's read committed. A migration run that finds the
+    schema at head only reads, so starting a node does not wait for the write lock.
 
     Not SQLAlchemy's recipe of a ``BEGIN`` for every transaction (its ``begin`` event): with a
     deferred ``BEGIN``, reads join the transaction, and in WAL mode a transaction that has read
@@ -111,10 +112,16 @@ def _sqlite_begin_before_write(
     DDL and ``SAVEPOINT``, which the driver ran outside the transaction, now belong to it: a
     migration that fails on SQLite leaves no half-changed schema behind.
     """
-    if statement.lstrip()[:6].upper() == "SELECT":
+    if _reads_only(statement):
         return
     if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
         cursor.execute(SQLITE_BEGIN)
+
+
+def _reads_only(statement: str) -> bool:
+    """A ``SELECT``, or a ``PRAGMA`` that sets nothing (the schema reads of the migrations)."""
+    head = statement.lstrip()[:6].upper()
+    return head == "SELECT" or (head == "PRAGMA" and "=" not in statement)
 
 
 def alembic_config() -> Config:
