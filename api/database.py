@@ -105,7 +105,7 @@ def _sqlite_begin_before_write(
     exposed to it, next to the heartbeat, lease renewals and job turns writing in the
     background. ``BEGIN IMMEDIATE`` for every transaction avoids that, but makes reads queue
     behind writers and each other: it cost about an eighth of the throughput of a burst of API
-    changes and publishes (``python -m bench.sqlite_contention``, docs/decisions.md entry 8).
+    changes and publishes (``python -m bench.sqlite_contention``, docs/decisions.md entry 9).
 
     Beginning at the first write takes the write lock before the transaction has read
     anything, waiting up to the busy timeout for other writers, and leaves reads as they were.
