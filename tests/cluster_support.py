@@ -5,6 +5,7 @@ do to each other (leases, admission, recovery) build on :class:`ClusterNodes` th
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,17 @@ class ClusterNodes:
         self._aiohttp_client = aiohttp_client
         self.database_url = database_url
         self._tmp_path = tmp_path
+        self._run = secrets.token_hex(3)
+        """Suffix of this test's node ids: the database is shared by the session's tests, and a
+        test that could not stop its nodes cleanly (its database cut, say) leaves their rows
+        `serving` for a while, which would refuse a later test's node of the same id."""
 
     def settings(self, node_id: str, **overrides: Any) -> Settings:
         """The settings of node ``node_id``."""
         values: dict[str, Any] = {
             "data_dir": self._tmp_path / node_id,
             "database_url": Secret(self.database_url),
-            "node_id": node_id,
+            "node_id": f"{node_id}-{self._run}",
             "http_port": 0,
             "rtmp_port": 0,
             "metrics_port": 0,
@@ -144,6 +149,23 @@ async def set_column_seconds_ago(
         result = await session.execute(
             text(
                 f"UPDATE stream_leases SET {column} = {clock.plus('offset')}"
+                " WHERE stream_id = :stream_id"
+            ),
+            {"offset": -float(seconds), "stream_id": stream_id},
+        )
+        assert result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def released_seconds_ago(
+    sessionmaker: async_sessionmaker[AsyncSession], stream_id: str, seconds: float
+) -> None:
+    """Make ``stream_id``'s lease released ``seconds`` ago, by the database's clock (a release
+    sets ``renewed_at`` and ``expires_at`` to the same time)."""
+    async with sessionmaker() as session, session.begin():
+        at = clock_of(session).plus("offset")
+        result = await session.execute(
+            text(
+                f"UPDATE stream_leases SET renewed_at = {at}, expires_at = {at}"
                 " WHERE stream_id = :stream_id"
             ),
             {"offset": -float(seconds), "stream_id": stream_id},

@@ -120,6 +120,10 @@ class SessionResume(Protocol):
     (implemented by ``api``): a takeover inside the stream's reconnect window is a reconnect,
     not a new session."""
 
+    shared: bool
+    """Whether other nodes can continue a session begun here (they share the database): a
+    drain then hands sessions over to the stream's next owner instead of ending them."""
+
     async def resume(
         self, stream_id: str, generation: int, *, window: float, client_address: str
     ) -> Resumed | None:
@@ -138,6 +142,8 @@ class SessionResume(Protocol):
 
 class NoResume:
     """Nothing is ever continued (a node alone, without a database shared with others)."""
+
+    shared = False
 
     async def resume(
         self, stream_id: str, generation: int, *, window: float, client_address: str

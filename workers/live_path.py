@@ -54,9 +54,11 @@ class LivePath:
         recordings: RecordingStore | None = None,
         storage: RecordingStorage | None = None,
         resumed: Resumed | None = None,
+        drain_hands_over: bool = False,
     ) -> None:
         """``resumed``: the session (``info``) was begun by an earlier owner of the stream and
-        continues here, with its recording."""
+        continues here, with its recording. ``drain_hands_over``: other nodes can continue the
+        session (a database shared with them), so a drain hands it over (:meth:`finish`)."""
         self.grant = grant
         """The grant the session began with (its window and maximum duration hold)."""
         self.info = info
@@ -74,6 +76,10 @@ class LivePath:
         """Unix time this node began the path (``info.started_at`` for a new session; a
         continued session began earlier, on its earlier owner)."""
         self.ended = asyncio.Event()
+        self.handed_over = False
+        """Whether the path ended by handing its session over to the stream's next owner."""
+        self._drain_hands_over = drain_hands_over
+        self._storage = storage
         self._hub = StreamHub(grant.stream_id, queue_bytes=settings.hub_queue_bytes)
         self.outputs = PathOutputs(
             settings,
@@ -206,7 +212,11 @@ class LivePath:
         calls wait); a cancelled caller does not stop it. A path ``replaced`` by a newer
         publish on another node hands its session over when the stream has a reconnect
         window: the recording is stored but stays open and the session is not ended, so that
-        node continues both."""
+        node continues both. So does a path ended by a drain (``draining``) of a node that
+        shares its database with others, when its recording (if any) is in storage that every
+        node reaches: its publisher, told to publish again, reaches another node, which
+        continues the session inside the window (a recording on this node's disk could not be
+        continued: such a session ends, as on a node alone)."""
         if self._ending is None:
             self._ending = asyncio.ensure_future(self._finish(reason))
         await asyncio.shield(self._ending)
@@ -220,20 +230,40 @@ class LivePath:
             if task is not None and task is not current:
                 task.cancel()
         self._hub.close()
-        hand_over = reason == "replaced" and self.grant.reconnect_window_seconds > 0
+        hand_over = self._hands_over(reason)
         await self.outputs.stop(hand_over=hand_over)
         ended_at = time.time()
         # The session's earlier reports first: the end is written after the start (both would
         # create the session's row) and takes the next sequence number after them.
         await self._background_done()
-        if hand_over:  # the newer publish's node continues the session and its recording
-            log.info("stream %s: session %s handed over", self.stream_id, self.info.session_id)
+        if hand_over:  # the stream's next owner continues the session and its recording
+            self.handed_over = True
+            log.info(
+                "stream %s: session %s handed over (%s): the next owner continues it within "
+                "the %g s reconnect window",
+                self.stream_id,
+                self.info.session_id,
+                reason,
+                self.grant.reconnect_window_seconds,
+            )
         else:
             await self._events.session_ended(
                 self.info, ended_at=ended_at, reason=reason, bytes_in=self._hub.bytes_in
             )
         await self._background_done()
         self.ended.set()
+
+    def _hands_over(self, reason: EndReason) -> bool:
+        """Whether ending for ``reason`` hands the session over (see :meth:`finish`)."""
+        if self.grant.reconnect_window_seconds <= 0:
+            return False
+        if reason == "replaced":
+            return True
+        if reason != "draining" or not self._drain_hands_over:
+            return False
+        return self.outputs.recording is None or (
+            self._storage is not None and self._storage.shared
+        )
 
     async def _background_done(self) -> None:
         while self._background:

@@ -194,6 +194,7 @@ class LivePaths:
             recordings=self._recordings,
             storage=self._storage,
             resumed=resumed,
+            drain_hands_over=self._resume.shared,
         )
         self._paths[stream_id] = path
         path.begin(publisher)

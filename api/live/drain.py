@@ -1,8 +1,15 @@
 """Draining this node before it stops: ``/readyz`` answers 503 ``draining`` at once (load
 balancers stop sending to it), new publishes are refused with ``NetStream.Publish.Failed`` ("the
-server is draining: publish again to reach another node"), and every live session ends with
-``endReason: "draining"``: its publisher is told so and disconnected, and reconnects, through
-the load balancer, to another node. Then the process stops (:mod:`api.serve`).
+server is draining: publish again to reach another node"), and every live session's publisher
+is told so and disconnected, to reconnect, through the load balancer, to another node. Then the
+process stops (:mod:`api.serve`).
+
+On a node that shares its database with others (PostgreSQL), a session whose stream has a
+reconnect window and whose recording, if any, is in object storage is **handed over**: its
+outputs stop and store what they have (the recording stays open), the session is not ended and
+the stream's lease is released, so the node the publisher reaches next continues the same
+session and recording (:meth:`workers.live_path.LivePath.finish`). Every other session (SQLite:
+a node alone; no window; a recording on this node's disk) ends with ``endReason: "draining"``.
 
 SIGTERM (what Kubernetes, systemd and Docker send) drains, and so does ``liverelay drain``,
 which asks the node through its control socket: a Unix socket in a directory of the data
@@ -67,8 +74,8 @@ class Drain:
             return False
         self.draining = True
         log.warning(
-            "%s: draining: /readyz fails, new publishes are refused and %d live sessions end "
-            "(within %g s); then the node stops",
+            "%s: draining: /readyz fails, new publishes are refused and %d live sessions are "
+            "handed over or end (within %g s); then the node stops",
             why,
             len(paths.paths()),
             self.bound,
@@ -79,10 +86,16 @@ class Drain:
         return True
 
     async def _run(self, paths: LivePaths) -> None:
+        live = paths.paths()  # no publish is admitted any more
         try:
             async with asyncio.timeout(self.bound):
                 await paths.close("draining")
-            log.info("drained: every live session ended")
+            handed = sum(path.handed_over for path in live)
+            log.info(
+                "drained: %d live sessions handed over to the streams' next owners, %d ended",
+                handed,
+                len(live) - handed,
+            )
         except TimeoutError:
             log.warning("the drain took longer than %g s; stopping the rest at once", self.bound)
         except Exception:

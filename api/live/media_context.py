@@ -4,8 +4,9 @@ Started after the database (the publish authorizer needs it) and stopped before 
 live path disconnects its publisher, flushes its outputs and closes its playlist and recording.
 Every new session holds its stream's ownership lease (:mod:`api.cluster.ownership`), renewed by
 the lease keeper that runs with the media. Before the RTMP listener opens, the recordings and
-sessions an unclean end left open are closed, for the streams no other node holds live; those
-another node holds are looked at again every lease lifetime, until their lease is free.
+sessions an unclean end left open are closed, for the streams no other node holds live and
+whose reconnect window has passed; the rest is looked at again every lease lifetime, as are the
+sessions other nodes left open later (:mod:`api.live.leftovers`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from api.cluster.nodes import NodeIdInUse, data_directory_id_or_none, default_no
 from api.cluster.ownership import LeaseOwnership
 from api.keys import (
     AUTHORIZER,
+    DB_ENGINE,
     DB_SESSIONMAKER,
     FFMPEG_PATH,
     METRICS,
@@ -34,6 +36,7 @@ from api.keys import (
     RTMP_SERVER,
     SETTINGS,
 )
+from api.live.leftovers import LeftoverSessions
 from api.live.recording_store import DatabaseRecordingStore
 from api.live.session_resume import DatabaseSessionResume
 from api.live.stream_events import DatabaseStreamEvents
@@ -73,10 +76,16 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         events=events,
         storage=storage,
         ownership=ownership,
-        resume=DatabaseSessionResume(app[DB_SESSIONMAKER], StreamView(app), events),
+        resume=DatabaseSessionResume(
+            app[DB_SESSIONMAKER],
+            StreamView(app),
+            events,
+            shared=app[DB_ENGINE].dialect.name != "sqlite",  # several nodes may run
+        ),
     )
     await asyncio.to_thread(clear_live_windows, settings.live_dir)
-    left = await paths.recover(events)
+    leftovers = LeftoverSessions(app[DB_SESSIONMAKER], events)
+    left = await paths.recover(leftovers, only=await leftovers.at_start())
     server = RTMPServer(settings, admission=paths)
     await server.start()
     app[OWNERSHIP] = ownership
@@ -86,7 +95,7 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     app[FFMPEG_PATH] = ffmpeg
     app[METRICS].watch_media(paths, server)
     ownership.keeper.start()
-    recovery = asyncio.create_task(recover_later(paths, events, left, settings.lease_seconds))
+    recovery = asyncio.create_task(recover_later(paths, leftovers, left, settings.lease_seconds))
     try:
         yield
     finally:
@@ -114,13 +123,16 @@ def clear_live_windows(live_dir: Path) -> None:
 
 
 async def recover_later(
-    paths: LivePaths, events: DatabaseStreamEvents, left: set[str], interval: float
+    paths: LivePaths, leftovers: LeftoverSessions, left: set[str], interval: float
 ) -> None:
-    """Close what an unclean end left open on the streams whose lease another node held at
-    start-up, once their lease is free: every ``interval`` seconds until none is left."""
-    while left:
+    """Every ``interval`` seconds, close what earlier ownerships left open once nobody can
+    continue it any more (:mod:`api.live.leftovers`): the streams whose lease another node
+    held at start-up (``left``), once their lease is free, and the sessions whose owner
+    stopped without ending them (it drained and handed them over, or died) and that nobody
+    continued within the stream's reconnect window."""
+    while True:
         await asyncio.sleep(interval)
-        left = await paths.recover(events, only=left)
+        left = await paths.recover(leftovers, only=await leftovers.sweep(left))
 
 
 async def shut_down(

@@ -44,7 +44,11 @@ class DatabaseSessionResume:
         left_open: DatabaseStreamEvents,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        shared: bool = False,
     ) -> None:
+        """``shared``: other nodes share the database (PostgreSQL) and can continue the
+        sessions of this node (:attr:`workers.events.SessionResume.shared`)."""
+        self.shared = shared
         self._sessionmaker = sessionmaker
         self._view = view
         self._left_open = left_open

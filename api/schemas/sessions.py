@@ -23,7 +23,9 @@ class SessionOutput(OutputModel):
     end_reason: str | None = Field(
         description="`publisher_left`, `completed`, `disabled`, `reset`, `timed_out`, "
         "`deleted`, `max_duration`, `shutdown`, `draining` (the node was drained: the "
-        "publisher was asked to publish again, to another node), `error`, `lease_lost` (the "
+        "publisher was asked to publish again, to another node; in a cluster a session with "
+        "a reconnect window continues on that node instead, unless it was recorded on the "
+        "drained node's disk), `error`, `lease_lost` (the "
         "node lost the stream's ownership lease: another node took it over, or the database "
         "was unreachable too long) or `replaced` (a newer publish on another node took the "
         "stream over; only without a reconnect window, otherwise the session continues on "

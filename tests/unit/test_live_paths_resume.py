@@ -21,6 +21,8 @@ EARLIER = Resumed("e" * 24, 1_000.0, "203.0.113.9:1", 3, None)
 class Resumes:
     """Answers every resume with :attr:`answer`; records the calls."""
 
+    shared = False
+
     def __init__(self, answer: Resumed | None) -> None:
         self.answer = answer
         self.asked: list[tuple[str, int, float]] = []
