@@ -12,6 +12,7 @@ const PER_PAGE = 20;
 const NO_PLAYER = "The player (hls.js) is not installed on the server: run `npm ci` in the liverelay directory.";
 let timer = null;
 let player = null;
+let sections = null;
 let signedIn = null;
 
 class ApiError extends Error {
@@ -94,6 +95,8 @@ function stop() {
   timer = null;
   if (player) player.destroy();
   player = null;
+  if (sections) sections.stop();
+  sections = null;
 }
 
 async function route(message) {
@@ -113,6 +116,9 @@ async function route(message) {
   if (path === "/signin") return signInPage();
   if (path === "/streams") return streamsPage(params);
   if (path === "/streams/new") return createPage();
+  if (path === "/webhooks") return webhooksPage();
+  const hook = path.match(/^\/webhooks\/([0-9a-f]{24})$/);
+  if (hook) return webhookPage(hook[1]);
   const match = path.match(/^\/streams\/([0-9a-f]{24})$/);
   if (match) return streamPage(match[1]);
   page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/streams" }, "Back to the streams")));
@@ -303,7 +309,15 @@ async function streamPage(id) {
     h("h2", {}, "Player"), video, playerNote,
     h("h2", {}, "Live session"), figures,
     h("h2", {}, "Actions"), actions);
+  const refetch = async () => {
+    try { stream = await api("GET", `/v1/livestreams/${id}`); render(); } catch (err) { failed(err); }
+  };
+  sections = streamSections(stream, (next) => { if (next) { stream = next; render(); } else refetch(); });
+  main.append(...sections.nodes);
+  let shownStatus = stream.status;
   const render = () => {
+    if (sections) sections.refresh(stream, shownStatus !== stream.status);
+    shownStatus = stream.status;
     status.replaceChildren(badge(stream.status));
     keyValue.textContent = revealed ? stream.streamKey : "••••••••";
     figures.replaceChildren(sessionFigures(stream.currentSession));
