@@ -14,10 +14,11 @@ from typing import Any
 import imageio_ffmpeg
 import pytest
 from aiohttp import web
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from tests.browser.conftest import WAIT_MS, Operator
 from tests.browser.test_console import sign_in
+from tests.browser.test_console_list import add_streams, keyboard_sign_in
 from tests.e2e.conftest import LiveServer, Publisher, free_port, push
 from tests.polling import eventually
 
@@ -228,3 +229,50 @@ async def _stop(publisher: Publisher) -> None:
     if publisher.process.returncode is None:
         publisher.kill()
         await publisher.process.wait()
+
+
+async def no_sideways_scroll(page: Page) -> None:
+    width = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert width <= 0, f"the page scrolls sideways on a narrow screen: {page.url}"
+
+
+async def test_stream_and_webhook_pages_on_a_phone_with_the_keyboard(
+    browser: Browser, console_server: LiveServer, operator: Operator, receiver: Receiver
+) -> None:
+    [stream_id] = await add_streams(console_server, operator, "Pocket studio")
+    context = await browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    context.set_default_timeout(WAIT_MS)
+    page = await context.new_page()
+    try:
+        await page.goto(f"{console_server.http_url}/console/")
+        await keyboard_sign_in(page, operator)
+        await page.goto(f"{console_server.http_url}/console/#/streams/{stream_id}")
+        await expect(page.get_by_role("heading", name="Pocket studio")).to_be_focused()
+        target = "rtmp://a-rather-long-ingest-host-name.example.com/live2/with/a/long/path"
+        await page.get_by_label("Target URL").focus()
+        await page.keyboard.type(target)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("pocket-key")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#targets tbody tr")).to_have_count(1)
+        await expect(page.locator("#recordings")).to_contain_text("recording is off")
+        await no_sideways_scroll(page)
+
+        await page.get_by_role("link", name="Webhooks").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_focused()
+        await page.get_by_label("URL").focus()
+        await page.keyboard.type(receiver.url + "/with/a/rather/long/path/for/a/narrow/screen")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#webhook-secret")).to_be_visible()
+        await no_sideways_scroll(page)
+        await page.get_by_role("link", name="See its deliveries").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Webhook deliveries")).to_be_focused()
+        await expect(page.locator("#deliveries")).to_contain_text("No deliveries yet")
+        await no_sideways_scroll(page)
+
+        await page.goto(f"{console_server.http_url}/console/#/webhooks/{'0' * 24}")
+        await expect(page.get_by_role("heading", name="Webhook not found")).to_be_visible()
+    finally:
+        await context.close()
