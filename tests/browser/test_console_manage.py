@@ -193,6 +193,8 @@ async def test_webhook_settings_targets_history_and_recording(
     # The push ended (no reconnect window): the session and its recording are listed.
     await expect(page.locator("#status")).to_have_text("idle")
     await expect(page.locator("#history tbody tr")).to_have_count(1)
+    await expect(page.locator("#history")).to_contain_text("Page 1 of 1")
+    await expect(page.locator("#history")).not_to_contain_text("null")
     await expect(page.locator("#recordings tbody tr")).to_have_count(1)
     await expect(page.locator("#recordings tbody tr").first).to_contain_text("ready")
     await page.get_by_role("button", name=re.compile("^Play the recording")).click()

@@ -138,7 +138,7 @@ function targetsSection(stream, reload) {
 }
 
 // A paged table loaded from `path` (a {pageInfo, data} list), with previous / next buttons.
-function pagedTable(id, path, perPage, columns, empty, extra) {
+function pagedTable(id, path, perPage, columns, empty) {
   const region = h("div", { id, "aria-live": "polite" }, h("p", {}, "Loading…"));
   let pageNumber = 1;
   let lastData = [];
@@ -161,8 +161,7 @@ function pagedTable(id, path, perPage, columns, empty, extra) {
         h("nav", { class: "pager", "aria-label": `${id} pages` },
           info.currentPage > 1 ? button("← Previous", info.currentPage - 1) : null,
           h("span", {}, `Page ${info.currentPage} of ${Math.max(1, info.lastPage)}`),
-          info.currentPage < info.lastPage ? button("Next →", info.currentPage + 1) : null),
-        extra || null);
+          info.currentPage < info.lastPage ? button("Next →", info.currentPage + 1) : null));
     } catch (err) { failed(err); }
   };
   return { region, load, data: () => lastData };
