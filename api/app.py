@@ -13,7 +13,15 @@ from api.console import routes as console
 from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
-from api.keys import CONSOLE_THROTTLE, DRAIN, METRICS, SETTINGS, TOKEN_CACHE, WEBHOOK_POLICY
+from api.keys import (
+    CONSOLE_THROTTLE,
+    DRAIN,
+    LOW_LATENCY_ENDED,
+    METRICS,
+    SETTINGS,
+    TOKEN_CACHE,
+    WEBHOOK_POLICY,
+)
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
@@ -34,6 +42,7 @@ from api.routes import (
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
 from ingest.limits import AuthFailureThrottle
+from workers.llhls_output import EndedOutputs
 
 
 def create_app(
@@ -69,6 +78,7 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
+    app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app[CONSOLE_THROTTLE] = AuthFailureThrottle(
         settings.rtmp_auth_failures_per_minute, clock=time.monotonic
     )

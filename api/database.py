@@ -23,7 +23,11 @@ from config import Settings
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-"""How long a SQLite writer waits for another process (e.g. the CLI) to finish writing."""
+"""How long a SQLite writer waits for another one (of this process or another, e.g. the CLI)
+to finish writing."""
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+"""How a SQLite transaction begins, right before its first statement that is not a read
+(:func:`_sqlite_begin_before_write`)."""
 
 _MIGRATION_LOCK_ID = 0x6C69766572  # "liver": serialises migrations of nodes sharing PostgreSQL
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -68,17 +72,56 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", _sqlite_connect)
+    event.listen(engine.sync_engine, "before_cursor_execute", _sqlite_begin_before_write)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver begins transactions only before INSERT/UPDATE/DELETE/REPLACE, deferred, and
+    # leaves DDL and SAVEPOINT outside them: _sqlite_begin_before_write begins them instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin_before_write(
+    connection: Connection, cursor: Any, statement: str, *_args: Any
+) -> None:
+    """Begin the SQLite transaction with ``BEGIN IMMEDIATE`` right before its first statement
+    that is not a read (a write, DDL or ``SAVEPOINT``). ``SELECT`` statements before it each
+    read the latest commit, like PostgreSQL's read committed. A migration run that finds the
+    schema at head only reads, so starting a node does not wait for the write lock.
+
+    Not SQLAlchemy's recipe of a ``BEGIN`` for every transaction (its ``begin`` event): with a
+    deferred ``BEGIN``, reads join the transaction, and in WAL mode a transaction that has read
+    and then writes after another connection committed fails at once with "database is locked"
+    (``SQLITE_BUSY_SNAPSHOT``; its snapshot is stale, so the busy timeout does not apply). Every
+    ``session.get``-then-change transaction and the webhook claims (which read first) would be
+    exposed to it, next to the heartbeat, lease renewals and job turns writing in the
+    background. ``BEGIN IMMEDIATE`` for every transaction avoids that, but makes reads queue
+    behind writers and each other: it cost about an eighth of the throughput of a burst of API
+    changes and publishes (``python -m bench.sqlite_contention``, docs/decisions.md entry 9).
+
+    Beginning at the first write takes the write lock before the transaction has read
+    anything, waiting up to the busy timeout for other writers, and leaves reads as they were.
+    DDL and ``SAVEPOINT``, which the driver ran outside the transaction, now belong to it: a
+    migration that fails on SQLite leaves no half-changed schema behind.
+    """
+    if _reads_only(statement):
+        return
+    if not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        cursor.execute(SQLITE_BEGIN)
+
+
+def _reads_only(statement: str) -> bool:
+    """A ``SELECT``, or a ``PRAGMA`` that sets nothing (the schema reads of the migrations)."""
+    head = statement.lstrip()[:6].upper()
+    return head == "SELECT" or (head == "PRAGMA" and "=" not in statement)
 
 
 def alembic_config() -> Config:

@@ -20,6 +20,7 @@ from ingest.limits import AuthFailureThrottle
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
+from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ METRICS_PORT = web.AppKey("metrics_port", int)
 PATHS = web.AppKey("live_paths", LivePaths)
 """Every live path on this node: routes read them, and end them only through
 :func:`api.live.media_context.end_live`."""
+LOW_LATENCY_ENDED = web.AppKey("low_latency_ended", EndedOutputs)
+"""Low-latency playlists of paths that ended lately, still served until players reach the end."""
 RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE: web.AppKey[AnyRecordingStorage] = web.AppKey("recording_storage")

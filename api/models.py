@@ -31,6 +31,9 @@ from sqlalchemy.types import TypeDecorator
 
 DEFAULT_RECONNECT_WINDOW_SECONDS = 60
 DEFAULT_MAX_DURATION_SECONDS = 12 * 3600
+DEFAULT_LATENCY_MODE = "standard"
+"""How a new stream is packaged for playback: ``standard`` (MPEG-TS HLS) or ``low``
+(low-latency HLS, fMP4 parts)."""
 
 
 def new_object_id() -> str:
@@ -120,6 +123,10 @@ class LiveStream(Base):
         Integer, default=DEFAULT_MAX_DURATION_SECONDS, server_default="43200"
     )
     """Longest continuous live session; the publisher is disconnected when it is reached."""
+    latency_mode: Mapped[str] = mapped_column(
+        String(16), default=DEFAULT_LATENCY_MODE, server_default=DEFAULT_LATENCY_MODE
+    )
+    """``standard`` or ``low``: how the stream's next session is packaged for playback."""
     event_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The ``sequence`` of the stream's last webhook event (0: none yet); see
     :func:`api.webhooks.outbox.enqueue`."""

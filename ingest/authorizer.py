@@ -20,6 +20,8 @@ class PublishGrant:
     """How long a dropped publisher may reconnect into the same session (0: no window)."""
     max_duration_seconds: float = 43_200.0
     """Longest continuous session; the publisher is disconnected when it is reached."""
+    latency_mode: str = "standard"
+    """``standard`` (MPEG-TS HLS) or ``low`` (low-latency HLS with fMP4 parts)."""
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,29 @@ def stream(**options: float) -> tuple[LowLatencyStream, Feeder]:
     feeder = Feeder(s)
     feeder.run()
     return s, feeder
+
+
+def check_conformance(text: str) -> Playlist:
+    """Assert the RFC 8216bis rules a live low-latency media playlist must keep (the rules
+    ``tests/unit/test_llhls.py`` checks one by one); returns the parsed playlist."""
+    playlist = parse(text)
+    tags = playlist.tags
+    assert tags["#EXT-X-VERSION"] == "9"
+    target = int(tags["#EXT-X-TARGETDURATION"])
+    part_target = float(attr(tags["#EXT-X-PART-INF"], "PART-TARGET"))
+    control = tags["#EXT-X-SERVER-CONTROL"]
+    assert attr(control, "CAN-BLOCK-RELOAD") == "YES"
+    assert float(attr(control, "PART-HOLD-BACK")) >= round(3 * part_target, 3)
+    assert float(attr(control, "CAN-SKIP-UNTIL")) >= 6 * target
+    assert playlist.segments, text
+    assert playlist.segments[0].map is not None, "EXT-X-MAP before the first segment"
+    assert all(seg.date_time is not None for seg in playlist.segments)
+    for seg in playlist.segments:
+        if seg.duration is not None:
+            assert round(seg.duration) <= target, seg
+        assert all(d <= part_target for d, _, _ in seg.parts), seg
+        short = [d < 0.85 * part_target and not ind for d, _, ind in seg.parts[:-1]]
+        assert not any(short), seg
+    if not playlist.ended:
+        assert playlist.hint is not None, "EXT-X-PRELOAD-HINT while live"
+    return playlist

@@ -28,6 +28,7 @@ def input_argv(
     loglevel: str = "warning",
     probesize: int = DEFAULT_PROBESIZE,
     analyzeduration: float = DEFAULT_ANALYZEDURATION,
+    progress: bool = True,
 ) -> list[str]:
     """The common head of every command: global options, FLV on stdin, streams copied.
 
@@ -49,10 +50,7 @@ def input_argv(
         "-loglevel",
         loglevel,
         "-nostats",
-        "-progress",
-        "pipe:1",
-        "-stats_period",
-        "1",
+        *(["-progress", "pipe:1", "-stats_period", "1"] if progress else []),
         "-probesize",
         str(probesize),
         "-analyzeduration",
@@ -114,6 +112,36 @@ def hls_argv(
         "-hls_segment_filename",
         segment_pattern,
         playlist_path,
+    ]
+
+
+LOW_LATENCY_FRAGMENT_SECONDS = 0.2
+"""ffmpeg's ``-frag_duration`` in low-latency mode: one part about every 200 ms."""
+LOW_LATENCY_PROBESIZE = 32_768
+
+
+def llhls_argv(ffmpeg: str, *, hevc: bool = False, loglevel: str = "warning") -> list[str]:
+    """FLV on stdin -> fragmented MP4 on stdout, for low-latency HLS (:mod:`workers.llhls`).
+
+    - ``-movflags +frag_keyframe+empty_moov+default_base_moof``: an initialization segment
+      with no samples, then a self-contained ``moof`` + ``mdat`` fragment at every keyframe and
+      (``-frag_duration``) about every :data:`LOW_LATENCY_FRAGMENT_SECONDS`; each becomes a part.
+    - stdout is the media, so there is no ``-progress`` block: every fragment is the progress.
+    - ``-probesize 32768``: the hub starts the feed with both sequence headers, so ffmpeg need
+      not read more before the first fragment.
+    - ``-tag:v hvc1`` for HEVC: ffmpeg copies it as ``hev1`` otherwise, which Apple's players
+      refuse.
+    """
+    return [
+        *input_argv(ffmpeg, loglevel=loglevel, probesize=LOW_LATENCY_PROBESIZE, progress=False),
+        *(["-tag:v", "hvc1"] if hevc else []),
+        "-f",
+        "mp4",
+        "-movflags",
+        "+frag_keyframe+empty_moov+default_base_moof",
+        "-frag_duration",
+        str(round(LOW_LATENCY_FRAGMENT_SECONDS * 1_000_000)),
+        "pipe:1",
     ]
 
 

@@ -1,7 +1,8 @@
 """The outputs of one live path: the live HLS output, the recording it feeds, and one restream
 output per target, all reading the path's hub.
 
-Which outputs a publish gets is decided here: HLS always, a recording when the stream was
+Which outputs a publish gets is decided here: HLS always (MPEG-TS on disk, or low-latency HLS
+in memory for a ``latency_mode`` ``low`` grant), a recording when the stream was
 recorded as its session began (fed by the HLS output's segments: still one ffmpeg for both),
 and one restream per target. Every output is supervised on its own, so one failing never
 disturbs another. The restream targets can change while the stream is live
@@ -22,6 +23,7 @@ from config.settings import Settings
 from ingest.authorizer import PublishGrant, RestreamTarget
 from ingest.hub import StreamHub
 from workers.hls import HLSOutput
+from workers.llhls_output import LowLatencyOutput
 from workers.playlist import LivePlaylist
 from workers.recording import RecordingOutput, RecordingStore
 from workers.restream import RestreamOutput
@@ -78,15 +80,24 @@ class PathOutputs:
                 generation=generation,
                 resume_id=resume_recording,
             )
-        playlist = LivePlaylist(
-            directory,
-            list_size=settings.hls_list_size,
-            segment_seconds=settings.hls_segment_seconds,
-            on_segment=self.recording.on_segment if self.recording is not None else None,
-        )
-        self.hls = HLSOutput(
-            settings, ffmpeg=ffmpeg, hub=hub, playlist=playlist, session_tag=session_tag
-        )
+        self.hls: HLSOutput | LowLatencyOutput
+        """The live playback output: MPEG-TS segments on disk, or low-latency HLS in memory."""
+        if grant.latency_mode == "low" and self.recording is not None:
+            # The API refuses the combination; should a grant still carry it, the session is
+            # recorded (from MPEG-TS segments) rather than played with low latency.
+            log.warning("stream %s: recorded, so played in standard latency mode", grant.stream_id)
+        if grant.latency_mode == "low" and self.recording is None:
+            self.hls = LowLatencyOutput(settings, ffmpeg=ffmpeg, hub=hub)
+        else:
+            playlist = LivePlaylist(
+                directory,
+                list_size=settings.hls_list_size,
+                segment_seconds=settings.hls_segment_seconds,
+                on_segment=self.recording.on_segment if self.recording is not None else None,
+            )
+            self.hls = HLSOutput(
+                settings, ffmpeg=ffmpeg, hub=hub, playlist=playlist, session_tag=session_tag
+            )
         self._targets = {t.target_id: t for t in grant.restream}
         self._restreams: dict[str, RestreamOutput] = {}
         self._starter: asyncio.Task[None] | None = None

@@ -102,7 +102,10 @@ class FFmpegProcess:
         redact: Callable[[str], str] = _identity,
         stderr_lines: int = 40,
         clock: Callable[[], float] = time.monotonic,
+        stdout_sink: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``stdout_sink``: stdout is media (not ``-progress`` blocks), handed over in chunks
+        as it is read; every chunk counts as progress."""
         if not argv:
             raise ValueError("FFmpegProcess needs a non-empty argv")
         self.argv = list(argv)
@@ -116,6 +119,7 @@ class FFmpegProcess:
         self._readers: list[asyncio.Task[None]] = []
         self._block: dict[str, str] = {}
         self._listeners: list[ProgressListener] = []
+        self._stdout_sink = stdout_sink
         self._stop_lock = asyncio.Lock()
         self.progress: dict[str, str] = {}
         """The last complete ``-progress`` block (``out_time_us``, ``total_size``, ...)."""
@@ -141,8 +145,13 @@ class FFmpegProcess:
         )
         self.last_progress_at = self._clock()
         assert self._proc.stdout is not None and self._proc.stderr is not None
+        stdout = (
+            self._pump_media(self._proc.stdout, self._stdout_sink)
+            if self._stdout_sink is not None
+            else self._pump(self._proc.stdout, self._on_progress_line)
+        )
         self._readers = [
-            asyncio.create_task(self._pump(self._proc.stdout, self._on_progress_line)),
+            asyncio.create_task(stdout),
             asyncio.create_task(self._pump(self._proc.stderr, self._on_stderr_line)),
         ]
 
@@ -300,6 +309,15 @@ class FFmpegProcess:
             await asyncio.sleep(0)  # a child spewing output must not starve the loop
         if pending and not skipping:
             on_line(pending.decode("utf-8", "replace"))
+
+    async def _pump_media(
+        self, stream: asyncio.StreamReader, sink: Callable[[bytes], None]
+    ) -> None:
+        """Hand ``stream`` to ``sink`` chunk by chunk until EOF; each chunk is progress."""
+        while chunk := await stream.read(_READ_CHUNK):
+            sink(chunk)
+            self._complete_block({"total_size": str(self.progress_count + 1)})
+            await asyncio.sleep(0)
 
     def _on_stderr_line(self, line: str) -> None:
         line = self._redact(line.rstrip())

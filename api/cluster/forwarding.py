@@ -13,6 +13,7 @@ is a 502 with the JSON error shape, within the short timeouts below.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from api.errors import ApiError
 from api.keys import DB_SESSIONMAKER, FORWARDER, OWNERSHIP, PATHS, REQUEST_ID, SETTINGS
 from api.middlewares import REQUEST_ID_HEADER
 from ingest.ratelimit import WarningRateLimiter
+from workers.llhls_output import BLOCKING_TARGET_DURATIONS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ CONNECT_SECONDS = 2.0
 """Bound of connecting to the owner."""
 READ_SECONDS = 5.0
 """Bound of waiting for each part of the owner's answer."""
+BLOCKING_MARGIN_SECONDS = 5.0
+"""A playlist or media request the owner may hold (low-latency HLS: a blocking reload, a
+hinted part) may take this much longer than the owner's longest wait."""
+_BLOCKING_QUERY = ("_HLS_msn", "_HLS_part", "_HLS_skip")
+"""Query parameters of low-latency HLS passed on to the owner (nothing else is)."""
 WARNING_INTERVAL_SECONDS = 60.0
 """At most one warning about an unreachable owner node per node in this time."""
 _CACHE_LIMIT = 4096
@@ -189,18 +196,34 @@ class PlaybackForwarder:
         *,
         also: tuple[str, ...] = (),
         recording: bool = False,
+        blocking: bool = False,
     ) -> web.StreamResponse:
         """Answer ``request`` with what ``owner`` answers to the same method on ``path`` (with
         the request's conditional and range headers, and those named in ``also``); with
-        ``recording``, ``owner`` is the node that wrote the recording asked for."""
+        ``recording``, ``owner`` is the node that wrote the recording asked for. ``blocking``:
+        live playback the owner may hold back (a low-latency blocking reload or hinted part):
+        its ``_HLS_*`` query parameters are passed on and the answer may take up to
+        :func:`blocking_read_seconds`."""
         names = (*_REQUEST_HEADERS, *also)
         headers = {name: request.headers[name] for name in names if name in request.headers}
         headers[FORWARDED_HEADER] = "1"
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
         url = f"{owner.internal_url.rstrip('/')}{path}"
+        params = {k: request.query[k] for k in _BLOCKING_QUERY if blocking and k in request.query}
+        timeout = None
+        if blocking:
+            read = blocking_read_seconds(request.app[SETTINGS].hls_segment_seconds)
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=CONNECT_SECONDS, sock_connect=CONNECT_SECONDS, sock_read=read
+            )
         try:
             upstream = await self._http.request(
-                request.method, url, headers=headers, allow_redirects=False
+                request.method,
+                url,
+                headers=headers,
+                params=params,
+                allow_redirects=False,
+                timeout=timeout,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._unreachable(request, owner, exc, recording)
@@ -252,6 +275,14 @@ class PlaybackForwarder:
                 str(exc) or type(exc).__name__,
                 held_back,
             )
+
+
+def blocking_read_seconds(segment_seconds: float) -> float:
+    """How long a forwarded live playback request may wait for the owner's answer: longer
+    than the owner holds a low-latency request (:data:`workers.llhls_output.
+    BLOCKING_TARGET_DURATIONS` target durations)."""
+    target = math.ceil(segment_seconds)
+    return max(READ_SECONDS, BLOCKING_TARGET_DURATIONS * target + BLOCKING_MARGIN_SECONDS)
 
 
 async def owner_elsewhere(request: web.Request, stream_id: str) -> Owner | None:

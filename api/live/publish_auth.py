@@ -76,4 +76,5 @@ def grant_for(stream: LiveStream) -> PublishGrant:
         ),
         reconnect_window_seconds=float(stream.reconnect_window_seconds),
         max_duration_seconds=float(stream.max_duration_seconds),
+        latency_mode=stream.latency_mode,
     )

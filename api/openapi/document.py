@@ -164,6 +164,18 @@ def _self_description() -> dict[str, Any]:
     }
 
 
+def _query(name: str, description: str) -> dict[str, Any]:
+    """An optional non-negative integer query parameter."""
+    schema = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
 def _playback() -> dict[str, Any]:
     segment = {
         "name": "segment",
@@ -207,13 +219,48 @@ def _playback() -> dict[str, Any]:
         ),
     }
     redirect = {"302": {"description": "In object storage: redirect to a presigned URL"}}
+    live_playlist = item(
+        "livePlaylist",
+        "Live HLS playlist (a stream in low-latency mode: low-latency HLS, RFC 8216bis)",
+        playlist,
+        False,
+        more={
+            **errors(
+                400,
+                502,
+                e400="Low-latency mode: `_HLS_msn`/`_HLS_part` further ahead than the playlist "
+                "may block for, or malformed",
+            ),
+            "503": json_response(
+                "Low-latency mode: the part a blocking reload waited for did not come within "
+                "three target durations",
+                "ErrorOutput",
+            ),
+        },
+    )
+    live_playlist["parameters"] += [
+        _query("_HLS_msn", "Low-latency mode: block until the playlist holds this segment"),
+        _query("_HLS_part", "Low-latency mode: with `_HLS_msn`, block until it holds this part"),
+        {
+            "name": "_HLS_skip",
+            "in": "query",
+            "required": False,
+            "description": "Low-latency mode: a delta update (`YES` or `v2`)",
+            "schema": {"type": "string", "enum": ["YES", "v2"]},
+        },
+    ]
+    live_segment = item(
+        "liveSegment",
+        "Live HLS segment: MPEG-TS; in low-latency mode an fMP4 initialization segment "
+        "(`init-<n>.mp4`, video/mp4), part (`part-<n>.m4s`) or segment (`seg-<msn>.m4s`, "
+        "video/iso.segment); the hinted part is answered once it exists",
+        "video/mp2t",
+        True,
+        more=errors(502),
+    )
     return {
-        "/live/{id}/index.m3u8": item(
-            "livePlaylist", "Live HLS playlist", playlist, False, more=errors(502)
-        ),
-        "/live/{id}/{segment}": item(
-            "liveSegment", "Live HLS segment", "video/mp2t", True, more=errors(502)
-        ),
+        "/live/{id}/index.m3u8": live_playlist,
+        "/live/{id}/{segment}": live_segment,
         "/live/{id}/storage/index.m3u8": item(
             "latestRecordingPlaylist",
             "HLS playlist of the stream's latest recording (segments under /recordings/)",

@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from api.cluster.clock import clock_of
 from api.models import (
+    DEFAULT_LATENCY_MODE,
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     Account,
@@ -70,6 +71,7 @@ async def create_live_stream(
     *,
     reconnect_window_seconds: int = DEFAULT_RECONNECT_WINDOW_SECONDS,
     max_duration_seconds: int = DEFAULT_MAX_DURATION_SECONDS,
+    latency_mode: str = DEFAULT_LATENCY_MODE,
 ) -> LiveStream:
     """Create an enabled live stream with a fresh UUID4 stream key."""
     now = utc_now()
@@ -84,6 +86,7 @@ async def create_live_stream(
         disabled=False,
         reconnect_window_seconds=reconnect_window_seconds,
         max_duration_seconds=max_duration_seconds,
+        latency_mode=latency_mode,
         targets=[],
     )
     _replace_targets(stream, targets)
@@ -192,6 +195,7 @@ async def update_live_stream(
     targets: Sequence[TargetSpec] | None = None,
     reconnect_window_seconds: int | None = None,
     max_duration_seconds: int | None = None,
+    latency_mode: str | None = None,
 ) -> LiveStream:
     """Change the given fields; ``targets`` replaces the list (unchanged targets keep ids)."""
     if name is not None:
@@ -204,6 +208,8 @@ async def update_live_stream(
         stream.reconnect_window_seconds = reconnect_window_seconds
     if max_duration_seconds is not None:
         stream.max_duration_seconds = max_duration_seconds
+    if latency_mode is not None:
+        stream.latency_mode = latency_mode
     stream.updated_at = utc_now()
     await session.flush()
     return stream

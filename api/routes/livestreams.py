@@ -4,8 +4,8 @@ Every handler runs behind the JWT middleware (``request[ACCOUNT]`` is set) and s
 account's own streams; anything else is a 404. Whether a stream is live, its
 ``currentSession`` and the state of its restream relays come from its live path on this node
 (:func:`api.live.stream_view.live_path`). A new ``restream`` list applies at once to a live stream
-(only the changed targets start or stop); ``record``, ``reconnectWindowSeconds`` and
-``maxDurationSeconds`` apply from its next publish.
+(only the changed targets start or stop); ``record``, ``reconnectWindowSeconds``,
+``maxDurationSeconds`` and ``latencyMode`` apply from its next publish.
 
 The helpers the other ``/v1/livestreams/{id}/...`` route modules share live here: the request's
 transaction, the account's stream (locked for a change), paging, and the stream object.
@@ -79,6 +79,7 @@ async def create_live_stream(request: web.Request) -> web.Response:
     """``POST /v1/livestreams`` -> 201 with the new live stream."""
     body = validate_body(LiveStreamCreate, await read_json_object(request), _context(request))
     check_target_ids(body.restream, (), "restream")
+    _check_recordable(body.record, body.latency_mode)
     async with transaction(request) as session:
         stream = await queries.create_live_stream(
             session,
@@ -88,6 +89,7 @@ async def create_live_stream(request: web.Request) -> web.Response:
             _specs(body.restream),
             reconnect_window_seconds=body.reconnect_window_seconds,
             max_duration_seconds=body.max_duration_seconds,
+            latency_mode=body.latency_mode,
         )
     log.info("live stream %s created by account %s", stream.id, request[ACCOUNT].id)
     headers = {"Location": f"/v1/livestreams/{stream.id}"}
@@ -138,6 +140,10 @@ async def update_live_stream(request: web.Request) -> web.Response:
         stream = await own_stream(request, session, lock=True)
         if "restream" in given:
             check_target_ids(body.restream, {t.id for t in stream.targets}, "restream")
+        _check_recordable(
+            body.record if "record" in given else stream.record,
+            body.latency_mode if "latency_mode" in given else stream.latency_mode,
+        )
         if given:
             await queries.update_live_stream(
                 session,
@@ -151,10 +157,24 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 max_duration_seconds=body.max_duration_seconds
                 if "max_duration_seconds" in given
                 else None,
+                latency_mode=body.latency_mode if "latency_mode" in given else None,
             )
     if "restream" in given:
         await apply_restream(request, stream)
     return web.json_response(await with_owner_state(request, render_stream(request, stream)))
+
+
+def _check_recordable(record: bool, latency_mode: str) -> None:
+    """Recordings are built from MPEG-TS segments only so far: a low-latency stream that
+    should be recorded is refused rather than left silently unrecorded."""
+    if record and latency_mode == "low":
+        raise ApiError(
+            400,
+            "record: true is not supported with latencyMode: low yet; record a standard-mode "
+            "stream, or turn recording off",
+            code="validation_error",
+            details=[FieldError(field="latencyMode", message="low cannot be recorded yet")],
+        )
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:

@@ -1,8 +1,8 @@
 """HLS playback (no auth): live playlists/segments by stream id, recordings by recording id.
 
 - ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window, from
-  ``<live_dir>/<id>/``; when the stream is live on another node, that node's answer
-  (:mod:`api.cluster.forwarding`).
+  ``<live_dir>/<id>/`` (in low-latency mode from memory: :mod:`api.routes.llhls`); when the
+  stream is live on another node, that node's answer (:mod:`api.cluster.forwarding`).
 - ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
   recording, from ``<recordings_dir>/<recordingId>/`` (an ``EVENT`` playlist while it records).
 - ``/live/{id}/storage/index.m3u8`` (the stream's ``recordingUrl``): the playlist of the stream's
@@ -27,6 +27,7 @@ from api.cluster.forwarding import Owner, owner_elsewhere
 from api.errors import ApiError, NotFound
 from api.keys import DB_SESSIONMAKER, FORWARDER, SETTINGS
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
+from api.routes import llhls
 from api.routes.owner_state import clustered
 
 PLAYLIST_NAME = "index.m3u8"
@@ -59,7 +60,10 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     owner = await _owner_elsewhere(request)
     if owner is not None:
         path = f"/live/{stream_id}/{PLAYLIST_NAME}"
-        return await request.app[FORWARDER].forward(request, owner, path)
+        return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
+    low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None:
+        return await llhls.playlist(request, low_latency)
     body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
     return _playlist_response(request, body)
 
@@ -70,7 +74,11 @@ async def live_segment(request: web.Request) -> web.StreamResponse:
     stream_id, name = request.match_info["id"], request.match_info["segment"]
     owner = await _owner_elsewhere(request) if _SEGMENT_NAME.fullmatch(name) else None
     if owner is not None:
-        return await request.app[FORWARDER].forward(request, owner, f"/live/{stream_id}/{name}")
+        path = f"/live/{stream_id}/{name}"
+        return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
+    low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None:
+        return await llhls.media(request, low_latency, name)
     return await _segment(request, request.app[SETTINGS].live_dir, stream_id)
 
 

@@ -92,6 +92,18 @@ MaxDuration = Annotated[
 ]
 
 
+LatencyMode = Annotated[
+    Literal["low", "standard"],
+    Field(
+        description="`standard`: MPEG-TS segments of `hlsSegmentSeconds`, for every HLS client. "
+        "`low`: low-latency HLS (RFC 8216bis) with fMP4 parts of about 200 ms, blocking "
+        "playlist reloads and delta updates, at the same `downstreamUrl`. A change while live "
+        "applies from the next session. Recording a `low` stream is not supported yet: "
+        "`record: true` with `latencyMode: low` is refused.",
+    ),
+]
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank", "name must not be blank")
@@ -116,6 +128,7 @@ class LiveStreamCreate(_Input):
     max_duration_seconds: MaxDuration = Field(
         default=DEFAULT_MAX_DURATION_SECONDS, alias="maxDurationSeconds"
     )
+    latency_mode: LatencyMode = Field(default="standard", alias="latencyMode")
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -131,6 +144,7 @@ class LiveStreamUpdate(_Input):
     restream: RestreamList = optional_field()
     reconnect_window_seconds: ReconnectWindow = optional_field("reconnectWindowSeconds")
     max_duration_seconds: MaxDuration = optional_field("maxDurationSeconds")
+    latency_mode: LatencyMode = optional_field("latencyMode")
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -171,6 +185,10 @@ class LiveStreamOutput(_Output):
         description="Seconds a dropped publisher may take to reconnect into the same session."
     )
     max_duration_seconds: int = Field(description="Longest live session, in seconds.")
+    latency_mode: Literal["low", "standard"] = Field(
+        description="How the stream is packaged for playback from its next session: `standard` "
+        "(MPEG-TS HLS) or `low` (low-latency HLS with fMP4 parts)."
+    )
     current_session: CurrentSessionOutput | None = Field(
         description="The live session on this node (for `GET` of one stream: on the node "
         "it is live on); null when there is none."
@@ -356,6 +374,7 @@ def live_stream_output(
         status="disabled" if stream.disabled else ("live" if live else "idle"),
         reconnect_window_seconds=stream.reconnect_window_seconds,
         max_duration_seconds=stream.max_duration_seconds,
+        latency_mode="low" if stream.latency_mode == "low" else "standard",
         current_session=current_session,
     )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from aiohttp.test_utils import TestClient
 
-from api.keys import PATHS
+from api.keys import AUTHORIZER, PATHS
 from tests.api.conftest import (
     HEX24,
     TARGET,
@@ -37,6 +38,7 @@ STREAM_KEYS = {
     "status",
     "reconnectWindowSeconds",
     "maxDurationSeconds",
+    "latencyMode",
     "currentSession",
 }
 
@@ -110,6 +112,7 @@ async def test_create_defaults(api_client: TestClient, account: AccountCredentia
     assert stream["status"] == "idle"
     assert stream["reconnectWindowSeconds"] == 60
     assert stream["maxDurationSeconds"] == 43200
+    assert stream["latencyMode"] == "standard"
     assert stream["currentSession"] is None
 
 
@@ -297,3 +300,61 @@ async def test_other_accounts_streams_are_invisible(
 
     response = await api_client.get(url, headers=alice.headers)
     assert await response.json() == stream
+
+
+async def test_latency_mode_in_create_update_and_every_response(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    stream = await create_stream(api_client, account, latencyMode="low")
+    assert stream["latencyMode"] == "low"
+    url = f"/v1/livestreams/{stream['id']}"
+    response = await api_client.get(url, headers=account.headers)
+    assert (await response.json())["latencyMode"] == "low"
+    response = await api_client.get("/v1/livestreams", headers=account.headers)
+    assert [s["latencyMode"] for s in (await response.json())["data"]] == ["low"]
+    response = await api_client.patch(url, json={"name": "n"}, headers=account.headers)
+    assert (await response.json())["latencyMode"] == "low", "unchanged unless given"
+    response = await api_client.patch(
+        url, json={"latencyMode": "standard"}, headers=account.headers
+    )
+    assert response.status == 200 and (await response.json())["latencyMode"] == "standard"
+    authorizer = api_client.app[AUTHORIZER]
+    assert (await authorizer.authorize_publish(stream["streamKey"], "c")).latency_mode == "standard"
+    await api_client.patch(url, json={"latencyMode": "low"}, headers=account.headers)
+    assert (await authorizer.authorize_publish(stream["streamKey"], "c")).latency_mode == "low"
+
+
+@pytest.mark.parametrize("value", ["fast", "", None, 1, "LOW"])
+async def test_latency_mode_must_be_low_or_standard(
+    api_client: TestClient, account: AccountCredentials, value: object
+) -> None:
+    response = await api_client.post(
+        "/v1/livestreams", json={"name": "x", "latencyMode": value}, headers=account.headers
+    )
+    await assert_error(response, 400, "validation_error")
+
+
+async def test_recording_a_low_latency_stream_is_refused_not_dropped(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    response = await api_client.post(
+        "/v1/livestreams",
+        json={"name": "x", "record": True, "latencyMode": "low"},
+        headers=account.headers,
+    )
+    body = await assert_error(response, 400, "validation_error")
+    assert "latencyMode: low" in body["message"]
+    recorded = await create_stream(api_client, account, record=True)
+    url = f"/v1/livestreams/{recorded['id']}"
+    response = await api_client.patch(url, json={"latencyMode": "low"}, headers=account.headers)
+    await assert_error(response, 400, "validation_error")
+    low = await create_stream(api_client, account, latencyMode="low")
+    url = f"/v1/livestreams/{low['id']}"
+    response = await api_client.patch(url, json={"record": True}, headers=account.headers)
+    await assert_error(response, 400, "validation_error")
+    response = await api_client.get(url, headers=account.headers)
+    assert (await response.json())["record"] is False, "nothing changed"
+    response = await api_client.patch(
+        url, json={"record": True, "latencyMode": "standard"}, headers=account.headers
+    )
+    assert response.status == 200

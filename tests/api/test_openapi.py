@@ -142,3 +142,16 @@ async def test_session_limits_are_documented_as_bounded_integers(api_client: Tes
         assert documented["default"] == default
         assert "default" not in update["properties"][field]
         assert update["properties"][field]["minimum"] == low
+
+
+async def test_latency_mode_is_documented_in_requests_and_responses(
+    api_client: TestClient,
+) -> None:
+    schemas = (await fetch_document(api_client))["components"]["schemas"]
+    create = schemas["LiveStreamCreate"]["properties"]["latencyMode"]
+    assert sorted(create["enum"]) == ["low", "standard"] and create["default"] == "standard"
+    update = schemas["LiveStreamUpdate"]["properties"]["latencyMode"]
+    assert sorted(update["enum"]) == ["low", "standard"] and "default" not in update
+    output = schemas["LiveStreamOutput"]
+    assert "latencyMode" in output["required"]
+    assert sorted(output["properties"]["latencyMode"]["enum"]) == ["low", "standard"]

@@ -10,6 +10,7 @@ from workers.argv import (
     format_argv,
     hls_argv,
     input_argv,
+    llhls_argv,
     make_redactor,
     redact,
     restream_argv,
@@ -111,6 +112,23 @@ def test_hls_argv_fractional_segment_and_loglevel() -> None:
 def test_hls_argv_needs_a_counter_in_the_pattern() -> None:
     with pytest.raises(ValueError, match="has no %d counter"):
         hls_argv(FF, segment_seconds=2, segment_pattern="seg.ts", playlist_path="p.m3u8")
+
+
+def test_llhls_argv_writes_fragmented_mp4_to_stdout_without_progress() -> None:
+    argv = llhls_argv(FF)
+    assert "-progress" not in argv, "stdout is the media"
+    pairs = _pairs(argv)
+    assert pairs["-probesize"] == "32768"
+    assert (pairs["-f"], pairs["-movflags"]) == (
+        "mp4",
+        "+frag_keyframe+empty_moov+default_base_moof",
+    )
+    assert pairs["-frag_duration"] == "200000"
+    assert argv[-1] == "pipe:1" and "-tag:v" not in argv
+    assert argv[argv.index("-i") + 1] == "pipe:0" and pairs["-c"] == "copy"
+    hevc = llhls_argv(FF, hevc=True)
+    assert _pairs(hevc)["-tag:v"] == "hvc1"
+    assert hevc.index("-tag:v") > hevc.index("-c")
 
 
 def test_restream_argv_rtmp() -> None:

@@ -334,3 +334,21 @@ def test_resolve_rejects_a_missing_or_non_executable_binary(tmp_path: Path) -> N
 async def test_version_of_something_that_is_not_ffmpeg(tmp_path: Path) -> None:
     with pytest.raises(FFmpegNotFound, match="cannot run ffmpeg"):
         await ffmpeg_version(str(tmp_path / "missing"))
+
+
+async def test_a_stdout_sink_gets_the_media_bytes_and_each_chunk_is_progress() -> None:
+    """With ``stdout_sink`` stdout is media (low-latency HLS): every byte reaches the sink in
+    order, none is read as a ``-progress`` line, and each chunk advances progress."""
+    payload = bytes(range(256)) * 1000 + b"\nprogress=end\n"
+    script = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 1000 + b'\\nprogress=end\\n')"
+    received = bytearray()
+    process = FFmpegProcess(
+        [sys.executable, "-c", script], name="sink", stdout_sink=received.extend
+    )
+    blocks: list[object] = []
+    process.add_progress_listener(blocks.append)
+    await process.start()
+    assert await process.wait() == 0
+    assert bytes(received) == payload
+    assert process.progress_count >= 1 and len(blocks) == process.progress_count
+    assert "progress" not in process.progress

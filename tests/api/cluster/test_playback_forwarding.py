@@ -4,12 +4,13 @@ a real ffmpeg publisher)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import imageio_ffmpeg
 from multidict import CIMultiDict
 
-from api.cluster.forwarding import FORWARDED_HEADER
+from api.cluster.forwarding import FORWARDED_HEADER, blocking_read_seconds
 from api.cluster.leases import StreamLeases
 from tests.cluster_support import ClusterNodes, Node
 from tests.e2e.conftest import (
@@ -21,7 +22,9 @@ from tests.e2e.conftest import (
     push,
     wait_for_playlist,
 )
+from tests.llhls_support import check_conformance
 from tests.polling import eventually
+from workers.llhls_output import BLOCKING_TARGET_DURATIONS
 from workers.m3u8 import parse_media_playlist
 
 COMPARED = ("Content-Type", "Cache-Control", "ETag", "Last-Modified", "Content-Length")
@@ -126,3 +129,44 @@ async def test_only_a_live_lease_sends_playback_elsewhere(
         return (await b.client.get(path)).status == 404
 
     assert await eventually(not_found, 10)
+
+
+async def test_low_latency_blocking_requests_are_forwarded_with_their_query(
+    two_nodes: list[Node], cluster_nodes: ClusterNodes, tmp_path: Path
+) -> None:
+    a, b = two_nodes
+    stream_id, key = await cluster_nodes.new_stream(a, latency_mode="low")
+    path = f"/live/{stream_id}/index.m3u8"
+    await cluster_nodes.set_internal_url(b, a.node_id, a.url)
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    # Not looped: a loop's timestamp jump makes a part longer than the part target.
+    source = make_source(ffmpeg, tmp_path / "long.flv", video=True, audio=True, seconds=12)
+    publisher = await push(ffmpeg, source, f"rtmp://127.0.0.1:{a.rtmp_port}/live/{key}")
+    try:
+        text = await wait_for_playlist(b.url + path, lambda t: "EXTINF" in t and "PART" in t)
+        playlist = check_conformance(text)
+        last = playlist.segments[-1]
+        msn, part = (last.msn + 1, 0) if last.uri is not None else (last.msn, len(last.parts))
+        hint = playlist.hint
+        assert hint is not None
+        status, body, headers = await fetch(f"{b.url}{path}?_HLS_msn={msn}&_HLS_part={part}")
+        assert status == 200 and headers["Cache-Control"] == "no-cache"
+        after = check_conformance(body.decode())
+        assert hint in [uri for seg in after.segments for _, uri, _ in seg.parts]
+        status, data, headers = await fetch(f"{b.url}/live/{stream_id}/{hint}")
+        assert status == 200 and b"moof" in data[:16]
+        assert headers["Cache-Control"] == "public, max-age=86400, immutable"
+        status, _, _ = await fetch(f"{b.url}{path}?_HLS_msn={msn + 10}")
+        assert status == 400, "the query reached the owner, which refused it"
+        init = f"{b.url}/live/{stream_id}/{playlist.segments[0].map}"
+        status, data, headers = await fetch(init)
+        assert status == 200 and headers["Content-Type"] == "video/mp4"
+    finally:
+        publisher.kill()
+        await publisher.process.wait()
+
+
+def test_a_forwarded_blocking_request_may_wait_longer_than_the_owner_holds_it() -> None:
+    for segment_seconds in (0.5, 1.0, 2.0, 4.0, 6.0):
+        held = BLOCKING_TARGET_DURATIONS * math.ceil(segment_seconds)
+        assert blocking_read_seconds(segment_seconds) > held
