@@ -49,6 +49,7 @@ CONTENT_SECURITY_POLICY = (
 _STATIC_FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
+    "streams.js": "text/javascript",
     "stream.js": "text/javascript",
     "webhooks.js": "text/javascript",
     "app.css": "text/css",

@@ -38,6 +38,13 @@ function streamSections(stream, reload) {
   };
 }
 
+function latencySelect(mode) {
+  const select = h("select", { id: "f-latencyMode" },
+    h("option", { value: "standard" }, "Standard"), h("option", { value: "low" }, "Low"));
+  select.value = mode === "low" ? "low" : "standard";
+  return select;
+}
+
 function settingsSection(stream, reload) {
   const saved = h("p", { class: "muted", role: "status" });
   const form = h("form", { novalidate: true, "aria-labelledby": "settings-heading" },
@@ -49,6 +56,8 @@ function settingsSection(stream, reload) {
     field("f-maxDurationSeconds", "Maximum duration (seconds)",
       numberInput("f-maxDurationSeconds", stream.maxDurationSeconds, 60, null),
       "The encoder is disconnected when a live session reaches it."),
+    field("f-latencyMode", "Latency mode", latencySelect(stream.latencyMode),
+      "Low: LL-HLS parts of about 200 ms, about a second behind the encoder. Standard: 2 s MPEG-TS segments for players that need them."),
     h("p", { class: "form-error", role: "alert" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save settings")), saved);
   form.addEventListener("submit", async (event) => {
@@ -58,6 +67,7 @@ function settingsSection(stream, reload) {
       name: form.querySelector("#f-name").value, record: form.querySelector("#f-record").checked,
       reconnectWindowSeconds: asNumber(form.querySelector("#f-reconnectWindowSeconds")),
       maxDurationSeconds: asNumber(form.querySelector("#f-maxDurationSeconds")),
+      latencyMode: form.querySelector("#f-latencyMode").value,
     };
     try {
       const next = await api("PATCH", `/v1/livestreams/${stream.id}`, body);
@@ -68,7 +78,7 @@ function settingsSection(stream, reload) {
       reload(next);
     } catch (err) {
       if (err.status === 401) failed(err);
-      else showFieldErrors(form, err, ["name", "record", "reconnectWindowSeconds", "maxDurationSeconds"]);
+      else showFieldErrors(form, err, ["name", "record", "reconnectWindowSeconds", "maxDurationSeconds", "latencyMode"]);
     }
   });
   return [h("h2", { id: "settings-heading" }, "Settings"), form];
