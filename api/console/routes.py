@@ -49,6 +49,9 @@ CONTENT_SECURITY_POLICY = (
 _STATIC_FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
+    "streams.js": "text/javascript",
+    "stream.js": "text/javascript",
+    "webhooks.js": "text/javascript",
     "app.css": "text/css",
 }
 _HLS_FILE = Path("hls.js") / "dist" / "hls.min.js"
@@ -82,7 +85,7 @@ async def _to_console(request: web.Request) -> web.StreamResponse:
 
 
 async def static_file(request: web.Request) -> web.Response:
-    """``index.html``, ``app.js`` and ``app.css`` from the package data."""
+    """``index.html``, the scripts and ``app.css`` from the package data."""
     name = request.match_info.get("name", "index.html")
     content_type = _STATIC_FILES.get(name)
     if content_type is None:

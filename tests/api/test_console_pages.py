@@ -22,6 +22,9 @@ async def test_pages_are_served_with_a_strict_policy(api_client: TestClient) -> 
         ("/console/", "text/html"),
         ("/console/index.html", "text/html"),
         ("/console/app.js", "text/javascript"),
+        ("/console/streams.js", "text/javascript"),
+        ("/console/stream.js", "text/javascript"),
+        ("/console/webhooks.js", "text/javascript"),
         ("/console/app.css", "text/css"),
     ):
         response = await api_client.get(path)

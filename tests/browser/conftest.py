@@ -12,14 +12,16 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import imageio_ffmpeg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from api import queries
 from api.console.routes import vendor_dir
 from api.keys import DB_SESSIONMAKER
-from tests.e2e.conftest import LiveServer, serving
+from tests.e2e.conftest import LiveServer, make_source, serving
 
 CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 20_000
@@ -42,10 +44,26 @@ class Operator:
     name: str
 
 
+@pytest.fixture(scope="session")
+def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short FLV like an encoder pushes (looped by the publisher)."""
+    directory = tmp_path_factory.mktemp("console-source")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    return make_source(ffmpeg, directory / "av.flv", video=True, audio=True, seconds=4)
+
+
 @pytest.fixture
-async def console_server(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
+def console_settings() -> dict[str, Any]:
+    """Overrides of the settings of :func:`console_server` (a module redefines this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def console_server(
+    tmp_path: Path, sqlite_url: str, console_settings: dict[str, Any]
+) -> AsyncIterator[LiveServer]:
     """The whole service on loopback (SQLite) with its console."""
-    async with serving(tmp_path, sqlite_url) as live:
+    async with serving(tmp_path, sqlite_url, **console_settings) as live:
         if vendor_dir(live.settings) is None:
             pytest.fail("hls.js is not installed: run `npm ci` in the repository (README set-up)")
         yield live

@@ -7,21 +7,12 @@ from pathlib import Path
 
 import aiohttp
 import imageio_ffmpeg
-import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from tests.api.conftest import UUID4
 from tests.browser.conftest import WAIT_MS, Operator
-from tests.e2e.conftest import LiveServer, Publisher, make_source, push
+from tests.e2e.conftest import LiveServer, Publisher, push
 from tests.polling import eventually
-
-
-@pytest.fixture(scope="session")
-def camera(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short FLV like an encoder pushes (looped by the publisher)."""
-    directory = tmp_path_factory.mktemp("console-source")
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    return make_source(ffmpeg, directory / "av.flv", video=True, audio=True, seconds=4)
 
 
 async def sign_in(page: Page, server: LiveServer, operator: Operator, secret: str) -> None:

@@ -12,6 +12,7 @@ const PER_PAGE = 20;
 const NO_PLAYER = "The player (hls.js) is not installed on the server: run `npm ci` in the liverelay directory.";
 let timer = null;
 let player = null;
+let sections = null;
 let signedIn = null;
 
 class ApiError extends Error {
@@ -94,6 +95,8 @@ function stop() {
   timer = null;
   if (player) player.destroy();
   player = null;
+  if (sections) sections.stop();
+  sections = null;
 }
 
 async function route(message) {
@@ -113,6 +116,9 @@ async function route(message) {
   if (path === "/signin") return signInPage();
   if (path === "/streams") return streamsPage(params);
   if (path === "/streams/new") return createPage();
+  if (path === "/webhooks") return webhooksPage();
+  const hook = path.match(/^\/webhooks\/([0-9a-f]{24})$/);
+  if (hook) return webhookPage(hook[1]);
   const match = path.match(/^\/streams\/([0-9a-f]{24})$/);
   if (match) return streamPage(match[1]);
   page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/streams" }, "Back to the streams")));
@@ -171,87 +177,6 @@ function signInPage() {
   page("Sign in", h("p", { class: "muted" }, "Sign in with an API key and its secret (`liverelay apikey create`)."), form);
 }
 
-function badge(status) {
-  const dot = status === "live" ? h("span", { "aria-hidden": "true" }, "● ") : null;
-  return h("span", { class: `badge ${status}` }, dot, status === "live" ? "LIVE" : status);
-}
-
-async function streamsPage(params) {
-  const pageNumber = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
-  const name = params.get("name") || "";
-  const search = h("input", { type: "search", id: "f-search", value: name, autocomplete: "off" });
-  const form = h("form", { class: "toolbar", role: "search" },
-    h("div", {}, h("label", { for: "f-search" }, "Search by name"), search),
-    h("button", { type: "submit", class: "secondary" }, "Search"),
-    h("a", { href: "#/streams/new", class: "button" }, "New stream"));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    const q = new URLSearchParams();
-    if (search.value.trim()) q.set("name", search.value.trim());
-    location.hash = `#/streams?${q}`;
-  });
-  const region = h("div", { "aria-live": "polite" }, h("p", {}, "Loading…"));
-  page("Streams", form, region);
-  const load = async () => {
-    const q = new URLSearchParams({ page: pageNumber, perPage: PER_PAGE });
-    if (name) q.set("name", name);
-    try {
-      const result = await api("GET", `/v1/livestreams?${q}`);
-      region.replaceChildren(streamTable(result, name));
-    } catch (err) { failed(err); }
-  };
-  await load();
-  timer = setInterval(load, LIST_REFRESH_MS);
-}
-
-function streamTable(result, name) {
-  if (!result.data.length) {
-    return h("p", {}, name ? `No stream named like “${name}”.` : "No streams yet. ",
-      name ? null : h("a", { href: "#/streams/new" }, "Create one"));
-  }
-  const rows = result.data.map((s) => h("tr", {},
-    h("td", {}, h("a", { href: `#/streams/${s.id}` }, s.name)),
-    h("td", {}, badge(s.status)),
-    h("td", { class: "optional" }, s.record ? "recorded" : "not recorded"),
-    h("td", { class: "optional" }, new Date(s.createdAt).toLocaleString())));
-  const info = result.pageInfo;
-  const link = (n, label) => {
-    const q = new URLSearchParams({ page: n });
-    if (name) q.set("name", name);
-    return h("a", { href: `#/streams?${q}` }, label);
-  };
-  return h("div", {},
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Status"),
-      h("th", { class: "optional" }, "Recording"), h("th", { class: "optional" }, "Created"))),
-    h("tbody", {}, rows)),
-    h("nav", { class: "pager", "aria-label": "Pages" },
-      info.currentPage > 1 ? link(info.currentPage - 1, "← Previous") : null,
-      h("span", {}, `Page ${info.currentPage} of ${Math.max(1, info.lastPage)}`),
-      info.currentPage < info.lastPage ? link(info.currentPage + 1, "Next →") : null));
-}
-
-function createPage() {
-  const form = h("form", { novalidate: true },
-    field("f-name", "Name", h("input", { type: "text", id: "f-name", required: true, autocomplete: "off" })),
-    h("div", { class: "field check" },
-      h("input", { type: "checkbox", id: "f-record" }), " ", h("label", { for: "f-record" }, "Record the stream"),
-      h("p", { class: "field-error", id: "f-record-error", hidden: true })),
-    h("p", { class: "form-error", role: "alert" }),
-    h("div", { class: "actions" }, h("button", { type: "submit" }, "Create stream"),
-      h("a", { href: "#/streams" }, "Cancel")));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const body = { name: form.querySelector("#f-name").value, record: form.querySelector("#f-record").checked };
-    try {
-      const stream = await api("POST", "/v1/livestreams", body);
-      go(`#/streams/${stream.id}`);
-    } catch (err) {
-      if (err.status === 401) failed(err); else showFieldErrors(form, err, ["name", "record"]);
-    }
-  });
-  page("New stream", form);
-}
-
 async function copy(text, button) {
   try { await navigator.clipboard.writeText(text); }
   catch (err) {
@@ -303,7 +228,15 @@ async function streamPage(id) {
     h("h2", {}, "Player"), video, playerNote,
     h("h2", {}, "Live session"), figures,
     h("h2", {}, "Actions"), actions);
+  const refetch = async () => {
+    try { stream = await api("GET", `/v1/livestreams/${id}`); render(); } catch (err) { failed(err); }
+  };
+  sections = streamSections(stream, (next) => { if (next) { stream = next; render(); } else refetch(); });
+  main.append(...sections.nodes);
+  let shownStatus = stream.status;
   const render = () => {
+    if (sections) sections.refresh(stream, shownStatus !== stream.status);
+    shownStatus = stream.status;
     status.replaceChildren(badge(stream.status));
     keyValue.textContent = revealed ? stream.streamKey : "••••••••";
     figures.replaceChildren(sessionFigures(stream.currentSession));
