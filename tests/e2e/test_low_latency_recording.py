@@ -97,6 +97,16 @@ def _decode_mp4(data: bytes) -> tuple[str | None, str | None, int, int]:
     )
 
 
+def play_hls(url: str) -> int:
+    """Video frames decoded by libavformat's HLS demuxer (PyAV) reading ``url``."""
+    with av.open(url, format="hls", timeout=20) as container:
+        return sum(
+            len(packet.decode())
+            for packet in container.demux(video=0)
+            if packet.size and packet.stream.type == "video"
+        )
+
+
 def assert_fmp4_vod(playlist: str) -> list[Segment]:
     lines = playlist.splitlines()
     assert "#EXT-X-VERSION:7" in lines and "#EXT-X-PLAYLIST-TYPE:VOD" in lines, playlist
@@ -134,6 +144,9 @@ async def test_a_low_latency_stream_is_recorded_to_local_disk_and_plays_back(
         decoded = await decode_recording(url, playlist)
         assert (decoded.video_codec, decoded.audio_codec) == ("h264", "aac"), decoded
         assert decoded.video_frames >= 30 * 5 and decoded.audio_frames > 0, decoded
+    # A player too: libavformat's HLS client, through the recording's URL.
+    played = await asyncio.to_thread(play_hls, recording["recordingUrl"])
+    assert played >= 30 * 5, played
     assert abs(recording["duration"] - sum(s.duration for s in segments)) < 0.01
     stored = live_server.settings.recordings_dir / recording["id"]
     files = {p.name for p in stored.iterdir()}
@@ -210,6 +223,8 @@ async def test_a_low_latency_recording_goes_to_object_storage_and_plays_back(
             decoded = await decode_recording(url, playlist)  # segments: presigned redirects
             assert (decoded.video_codec, decoded.audio_codec) == ("h264", "aac"), decoded
             assert decoded.video_frames >= 30 * 5, decoded
+        played = await asyncio.to_thread(play_hls, recording["recordingUrl"])
+        assert played >= 30 * 5, played
         keys = object_keys(seaweedfs, f"{prefix}{recording['id']}/")
         names = {key.rsplit("/", 1)[-1] for key in keys}
         assert names == {"index.m3u8", *(n for s in segments for n in s.files)}
