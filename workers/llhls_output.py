@@ -25,7 +25,7 @@ from ingest.hub import StreamHub, Subscription
 from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS, llhls_argv
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
-from workers.llhls import LowLatencyStream, part_target_for
+from workers.llhls import LowLatencyStream, Segment, part_target_for
 from workers.process import FFmpegProcess
 from workers.supervisor import RunContext, RunEnd, Supervisor
 
@@ -51,8 +51,11 @@ class LowLatencyOutput:
         ffmpeg: str,
         hub: StreamHub,
         wall_clock: Callable[[], float] = time.time,
+        on_segments: Callable[[list[Segment]], None] | None = None,
     ) -> None:
+        """``on_segments``: told the segments each change completes (a recording)."""
         self._settings = settings
+        self._on_segments = on_segments
         self._ffmpeg = ffmpeg
         self._hub = hub
         self._wall_clock = wall_clock
@@ -119,9 +122,13 @@ class LowLatencyOutput:
 
     def _end(self) -> None:
         if not self.stream.ended:
-            self.stream.end()
+            self._completed(self.stream.end())
             self.ended_at = time.monotonic()
             self.notify_changed()
+
+    def _completed(self, segments: list[Segment]) -> None:
+        if segments and self._on_segments is not None:
+            self._on_segments(segments)
 
     def notify_changed(self) -> None:
         """Wake every reader waiting in :meth:`wait_for` (the stream changed)."""
@@ -162,9 +169,9 @@ class LowLatencyOutput:
                 return
             for event in events:
                 if isinstance(event, InitSegment):
-                    self.stream.start_run(event)
+                    self._completed(self.stream.start_run(event))
                 else:
-                    self.stream.add(event, self._wall_clock())
+                    self._completed(self.stream.add(event, self._wall_clock()))
                     ctx.progress()
             if events:
                 self.notify_changed()

@@ -33,7 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from config import SettingsError
-from workers.m3u8 import PLAYLIST_NAME
+from workers.m3u8 import MEDIA_SUFFIXES, PLAYLIST_NAME
 from workers.s3_options import S3Options, describe, error_code, status
 from workers.s3_requests import (
     delete_keys,
@@ -190,7 +190,7 @@ class S3RecordingStorage:
             sizes: dict[str, int] = {}
             async for item in list_objects(self._client, self.options, prefix):
                 name = item["Key"][len(prefix) :]
-                if name.endswith(".ts") and "/" not in name:
+                if name.endswith(MEDIA_SUFFIXES) and "/" not in name:
                     sizes[name] = int(item["Size"])
         except (BotoCoreError, ClientError) as exc:
             raise StorageUnavailable(f"could not inspect recording {recording_id}: {exc}") from exc

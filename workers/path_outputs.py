@@ -3,7 +3,8 @@ output per target, all reading the path's hub.
 
 Which outputs a publish gets is decided here: HLS always (MPEG-TS on disk, or low-latency HLS
 in memory for a ``latency_mode`` ``low`` grant), a recording when the stream was
-recorded as its session began (fed by the HLS output's segments: still one ffmpeg for both),
+recorded as its session began (fed by the HLS output's segments, MPEG-TS or fMP4: still one
+ffmpeg for both),
 and one restream per target. Every output is supervised on its own, so one failing never
 disturbs another. The restream targets can change while the stream is live
 (:meth:`PathOutputs.set_restream`): only the changed targets start or stop.
@@ -26,6 +27,7 @@ from workers.hls import HLSOutput
 from workers.llhls_output import LowLatencyOutput
 from workers.playlist import LivePlaylist
 from workers.recording import RecordingOutput, RecordingStore
+from workers.recording_fmp4 import FragmentedRecording
 from workers.restream import RestreamOutput
 from workers.storage import RecordingStorage
 from workers.supervisor import OutputState, OutputStatus
@@ -79,15 +81,22 @@ class PathOutputs:
                 session_id=session_id,
                 generation=generation,
                 resume_id=resume_recording,
+                spool=directory,
             )
         self.hls: HLSOutput | LowLatencyOutput
         """The live playback output: MPEG-TS segments on disk, or low-latency HLS in memory."""
-        if grant.latency_mode == "low" and self.recording is not None:
-            # The API refuses the combination; should a grant still carry it, the session is
-            # recorded (from MPEG-TS segments) rather than played with low latency.
-            log.warning("stream %s: recorded, so played in standard latency mode", grant.stream_id)
-        if grant.latency_mode == "low" and self.recording is None:
-            self.hls = LowLatencyOutput(settings, ffmpeg=ffmpeg, hub=hub)
+        if grant.latency_mode == "low":
+            recorder = None
+            if self.recording is not None:
+                recorder = FragmentedRecording(self.recording, session_tag=session_tag)
+            self.hls = LowLatencyOutput(
+                settings,
+                ffmpeg=ffmpeg,
+                hub=hub,
+                on_segments=recorder.on_segments if recorder is not None else None,
+            )
+            if recorder is not None:
+                recorder.stream = self.hls.stream
         else:
             playlist = LivePlaylist(
                 directory,

@@ -19,12 +19,12 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from workers.m3u8 import Segment, parse_media_playlist, render_playlist
+from workers.m3u8 import Segment, parse_media_playlist, playable, render_playlist
 from workers.storage import RecordingFailed, RecordingStorage
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class RecordingOutput:
         session_id: str | None = None,
         generation: int | None = None,
         resume_id: str | None = None,
+        spool: Path | None = None,
         wall_clock: Callable[[], float] = time.time,
         final_wait: float = FINAL_WAIT_SECONDS,
     ) -> None:
@@ -133,7 +134,10 @@ class RecordingOutput:
         self._target = max(1, math.ceil(segment_seconds))
         self._started_at = started_at
         self._wall_clock = wall_clock
-        self._queue: asyncio.Queue[tuple[Path, Segment] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Path | dict[str, bytes], Segment] | None]
+        self._queue = asyncio.Queue()
+        self._spool = spool
+        self._stored_files: set[str] = set()
         self._segments: list[Segment] = []
         self._bytes = 0
         self._error: str | None = None
@@ -151,6 +155,12 @@ class RecordingOutput:
         """A new complete live segment (``LivePlaylist`` callback): store it soon."""
         if self._task is not None and self._status == "recording":
             self._queue.put_nowait((path, segment))
+
+    def on_files(self, segment: Segment, files: Mapping[str, bytes]) -> None:
+        """A new complete segment held in memory (an fMP4 segment): ``files`` by name, the
+        segment and the initialization segment it needs (stored once), stored in that order."""
+        if self._task is not None and self._status == "recording":
+            self._queue.put_nowait((dict(files), segment))
 
     def summary(self) -> RecordingSummary:
         """The recording as it stands now."""
@@ -321,16 +331,41 @@ class RecordingOutput:
             log.warning("recording %s: not stored here, left to its node", recording_id)
             return
         listed = parse_media_playlist(stored.playlist) if stored.playlist else []
-        kept = [s for s in listed if s.name in stored.segment_sizes]
+        kept = playable(listed, stored.segment_sizes)
         if kept and kept[0].discontinuity:
             kept[0] = replace(kept[0], discontinuity=False)
         self._segments = kept
-        self._bytes = sum(stored.segment_sizes[s.name] for s in kept)
+        self._bytes = sum(stored.segment_sizes[name] for name in {n for s in kept for n in s.files})
         self._continued = bool(kept)
         self.recording_id = recording_id
         log.info("recording %s continues after %d stored segments", recording_id, len(kept))
 
-    async def _store_segment(self, path: Path, segment: Segment) -> None:
+    async def _add(self, source: Path | dict[str, bytes]) -> int:
+        """Store one segment file, or the files of a segment held in memory (written to the
+        spool directory for storage to link or upload, then removed there)."""
+        assert self.recording_id is not None
+        if isinstance(source, Path):
+            return await self._storage.add_segment(self.recording_id, source)
+        return await self._add_files(source)
+
+    async def _add_files(self, files: dict[str, bytes]) -> int:
+        assert self.recording_id is not None
+        if self._spool is None:
+            raise OSError("no spool directory for segments held in memory")
+        added = 0
+        for name, data in files.items():
+            if name in self._stored_files:
+                continue
+            path = self._spool / name
+            await asyncio.to_thread(_spool, path, data)
+            try:
+                added += await self._storage.add_segment(self.recording_id, path)
+            finally:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            self._stored_files.add(name)
+        return added
+
+    async def _store_segment(self, source: Path | dict[str, bytes], segment: Segment) -> None:
         assert self.recording_id is not None
         if self._status == "failed":
             return
@@ -340,13 +375,13 @@ class RecordingOutput:
             segment = replace(segment, discontinuity=True)
             self._continued = False
         try:
-            self._bytes += await self._storage.add_segment(self.recording_id, path)
+            self._bytes += await self._add(source)
         except RecordingFailed as exc:  # storage gave up on it: no further segment is taken
             self._fail(str(exc))
             return
         except OSError as exc:
             # The recording goes on with a gap; the next segment says so to players.
-            log.error("recording %s: segment %s lost: %s", self.recording_id, path.name, exc)
+            log.error("recording %s: segment %s lost: %s", self.recording_id, segment.name, exc)
             self._error = f"a segment could not be stored: {exc.strerror or exc}"
             return
         self._segments.append(segment)
@@ -357,3 +392,8 @@ class RecordingOutput:
             self._fail(str(exc))
         except OSError as exc:
             log.error("recording %s: playlist not updated: %s", self.recording_id, exc)
+
+
+def _spool(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

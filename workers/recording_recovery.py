@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-from workers.m3u8 import parse_media_playlist
+from workers.m3u8 import parse_media_playlist, playable
 from workers.recording import (
     FINAL_WAIT_SECONDS,
     RecordingStore,
@@ -53,10 +53,11 @@ async def finalize_stored(
     rid = unfinished.recording_id
     stored = await storage.inspect(rid)
     listed = parse_media_playlist(stored.playlist) if stored.playlist else []
-    kept = [s for s in listed if s.name in stored.segment_sizes]
-    kept_names = {s.name for s in kept}
+    kept = playable(listed, stored.segment_sizes)
+    kept_names = {name for s in kept for name in s.files}
     orphans = sorted(set(stored.segment_sizes) - kept_names)
     if orphans:  # stored but never listed: the crash came between link and playlist
+        # (an initialization segment a kept segment needs is listed: EXT-X-MAP)
         await storage.remove_segments(rid, orphans)
     if kept and kept[0].discontinuity:
         kept[0] = replace(kept[0], discontinuity=False)

@@ -17,6 +17,8 @@ from workers.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
+_CONTENT_TYPES = {".ts": "video/mp2t", ".m4s": "video/iso.segment", ".mp4": "video/mp4"}
+
 
 async def get_text(client: Any, bucket: str, key: str) -> tuple[str, str, float] | None:
     """``(text, ETag, modified at)`` of the object, ``None`` when there is none."""
@@ -32,9 +34,10 @@ async def get_text(client: Any, bucket: str, key: str) -> tuple[str, str, float]
 
 
 async def put_file(client: Any, bucket: str, key: str, path: Path) -> None:
-    """Store the file ``path`` (a segment) as ``key``."""
+    """Store the file ``path`` (a segment or initialization segment) as ``key``."""
     body = await asyncio.to_thread(path.read_bytes)
-    await client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="video/mp2t")
+    kind = _CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    await client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind)
 
 
 async def list_objects(

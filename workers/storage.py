@@ -1,6 +1,7 @@
 """Where recordings are kept: a small interface, and the local-disk implementation.
 
-A recording is a directory of MPEG-TS segments plus an ``index.m3u8`` listing them. The writer
+A recording is a directory of MPEG-TS segments (or fMP4 segments and their initialization
+segments) plus an ``index.m3u8`` listing them. The writer
 (:class:`workers.recording.RecordingOutput`) only talks to :class:`RecordingStorage`; object
 storage implements the same calls in :mod:`workers.object_storage`. The local implementation
 hard-links each live segment into the recording (no copy, no second transcode) and falls back to a
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from workers.m3u8 import PLAYLIST_NAME
+from workers.m3u8 import MEDIA_SUFFIXES, PLAYLIST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class StoredRecording:
     playlist: str | None
     """The text of its playlist, ``None`` if none was written."""
     segment_sizes: dict[str, int]
-    """Bytes of each segment file present, by name."""
+    """Bytes of each segment file present (initialization segments too), by name."""
     modified_at: float | None
     """Wall-clock time the playlist was last written, ``None`` without a playlist."""
 
@@ -215,6 +216,6 @@ def _inspect(directory: Path) -> StoredRecording:
     sizes: dict[str, int] = {}
     if directory.is_dir():
         for entry in os.scandir(directory):
-            if entry.is_file() and entry.name.endswith(".ts") and not entry.name.startswith("."):
+            if entry.is_file() and entry.name.endswith(MEDIA_SUFFIXES) and entry.name[0] != ".":
                 sizes[entry.name] = entry.stat().st_size
     return StoredRecording(playlist, sizes, modified_at)

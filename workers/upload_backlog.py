@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.m3u8 import MEDIA_SUFFIXES
 from workers.upload_state import WaitingSegment
 
 PENDING_PLAYLIST = ".playlist"
@@ -58,7 +59,11 @@ def left_behind(backlog_dir: Path) -> list[LeftBehind]:
     for directory in sorted(backlog_dir.iterdir()):
         if not directory.is_dir() or directory.name.startswith("."):
             continue
-        files = [(path, path.stat()) for path in directory.glob("*.ts")]
+        files = [
+            (path, path.stat())
+            for path in directory.iterdir()
+            if path.name.endswith(MEDIA_SUFFIXES) and not path.name.startswith(".")
+        ]
         files.sort(key=lambda found: (found[1].st_mtime_ns, found[0].name))
         segments = [WaitingSegment(path, stat.st_size) for path, stat in files]
         playlist = read_text(directory / PENDING_PLAYLIST)

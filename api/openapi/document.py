@@ -278,7 +278,9 @@ def _playback() -> dict[str, Any]:
         ),
         "/recordings/{recordingId}/{segment}": item(
             "recordingSegment",
-            "Recorded HLS segment",
+            "Recorded HLS segment: MPEG-TS; of a low-latency stream an fMP4 segment "
+            "(`<tag>-<msn>.m4s`, video/iso.segment) or its initialization segment "
+            "(`<tag>-init<n>.mp4`, video/mp4, named by `EXT-X-MAP`)",
             "video/mp2t",
             True,
             True,

@@ -79,7 +79,6 @@ async def create_live_stream(request: web.Request) -> web.Response:
     """``POST /v1/livestreams`` -> 201 with the new live stream."""
     body = validate_body(LiveStreamCreate, await read_json_object(request), _context(request))
     check_target_ids(body.restream, (), "restream")
-    _check_recordable(body.record, body.latency_mode)
     async with transaction(request) as session:
         stream = await queries.create_live_stream(
             session,
@@ -140,10 +139,6 @@ async def update_live_stream(request: web.Request) -> web.Response:
         stream = await own_stream(request, session, lock=True)
         if "restream" in given:
             check_target_ids(body.restream, {t.id for t in stream.targets}, "restream")
-        _check_recordable(
-            body.record if "record" in given else stream.record,
-            body.latency_mode if "latency_mode" in given else stream.latency_mode,
-        )
         if given:
             await queries.update_live_stream(
                 session,
@@ -162,19 +157,6 @@ async def update_live_stream(request: web.Request) -> web.Response:
     if "restream" in given:
         await apply_restream(request, stream)
     return web.json_response(await with_owner_state(request, render_stream(request, stream)))
-
-
-def _check_recordable(record: bool, latency_mode: str) -> None:
-    """Recordings are built from MPEG-TS segments only so far: a low-latency stream that
-    should be recorded is refused rather than left silently unrecorded."""
-    if record and latency_mode == "low":
-        raise ApiError(
-            400,
-            "record: true is not supported with latencyMode: low yet; record a standard-mode "
-            "stream, or turn recording off",
-            code="validation_error",
-            details=[FieldError(field="latencyMode", message="low cannot be recorded yet")],
-        )
 
 
 async def delete_live_stream(request: web.Request) -> web.Response:

@@ -158,14 +158,22 @@ async def latest_recording_playlist(request: web.Request) -> web.StreamResponse:
     return _playlist_response(request, point_segments_at(body, base))
 
 
+_MAP_PREFIX = '#EXT-X-MAP:URI="'
+
+
 def point_segments_at(playlist: bytes, base: str) -> bytes:
-    """``playlist`` with every relative URI line prefixed by ``base`` (RFC 8216 4.1: lines
-    that are not blank and do not start with ``#`` are URIs)."""
-    lines = playlist.decode("utf-8").splitlines()
-    rewritten = [
-        f"{base}{line}" if line and not line.startswith("#") and "://" not in line else line
-        for line in lines
-    ]
+    """``playlist`` with every relative URI prefixed by ``base``: the URI lines (RFC 8216 4.1:
+    lines that are not blank and do not start with ``#``) and the ``EXT-X-MAP`` URIs (fMP4
+    initialization segments, as recordings write them)."""
+
+    def rewrite(line: str) -> str:
+        if line.startswith(_MAP_PREFIX) and "://" not in line:
+            return f"{_MAP_PREFIX}{base}{line[len(_MAP_PREFIX) :]}"
+        if line and not line.startswith("#") and "://" not in line:
+            return f"{base}{line}"
+        return line
+
+    rewritten = [rewrite(line) for line in playlist.decode("utf-8").splitlines()]
     return ("\n".join(rewritten) + "\n").encode("utf-8")
 
 

@@ -98,8 +98,8 @@ LatencyMode = Annotated[
         description="`standard`: MPEG-TS segments of `hlsSegmentSeconds`, for every HLS client. "
         "`low`: low-latency HLS (RFC 8216bis) with fMP4 parts of about 200 ms, blocking "
         "playlist reloads and delta updates, at the same `downstreamUrl`. A change while live "
-        "applies from the next session. Recording a `low` stream is not supported yet: "
-        "`record: true` with `latencyMode: low` is refused.",
+        "applies from the next session. A recorded `low` stream is recorded from the same fMP4 "
+        "segments (a playlist with `EXT-X-MAP`).",
     ),
 ]
 

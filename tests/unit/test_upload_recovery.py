@@ -58,6 +58,36 @@ async def test_a_backlog_left_by_a_stop_is_uploaded_before_the_next_start_finali
     assert not (after.backlog_dir / "r1").exists()
 
 
+async def test_a_backlog_of_fmp4_segments_and_their_init_is_uploaded_and_kept(
+    s3_server: S3Server, bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
+) -> None:
+    """As above for a low-latency recording: the initialization segment and the ``.m4s``
+    segments waiting in the backlog are uploaded by the next start, and finalization keeps
+    the initialization segment the playlist's ``EXT-X-MAP`` names."""
+    before = make_storage(endpoint=relay_to(s3_server).endpoint)
+    await before.open()
+    await before.add_segment("r2", segment(tmp_path / "live", "t-init0.mp4"))
+    listed = []
+    for i in range(3):
+        name = f"t-{i}.m4s"
+        await before.add_segment("r2", segment(tmp_path / "live", name))
+        listed.append(Segment(name, 2.0, init="t-init0.mp4"))
+        await before.write_playlist("r2", render_recording(listed, target=2, ended=False))
+    await before.close()
+
+    after = make_storage()
+    await after.open()
+    unfinished = RecordingSummary("r2", STREAM, "recording", started_at=1000.0)
+    summary = await finalize_stored(unfinished, after)
+    await after.flush("r2")
+    assert (summary.status, summary.segments, summary.bytes) == ("ready", 3, 4 * SEGMENT_BYTES)
+    prefix = f"{after.options.prefix}r2/"
+    names = ["index.m3u8", "t-0.m4s", "t-1.m4s", "t-2.m4s", "t-init0.mp4"]
+    assert sorted(bucket.keys(prefix)) == [f"{prefix}{name}" for name in names]
+    stored = bucket.stored(after, "r2", "index.m3u8").decode()
+    assert '#EXT-X-MAP:URI="t-init0.mp4"' in stored and stored.endswith("#EXT-X-ENDLIST\n")
+
+
 async def test_a_backlog_whose_playlist_was_stored_before_the_stop_is_not_a_conflict(
     s3_server: S3Server, bucket: Bucket, make_storage: StorageFactory, tmp_path: Path
 ) -> None:
