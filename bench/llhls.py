@@ -33,7 +33,7 @@ from aiohttp import web
 
 from bench import procstat
 from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
-from bench.llhls_viewers import probe_loop, run_viewers
+from bench.llhls_viewers import probe_process, run_viewers
 from bench.servers import Liverelay
 
 CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -208,12 +208,10 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
             (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK / (end.at - begin.at)
         )
         for count in counts:
-            stop = asyncio.Event()
-            probe = asyncio.create_task(probe_loop(server.base_url, stop))
+            probe = asyncio.create_task(probe_process(server.base_url, seconds - 1))
             begin = procstat.cpu_sample(roots)
             result = await run_viewers(stream["downstreamUrl"], count, seconds)
             end = procstat.cpu_sample(roots)
-            stop.set()
             lags = await probe
             elapsed = end.at - begin.at
             cpu = (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -88,17 +90,33 @@ async def run_viewers(playlist_url: str, count: int, seconds: float) -> Counts:
     return counts
 
 
-async def probe_loop(base_url: str, stop: asyncio.Event, every: float = 0.05) -> list[float]:
-    """Round-trip times (ms) of ``/healthz`` every ``every`` s until ``stop``: an upper bound of
-    the server's event-loop lag (it includes the request's own work and the probe's loop)."""
+async def probe_loop(base_url: str, seconds: float, every: float = 0.05) -> list[float]:
+    """Round-trip times (ms) of ``/healthz`` every ``every`` s for ``seconds``: an upper bound of
+    the server's event-loop lag (it includes the request's own work)."""
     times: list[float] = []
+    until = time.monotonic() + seconds
     async with aiohttp.ClientSession() as http:
-        while not stop.is_set():
+        while time.monotonic() < until:
             started = time.perf_counter()
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with http.get(f"{base_url}/healthz") as r:
                     await r.read()
                 times.append((time.perf_counter() - started) * 1000)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
+            await asyncio.sleep(every)
     return times
+
+
+async def probe_process(base_url: str, seconds: float) -> list[float]:
+    """:func:`probe_loop` in a process of its own, so that the viewers' event loop does not
+    delay it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.llhls_viewers", base_url, str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
+    result: list[float] = json.loads(out)
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(probe_loop(sys.argv[1], float(sys.argv[2])))))
