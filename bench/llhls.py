@@ -10,7 +10,7 @@ Run by hand (never by pytest); loopback only, every phase bounded in count and t
 Debian's Chromium (``/usr/bin/chromium`` or ``LIVERELAY_TEST_CHROMIUM``), Python playwright and
 hls.js from ``npm ci``. Results go to bench/results/llhls-<time>.json and a summary on stdout.
 
-Glass to glass: the publisher is ffmpeg generating video live at 30 fps (no initial burst) with
+Glass to glass: the publisher is ffmpeg generating video live at 30 fps (``realtime``) with
 its frame number drawn as 16 black/white bars; the page draws every presented frame
 (``requestVideoFrameCallback``) on a canvas, reads the number back and compares the browser's
 clock with the time that frame was fed (the publisher's start + number / 30). The start is
@@ -74,10 +74,14 @@ def counter_argv(url: str) -> list[str]:
     """ffmpeg generating 30 fps video live with its frame number as bars, pushed over RTMP."""
     width = BITS * BAR
     lum = f"if(bitand(floor(N/pow(2\\,floor(X/{BAR})))\\,1)\\,235\\,16)"
-    source = f"color=c=black:s={width}x180:r={FPS},format=yuv420p,geq=lum='{lum}':cb=128:cr=128"
+    # the realtime filter paces frames by the wall clock from the first one; -re does not do
+    # that exactly for a lavfi input (it ran about 0.5 s ahead)
+    source = (
+        f"color=c=black:s={width}x180:r={FPS},format=yuv420p,geq=lum='{lum}':cb=128:cr=128,realtime"
+    )
     return [
         ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-        "-re", "-readrate_initial_burst", "0", "-f", "lavfi", "-i", source,
+        "-f", "lavfi", "-i", source,
         "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
         "-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0",
         "-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "flv", url,

@@ -4,8 +4,8 @@ its low-latency mode in headless Chromium, and measured from feeding a frame to 
 The measure: for every frame Chromium presents (``requestVideoFrameCallback``), the browser's
 clock minus ``hls.playingDate``, the wall-clock time hls.js derives from the playlist's
 ``EXT-X-PROGRAM-DATE-TIME``, which the server stamps with the time the media arrived. The
-publisher feeds at the speed of a camera with no initial burst, so the time a frame arrived is
-the time it was fed; the test checks that the first segment's date is the publisher's start.
+publisher encodes live at the speed of a camera, so the time a frame arrived is the time it was
+fed (plus its encoding); the test checks that the first segment's date is the publisher's start.
 Publisher, server and browser share one clock (loopback).
 """
 
@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import imageio_ffmpeg
-import pytest
 from aiohttp import web
 from playwright.async_api import Page
 
 from tests.browser.conftest import WAIT_MS
-from tests.e2e.conftest import LiveServer, Publisher, fetch, make_source, wait_for_playlist
+from tests.e2e.conftest import LiveServer, Publisher, fetch, wait_for_playlist
 from tests.llhls_support import parse
 
 LATENCY_BOUND_MS = 2000
@@ -59,20 +58,16 @@ hls.attachMedia(video);
 """
 
 
-@pytest.fixture(scope="session")
-def camera_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A source long enough to play through without looping (a loop's timestamp jump is not
-    what a camera sends)."""
-    directory = tmp_path_factory.mktemp("low-latency-source")
-    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    return make_source(ffmpeg, directory / "av.flv", video=True, audio=True, seconds=30)
-
-
-async def publish_like_a_camera(source: Path, url: str) -> Publisher:
-    """ffmpeg pushing ``source`` at its own speed from the first frame (no initial burst)."""
+async def publish_like_a_camera(url: str) -> Publisher:
+    """ffmpeg encoding a test pattern and a tone live, paced by the wall clock from the first
+    frame (the ``realtime`` filters), pushed over RTMP. ``-re`` on a file is not used: ffmpeg
+    then reads about half a second ahead, which would date the media later than it was fed."""
+    video = "testsrc2=size=640x360:rate=30,realtime"
+    audio = "sine=frequency=440:sample_rate=48000,arealtime"
     argv = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "warning", "-nostdin"]
-    argv += ["-re", "-readrate_initial_burst", "0", "-i", str(source), "-c", "copy"]
-    argv += ["-f", "flv", url]
+    argv += ["-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio]
+    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30"]
+    argv += ["-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv", url]
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
@@ -99,13 +94,13 @@ async def serve_page(html: str) -> AsyncIterator[str]:
 
 
 async def test_hls_js_plays_a_low_latency_stream_within_two_seconds(
-    page: Page, console_server: LiveServer, camera_source: Path, tmp_path: Path
+    page: Page, console_server: LiveServer, tmp_path: Path
 ) -> None:
     server = console_server
     stream = await server.create_stream(latencyMode="low")
     assert stream["latencyMode"] == "low"
     fed_from = time.time()
-    publisher = await publish_like_a_camera(camera_source, stream["upstreamUrl"])
+    publisher = await publish_like_a_camera(stream["upstreamUrl"])
     try:
         url = stream["downstreamUrl"]
         text = await wait_for_playlist(url, lambda t: "#EXT-X-PART:" in t)
