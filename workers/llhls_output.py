@@ -26,6 +26,7 @@ from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS, llhls_argv
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
 from workers.llhls import LowLatencyStream, Segment, part_target_for
+from workers.llhls_playlist import PlaylistCache
 from workers.process import FFmpegProcess
 from workers.supervisor import RunContext, RunEnd, Supervisor
 
@@ -64,6 +65,8 @@ class LowLatencyOutput:
             segment_target=settings.hls_segment_seconds,
             window_segments=max(settings.hls_list_size, 6),
         )
+        self.playlists = PlaylistCache(self.stream)
+        """The rendered playlists, for the playback routes."""
         self._changed = asyncio.Event()
         self.ended_at: float | None = None
         """Monotonic time the playlist ended (``EXT-X-ENDLIST``)."""

@@ -74,6 +74,27 @@ def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+class PlaylistCache:
+    """The rendered playlists of a stream, as bytes, full and as a delta update, kept until the
+    stream changes (:attr:`LowLatencyStream.version`): the blocking reloads of every viewer,
+    woken by the same new part, are answered with the bytes rendered once."""
+
+    def __init__(self, stream: LowLatencyStream) -> None:
+        self._stream = stream
+        self._version = -1
+        self._bodies: dict[bool, bytes] = {}
+
+    def get(self, *, skip: bool) -> bytes:
+        """What :func:`render` returns for ``skip``, encoded."""
+        if self._stream.version != self._version:
+            self._version = self._stream.version
+            self._bodies.clear()
+        body = self._bodies.get(skip)
+        if body is None:
+            body = self._bodies[skip] = render(self._stream, skip=skip).encode()
+        return body
+
+
 def _skippable(segments: list[Segment], until: float) -> int:
     """How many leading segments end at least ``until`` seconds before the playlist's end."""
     remaining = sum(s.duration for s in segments)

@@ -21,7 +21,6 @@ from api.errors import ApiError, NotFound
 from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS
 from workers.llhls import Answer, Reject, reload_decision
 from workers.llhls_output import LowLatencyOutput
-from workers.llhls_playlist import render
 
 PLAYLIST_CACHE_CONTROL = "no-cache"
 MEDIA_CACHE_CONTROL = "public, max-age=86400, immutable"
@@ -57,7 +56,7 @@ async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Respon
             raise ApiError(503, "the requested part did not come in time")
     if not stream.segments:  # as in standard mode: no playlist before the first media
         raise NotFound("playlist not found")
-    body = render(stream, skip=decision.skip).encode()
+    body = output.playlists.get(skip=decision.skip)
     return _response(request, body, "application/vnd.apple.mpegurl", PLAYLIST_CACHE_CONTROL)
 
 

@@ -24,7 +24,7 @@ from workers.llhls import (
     part_target_for,
     reload_decision,
 )
-from workers.llhls_playlist import map_uri, part_uri, render, segment_uri
+from workers.llhls_playlist import PlaylistCache, map_uri, part_uri, render, segment_uri
 
 
 @pytest.fixture(scope="module")
@@ -369,3 +369,20 @@ def test_ffmpeg_plays_the_rendered_playlist(h264_aac: bytes, tmp_path: Path) -> 
     with av.open(str(tmp_path / "index.m3u8")) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == 4 * 30
+
+
+def test_the_playlist_cache_answers_what_render_does_until_the_stream_changes() -> None:
+    s, feed = stream(segment_target=1.0)
+    for _ in range(12):  # 12 s of 1 s segments: a delta update skips some
+        feed.add(0.2, keyframe=True)
+        feed.add(0.2, count=4)
+    cache = PlaylistCache(s)
+    full, delta = cache.get(skip=False), cache.get(skip=True)
+    assert full == render(s).encode() and delta == render(s, skip=True).encode()
+    assert full != delta
+    assert cache.get(skip=False) is full and cache.get(skip=True) is delta
+    feed.add(0.2)  # a new part: both variants are rendered afresh
+    assert cache.get(skip=False) == render(s).encode() != full
+    assert cache.get(skip=True) == render(s, skip=True).encode() != delta
+    s.end()
+    assert cache.get(skip=False).endswith(b"#EXT-X-ENDLIST\n")

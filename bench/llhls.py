@@ -1,0 +1,325 @@
+"""Low-latency HLS benchmark: glass-to-glass latency in Chromium + hls.js (low against standard
+mode), requests per second of a low-latency viewer, server CPU per playlist/part request under
+simulated low-latency viewers, and CPU per stream of low against standard mode.
+
+    python -m bench.llhls [--phases latency,viewers,cpu] [--latency-seconds 60]
+                          [--viewers 50,200] [--viewer-seconds 20]
+                          [--streams 16] [--cpu-seconds 30]
+
+Run by hand (never by pytest); loopback only, every phase bounded in count and time. Needs
+Debian's Chromium (``/usr/bin/chromium`` or ``LIVERELAY_TEST_CHROMIUM``), Python playwright and
+hls.js from ``npm ci``. Results go to bench/results/llhls-<time>.json and a summary on stdout.
+
+Glass to glass: the publisher is ffmpeg generating video live at 30 fps (``realtime``) with
+its frame number drawn as 16 black/white bars; the page draws every presented frame
+(``requestVideoFrameCallback``) on a canvas, reads the number back and compares the browser's
+clock with the time that frame was fed (the publisher's start + number / 30). The start is
+taken when ffmpeg is spawned, before its own start-up, so the figure errs high by that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bench import procstat
+from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
+from bench.llhls_viewers import probe_process, run_viewers
+from bench.servers import Liverelay
+
+CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
+FPS = 30
+BITS = 16
+BAR = 20
+"""Width in pixels of one bit's bar (the frame is BITS * BAR wide)."""
+WARM_UP = 10.0
+"""Seconds of playback left out before latency is measured."""
+
+PAGE = """<!doctype html><html><body style="margin:0">
+<video id="v" muted autoplay playsinline></video>
+<script src="{hls_js}"></script>
+<script>
+const video = document.getElementById("v");
+const canvas = document.createElement("canvas");
+canvas.width = {width}; canvas.height = 16;
+const ctx = canvas.getContext("2d", {{ willReadFrequently: true }});
+window.samples = []; window.fatal = null;
+const hls = new Hls({{ lowLatencyMode: {low} }});
+hls.on(Hls.Events.ERROR, (_, d) => {{ if (d.fatal) window.fatal = d.details; }});
+hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+function onFrame() {{
+  const shown = Date.now();
+  ctx.drawImage(video, 0, 0, {width}, 16);
+  const row = ctx.getImageData(0, 8, {width}, 1).data;
+  let n = 0;
+  for (let i = 0; i < {bits}; i++) if (row[(i * {bar} + {bar} / 2) * 4] > 128) n += 2 ** i;
+  window.samples.push([shown, n]);
+  video.requestVideoFrameCallback(onFrame);
+}}
+video.requestVideoFrameCallback(onFrame);
+hls.loadSource({url!r}); hls.attachMedia(video);
+</script></body></html>"""
+
+
+def counter_argv(url: str) -> list[str]:
+    """ffmpeg generating 30 fps video live with its frame number as bars, pushed over RTMP."""
+    width = BITS * BAR
+    lum = f"if(bitand(floor(N/pow(2\\,floor(X/{BAR})))\\,1)\\,235\\,16)"
+    # the realtime filter paces frames by the wall clock from the first one; -re does not do
+    # that exactly for a lavfi input (it ran about 0.5 s ahead)
+    source = (
+        f"color=c=black:s={width}x180:r={FPS},format=yuv420p,geq=lum='{lum}':cb=128:cr=128,realtime"
+    )
+    return [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
+        "-f", "lavfi", "-i", source,
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+        "-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0",
+        "-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "flv", url,
+    ]  # fmt: skip
+
+
+def copy_argv(source: Path, url: str) -> list[str]:
+    return [
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+        "-readrate_initial_burst", "0", "-stream_loop", "-1", "-i", str(source),
+        "-c", "copy", "-f", "flv", url,
+    ]  # fmt: skip
+
+
+async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
+    )
+
+
+async def create(server: Liverelay, mode: str, count: int) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession(headers=server.auth) as http:
+        bodies = []
+        for i in range(count):
+            body = {"name": f"bench-{mode}-{i}", "latencyMode": mode}
+            async with http.post(f"{server.base_url}/v1/livestreams", json=body) as r:
+                if r.status != 201:
+                    raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
+                bodies.append(await r.json())
+        return bodies
+
+
+async def wait_playable(urls: list[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        for url in urls:
+            while True:
+                async with http.get(url) as r:
+                    if r.status == 200 and "#EXTINF" in await r.text():
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{url} not playable after {timeout:g} s")
+                await asyncio.sleep(0.2)
+
+
+async def page_server(html: str) -> tuple[web.AppRunner, str]:
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+
+async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[str, Any]:
+    """Median latency of one stream in ``mode`` played by hls.js for ``seconds``."""
+    from playwright.async_api import async_playwright
+
+    stream = (await create(server, mode, 1))[0]
+    url = stream["downstreamUrl"]
+    fed_from = time.time()
+    publisher = await spawn(counter_argv(stream["upstreamUrl"]))
+    html = PAGE.format(
+        hls_js=f"{server.base_url}/console/vendor/hls.min.js",
+        width=BITS * BAR,
+        bits=BITS,
+        bar=BAR,
+        low="true" if mode == "low" else "false",
+        url=url,
+    )
+    runner, page_url = await page_server(html)
+    requests = 0
+    try:
+        await wait_playable([url])
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"],
+            )
+            page = await browser.new_page()
+
+            def on_request(request: Any) -> None:
+                nonlocal requests
+                if request.url.startswith(url.rsplit("/", 1)[0]):
+                    requests += 1
+
+            await page.goto(page_url)
+            await page.wait_for_function("window.samples.length > 0", timeout=30_000)
+            await asyncio.sleep(WARM_UP)  # playback settles (a measured duration, not an event)
+            page.on("request", on_request)
+            start = await page.evaluate("Date.now()")
+            await asyncio.sleep(seconds)
+            fatal = await page.evaluate("window.fatal")
+            samples = await page.evaluate(f"window.samples.filter(s => s[0] >= {start})")
+            await browser.close()
+    finally:
+        await runner.cleanup()
+        await stop_process(publisher, grace=5)
+    latencies = [shown / 1000 - (fed_from + n / FPS) for shown, n in samples]
+    return {
+        "mode": mode,
+        "seconds": seconds,
+        "frames": len(samples),
+        "fatal": fatal,
+        "median_s": median(latencies),
+        "p10_s": percentile(latencies, 10),
+        "p90_s": percentile(latencies, 90),
+        "requests_per_s": requests / seconds,
+    }
+
+
+async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> list[dict[str, Any]]:
+    """Server CPU per request of ``count`` simulated low-latency viewers of one stream."""
+    stream = (await create(server, "low", 1))[0]
+    publisher = await spawn(copy_argv(source_clip(), stream["upstreamUrl"]))
+    assert server.proc is not None
+    roots = [server.proc.pid]
+    rows = []
+    try:
+        await wait_playable([stream["downstreamUrl"]])
+        begin = procstat.cpu_sample(roots)
+        await asyncio.sleep(seconds / 2)  # the stream alone: the baseline
+        end = procstat.cpu_sample(roots)
+        baseline = (
+            (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK / (end.at - begin.at)
+        )
+        for count in counts:
+            probe = asyncio.create_task(probe_process(server.base_url, seconds - 1))
+            begin = procstat.cpu_sample(roots)
+            result = await run_viewers(stream["downstreamUrl"], count, seconds)
+            end = procstat.cpu_sample(roots)
+            lags = await probe
+            elapsed = end.at - begin.at
+            cpu = (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK
+            rows.append(
+                {
+                    "viewers": count,
+                    "requests": result.requests,
+                    "errors": result.errors,
+                    "statuses": result.statuses,
+                    "requests_per_s_per_viewer": result.requests / elapsed / count,
+                    "server_cpu_cores": cpu / elapsed,
+                    "baseline_cpu_cores": baseline,
+                    "cpu_ms_per_request": 1000
+                    * (cpu - baseline * elapsed)
+                    / max(result.requests, 1),
+                    "healthz_p50_ms": percentile(lags, 50),
+                    "healthz_p99_ms": percentile(lags, 99),
+                }
+            )
+    finally:
+        await stop_process(publisher, grace=5)
+    return rows
+
+
+async def cpu_per_stream(mode: str, streams: int, seconds: float) -> dict[str, Any]:
+    """CPU per stream of the server's process tree (Python and its ffmpeg), ``streams`` in
+    ``mode``."""
+    server = Liverelay(Path(tempfile.mkdtemp(prefix=f"bench-llhls-{mode}-")))
+    publishers = []
+    try:
+        await server.start()
+        bodies = await create(server, mode, streams)
+        for body in bodies:
+            publishers.append(await spawn(copy_argv(source_clip(), body["upstreamUrl"])))
+        await wait_playable([b["downstreamUrl"] for b in bodies])
+        assert server.proc is not None
+        begin = procstat.cpu_sample([server.proc.pid])
+        await asyncio.sleep(seconds)
+        end = procstat.cpu_sample([server.proc.pid])
+    finally:
+        for publisher in publishers:
+            await stop_process(publisher, grace=5)
+        await server.stop()
+    percent = procstat.cpu_percent(begin, end)
+    return {
+        "mode": mode,
+        "streams": streams,
+        "tree_cpu_percent": percent,
+        "python_cpu_percent": procstat.root_cpu_percent(begin, end),
+        "cpu_percent_per_stream": percent / streams,
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"machine": procstat.machine(), "argv": sys.argv[1:]}
+    started = time.monotonic()
+    server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-llhls-")))
+    phases = set(args.phases.split(","))
+    try:
+        await server.start()
+        if "latency" in phases:
+            result["latency"] = [
+                await glass_to_glass(server, mode, args.latency_seconds)
+                for mode in ("low", "standard")
+            ]
+            print(result["latency"], flush=True)
+        if "viewers" in phases:
+            counts = [int(c) for c in args.viewers.split(",")]
+            result["viewers"] = await viewers_cpu(server, counts, args.viewer_seconds)
+            print(result["viewers"], flush=True)
+    finally:
+        await server.stop()
+    if "cpu" in phases:
+        result["cpu_per_stream"] = [
+            await cpu_per_stream(mode, args.streams, args.cpu_seconds)
+            for mode in ("low", "standard")
+        ]
+        low, standard = result["cpu_per_stream"]
+        result["low_over_standard"] = (
+            low["cpu_percent_per_stream"] / standard["cpu_percent_per_stream"]
+        )
+    result["seconds"] = time.monotonic() - started
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.llhls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--phases", default="latency,viewers,cpu", help="which of latency,viewers,cpu to run"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--viewers", default="50,200", help="viewer counts, one step each")
+    parser.add_argument("--viewer-seconds", type=float, default=20.0)
+    parser.add_argument("--streams", type=int, default=16)
+    parser.add_argument("--cpu-seconds", type=float, default=30.0)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    outcome = asyncio.run(main(parse_args()))
+    print(f"results: {write_result(outcome, None, 'llhls')}")
+    for key in ("latency", "viewers", "cpu_per_stream", "low_over_standard"):
+        print(key, outcome.get(key))
