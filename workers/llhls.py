@@ -107,6 +107,7 @@ class LowLatencyStream:
         segment_target: float,
         window_segments: int = 12,
         part_segments: int = 3,
+        name_tag: str = "",
     ) -> None:
         if not 0 < part_target < segment_target:
             raise ValueError("the part target must be positive and below the segment target")
@@ -115,6 +116,8 @@ class LowLatencyStream:
         self.target_duration = math.ceil(segment_target)
         self.window_segments = max(window_segments, 2)
         self.part_segments = part_segments
+        self.name_tag = name_tag
+        """Starts the names of this stream's media (unique per session and owner)."""
         self.segments: deque[Segment] = deque()
         self.discontinuity_sequence = 0
         self.maps: dict[int, InitSegment] = {}

@@ -53,8 +53,11 @@ class LowLatencyOutput:
         hub: StreamHub,
         wall_clock: Callable[[], float] = time.time,
         on_segments: Callable[[list[Segment]], None] | None = None,
+        name_tag: str = "",
     ) -> None:
-        """``on_segments``: told the segments each change completes (a recording)."""
+        """``on_segments``: told the segments each change completes (a recording);
+        ``name_tag``: starts every media name (the session and ownership: names are served
+        immutable, so no later session may reuse them)."""
         self._settings = settings
         self._on_segments = on_segments
         self._ffmpeg = ffmpeg
@@ -64,6 +67,7 @@ class LowLatencyOutput:
             part_target=part_target_for(LOW_LATENCY_FRAGMENT_SECONDS),
             segment_target=settings.hls_segment_seconds,
             window_segments=max(settings.hls_list_size, 6),
+            name_tag=name_tag,
         )
         self.playlists = PlaylistCache(self.stream)
         """The rendered playlists, for the playback routes."""

@@ -16,16 +16,22 @@ SKIP_TARGET_DURATIONS = 6
 """CAN-SKIP-UNTIL in target durations: at least six (RFC 8216bis 4.4.3.8)."""
 
 
-def map_uri(map_id: int) -> str:
-    return f"init-{map_id}.mp4"
+def map_uri(map_id: int, tag: str = "") -> str:
+    return f"{_prefix(tag)}init-{map_id}.mp4"
 
 
-def part_uri(number: int) -> str:
-    return f"part-{number}.m4s"
+def part_uri(number: int, tag: str = "") -> str:
+    return f"{_prefix(tag)}part-{number}.m4s"
 
 
-def segment_uri(msn: int) -> str:
-    return f"seg-{msn}.m4s"
+def segment_uri(msn: int, tag: str = "") -> str:
+    return f"{_prefix(tag)}seg-{msn}.m4s"
+
+
+def _prefix(tag: str) -> str:
+    """Names start with the stream's :attr:`~workers.llhls.LowLatencyStream.name_tag`: media is
+    served immutable, so a later session (or owner) must never reuse an earlier one's names."""
+    return f"{tag}-" if tag else ""
 
 
 def skip_until(stream: LowLatencyStream) -> float:
@@ -59,18 +65,19 @@ def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
         if seg.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if seg.map_id != current_map:
-            lines.append(f'#EXT-X-MAP:URI="{map_uri(seg.map_id)}"')
+            lines.append(f'#EXT-X-MAP:URI="{map_uri(seg.map_id, stream.name_tag)}"')
             current_map = seg.map_id
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(seg.program_date_time)}")
         if seg.msn in with_parts or not seg.complete:
-            lines.extend(_parts(seg))
+            lines.extend(_parts(seg, stream.name_tag))
         if seg.complete:
             lines.append(f"#EXTINF:{seg.duration:.5f},")
-            lines.append(segment_uri(seg.msn))
+            lines.append(segment_uri(seg.msn, stream.name_tag))
     if stream.ended:
         lines.append("#EXT-X-ENDLIST")
     else:
-        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(stream.next_part_number)}"')
+        hint = part_uri(stream.next_part_number, stream.name_tag)
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
     return "\n".join(lines) + "\n"
 
 
@@ -107,9 +114,9 @@ def _skippable(segments: list[Segment], until: float) -> int:
     return count
 
 
-def _parts(seg: Segment) -> list[str]:
+def _parts(seg: Segment, tag: str) -> list[str]:
     return [
-        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.number)}"'
+        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.number, tag)}"'
         + (",INDEPENDENT=YES" if p.independent else "")
         for p in seg.parts
     ]

@@ -94,6 +94,7 @@ class PathOutputs:
                 ffmpeg=ffmpeg,
                 hub=hub,
                 on_segments=recorder.on_segments if recorder is not None else None,
+                name_tag=session_tag,
             )
             if recorder is not None:
                 recorder.stream = self.hls.stream

@@ -252,8 +252,9 @@ def _playback() -> dict[str, Any]:
     live_segment = item(
         "liveSegment",
         "Live HLS segment: MPEG-TS; in low-latency mode an fMP4 initialization segment "
-        "(`init-<n>.mp4`, video/mp4), part (`part-<n>.m4s`) or segment (`seg-<msn>.m4s`, "
-        "video/iso.segment); the hinted part is answered once it exists",
+        "(`<tag>-init-<n>.mp4`, video/mp4), part (`<tag>-part-<n>.m4s`) or segment "
+        "(`<tag>-seg-<msn>.m4s`, video/iso.segment), where the tag is the session's, so no "
+        "later session reuses a name; the hinted part is answered once it exists",
         "video/mp2t",
         True,
         more=errors(502),

@@ -5,7 +5,8 @@
   (``_HLS_skip``); a blocking reload (``_HLS_msn``, ``_HLS_part``) waits until the playlist
   holds that segment or part, at most three target durations (then 503), and one asking too far
   ahead is a 400 (:func:`workers.llhls.reload_decision`). Never cached.
-- ``init-<n>.mp4``, ``part-<n>.m4s``, ``seg-<msn>.m4s``: initialization segments, parts and
+- ``<tag>-init-<n>.mp4``, ``<tag>-part-<n>.m4s``, ``<tag>-seg-<msn>.m4s`` (the tag names the
+  session and its ownership, so no later session reuses a name): initialization segments, parts and
   segments while they are in the window, immutable. A request for the part the playlist hints
   (``EXT-X-PRELOAD-HINT``), or one of the next few, waits until it exists, like a blocking
   reload; a segment being filled is answered once it is complete.
@@ -62,11 +63,12 @@ async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Respon
 
 async def media(request: web.Request, output: LowLatencyOutput, name: str) -> web.Response:
     """An initialization segment, a part or a segment, from memory."""
-    match = _NAME.fullmatch(name)
-    if match is None:
+    stream = output.stream
+    tag = f"{stream.name_tag}-" if stream.name_tag else ""
+    match = _NAME.fullmatch(name[len(tag) :]) if name.startswith(tag) else None
+    if match is None:  # includes another session's names: never this session's media
         raise NotFound("segment not found")
     kind, number, extension = match[1], int(match[2]), match[3]
-    stream = output.stream
     data: bytes | None = None
     if kind == "init" and extension == "mp4":
         init = stream.maps.get(number)

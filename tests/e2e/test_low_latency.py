@@ -278,3 +278,35 @@ async def fetch_with_auth(live: LiveServer, url: str) -> tuple[int, dict, dict[s
 
     async with aiohttp.ClientSession() as http, http.get(url, headers=live.headers) as response:
         return response.status, await response.json(), dict(response.headers)
+
+
+def media_uris(playlist: Playlist) -> set[str]:
+    uris = {uri for _, uri, _ in (p for seg in playlist.segments for p in seg.parts)}
+    uris |= {seg.uri for seg in playlist.segments if seg.uri is not None}
+    return uris | {seg.map for seg in playlist.segments if seg.map is not None}
+
+
+async def test_a_new_session_never_reuses_a_media_name_of_an_earlier_one(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    """Parts and segments are served immutable, so browsers and CDNs keep them by name: a later
+    session of the stream must not give out a name an earlier session's media had."""
+    stream = await live_server.create_stream(latencyMode="low", reconnectWindowSeconds=0)
+    url = stream["downstreamUrl"]
+    first = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(first)
+    earlier = media_uris(parse(await wait_for_playlist(url, lambda t: complete_segments(t) >= 1)))
+    first.kill()  # no reconnect window: the session ends
+    await first.process.wait()
+    await wait_for_playlist(url, lambda t: parse(t).ended, timeout=20)
+
+    second = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(second)
+    text = await wait_for_playlist(
+        url, lambda t: not parse(t).ended and complete_segments(t) >= 1, timeout=30
+    )
+    assert not media_uris(parse(text)) & earlier
+    base = url.rsplit("/", 1)[0]
+    for uri in sorted(earlier)[:3]:
+        status, _, _ = await fetch(f"{base}/{uri}")
+        assert status == 404, uri
