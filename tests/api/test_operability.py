@@ -83,7 +83,8 @@ async def test_readiness_detail_goes_to_the_log_not_the_body(
     client = await aiohttp_client(create_app(settings))
     # The database file turns into a directory: every new connection fails to open it. The
     # app's background work (heartbeat, leases) may open the file again between the unlink and
-    # the mkdir; then the swap is tried again.
+    # the mkdir; then the swap is tried again. A connection opened before the unlink still
+    # reaches the unlinked file, so the pool is emptied once the swap holds.
     await client.app[DB_ENGINE].dispose()
 
     def swapped() -> bool:
@@ -95,6 +96,7 @@ async def test_readiness_detail_goes_to_the_log_not_the_body(
         return True
 
     await eventually(swapped, 10, message="the database file kept coming back")
+    await client.app[DB_ENGINE].dispose()
     await assert_only_named(
         client, "database", (str(tmp_path), "private-data-dir", "sqlite", "unable to open", "Error")
     )
