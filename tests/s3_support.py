@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import botocore.session
+import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -296,3 +298,17 @@ class Bucket:
         for page in paginator.paginate(Bucket=self.name, Prefix=prefix):
             found += [item["Key"] for item in page.get("Contents", [])]
         return found
+
+
+def object_keys(server: S3Server, prefix: str) -> list[str]:
+    """The keys stored under ``prefix`` in the test bucket (one page: tests store few)."""
+    listed = sync_client(server).list_objects_v2(Bucket=server.bucket, Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def storage_on(server: S3Server, prefix: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The settings that keep recordings under ``prefix`` of the test bucket, with the
+    server's credentials in the environment as a node reads them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    return {"storage_url": f"s3://{server.bucket}/{prefix}", "s3_endpoint": server.endpoint}

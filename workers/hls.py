@@ -20,7 +20,7 @@ from workers.argv import hls_argv
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.playlist import LivePlaylist
 from workers.process import FFmpegProcess
-from workers.supervisor import PermanentOutputError, RunContext, RunEnd, Supervisor
+from workers.supervisor import PermanentOutputError, Run, RunContext, RunEnd, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,19 @@ class PollSchedule:
         return AFTER_KEYFRAME_POLL_SECONDS if now < self._fast_until else POLL_SECONDS
 
 
+def playback_supervisor(settings: Settings, hub: StreamHub, run: Run) -> Supervisor:
+    """The supervisor of a stream's live playback output, MPEG-TS or low-latency: restarted
+    quickly (playback is what viewers wait on), stalled after the settings' stall time."""
+    return Supervisor(
+        f"{hub.stream_id}/hls",
+        run,
+        stall_seconds=settings.output_stall_seconds,
+        backoff_initial=0.5,
+        backoff_max=settings.output_backoff_max_seconds,
+        clock=hub.clock,
+    )
+
+
 class HLSOutput:
     """Keeps a stream's live playlist fed for one live session. Every time it takes (stalls,
     polls) is on the hub's clock."""
@@ -91,14 +104,7 @@ class HLSOutput:
         self._tag = session_tag
         self._sub: Subscription | None = None
         self._clock = hub.clock
-        self.supervisor = Supervisor(
-            f"{hub.stream_id}/hls",
-            self._run,
-            stall_seconds=settings.output_stall_seconds,
-            backoff_initial=0.5,
-            backoff_max=settings.output_backoff_max_seconds,
-            clock=hub.clock,
-        )
+        self.supervisor = playback_supervisor(settings, hub, self._run)
 
     @property
     def dropped_frames(self) -> int:

@@ -25,10 +25,11 @@ from ingest.hub import StreamHub, Subscription
 from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS, llhls_argv
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
+from workers.hls import playback_supervisor
 from workers.llhls import LowLatencyStream, Segment, part_target_for
 from workers.llhls_playlist import PlaylistCache
 from workers.process import FFmpegProcess
-from workers.supervisor import RunContext, RunEnd, Supervisor
+from workers.supervisor import RunContext, RunEnd
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,7 @@ class LowLatencyOutput:
         self.ended_at: float | None = None
         """Monotonic time the playlist ended (``EXT-X-ENDLIST``)."""
         self._sub: Subscription | None = None
-        self.supervisor = Supervisor(
-            f"{hub.stream_id}/hls",
-            self._run,
-            stall_seconds=settings.output_stall_seconds,
-            backoff_initial=0.5,
-            backoff_max=settings.output_backoff_max_seconds,
-            clock=hub.clock,
-        )
+        self.supervisor = playback_supervisor(settings, hub, self._run)
 
     @property
     def dropped_frames(self) -> int:

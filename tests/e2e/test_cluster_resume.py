@@ -25,7 +25,7 @@ from tests.cluster_support import ClusterNodes, Node, set_column_seconds_ago
 from tests.cluster_support import cluster_nodes as cluster_nodes
 from tests.e2e.conftest import SEGMENT_SECONDS, Publisher, Sources, decode_ts, push
 from tests.polling import eventually
-from tests.s3_support import S3Server, sync_client
+from tests.s3_support import S3Server, storage_on, sync_client
 from workers.live_path import LivePath
 from workers.m3u8 import PLAYLIST_NAME, Segment, parse_media_playlist
 
@@ -63,12 +63,9 @@ class Bucket:
 async def nodes(
     cluster_nodes: ClusterNodes, seaweedfs: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Node, Node, Bucket]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     bucket = Bucket(seaweedfs)
     settings: dict[str, Any] = {
-        "storage_url": f"s3://{seaweedfs.bucket}/{bucket.prefix}",
-        "s3_endpoint": seaweedfs.endpoint,
+        **storage_on(seaweedfs, bucket.prefix, monkeypatch),
         "hls_segment_seconds": SEGMENT_SECONDS,
         "hls_list_size": 30,
     }

@@ -31,7 +31,7 @@ from tests.e2e.test_cluster_resume import (
 )
 from tests.e2e.test_cluster_resume import nodes as nodes
 from tests.polling import eventually
-from tests.s3_support import S3Server
+from tests.s3_support import S3Server, storage_on
 from workers.live_path import LivePath
 
 pytestmark = pytest.mark.e2e
@@ -137,12 +137,9 @@ async def test_a_session_nobody_continues_is_closed_once_its_window_passed(
     starts the next pod) closes a handed-over session: it waits for the stream's next owner.
     Once the window has passed with nobody publishing again, the periodic sweep of a running
     node closes it (``publisher_left``) and its recording (``ready``)."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     bucket = Bucket(seaweedfs)
     settings: dict[str, Any] = {
-        "storage_url": f"s3://{seaweedfs.bucket}/{bucket.prefix}",
-        "s3_endpoint": seaweedfs.endpoint,
+        **storage_on(seaweedfs, bucket.prefix, monkeypatch),
         "hls_segment_seconds": SEGMENT_SECONDS,
     }
     a = await cluster_nodes.start("node-a", **settings)

@@ -31,7 +31,7 @@ from tests.e2e.outputs import wait_for_api
 from tests.e2e.serve_process import Service, call, reap_orphans
 from tests.e2e.serve_process import service as service
 from tests.polling import eventually
-from tests.s3_support import S3Server, sync_client
+from tests.s3_support import S3Server, object_keys, storage_on
 from workers.m3u8 import Segment, parse_media_playlist
 
 pytestmark = pytest.mark.e2e
@@ -190,11 +190,6 @@ async def test_a_reconnect_gives_one_low_latency_recording_with_a_discontinuity(
     assert decoded.video_frames >= 30 * 7, decoded
 
 
-def object_keys(server: S3Server, prefix: str) -> list[str]:
-    listed = sync_client(server).list_objects_v2(Bucket=server.bucket, Prefix=prefix)
-    return [item["Key"] for item in listed.get("Contents", [])]
-
-
 async def test_a_low_latency_recording_goes_to_object_storage_and_plays_back(
     tmp_path: Path,
     sqlite_url: str,
@@ -203,15 +198,9 @@ async def test_a_low_latency_recording_goes_to_object_storage_and_plays_back(
     sources: Sources,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     prefix = f"e2e-{secrets.token_hex(4)}/"
-    async with serving(
-        tmp_path,
-        sqlite_url,
-        storage_url=f"s3://{seaweedfs.bucket}/{prefix}",
-        s3_endpoint=seaweedfs.endpoint,
-    ) as live:
+    storage = storage_on(seaweedfs, prefix, monkeypatch)
+    async with serving(tmp_path, sqlite_url, **storage) as live:
         stream = await live.create_stream(record=True, latencyMode="low")
         publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"])
         code, stderr = await publisher.finish()

@@ -12,14 +12,9 @@ import pytest
 
 from tests.e2e.conftest import Sources, ended, push, segment_count, serving, wait_for_playlist
 from tests.e2e.outputs import api, decode_playlist, wait_for_api
-from tests.s3_support import S3Server, sync_client
+from tests.s3_support import S3Server, object_keys, storage_on
 
 pytestmark = pytest.mark.e2e
-
-
-def object_keys(server: S3Server, prefix: str) -> list[str]:
-    listed = sync_client(server).list_objects_v2(Bucket=server.bucket, Prefix=prefix)
-    return [item["Key"] for item in listed.get("Contents", [])]
 
 
 async def test_a_recording_goes_to_object_storage_and_plays_back_from_it(
@@ -30,15 +25,9 @@ async def test_a_recording_goes_to_object_storage_and_plays_back_from_it(
     sources: Sources,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweedfs.secret_key)
     prefix = f"e2e-{secrets.token_hex(4)}/"
-    async with serving(
-        tmp_path,
-        sqlite_url,
-        storage_url=f"s3://{seaweedfs.bucket}/{prefix}",
-        s3_endpoint=seaweedfs.endpoint,
-    ) as live:
+    storage = storage_on(seaweedfs, prefix, monkeypatch)
+    async with serving(tmp_path, sqlite_url, **storage) as live:
         stream = await live.create_stream(record=True)
         path = f"/v1/livestreams/{stream['id']}"
         publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"])
