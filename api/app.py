@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
 
+from api.access_log import AccessLogPolicy
 from api.auth import TokenCache
 from api.cluster.context import cluster_context
 from api.cluster.forwarding import forwarding_context
@@ -14,6 +16,7 @@ from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
 from api.keys import (
+    ACCESS_LOG_POLICY,
     CONSOLE_THROTTLE,
     DRAIN,
     LOW_LATENCY_ENDED,
@@ -72,6 +75,9 @@ def create_app(
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[ACCESS_LOG_POLICY] = AccessLogPolicy(
+        settings.access_log, logger=logging.getLogger("aiohttp.access")
+    )
     app[METRICS] = Metrics()
     app[WEBHOOK_POLICY] = webhook_policy or DeliveryPolicy()
     if token_cache is None:

@@ -24,6 +24,7 @@ from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
 
 if TYPE_CHECKING:
+    from api.access_log import AccessLogPolicy
     from api.cluster.context import Cluster
     from api.cluster.forwarding import PlaybackForwarder
     from api.cluster.ownership import LeaseOwnership
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
+ACCESS_LOG_POLICY: web.AppKey[AccessLogPolicy] = web.AppKey("access_log_policy")
+"""Which requests get an access-log line (``LIVERELAY_ACCESS_LOG``)."""
 DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
 """The async engine; disposed when the app shuts down."""
 DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_sessionmaker")
