@@ -23,10 +23,12 @@ from api.keys import (
     METRICS,
     SETTINGS,
     TOKEN_CACHE,
+    WAKE_PACER,
     WEBHOOK_POLICY,
 )
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
+from api.live.wake_pacer import WakePacer
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
@@ -84,6 +86,7 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
+    app[WAKE_PACER] = WakePacer()
     app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app[CONSOLE_THROTTLE] = AuthFailureThrottle(
         settings.rtmp_auth_failures_per_minute, clock=time.monotonic
