@@ -13,6 +13,7 @@ from api.access_log import AccessLogPolicy, runner_options
 from api.app import create_app
 from api.keys import ACCESS_LOG_POLICY
 from config import Settings
+from config.settings import SettingsError
 from tests.polling import eventually
 
 RECORDING_ID = "0123456789abcdef01234567"
@@ -106,3 +107,10 @@ async def test_api_mode_sums_up_a_recordings_playback_once_per_interval(
         assert response.status == 200
     lines = await eventually(lambda: _lines(caplog, summary), message="no summary line")
     assert lines == [f"{summary}: 5 requests answered in the last 60 s"]
+
+
+def test_an_unknown_access_log_mode_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="LIVERELAY_ACCESS_LOG"):
+        Settings.from_env({"LIVERELAY_ACCESS_LOG": "everything"})
+    assert Settings.from_env({"LIVERELAY_ACCESS_LOG": "all"}).access_log == "all"
+    assert Settings().access_log == "api"
