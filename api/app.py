@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
 
+from api.access_log import AccessLogPolicy
 from api.auth import TokenCache
 from api.cluster.context import cluster_context
 from api.cluster.forwarding import forwarding_context
@@ -14,16 +16,19 @@ from api.database import database_context
 from api.jobs.deletion import deletion_context
 from api.jobs.retention import retention_context
 from api.keys import (
+    ACCESS_LOG_POLICY,
     CONSOLE_THROTTLE,
     DRAIN,
     LOW_LATENCY_ENDED,
     METRICS,
     SETTINGS,
     TOKEN_CACHE,
+    WAKE_PACER,
     WEBHOOK_POLICY,
 )
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
+from api.live.wake_pacer import WakePacer
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.registry import Metrics, metrics_middleware
 from api.middlewares import auth_middleware, error_middleware, request_id_middleware
@@ -72,12 +77,16 @@ def create_app(
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[ACCESS_LOG_POLICY] = AccessLogPolicy(
+        settings.access_log, logger=logging.getLogger("aiohttp.access")
+    )
     app[METRICS] = Metrics()
     app[WEBHOOK_POLICY] = webhook_policy or DeliveryPolicy()
     if token_cache is None:
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
+    app[WAKE_PACER] = WakePacer()
     app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app[CONSOLE_THROTTLE] = AuthFailureThrottle(
         settings.rtmp_auth_failures_per_minute, clock=time.monotonic

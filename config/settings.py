@@ -81,6 +81,9 @@ class Settings:
     """Python log level name."""
     log_format: str = "text"
     """``text`` (human-readable lines) or ``json`` (one JSON object per line)."""
+    access_log: str = "api"
+    """``all`` (a line per HTTP request) or ``api`` (a line per request, except playback answered
+    without an error: one summary line per stream and minute instead)."""
     cors_allow_origin: str = "*"
     """``Access-Control-Allow-Origin`` sent with playlists and segments."""
     max_request_bytes: int = 1_048_576
@@ -209,6 +212,8 @@ class Settings:
             raise SettingsError("LIVERELAY_HLS_SEGMENT_SECONDS must be > 0")
         if self.log_format not in ("text", "json"):
             raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
+        if self.access_log not in ("all", "api"):
+            raise SettingsError("LIVERELAY_ACCESS_LOG must be 'all' or 'api'")
         if self.hls_list_size < 2:
             raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
         if not self.deletion_check_seconds > 0:

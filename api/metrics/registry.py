@@ -41,12 +41,22 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._http_children: dict[tuple[str, str, int], Histogram] = {}
         self.webhook_deliveries = Counter(
             "liverelay_webhook_deliveries",
             "Webhook delivery attempts by result (delivered, retry, failed).",
             ["result"],
             registry=self.registry,
         )
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request in :attr:`http_seconds`. The labelled child is looked up once per
+        label set: ``labels()`` takes a lock and builds keys, on every playback request."""
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_children[key] = self.http_seconds.labels(method, route, str(status))
+        child.observe(seconds)
 
     def watch_media(self, paths: LivePaths, rtmp: RTMPServer) -> None:
         """Expose the live state of ``paths`` and ``rtmp`` at scrape time."""
@@ -173,8 +183,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].http_seconds.labels(request.method, route, str(status)).observe(
-            time.perf_counter() - started
+        request.app[METRICS].observe_http(
+            request.method, route, status, time.perf_counter() - started
         )
 
 

@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
 from api.errors import ApiError, NotFound
-from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS
+from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS, WAKE_PACER
 from workers.llhls import Answer, Reject, reload_decision
 from workers.llhls_output import LowLatencyOutput
 
@@ -50,9 +51,7 @@ async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Respon
         raise ApiError(400, decision.reason)
     if not isinstance(decision, Answer):
         msn, part = decision.msn, decision.part
-        held = await output.wait_for(
-            lambda: stream.position.has(msn, part), output.blocking_seconds
-        )
+        held = await _wait(request, output, lambda: stream.position.has(msn, part))
         if not held and not stream.ended:
             raise ApiError(503, "the requested part did not come in time")
     if not stream.segments:  # as in standard mode: no playlist before the first media
@@ -75,19 +74,27 @@ async def media(request: web.Request, output: LowLatencyOutput, name: str) -> we
         data = init.data if init is not None else None
     elif kind == "part" and extension == "m4s":
         if stream.next_part_number <= number < stream.next_part_number + PARTS_AHEAD:
-            await output.wait_for(lambda: stream.part(number) is not None, output.blocking_seconds)
+            await _wait(request, output, lambda: stream.part(number) is not None)
         found = stream.part(number)
         data = found.data if found is not None else None
     elif kind == "seg" and extension == "m4s":
         if stream.position.next_msn <= number <= stream.position.next_msn + 1:
-            await output.wait_for(
-                lambda: stream.segment(number) is not None, output.blocking_seconds
-            )
+            await _wait(request, output, lambda: stream.segment(number) is not None)
         segment = stream.segment(number)
         data = segment.data if segment is not None else None
     if data is None:
         raise NotFound("segment not found")
     return _response(request, data, _CONTENT_TYPES[extension], MEDIA_CACHE_CONTROL)
+
+
+async def _wait(request: web.Request, output: LowLatencyOutput, ready: Callable[[], bool]) -> bool:
+    """Wait for ``ready()`` (:meth:`LowLatencyOutput.wait_for`); once woken, take a turn of the
+    app's :class:`api.live.wake_pacer.WakePacer`, since every viewer is woken by the same part."""
+    if ready():
+        return True
+    held = await output.wait_for(ready, output.blocking_seconds)
+    await request.app[WAKE_PACER].turn()
+    return held
 
 
 def _response(request: web.Request, body: bytes, content_type: str, cache: str) -> web.Response:
