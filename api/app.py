@@ -37,6 +37,7 @@ from api.routes import (
     recordings,
     restream,
     sessions,
+    signing_keys,
     webhooks,
 )
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
@@ -100,6 +101,7 @@ def create_app(
     recordings.register(app.router)
     playback.register(app.router)
     webhooks.register(app.router)
+    signing_keys.register(app.router)
     register_public(app.router, settings)
     openapi.register(app.router, settings)
     console.register(app.router)
