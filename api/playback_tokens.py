@@ -127,7 +127,7 @@ class PlaybackGuard:
         self._tokens: OrderedDict[str, _Verified] = OrderedDict()
         self._keys: dict[str, tuple[float, _Key | None]] = {}
         self._policies: dict[str, tuple[float, Policy | None]] = {}
-        self._recordings: OrderedDict[str, str | None] = OrderedDict()
+        self._recordings: OrderedDict[str, str] = OrderedDict()
         self._last_log = float("-inf")
 
     def forget_key(self, kid: str) -> None:
@@ -169,9 +169,10 @@ class PlaybackGuard:
             stream_id = await session.scalar(
                 select(Recording.live_stream_id).where(Recording.id == recording_id)
             )
-        self._recordings[recording_id] = stream_id
-        if len(self._recordings) > self._max_tokens:
-            self._recordings.popitem(last=False)
+        if stream_id is not None:  # an unknown id may be a recording about to be created
+            self._recordings[recording_id] = stream_id
+            if len(self._recordings) > self._max_tokens:
+                self._recordings.popitem(last=False)
         return stream_id
 
     async def check(self, stream_id: str, token: str | None) -> bool:

@@ -189,7 +189,7 @@ def _playback() -> dict[str, Any]:
 
     token = query_param(
         "token",
-        {"type": "string", "maxLength": 4096},
+        {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"},
         "A signed stream's playback token (RS256 JWT: header `kid` = a signing key id; claims "
         "`sub` = the stream id, `aud` = `v`, `exp`); its playlists carry it in every URI",
     )

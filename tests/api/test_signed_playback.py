@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -12,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from api import queries
+from api.cli import main
 from api.keys import DB_SESSIONMAKER
 from api.playback_tokens import Forbidden, PlaybackGuard, issue_playback_token
 from config import Settings
@@ -233,3 +235,29 @@ async def test_a_key_deleted_on_another_node_is_refused_within_the_key_ttl(
     now[0] += 5.01
     with pytest.raises(Forbidden):
         await node_a.check(stream["id"], token)
+
+
+async def test_the_playback_token_command_signs_a_token_the_server_accepts(
+    api_client: TestClient,
+    account: AccountCredentials,
+    app_settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream = await create_stream(api_client, account, playbackPolicy="signed")
+    recording_id = await recorded(api_client, stream["id"], app_settings)
+    key = await new_key(api_client, account)
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(key["privateKey"], encoding="ascii")
+    argv = ["playback-token", "--stream", stream["id"], "--key-id", key["id"]]
+    assert main([*argv, "--private-key", str(key_file), "--ttl", "120"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert jwt.get_unverified_header(token)["kid"] == key["id"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["aud"]) == (stream["id"], "v")
+    assert 0 < claims["exp"] - time.time() <= 120
+    url = f"/recordings/{recording_id}/index.m3u8"
+    assert (await api_client.get(url, params={"token": token})).status == 200
+
+    assert main([*argv, "--private-key", str(tmp_path / "missing.txt")]) == 2
+    assert main([*argv, "--private-key", str(key_file), "--ttl", "0"]) == 2
