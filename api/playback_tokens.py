@@ -141,7 +141,8 @@ class PlaybackGuard:
         self._policies.pop(stream_id, None)
 
     async def policy(self, stream_id: str) -> Policy | None:
-        """The stream's policy (``None``: no such stream, or deleted)."""
+        """The stream's policy (``None``: no such stream). A deleted stream keeps its policy:
+        whatever of it is still served until its files are gone needs a token if it did."""
         now = self._clock()
         cached = self._policies.get(stream_id)
         if cached is not None and cached[0] > now:
@@ -150,7 +151,7 @@ class PlaybackGuard:
             row = (
                 await session.execute(
                     select(LiveStream.account_id, LiveStream.playback_policy).where(
-                        LiveStream.id == stream_id, LiveStream.deleted_at.is_(None)
+                        LiveStream.id == stream_id
                     )
                 )
             ).first()
