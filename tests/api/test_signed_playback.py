@@ -261,3 +261,19 @@ async def test_the_playback_token_command_signs_a_token_the_server_accepts(
 
     assert main([*argv, "--private-key", str(tmp_path / "missing.txt")]) == 2
     assert main([*argv, "--private-key", str(key_file), "--ttl", "0"]) == 2
+
+
+async def test_refusals_log_the_reason_rate_limited_and_never_the_token(
+    api_client: TestClient, account: AccountCredentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = await create_stream(api_client, account, playbackPolicy="signed")
+    key = await new_key(api_client, account)
+    expired = issue_playback_token(stream["id"], key["id"], key["privateKey"], 60, now=0)
+    guard = PlaybackGuard(api_client.app[DB_SESSIONMAKER])
+    with caplog.at_level("WARNING", logger="api.playback_tokens"):
+        for _ in range(3):
+            with pytest.raises(Forbidden):
+                await guard.check(stream["id"], expired)
+    messages = [r.getMessage() for r in caplog.records if r.name == "api.playback_tokens"]
+    assert messages == [f"playback of stream {stream['id']} refused: expired token"]
+    assert expired not in caplog.text
