@@ -15,6 +15,7 @@ import signal
 
 from aiohttp import web
 
+from api.access_log import RedactingAccessLogger
 from api.keys import DRAIN
 from api.live.drain import HTTP_SHUTDOWN_SECONDS, begin_drain
 from config import Settings
@@ -41,7 +42,12 @@ def run(app: web.Application, settings: Settings) -> None:
 
 async def _serve(app: web.Application, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_SECONDS)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=HTTP_SHUTDOWN_SECONDS,
+        access_log_class=RedactingAccessLogger,
+    )
     interrupted = asyncio.Event()
     started = False
 
