@@ -10,17 +10,23 @@
 
 Per-route counts of every request, playback included, are in ``/metrics``
 (``liverelay_http_request_duration_seconds_count``).
+
+Whatever the mode, playback tokens are left out: a signed stream's viewers carry their token in
+the query (``?token=…``), and a log line must never hold one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_log import AccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from api.keys import ACCESS_LOG_POLICY
 
@@ -35,6 +41,12 @@ PLAYBACK_ROUTES = {
     "/recordings/{recordingId}/{segment}": "recording",
 }
 """Route templates of playback, and what their first path parameter names."""
+_TOKEN = re.compile(r"(?<=[?&]token=)[^&\s\"]*")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with the value of every ``token=`` query parameter replaced by ``***``."""
+    return _TOKEN.sub("***", text)
 
 
 class PlaybackTally:
@@ -100,8 +112,20 @@ class AccessLogPolicy:
             del self._tallies[key]
 
 
-class PolicyAccessLogger(AccessLogger):
-    """aiohttp's access logger, asking the app's :class:`AccessLogPolicy` first."""
+class RedactingAccessLogger(AccessLogger):
+    """aiohttp's access logger (same format), with :func:`redact_tokens` on every field."""
+
+    def _format_line(
+        self, request: BaseRequest, response: StreamResponse, time: float
+    ) -> Iterable[tuple[str | tuple[str, str], str]]:
+        return [
+            (key, redact_tokens(value) if isinstance(value, str) else value)
+            for key, value in super()._format_line(request, response, time)
+        ]
+
+
+class PolicyAccessLogger(RedactingAccessLogger):
+    """The redacting access logger, asking the app's :class:`AccessLogPolicy` first."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         policy = request.app.get(ACCESS_LOG_POLICY) if isinstance(request, web.Request) else None

@@ -42,6 +42,7 @@ from api.routes import (
     recordings,
     restream,
     sessions,
+    signing_keys,
     webhooks,
 )
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
@@ -109,6 +110,7 @@ def create_app(
     recordings.register(app.router)
     playback.register(app.router)
     webhooks.register(app.router)
+    signing_keys.register(app.router)
     register_public(app.router, settings)
     openapi.register(app.router, settings)
     console.register(app.router)

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import queries
 from api.auth import issue_token
 from api.database import create_engine, upgrade_to_head
+from api.playback_tokens import issue_playback_token
 from api.schemas.livestreams import iso_timestamp
 from config import Settings, SettingsError
 from config.distribution import describe_shared, shared_top_level_packages
@@ -100,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--secret", help=argparse.SUPPRESS)  # refused: see token_command
     token.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     token.set_defaults(command=token_command)
+    playback = sub.add_parser(
+        "playback-token", help="print a playback token (RS256 JWT) for a signed stream"
+    )
+    playback.add_argument("--stream", required=True, help="the stream id (the token's sub)")
+    playback.add_argument("--key-id", required=True, help="the signing key id (the token's kid)")
+    playback.add_argument(
+        "--private-key", required=True, help="file with the key's privateKey (base64 or PEM)"
+    )
+    playback.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    playback.set_defaults(command=playback_token_command)
     return parser
 
 
@@ -316,6 +328,20 @@ def token_command(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     print(issue_token(args.apikey, secret, ttl))
+    return 0
+
+
+def playback_token_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``liverelay playback-token --stream ID --key-id K --private-key FILE [--ttl S]``."""
+    if args.ttl <= 0:
+        log.error("--ttl must be a positive number of seconds")
+        return 2
+    try:
+        private_key = Path(args.private_key).read_text(encoding="ascii")
+        print(issue_playback_token(args.stream, args.key_id, private_key, args.ttl))
+    except (OSError, ValueError) as exc:
+        log.error("cannot sign with %s: %s", args.private_key, type(exc).__name__)
+        return 2
     return 0
 
 

@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import migrations
-from api.keys import AUTHORIZER, DB_ENGINE, DB_SESSIONMAKER, SETTINGS
+from api.keys import AUTHORIZER, DB_ENGINE, DB_SESSIONMAKER, PLAYBACK_GUARD, SETTINGS
 from api.live.publish_auth import DatabasePublishAuthorizer
+from api.playback_tokens import PlaybackGuard
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ async def database_context(app: web.Application) -> AsyncIterator[None]:
     app[DB_ENGINE] = engine
     app[DB_SESSIONMAKER] = sessionmaker
     app[AUTHORIZER] = DatabasePublishAuthorizer(sessionmaker)
+    app[PLAYBACK_GUARD] = PlaybackGuard(sessionmaker)
     yield
     await engine.dispose()
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import AuthenticatedAccount, TokenCache
+from api.playback_tokens import PlaybackGuard
 from config import Settings
 from ingest.authorizer import PublishAuthorizer
 from ingest.limits import AuthFailureThrottle
@@ -47,6 +48,8 @@ DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_s
 """Opens one session per request (``expire_on_commit=False``)."""
 RTMP_PORT = web.AppKey("rtmp_port", int)
 """The port the RTMP listener is bound to (for ``upstreamUrl``)."""
+PLAYBACK_GUARD = web.AppKey("playback_guard", PlaybackGuard)
+"""Decides playback of signed streams (:mod:`api.playback_tokens`)."""
 AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")
 """The database-backed publish authorizer handed to the ingest server."""
 TOKEN_CACHE = web.AppKey("token_cache", TokenCache)

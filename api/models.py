@@ -34,6 +34,8 @@ DEFAULT_MAX_DURATION_SECONDS = 12 * 3600
 DEFAULT_LATENCY_MODE = "standard"
 """How a new stream is packaged for playback: ``standard`` (MPEG-TS HLS) or ``low``
 (low-latency HLS, fMP4 parts)."""
+DEFAULT_PLAYBACK_POLICY = "public"
+"""Who may play a new stream: ``public`` (anyone with its id) or ``signed`` (a playback token)."""
 
 
 def new_object_id() -> str:
@@ -127,6 +129,10 @@ class LiveStream(Base):
         String(16), default=DEFAULT_LATENCY_MODE, server_default=DEFAULT_LATENCY_MODE
     )
     """``standard`` or ``low``: how the stream's next session is packaged for playback."""
+    playback_policy: Mapped[str] = mapped_column(
+        String(16), default=DEFAULT_PLAYBACK_POLICY, server_default=DEFAULT_PLAYBACK_POLICY
+    )
+    """``public`` or ``signed``: whether live playback and recordings need a playback token."""
     event_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The ``sequence`` of the stream's last webhook event (0: none yet); see
     :func:`api.webhooks.outbox.enqueue`."""
@@ -341,3 +347,15 @@ class ConsoleSession(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SigningKey(Base):
+    """An account's key for playback tokens: only the public half is kept (PEM)."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (Index("ix_signing_keys_account_created", "account_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_object_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

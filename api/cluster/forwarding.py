@@ -210,6 +210,8 @@ class PlaybackForwarder:
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
         url = f"{owner.internal_url.rstrip('/')}{path}"
         params = {k: request.query[k] for k in _BLOCKING_QUERY if blocking and k in request.query}
+        if "token" in request.query:  # a signed stream's playback token: the owner checks it
+            params["token"] = request.query["token"]
         timeout = None
         if blocking:
             read = blocking_read_seconds(request.app[SETTINGS].hls_segment_seconds)

@@ -16,7 +16,8 @@ from pydantic.json_schema import models_json_schema
 
 from api.openapi.console import console_paths
 from api.openapi.livestreams import LIVESTREAM_MODELS, livestream_paths
-from api.openapi.parts import REF, errors, id_param, json_response
+from api.openapi.parts import REF, errors, id_param, json_response, query_param
+from api.openapi.signing_keys import SIGNING_KEY_MODELS, signing_key_paths
 from api.openapi.webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
 from api.schemas.livestreams import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
@@ -81,6 +82,7 @@ def component_schemas() -> dict[str, Any]:
             (HealthOutput, "serialization"),
             (ReadinessOutput, "serialization"),
             *WEBHOOK_MODELS,
+            *SIGNING_KEY_MODELS,
         ],
         by_alias=True,
         ref_template=REF,
@@ -105,6 +107,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         "/openapi.json": {"get": _self_description()},
         **livestream_paths(),
         **webhook_paths(),
+        **signing_key_paths(),
         **_playback(),
         **console_paths(),
     }
@@ -184,6 +187,13 @@ def _playback() -> dict[str, Any]:
         "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,128}\.(ts|m4s|mp4|aac)$"},
     }
 
+    token = query_param(
+        "token",
+        {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"},
+        "A signed stream's playback token (RS256 JWT: header `kid` = a signing key id; claims "
+        "`sub` = the stream id, `aud` = `v`, `exp`); its playlists carry it in every URI",
+    )
+
     def item(
         op_id: str,
         summary: str,
@@ -199,8 +209,9 @@ def _playback() -> dict[str, Any]:
         ]
         if with_segment:
             params.append(segment)
+        params.append(token)
         ok = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
-        responses = {"200": ok, **errors(404), **(more or {})}
+        responses = {"200": ok, **errors(403, 404), **(more or {})}
         get = {"operationId": op_id, "summary": summary, "responses": responses}
         head = {**get, "operationId": f"{op_id}Head"}
         return {"parameters": params, "get": get, "head": head}

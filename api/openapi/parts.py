@@ -11,6 +11,9 @@ REF = "#/components/schemas/{model}"
 ERROR_TEXTS = {
     400: "Invalid request (see `details`)",
     401: "Missing or invalid token",
+    403: "A signed stream (`playbackPolicy: signed`) without a valid playback `token`: "
+    "missing, expired, for another stream or audience, or signed with an unknown or deleted key "
+    "(the message is only `forbidden`)",
     404: "Not found (or another account's)",
     409: "Conflicts with the current state (see `code`)",
     413: "Request body too large",

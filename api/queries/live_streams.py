@@ -17,6 +17,7 @@ from api.cluster.clock import clock_of
 from api.models import (
     DEFAULT_LATENCY_MODE,
     DEFAULT_MAX_DURATION_SECONDS,
+    DEFAULT_PLAYBACK_POLICY,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     Account,
     LiveStream,
@@ -72,6 +73,7 @@ async def create_live_stream(
     reconnect_window_seconds: int = DEFAULT_RECONNECT_WINDOW_SECONDS,
     max_duration_seconds: int = DEFAULT_MAX_DURATION_SECONDS,
     latency_mode: str = DEFAULT_LATENCY_MODE,
+    playback_policy: str = DEFAULT_PLAYBACK_POLICY,
 ) -> LiveStream:
     """Create an enabled live stream with a fresh UUID4 stream key."""
     now = utc_now()
@@ -87,6 +89,7 @@ async def create_live_stream(
         reconnect_window_seconds=reconnect_window_seconds,
         max_duration_seconds=max_duration_seconds,
         latency_mode=latency_mode,
+        playback_policy=playback_policy,
         targets=[],
     )
     _replace_targets(stream, targets)
@@ -196,6 +199,7 @@ async def update_live_stream(
     reconnect_window_seconds: int | None = None,
     max_duration_seconds: int | None = None,
     latency_mode: str | None = None,
+    playback_policy: str | None = None,
 ) -> LiveStream:
     """Change the given fields; ``targets`` replaces the list (unchanged targets keep ids)."""
     if name is not None:
@@ -210,6 +214,8 @@ async def update_live_stream(
         stream.max_duration_seconds = max_duration_seconds
     if latency_mode is not None:
         stream.latency_mode = latency_mode
+    if playback_policy is not None:
+        stream.playback_policy = playback_policy
     stream.updated_at = utc_now()
     await session.flush()
     return stream

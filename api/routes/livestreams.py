@@ -31,6 +31,7 @@ from api.keys import (
     DELETION_SWEEPER,
     FORWARDER,
     PATHS,
+    PLAYBACK_GUARD,
     RTMP_PORT,
     SETTINGS,
 )
@@ -89,6 +90,7 @@ async def create_live_stream(request: web.Request) -> web.Response:
             reconnect_window_seconds=body.reconnect_window_seconds,
             max_duration_seconds=body.max_duration_seconds,
             latency_mode=body.latency_mode,
+            playback_policy=body.playback_policy,
         )
     log.info("live stream %s created by account %s", stream.id, request[ACCOUNT].id)
     headers = {"Location": f"/v1/livestreams/{stream.id}"}
@@ -153,7 +155,10 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 if "max_duration_seconds" in given
                 else None,
                 latency_mode=body.latency_mode if "latency_mode" in given else None,
+                playback_policy=body.playback_policy if "playback_policy" in given else None,
             )
+    if "playback_policy" in given:
+        request.app[PLAYBACK_GUARD].forget_stream(stream.id)
     if "restream" in given:
         await apply_restream(request, stream)
     return web.json_response(await with_owner_state(request, render_stream(request, stream)))

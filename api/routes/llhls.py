@@ -21,6 +21,7 @@ from aiohttp import web
 
 from api.errors import ApiError, NotFound
 from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS, WAKE_PACER
+from api.playback_tokens import with_token
 from workers.llhls import Answer, Reject, reload_decision
 from workers.llhls_output import LowLatencyOutput
 
@@ -43,8 +44,11 @@ def low_latency_output(request: web.Request, stream_id: str) -> LowLatencyOutput
     return request.app[LOW_LATENCY_ENDED].get(stream_id) if path is None else None
 
 
-async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Response:
-    """The media playlist, once it holds what a blocking reload asks for."""
+async def playlist(
+    request: web.Request, output: LowLatencyOutput, token: str | None = None
+) -> web.Response:
+    """The media playlist, once it holds what a blocking reload asks for (with ``token``, a
+    signed stream's playback token, in each of its URIs)."""
     stream = output.stream
     decision = reload_decision(dict(request.query), stream.position)
     if isinstance(decision, Reject):
@@ -57,11 +61,16 @@ async def playlist(request: web.Request, output: LowLatencyOutput) -> web.Respon
     if not stream.segments:  # as in standard mode: no playlist before the first media
         raise NotFound("playlist not found")
     body = output.playlists.get(skip=decision.skip)
+    if token is not None:
+        body = with_token(body, token)
     return _response(request, body, "application/vnd.apple.mpegurl", PLAYLIST_CACHE_CONTROL)
 
 
-async def media(request: web.Request, output: LowLatencyOutput, name: str) -> web.Response:
-    """An initialization segment, a part or a segment, from memory."""
+async def media(
+    request: web.Request, output: LowLatencyOutput, name: str, cache: str = MEDIA_CACHE_CONTROL
+) -> web.Response:
+    """An initialization segment, a part or a segment, from memory (``cache``: its
+    ``Cache-Control``)."""
     stream = output.stream
     tag = f"{stream.name_tag}-" if stream.name_tag else ""
     match = _NAME.fullmatch(name[len(tag) :]) if name.startswith(tag) else None
@@ -84,7 +93,7 @@ async def media(request: web.Request, output: LowLatencyOutput, name: str) -> we
         data = segment.data if segment is not None else None
     if data is None:
         raise NotFound("segment not found")
-    return _response(request, data, _CONTENT_TYPES[extension], MEDIA_CACHE_CONTROL)
+    return _response(request, data, _CONTENT_TYPES[extension], cache)
 
 
 async def _wait(request: web.Request, output: LowLatencyOutput, ready: Callable[[], bool]) -> bool:

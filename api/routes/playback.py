@@ -11,7 +11,12 @@
 
 Only ``index.m3u8`` and segment names matching a strict whitelist are served; everything else is
 a JSON 404. Paths are resolved and must still be inside the stream's or recording's directory, so
-neither ``..`` (in any encoding) nor a symlink can lead out of it. Nothing here redirects.
+neither ``..`` (in any encoding) nor a symlink can lead out of it. Nothing here redirects, but
+recorded segments in object storage (a redirect to a presigned URL).
+
+A stream whose ``playbackPolicy`` is ``signed`` (and its recordings) is only played with a valid
+``?token=`` (:mod:`api.playback_tokens`; otherwise 403 ``forbidden``); its playlists carry the
+token in every URI, and its media is ``private`` (see :data:`SIGNED_MEDIA_CACHE_CONTROL`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from aiohttp import web
 from api import queries
 from api.cluster.forwarding import Owner, owner_elsewhere
 from api.errors import ApiError, NotFound
-from api.keys import DB_SESSIONMAKER, FORWARDER, SETTINGS
+from api.keys import DB_SESSIONMAKER, FORWARDER, PLAYBACK_GUARD, SETTINGS
+from api.playback_tokens import with_token
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 from api.routes import llhls
 from api.routes.owner_state import clustered
@@ -42,6 +48,9 @@ _CONTENT_TYPES = {
 }
 PLAYLIST_CACHE_CONTROL = "no-cache"
 SEGMENT_CACHE_CONTROL = "public, max-age=86400, immutable"
+SIGNED_MEDIA_CACHE_CONTROL = "private, max-age=86400, immutable"
+"""A signed stream's media: its URL carries the token, but a shared cache would go on serving it
+after the token expired or its key was deleted, so only the viewer's own cache may keep it."""
 
 
 def register(router: web.UrlDispatcher) -> None:
@@ -57,29 +66,50 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     """``GET /live/{id}/index.m3u8``: the live playlist (404 when the stream is not live); of
     a stream live on another node, that node's."""
     stream_id = request.match_info["id"]
+    token = await _signed(request, stream_id)
     owner = await _owner_elsewhere(request)
     if owner is not None:
         path = f"/live/{stream_id}/{PLAYLIST_NAME}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
     if low_latency is not None:
-        return await llhls.playlist(request, low_latency)
+        return await llhls.playlist(request, low_latency, token)
     body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
-    return _playlist_response(request, body)
+    return _playlist_response(request, body, token)
 
 
 async def live_segment(request: web.Request) -> web.StreamResponse:
     """``GET /live/{id}/{segment}``: one live segment (of a stream live on another node, that
     node's)."""
     stream_id, name = request.match_info["id"], request.match_info["segment"]
+    token = await _signed(request, stream_id)
     owner = await _owner_elsewhere(request) if _SEGMENT_NAME.fullmatch(name) else None
     if owner is not None:
         path = f"/live/{stream_id}/{name}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
     if low_latency is not None:
-        return await llhls.media(request, low_latency, name)
-    return await _segment(request, request.app[SETTINGS].live_dir, stream_id)
+        cache = SIGNED_MEDIA_CACHE_CONTROL if token else llhls.MEDIA_CACHE_CONTROL
+        return await llhls.media(request, low_latency, name, cache)
+    return await _segment(request, request.app[SETTINGS].live_dir, stream_id, token)
+
+
+async def _signed(request: web.Request, stream_id: str) -> str | None:
+    """The playback token to carry on when ``stream_id`` is signed (and the request's token
+    is valid for it; if not, 403); ``None`` for a public stream."""
+    if not _ID.fullmatch(stream_id):
+        return None
+    token = request.query.get("token")
+    signed = await request.app[PLAYBACK_GUARD].check(stream_id, token)
+    return token if signed else None
+
+
+async def _signed_recording(request: web.Request, recording_id: str) -> str | None:
+    """As :func:`_signed`, for a recording: its stream's policy decides."""
+    if not _ID.fullmatch(recording_id):
+        return None
+    stream_id = await request.app[PLAYBACK_GUARD].stream_of_recording(recording_id)
+    return await _signed(request, stream_id) if stream_id is not None else None
 
 
 async def _owner_elsewhere(request: web.Request) -> Owner | None:
@@ -91,23 +121,25 @@ async def recording_playlist(request: web.Request) -> web.StreamResponse:
     """``GET /recordings/{recordingId}/index.m3u8``: one recording's playlist (on another
     node's disk: that node's answer)."""
     recording_id = request.match_info["recordingId"]
+    token = await _signed_recording(request, recording_id)
     try:
         body = await _read_recording_playlist(request.app, recording_id)
     except NotFound as missing:
         path = f"/recordings/{recording_id}/{PLAYLIST_NAME}"
         return await _from_writer(request, recording_id, path, missing)
-    return _playlist_response(request, body)
+    return _playlist_response(request, body, token)
 
 
 async def recording_segment(request: web.Request) -> web.StreamResponse:
     """``GET /recordings/{recordingId}/{segment}``: one recorded segment (in object storage:
     a redirect to a presigned URL of it; on another node's disk: that node's answer)."""
     recording_id, name = request.match_info["recordingId"], request.match_info["segment"]
+    token = await _signed_recording(request, recording_id)  # before any presigned redirect
     objects = object_storage(request.app)
     if objects is not None and _ID.fullmatch(recording_id) and _SEGMENT_NAME.fullmatch(name):
         raise await segment_redirect(request, objects, recording_id, name)
     try:
-        return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id)
+        return await _segment(request, request.app[SETTINGS].recordings_dir, recording_id, token)
     except NotFound as missing:
         path = f"/recordings/{recording_id}/{name}"
         return await _from_writer(request, recording_id, path, missing)
@@ -144,6 +176,7 @@ async def latest_recording_playlist(request: web.Request) -> web.StreamResponse:
     stream_id = request.match_info["id"]
     if not _ID.fullmatch(stream_id):
         raise NotFound("stream not found")
+    token = await _signed(request, stream_id)
     async with request.app[DB_SESSIONMAKER]() as session:
         recording = await queries.latest_recording(session, stream_id)
     if recording is None:
@@ -155,7 +188,7 @@ async def latest_recording_playlist(request: web.Request) -> web.StreamResponse:
         path = f"/live/{stream_id}/storage/{PLAYLIST_NAME}"
         return await _from_writer(request, recording.id, path, missing)
     base = f"{settings.http_base_url()}/recordings/{recording.id}/"
-    return _playlist_response(request, point_segments_at(body, base))
+    return _playlist_response(request, point_segments_at(body, base), token)
 
 
 _MAP_PREFIX = '#EXT-X-MAP:URI="'
@@ -193,16 +226,21 @@ async def _read_playlist(root: Path, directory_id: str) -> bytes:
         raise NotFound("playlist not found") from None
 
 
-def _playlist_response(request: web.Request, body: bytes) -> web.Response:
+def _playlist_response(request: web.Request, body: bytes, token: str | None) -> web.Response:
+    if token is not None:
+        body = with_token(body, token)
     return web.Response(body=body, headers=_headers(request, PLAYLIST_NAME, PLAYLIST_CACHE_CONTROL))
 
 
-async def _segment(request: web.Request, root: Path, directory_id: str) -> web.FileResponse:
+async def _segment(
+    request: web.Request, root: Path, directory_id: str, token: str | None
+) -> web.FileResponse:
     name = request.match_info["segment"]
     if not _SEGMENT_NAME.fullmatch(name):
         raise NotFound("segment not found")
     path = await _find(root, directory_id, name)
-    return web.FileResponse(path, headers=_headers(request, name, SEGMENT_CACHE_CONTROL))
+    cache = SIGNED_MEDIA_CACHE_CONTROL if token else SEGMENT_CACHE_CONTROL
+    return web.FileResponse(path, headers=_headers(request, name, cache))
 
 
 async def _find(root: Path, directory_id: str, name: str) -> Path:

@@ -104,6 +104,17 @@ LatencyMode = Annotated[
 ]
 
 
+PlaybackPolicy = Annotated[
+    Literal["public", "signed"],
+    Field(
+        description="`public`: anyone with the stream's id may play it and its recordings. "
+        "`signed`: `downstreamUrl` and `recordingUrl` (and each recording's URL) need "
+        "`?token=` with an RS256 playback token signed with one of the account's signing keys "
+        "(`/v1/signing-keys`); anything else is a 403. Applies at once, also while live.",
+    ),
+]
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("blank", "name must not be blank")
@@ -129,6 +140,7 @@ class LiveStreamCreate(_Input):
         default=DEFAULT_MAX_DURATION_SECONDS, alias="maxDurationSeconds"
     )
     latency_mode: LatencyMode = Field(default="standard", alias="latencyMode")
+    playback_policy: PlaybackPolicy = Field(default="public", alias="playbackPolicy")
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -145,6 +157,7 @@ class LiveStreamUpdate(_Input):
     reconnect_window_seconds: ReconnectWindow = optional_field("reconnectWindowSeconds")
     max_duration_seconds: MaxDuration = optional_field("maxDurationSeconds")
     latency_mode: LatencyMode = optional_field("latencyMode")
+    playback_policy: PlaybackPolicy = optional_field("playbackPolicy")
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -188,6 +201,9 @@ class LiveStreamOutput(_Output):
     latency_mode: Literal["low", "standard"] = Field(
         description="How the stream is packaged for playback from its next session: `standard` "
         "(MPEG-TS HLS) or `low` (low-latency HLS with fMP4 parts)."
+    )
+    playback_policy: Literal["public", "signed"] = Field(
+        description="`public`, or `signed`: playback and recordings need a playback token."
     )
     current_session: CurrentSessionOutput | None = Field(
         description="The live session on this node (for `GET` of one stream: on the node "
@@ -375,6 +391,7 @@ def live_stream_output(
         reconnect_window_seconds=stream.reconnect_window_seconds,
         max_duration_seconds=stream.max_duration_seconds,
         latency_mode="low" if stream.latency_mode == "low" else "standard",
+        playback_policy="signed" if stream.playback_policy == "signed" else "public",
         current_session=current_session,
     )
 

@@ -33,6 +33,8 @@ ACCOUNT_ROUTES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("get", "/v1/webhooks/{id}"): None,
     ("delete", "/v1/webhooks/{id}"): None,
     ("get", "/v1/webhooks/{id}/deliveries"): None,
+    ("get", "/v1/signing-keys/{id}"): None,
+    ("delete", "/v1/signing-keys/{id}"): None,
 }
 """Every route that addresses one account's object, with the body the other account sends
 (valid, so that only ownership can refuse it)."""
@@ -42,6 +44,8 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
     ("get", "/v1/livestreams"): "lists the caller's streams (checked below)",
     ("post", "/v1/webhooks"): "creates in the caller's account",
     ("get", "/v1/webhooks"): "lists the caller's webhooks (checked below)",
+    ("post", "/v1/signing-keys"): "creates in the caller's account",
+    ("get", "/v1/signing-keys"): "lists the caller's keys (test_signed_playback.py)",
     ("get", "/healthz"): "public",
     ("get", "/readyz"): "public",
     ("get", "/metrics"): "only with LIVERELAY_METRICS_TOKEN (a bearer token), no account data",
@@ -54,7 +58,8 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
     ("get", "/console/{name}"): "public static console",
     ("get", "/console/vendor/hls.min.js"): "public static console",
     **{
-        (method, path): "public playback, addressed by an unguessable id"
+        (method, path): "playback by an unguessable id; a signed stream's needs a token "
+        "for that stream signed with a key of its account (test_signed_playback.py)"
         for method in ("get", "head")
         for path in (
             "/live/{id}/index.m3u8",
@@ -85,12 +90,17 @@ async def owned_objects(client: TestClient, owner: AccountCredentials) -> dict[s
     )
     assert response.status == 201, await response.text()
     ids["webhook"] = (await response.json())["id"]
+    response = await client.post("/v1/signing-keys", headers=owner.headers)
+    assert response.status == 201, await response.text()
+    ids["signing_key"] = (await response.json())["id"]
     return ids
 
 
 def concrete(path: str, ids: dict[str, str]) -> str:
     """``path`` with the owner's ids in place of its parameters."""
     owned = ids["webhook"] if path.startswith("/v1/webhooks/") else ids["stream"]
+    if path.startswith("/v1/signing-keys/"):
+        owned = ids["signing_key"]
     path = path.replace("{id}", owned).replace("{targetId}", ids["target"])
     return path.replace("{recordingId}", ids["recording"])
 
@@ -110,6 +120,7 @@ async def alice_sees(client: TestClient, alice: AccountCredentials, ids: dict[st
     """Everything the owner can read about the objects."""
     stream = f"/v1/livestreams/{ids['stream']}"
     urls = [stream, f"{stream}/recordings", f"{stream}/sessions", f"/v1/webhooks/{ids['webhook']}"]
+    urls.append(f"/v1/signing-keys/{ids['signing_key']}")
     return [await (await client.get(url, headers=alice.headers)).json() for url in urls]
 
 
@@ -133,7 +144,7 @@ async def test_listings_show_only_the_callers_objects(
 ) -> None:
     alice, bob = await make_account("alice"), await make_account("bob")
     await owned_objects(api_client, alice)
-    for listing in ("/v1/livestreams", "/v1/webhooks"):
+    for listing in ("/v1/livestreams", "/v1/webhooks", "/v1/signing-keys"):
         response = await api_client.get(listing, headers=bob.headers)
         assert response.status == 200 and (await response.json())["data"] == []
         response = await api_client.get(listing, headers=alice.headers)

@@ -39,6 +39,7 @@ STREAM_KEYS = {
     "reconnectWindowSeconds",
     "maxDurationSeconds",
     "latencyMode",
+    "playbackPolicy",
     "currentSession",
 }
 

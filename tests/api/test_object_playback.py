@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
+from api import queries
 from api.app import create_app
-from api.keys import METRICS_PORT
+from api.keys import DB_SESSIONMAKER, METRICS_PORT
+from api.playback_tokens import issue_playback_token
 from config import Settings
-from tests.api.conftest import assert_error
+from tests.api.conftest import assert_error, create_stream, new_account
 from tests.s3_support import S3Server, free_ports, sync_client
 
 RECORDING_ID = "d" * 24
@@ -115,3 +118,31 @@ async def test_readiness_checks_the_store_and_metrics_show_the_upload_backlog(
         "liverelay_upload_recordings_failed_total 0.0",
     ):
         assert line in text
+
+
+async def test_a_signed_stream_s_segments_are_redirected_only_with_a_valid_token(
+    aiohttp_client: AiohttpClient,
+    app_settings: Settings,
+    seaweedfs: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The presigned URL is itself a credential: none is handed out without the token."""
+    client, prefix = await client_for(
+        aiohttp_client, app_settings, seaweedfs, seaweedfs.endpoint, monkeypatch
+    )
+    account = await new_account(client)
+    stream = await create_stream(client, account, playbackPolicy="signed")
+    async with client.app[DB_SESSIONMAKER]() as session, session.begin():
+        recording = await queries.create_recording(session, stream["id"], datetime.now(UTC))
+    s3 = sync_client(seaweedfs)
+    s3.put_object(Bucket=seaweedfs.bucket, Key=f"{prefix}{recording.id}/seg_00000.ts", Body=b"x")
+    response = await client.post("/v1/signing-keys", headers=account.headers)
+    key = await response.json()
+    token = issue_playback_token(stream["id"], key["id"], key["privateKey"], 600)
+    segment = f"/recordings/{recording.id}/seg_00000.ts"
+
+    refused = await client.get(segment, allow_redirects=False)
+    await assert_error(refused, 403, "forbidden")
+    assert "Location" not in refused.headers
+    redirect = await client.get(segment, params={"token": token}, allow_redirects=False)
+    assert redirect.status == 302
