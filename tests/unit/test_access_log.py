@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from aiohttp.web_log import AccessLogger
 
-from api.access_log import RedactingAccessLogger, redact_tokens
+from api.access_log import PolicyAccessLogger, RedactingAccessLogger, redact_tokens
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 
@@ -24,9 +24,13 @@ def test_token_values_are_redacted_and_nothing_else() -> None:
     assert redact_tokens("/p?notatoken=1&mytoken=2") == "/p?notatoken=1&mytoken=2"
 
 
-def test_the_access_log_line_has_no_token(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("logger_class", [RedactingAccessLogger, PolicyAccessLogger])
+def test_the_access_log_line_has_no_token(
+    caplog: pytest.LogCaptureFixture, logger_class: type[AccessLogger]
+) -> None:
+    """Also the logger ``liverelay serve`` runs with (which asks the app's policy first)."""
     request = make_mocked_request("GET", f"/live/a/seg.ts?_HLS_msn=1&token={TOKEN}")
-    logger = RedactingAccessLogger(logging.getLogger("test.access"), AccessLogger.LOG_FORMAT)
+    logger = logger_class(logging.getLogger("test.access"), AccessLogger.LOG_FORMAT)
     with caplog.at_level(logging.INFO, logger="test.access"):
         logger.log(request, web.Response(status=200), 0.01)
     assert "GET /live/a/seg.ts?_HLS_msn=1&token=*** HTTP/1.1" in caplog.text
