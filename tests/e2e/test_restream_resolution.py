@@ -105,7 +105,8 @@ async def test_rtmp_targets_get_the_checked_address_and_the_names_tc_url(
 
     tc_url = f"rtmp://localhost:{port}/live"
     assert recorder.seen[0] == Connected("live", tc_url, "key-1")
-    [started] = [r.getMessage() for r in caplog.records if "restream" in r.getMessage()][:1]
+    starts = [r.getMessage() for r in caplog.records if r.name == "workers.process"]
+    [started] = [message for message in starts if "restream" in message][:1]
     assert f"-rtmp_tcurl {tc_url} 'rtmp://127.0.0.1:{port}/live/***'" in started
 
 
