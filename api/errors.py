@@ -10,6 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+DATABASE_ERRORS = (OperationalError, InterfaceError, TimeoutError, ConnectionError, OSError)
+"""What an unreachable (or failing) database raises: answered 503, never a 500."""
 
 _CODES = {
     400: "bad_request",

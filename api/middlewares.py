@@ -14,17 +14,15 @@ import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.auth import AuthenticatedAccount, AuthenticationError, TokenRules, authenticate
 from api.console import sessions as console
-from api.errors import ApiError
+from api.errors import DATABASE_ERRORS, ApiError
 from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, SETTINGS, TOKEN_CACHE
 from config.logs import request_id_var
 
 log = logging.getLogger(__name__)
 
-DATABASE_ERRORS = (OperationalError, InterfaceError, TimeoutError, ConnectionError, OSError)
 """Failures that mean the database is unreachable: a 503, not a 500."""
 
 REQUEST_ID_HEADER = "X-Request-Id"

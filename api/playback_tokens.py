@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.errors import ApiError
+from api.errors import DATABASE_ERRORS, ApiError
 from api.models import LiveStream, Recording, SigningKey
 
 log = logging.getLogger(__name__)
@@ -147,14 +147,19 @@ class PlaybackGuard:
         cached = self._policies.get(stream_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(LiveStream.account_id, LiveStream.playback_policy).where(
-                        LiveStream.id == stream_id
+        try:
+            async with self._sessions() as session:
+                row = (
+                    await session.execute(
+                        select(LiveStream.account_id, LiveStream.playback_policy).where(
+                            LiveStream.id == stream_id
+                        )
                     )
-                )
-            ).first()
+                ).first()
+        except DATABASE_ERRORS:
+            if cached is None:
+                raise
+            return cached[1]  # the database is away: what was known stays in force
         policy = Policy(row[0], row[1] == "signed") if row is not None else None
         if len(self._policies) > self._max_tokens:
             self._policies.clear()
@@ -241,12 +246,14 @@ class PlaybackGuard:
         cached = self._keys.get(kid)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(SigningKey.account_id, SigningKey.public_key).where(SigningKey.id == kid)
-                )
-            ).first()
+        try:
+            async with self._sessions() as session:
+                statement = select(SigningKey.account_id, SigningKey.public_key)
+                row = (await session.execute(statement.where(SigningKey.id == kid))).first()
+        except DATABASE_ERRORS:
+            if cached is None:
+                raise
+            return cached[1]  # the database is away: what was known stays in force
         key = _Key(row[0], row[1]) if row is not None else None
         if key is None:
             for token in [t for t, v in self._tokens.items() if v.kid == kid]:

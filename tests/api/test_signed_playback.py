@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api import queries
 from api.cli import main
@@ -277,3 +278,44 @@ async def test_refusals_log_the_reason_rate_limited_and_never_the_token(
     messages = [r.getMessage() for r in caplog.records if r.name == "api.playback_tokens"]
     assert messages == [f"playback of stream {stream['id']} refused: expired token"]
     assert expired not in caplog.text
+
+
+class BreakableSessions:
+    """The app's sessionmaker until :attr:`broken`; then every session fails as an unreachable
+    database does."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.broken = False
+
+    def __call__(self) -> AsyncSession:
+        if self.broken:
+            raise ConnectionResetError("database unreachable")
+        return self._sessions()
+
+
+async def test_a_database_outage_keeps_what_the_guard_knew(
+    api_client: TestClient, account: AccountCredentials
+) -> None:
+    """Live streams go on while the database is away, and so does their playback: policies
+    and keys already read stay in force past their TTL until the database answers again. What
+    was never read cannot be decided: the database error goes to the caller (a 503)."""
+    public = await create_stream(api_client, account)
+    signed = await create_stream(api_client, account, playbackPolicy="signed")
+    key = await new_key(api_client, account)
+    token = issue_playback_token(signed["id"], key["id"], key["privateKey"], 600)
+    now = [time.time()]
+    sessions = BreakableSessions(api_client.app[DB_SESSIONMAKER])
+    guard = PlaybackGuard(sessions, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert await guard.check(public["id"], None) is False
+    assert await guard.check(signed["id"], token) is True
+
+    sessions.broken = True
+    now[0] += 60.0  # every cached policy and key past its TTL
+    assert await guard.check(public["id"], None) is False
+    assert await guard.check(signed["id"], token) is True
+    with pytest.raises(Forbidden):
+        await guard.check(signed["id"], None)
+    other = await create_stream(api_client, account)
+    with pytest.raises(ConnectionResetError):
+        await guard.check(other["id"], None)
