@@ -11,40 +11,15 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-ENV_PREFIX = "LIVERELAY_"
-_NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+from config.checks import check_settings
+from config.values import ENV_PREFIX, Secret, SettingsError, parse_env_value, redact_url
+
+__all__ = ["ENV_PREFIX", "Secret", "Settings", "SettingsError", "redact_url"]
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-
-
-class SettingsError(ValueError):
-    """A setting from the environment could not be parsed; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A string that never shows itself in ``repr`` or logs."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 @dataclass(frozen=True)
@@ -203,61 +178,12 @@ class Settings:
         for f in dataclasses.fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, f.type, raw)
+                values[f.name] = parse_env_value(f.name, f.type, raw)
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
-        if self.hls_segment_seconds <= 0:
-            raise SettingsError("LIVERELAY_HLS_SEGMENT_SECONDS must be > 0")
-        if self.log_format not in ("text", "json"):
-            raise SettingsError("LIVERELAY_LOG_FORMAT must be 'text' or 'json'")
-        if self.access_log not in ("all", "api"):
-            raise SettingsError("LIVERELAY_ACCESS_LOG must be 'all' or 'api'")
-        if self.hls_list_size < 2:
-            raise SettingsError("LIVERELAY_HLS_LIST_SIZE must be >= 2")
-        if not self.deletion_check_seconds > 0:
-            raise SettingsError("LIVERELAY_DELETION_CHECK_SECONDS must be > 0")
-        if self.retention_days < 0:
-            raise SettingsError("LIVERELAY_RETENTION_DAYS must be >= 0 (0: keep forever)")
-        if not self.token_cache_seconds >= 0:
-            raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
-        if self.console_session_seconds < 60:
-            raise SettingsError("LIVERELAY_CONSOLE_SESSION_SECONDS must be >= 60")
-        if self.restream_ca_file is not None and not os.path.isfile(self.restream_ca_file):
-            raise SettingsError(
-                f"LIVERELAY_RESTREAM_CA_FILE={self.restream_ca_file!r} is not a readable file"
-            )
-        self._check_rtmp_limits()
-        self._check_tokens()
-        self._check_cluster()
-        self._check_storage()
-        for name in ("http_port", "rtmp_port"):
-            port = getattr(self, name)
-            if not 0 <= port <= 65535:
-                raise SettingsError(f"LIVERELAY_{name.upper()} must be a port number")
-        if not -1 <= self.metrics_port <= 65535:
-            raise SettingsError("LIVERELAY_METRICS_PORT must be a port number, or -1 (off)")
-        if self.metrics_token is not None and not self.metrics_token.value.strip():
-            raise SettingsError("LIVERELAY_METRICS_TOKEN must not be blank")
-
-    def _check_storage(self) -> None:
-        if self.storage_url is not None:
-            self.s3_location  # noqa: B018 (raises SettingsError when malformed)
-        if self.s3_endpoint is not None:
-            endpoint = urlsplit(self.s3_endpoint)
-            if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
-                raise SettingsError(
-                    f"LIVERELAY_S3_ENDPOINT={self.s3_endpoint!r} must be an http:// or https:// URL"
-                )
-            if endpoint.path not in ("", "/") or endpoint.query or endpoint.username:
-                raise SettingsError(
-                    f"LIVERELAY_S3_ENDPOINT={self.s3_endpoint!r} must be scheme://host[:port] only"
-                )
-        if not re.fullmatch(r"[a-z0-9-]{1,64}", self.s3_region):
-            raise SettingsError(f"LIVERELAY_S3_REGION={self.s3_region!r} is not a region name")
-        if self.upload_backlog_mb < 1:
-            raise SettingsError("LIVERELAY_UPLOAD_BACKLOG_MB must be >= 1")
+        check_settings(self)
 
     @property
     def s3_location(self) -> tuple[str, str] | None:
@@ -288,43 +214,6 @@ class Settings:
     def upload_backlog_dir(self) -> Path:
         """Where recorded segments wait for their upload to object storage."""
         return self.data_dir / "upload-backlog"
-
-    def _check_tokens(self) -> None:
-        if self.jwt_leeway_seconds < 0:
-            raise SettingsError("LIVERELAY_JWT_LEEWAY_SECONDS must be >= 0")
-        if self.jwt_max_ttl_seconds < 1:
-            raise SettingsError("LIVERELAY_JWT_MAX_TTL_SECONDS must be >= 1")
-        if not 0 < self.token_ttl_seconds <= self.jwt_max_ttl_seconds:
-            raise SettingsError(
-                "LIVERELAY_TOKEN_TTL_SECONDS must be > 0 and at most "
-                f"LIVERELAY_JWT_MAX_TTL_SECONDS ({self.jwt_max_ttl_seconds})"
-            )
-
-    def _check_cluster(self) -> None:
-        if self.node_id is not None and not _NODE_ID.fullmatch(self.node_id):
-            raise SettingsError(
-                "LIVERELAY_NODE_ID must be 1 to 128 letters, digits, '.', '_', ':' or '-'"
-            )
-        if self.internal_url is not None and urlsplit(self.internal_url).scheme not in (
-            "http",
-            "https",
-        ):
-            raise SettingsError("LIVERELAY_INTERNAL_URL must be an http:// or https:// URL")
-        if not self.lease_seconds > 0:
-            raise SettingsError("LIVERELAY_LEASE_SECONDS must be > 0")
-        if not self.drain_seconds > 0:
-            raise SettingsError("LIVERELAY_DRAIN_SECONDS must be > 0")
-
-    def _check_rtmp_limits(self) -> None:
-        for name, lowest in (
-            ("rtmp_max_connections_per_address", 1),
-            ("rtmp_max_send_buffer", 1),
-            ("rtmp_max_publish_kbps", 0),
-            ("rtmp_auth_failures_per_minute", 0),
-            ("rtmp_read_interval", 0),
-        ):
-            if getattr(self, name) < lowest:
-                raise SettingsError(f"LIVERELAY_{name.upper()} must be >= {lowest}")
 
     @property
     def database_url_value(self) -> str:
@@ -361,31 +250,3 @@ class Settings:
 
 def _public_host(listen_host: str) -> str:
     return "localhost" if listen_host in ("0.0.0.0", "::", "") else listen_host
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _parse(name: str, annotation: object, raw: str) -> object:
-    var = ENV_PREFIX + name.upper()
-    kind = str(annotation)
-    try:
-        if "Secret" in kind:
-            return Secret(raw)
-        if kind == "bool":
-            lowered = raw.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} is not a valid {kind}") from None
-    return raw
