@@ -20,6 +20,7 @@ from ingest.authorizer import PublishAuthorizer
 from ingest.limits import AuthFailureThrottle
 from ingest.ratelimit import WarningRateLimiter
 from ingest.server import RTMPServer
+from ingest.tls import ServerCertificate
 from workers.live_paths import LivePaths
 from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
@@ -48,6 +49,10 @@ DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_s
 """Opens one session per request (``expire_on_commit=False``)."""
 RTMP_PORT = web.AppKey("rtmp_port", int)
 """The port the RTMP listener is bound to (for ``upstreamUrl``)."""
+RTMPS_PORT = web.AppKey("rtmps_port", int)
+"""The port the RTMPS listener is bound to (for ``secureUpstreamUrl``); absent when it is off."""
+RTMPS_CERTIFICATE = web.AppKey("rtmps_certificate", ServerCertificate)
+"""The RTMPS listener's certificate, reloaded on SIGHUP; absent when RTMPS is off."""
 PLAYBACK_GUARD = web.AppKey("playback_guard", PlaybackGuard)
 """Decides playback of signed streams (:mod:`api.playback_tokens`)."""
 AUTHORIZER: web.AppKey[PublishAuthorizer] = web.AppKey("authorizer")

@@ -5,6 +5,7 @@ Not :func:`aiohttp.web.run_app`, whose SIGTERM closes the HTTP listener first: h
 ``draining`` and the API keeps working until the live sessions have ended
 (:mod:`api.live.drain`). Then, as after SIGINT (which stops at once, the sessions ending with
 ``shutdown``), the HTTP listener closes and the app's contexts stop in reverse order.
+SIGHUP reloads the RTMPS certificate (:mod:`ingest.tls`); nothing live is touched.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 from aiohttp import web
 
 from api.access_log import runner_options
-from api.keys import DRAIN
+from api.keys import DRAIN, RTMPS_CERTIFICATE
 from api.live.drain import HTTP_SHUTDOWN_SECONDS, begin_drain
 from config import Settings
 
@@ -57,6 +58,7 @@ async def _serve(app: web.Application, settings: Settings) -> None:
 
     loop.add_signal_handler(signal.SIGTERM, terminate)
     loop.add_signal_handler(signal.SIGINT, _interrupt, interrupted)
+    loop.add_signal_handler(signal.SIGHUP, reload_certificates, app)
     try:
         await runner.setup()
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
@@ -71,7 +73,7 @@ async def _serve(app: web.Application, settings: Settings) -> None:
             for task in stops:
                 task.cancel()
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
         log.info("stopping")
         await runner.cleanup()
@@ -80,3 +82,13 @@ async def _serve(app: web.Application, settings: Settings) -> None:
 def _interrupt(interrupted: asyncio.Event) -> None:
     log.warning("SIGINT: stopping now (live sessions end with 'shutdown')")
     interrupted.set()
+
+
+def reload_certificates(app: web.Application) -> None:
+    """SIGHUP: new RTMPS handshakes use the certificate and key files as they are now (a
+    failed reload is logged and keeps the previous certificate); open connections are kept."""
+    certificate = app.get(RTMPS_CERTIFICATE)
+    if certificate is None:
+        log.info("SIGHUP: nothing to reload (no RTMPS ingest)")
+        return
+    certificate.reload()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ def check_settings(settings: Settings) -> None:
     check_tokens(settings)
     check_cluster(settings)
     check_storage(settings)
+    check_rtmps(settings)
     for name in ("http_port", "rtmp_port"):
         port = getattr(settings, name)
         if not 0 <= port <= 65535:
@@ -111,3 +113,41 @@ def check_rtmp_limits(settings: Settings) -> None:
     ):
         if getattr(settings, name) < lowest:
             raise SettingsError(f"LIVERELAY_{name.upper()} must be >= {lowest}")
+
+
+def check_rtmps(settings: Settings) -> None:
+    """The RTMPS listener's port, and a certificate and key that load together."""
+    if settings.rtmps_port == -1:
+        return
+    if not 0 <= settings.rtmps_port <= 65535:
+        raise SettingsError("LIVERELAY_RTMPS_PORT must be a port number, or -1 (off)")
+    if settings.rtmps_port != 0 and settings.rtmps_port == settings.rtmp_port:
+        if settings.rtmps_listen_host == settings.rtmp_host:
+            raise SettingsError("LIVERELAY_RTMPS_PORT must differ from LIVERELAY_RTMP_PORT")
+    files = {"LIVERELAY_TLS_CERT_FILE": settings.tls_cert_file}
+    files["LIVERELAY_TLS_KEY_FILE"] = settings.tls_key_file
+    for var, path in files.items():
+        if path is None:
+            raise SettingsError(f"LIVERELAY_RTMPS_PORT is set: {var} is needed too")
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise SettingsError(f"{var}={path!r} is not a readable file")
+    try:
+        load_server_certificate(settings.tls_cert_file or "", settings.tls_key_file or "")
+    except (ssl.SSLError, OSError) as exc:
+        raise SettingsError(
+            f"LIVERELAY_TLS_CERT_FILE={settings.tls_cert_file!r} and "
+            f"LIVERELAY_TLS_KEY_FILE={settings.tls_key_file!r} do not load: {exc}"
+        ) from None
+
+
+def load_server_certificate(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A TLS server context with the certificate chain and key of these PEM files (an
+    encrypted key is refused: nobody is there to type its passphrase). Raises
+    :class:`ssl.SSLError` or :class:`OSError`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
+    return context
+
+
+def _no_passphrase() -> str:
+    raise ssl.SSLError("the private key is encrypted; give it without a passphrase")

@@ -35,6 +35,16 @@ class Settings:
     """Address the RTMP ingest listens on."""
     rtmp_port: int = 1935
     """Port of the RTMP ingest (0 picks a free port)."""
+    rtmps_host: str | None = None
+    """Address the RTMPS (RTMP over TLS) ingest listens on; default: ``rtmp_host``."""
+    rtmps_port: int = -1
+    """Port of the RTMPS ingest (-1, the default, turns it off; 0 picks a free port). Needs
+    ``tls_cert_file`` and ``tls_key_file``."""
+    tls_cert_file: str | None = None
+    """PEM certificate chain (the server's certificate first) of the RTMPS ingest; read again
+    on SIGHUP."""
+    tls_key_file: str | None = None
+    """PEM private key (not encrypted) of ``tls_cert_file``; read again on SIGHUP."""
     data_dir: Path = Path("./data")
     """Directory for the SQLite file, live HLS output and recordings."""
     database_url: Secret | None = None
@@ -43,6 +53,9 @@ class Settings:
     public_rtmp_url: str | None = None
     """Base of ``upstreamUrl``/``streamUrl`` (e.g. ``rtmp://live.example.com``); default from the
     RTMP listen address."""
+    public_rtmps_url: str | None = None
+    """Base of ``secureUpstreamUrl``/``secureStreamUrl`` (e.g. ``rtmps://live.example.com``);
+    default from the RTMPS listen address. Used only when the RTMPS ingest is on."""
     public_http_url: str | None = None
     """Base of ``downstreamUrl``/``recordingUrl`` (e.g. ``https://live.example.com``); default
     from the HTTP listen address."""
@@ -239,6 +252,26 @@ class Settings:
         port = bound_port if bound_port is not None else self.rtmp_port
         host = _public_host(self.rtmp_host)
         return f"rtmp://{host}" if port == 1935 else f"rtmp://{host}:{port}"
+
+    @property
+    def rtmps_enabled(self) -> bool:
+        """Whether the RTMPS ingest listens."""
+        return self.rtmps_port != -1
+
+    def rtmps_base_url(self, bound_port: int | None = None) -> str | None:
+        """Public base of RTMPS URLs (no trailing slash); ``None`` when RTMPS is off."""
+        if not self.rtmps_enabled:
+            return None
+        if self.public_rtmps_url:
+            return self.public_rtmps_url.rstrip("/")
+        port = bound_port if bound_port is not None else self.rtmps_port
+        host = _public_host(self.rtmps_listen_host)
+        return f"rtmps://{host}" if port == 443 else f"rtmps://{host}:{port}"
+
+    @property
+    def rtmps_listen_host(self) -> str:
+        """Address the RTMPS ingest listens on."""
+        return self.rtmp_host if self.rtmps_host is None else self.rtmps_host
 
     def http_base_url(self, bound_port: int | None = None) -> str:
         """Public base of HTTP playback URLs (no trailing slash)."""

@@ -39,6 +39,7 @@ from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
+from ingest.tls import ServerCertificate
 from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ REFUSAL_WARNING_INTERVAL = 10.0
 
 
 class RTMPServer:
-    """Accepts RTMP publishers on one listening socket.
+    """Accepts RTMP publishers on one listening socket, and RTMPS publishers on a second one
+    when given a ``certificate``: both share the same limits, throttle and admission.
 
     ``clock`` (monotonic seconds) drives the refused-key throttle, the bitrate limit and the
     rate of warnings; timeouts use the event loop's clock.
@@ -62,12 +64,16 @@ class RTMPServer:
         *,
         admission: PathAdmission,
         clock: Clock = time.monotonic,
+        certificate: ServerCertificate | None = None,
     ) -> None:
-        """``admission`` checks stream keys and admits publishers to their streams' paths."""
+        """``admission`` checks stream keys and admits publishers to their streams' paths;
+        with ``certificate`` the server also listens for RTMPS on ``settings.rtmps_port``."""
         self._settings = settings
         self._admission = admission
         self._clock = clock
         self._server: asyncio.Server | None = None
+        self._certificate = certificate
+        self._tls_server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._addresses = AddressConnections(settings.rtmp_max_connections_per_address)
         self._not_publishing: set[RTMPTransport] = set()
@@ -95,25 +101,45 @@ class RTMPServer:
             raise RuntimeError("RTMP server is not listening")
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        """The bound RTMPS port; ``None`` without RTMPS."""
+        if self._tls_server is None or not self._tls_server.sockets:
+            return None
+        return int(self._tls_server.sockets[0].getsockname()[1])
+
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
+        settings = self._settings
         self._server = await loop.create_server(
-            self._new_transport, self._settings.rtmp_host, self._settings.rtmp_port
+            self._new_transport, settings.rtmp_host, settings.rtmp_port
         )
-        log.info("RTMP ingest listening on %s:%d", self._settings.rtmp_host, self.port)
+        log.info("RTMP ingest listening on %s:%d", settings.rtmp_host, self.port)
+        if self._certificate is not None:
+            # The TLS handshake counts in the handshake timeout (see ``_serve``).
+            self._tls_server = await loop.create_server(
+                self._new_transport,
+                settings.rtmps_listen_host,
+                settings.rtmps_port,
+                ssl=self._certificate.context,
+                ssl_handshake_timeout=settings.rtmp_handshake_timeout,
+            )
+            log.info("RTMPS ingest listening on %s:%d", settings.rtmps_listen_host, self.tls_port)
 
     async def close(self) -> None:
         """Stop listening and end every connection (publishers' outputs wind down cleanly)."""
         self._closing = True
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.close()
         for task in list(self._connections):
             task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                await server.wait_closed()
         if self._batcher is not None:
             self._batcher.close()
 
@@ -226,7 +252,7 @@ class RTMPServer:
         ends. Returns (clean, detail) when it ends without an error (an unpublish is clean, a
         publisher that just went away is not); raises what ended it otherwise."""
         handshake_seconds = self._settings.rtmp_handshake_timeout
-        deadline = asyncio.get_running_loop().time() + handshake_seconds
+        deadline = transport.accepted_at + handshake_seconds  # a TLS handshake included
         while True:
             if not transport.has_news:
                 try:

@@ -65,6 +65,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self.conn: RTMPServerConnection | None = None
         self.publisher: PublisherConnection | None = None
         self._loop = asyncio.get_running_loop()
+        self.accepted_at = self._loop.time()
+        """When the TCP connection was accepted (before any TLS handshake), loop time."""
         self._pending: deque[Event] = deque()
         """Events waiting for the task, in order; reading is paused while there are any."""
         self._failure: BaseException | None = None
@@ -144,7 +146,9 @@ class RTMPTransport(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wakeup.set()
-        return True  # half-open: the task closes, after flushing any last replies
+        # Half-open: the task closes, after flushing any last replies. TLS has no half-open
+        # state (asyncio closes the connection and warns if asked to keep it).
+        return self.extra("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True

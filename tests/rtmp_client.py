@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,13 @@ class RawPublisher:
     """What the server sent, parsed."""
 
     @classmethod
-    async def start(cls, port: int, key: str) -> tuple[RawPublisher, list[str]]:
-        """Connect to the RTMP port and publish with ``key``; return the publisher and the
-        status codes the server answered. Once accepted it sends 64 KiB chunks."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def start(
+        cls, port: int, key: str, *, tls: ssl.SSLContext | None = None
+    ) -> tuple[RawPublisher, list[str]]:
+        """Connect to the RTMP port (with ``tls``: the RTMPS port) and publish with ``key``;
+        return the publisher and the status codes the server answered. Once accepted it sends
+        64 KiB chunks."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
         writer.write(publish_bytes(key))
         output = ServerOutput(expect_handshake=True)
         codes = [status["code"] for status in await first_statuses(reader, output)]

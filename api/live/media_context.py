@@ -34,6 +34,8 @@ from api.keys import (
     RECORDING_STORAGE,
     RTMP_PORT,
     RTMP_SERVER,
+    RTMPS_CERTIFICATE,
+    RTMPS_PORT,
     SETTINGS,
 )
 from api.live.leftovers import LeftoverSessions
@@ -43,6 +45,8 @@ from api.live.stream_events import DatabaseStreamEvents
 from api.live.stream_view import StreamView
 from ingest.live import EndReason
 from ingest.server import RTMPServer
+from ingest.tls import ServerCertificate
+from config import Settings
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.live_paths import LivePaths
 
@@ -86,8 +90,12 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(clear_live_windows, settings.live_dir)
     leftovers = LeftoverSessions(app[DB_SESSIONMAKER], events)
     left = await paths.recover(leftovers, only=await leftovers.at_start())
-    server = RTMPServer(settings, admission=paths)
+    certificate = rtmps_certificate(settings)
+    server = RTMPServer(settings, admission=paths, certificate=certificate)
     await server.start()
+    if certificate is not None and server.tls_port is not None:
+        app[RTMPS_CERTIFICATE] = certificate
+        app[RTMPS_PORT] = server.tls_port
     app[OWNERSHIP] = ownership
     app[PATHS] = paths
     app[RTMP_SERVER] = server
@@ -103,6 +111,15 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await recovery
         await shut_down(paths, server, ownership, settings.drain_seconds)
+
+
+def rtmps_certificate(settings: Settings) -> ServerCertificate | None:
+    """The RTMPS listener's certificate when RTMPS is on (the files were checked with the
+    settings; a file changed since then fails the start-up here)."""
+    if not settings.rtmps_enabled:
+        return None
+    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+    return ServerCertificate(settings.tls_cert_file, settings.tls_key_file)
 
 
 def clear_live_windows(live_dir: Path) -> None:

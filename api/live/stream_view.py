@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from api.auth import AuthenticatedAccount
-from api.keys import PATHS, RTMP_PORT, SETTINGS
+from api.keys import PATHS, RTMP_PORT, RTMPS_PORT, SETTINGS
 from api.models import Account, LiveSession, LiveStream, Recording
 from api.schemas.current_session import CurrentSessionOutput, current_session_output
 from api.schemas.events import (
@@ -83,6 +83,7 @@ class StreamView:
             stream,
             account,
             rtmp_base=settings.rtmp_base_url(self._app.get(RTMP_PORT)),
+            rtmps_base=settings.rtmps_base_url(self._app.get(RTMPS_PORT)),
             http_base=settings.http_base_url(),
             live=session is not None and live is not False,
             restream_status=change.overlay(lookup) if change is not None else lookup,

@@ -33,6 +33,7 @@ from api.keys import (
     PATHS,
     PLAYBACK_GUARD,
     RTMP_PORT,
+    RTMPS_PORT,
     SETTINGS,
 )
 from api.live.publish_auth import grant_for
@@ -306,6 +307,7 @@ def stream_output(
         stream,
         request[ACCOUNT],
         rtmp_base=settings.rtmp_base_url(app[RTMP_PORT]),
+        rtmps_base=settings.rtmps_base_url(app.get(RTMPS_PORT)),
         http_base=settings.http_base_url(),
         live=session is not None,
         restream_status=restream_status(request, stream.id),

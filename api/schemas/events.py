@@ -1,6 +1,6 @@
 """The bodies POSTed to webhooks, as pydantic models: ``{id, type, createdAt, data}``, where
 ``data`` is the live stream as ``GET /v1/livestreams/{id}`` returns it *without its secrets*
-(no ``streamKey``, no ``upstreamUrl``, no restream ``streamKey``), plus the object the event is
+(no ``streamKey``, no ``upstreamUrl`` or ``secureUpstreamUrl``, no restream ``streamKey``), plus the object the event is
 about. :class:`api.live.stream_view.StreamView` renders them; the OpenAPI document describes them
 under ``webhooks``.
 
@@ -21,7 +21,7 @@ from api.schemas.sessions import SessionOutput
 from api.schemas.webhooks import Timestamp
 from api.webhooks.outbox import EventType
 
-SECRET_STREAM_FIELDS = frozenset({"stream_key", "upstream_url"})
+SECRET_STREAM_FIELDS = frozenset({"stream_key", "upstream_url", "secure_upstream_url"})
 """Fields of :class:`LiveStreamOutput` that hold the publish key."""
 
 
@@ -37,11 +37,12 @@ class EventRestreamTarget(RestreamTargetOutput):
 
 
 class EventStream(LiveStreamOutput):
-    """The live stream in an event: as the API returns it, without ``streamKey`` and
-    ``upstreamUrl``; restream targets without their ``streamKey``."""
+    """The live stream in an event: as the API returns it, without ``streamKey``,
+    ``upstreamUrl`` and ``secureUpstreamUrl``; restream targets without their ``streamKey``."""
 
     stream_key: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
     upstream_url: SkipJsonSchema[str | None] = _left_out()  # type: ignore[assignment]
+    secure_upstream_url: SkipJsonSchema[str | None] = _left_out()
     restream: list[EventRestreamTarget]  # type: ignore[assignment]
 
 

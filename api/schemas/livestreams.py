@@ -181,6 +181,14 @@ class LiveStreamOutput(_Output):
     stream_key: str = Field(description="Secret publish key (UUID4).")
     upstream_url: str = Field(description="RTMP URL to publish to (contains the key).")
     stream_url: str = Field(description="RTMP server URL, for clients that take the key apart.")
+    secure_upstream_url: str | None = Field(
+        description="RTMPS (RTMP over TLS) URL to publish to (contains the key); null when "
+        "the server has no RTMPS ingest (`LIVERELAY_RTMPS_PORT` unset)."
+    )
+    secure_stream_url: str | None = Field(
+        description="RTMPS server URL, for clients that take the key apart; null when the "
+        "server has no RTMPS ingest."
+    )
     downstream_url: str = Field(description="HLS playback URL.")
     recording_url: str = Field(description="HLS playlist of the recording.")
     restream: list[RestreamTargetOutput]
@@ -366,6 +374,7 @@ def live_stream_output(
     account: AuthenticatedAccount,
     *,
     rtmp_base: str,
+    rtmps_base: str | None = None,
     http_base: str,
     live: bool,
     restream_status: StatusLookup = _not_relaying,
@@ -380,6 +389,8 @@ def live_stream_output(
         stream_key=stream.stream_key,
         upstream_url=f"{rtmp_base}/live/{stream.stream_key}",
         stream_url=f"{rtmp_base}/live",
+        secure_upstream_url=f"{rtmps_base}/live/{stream.stream_key}" if rtmps_base else None,
+        secure_stream_url=f"{rtmps_base}/live" if rtmps_base else None,
         downstream_url=f"{http_base}/live/{stream.id}/index.m3u8",
         recording_url=f"{http_base}/live/{stream.id}/storage/index.m3u8",
         restream=[restream_target_output(t, restream_status(t.id)) for t in stream.targets],

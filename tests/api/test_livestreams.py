@@ -28,6 +28,8 @@ STREAM_KEYS = {
     "streamKey",
     "upstreamUrl",
     "streamUrl",
+    "secureUpstreamUrl",
+    "secureStreamUrl",
     "downstreamUrl",
     "recordingUrl",
     "restream",
@@ -54,6 +56,7 @@ def assert_stream_shape(stream: dict, account: AccountCredentials) -> None:
     assert stream["user"] == {"name": account.name, "id": account.id}
     assert stream["upstreamUrl"] == f"rtmp://testserver/live/{stream['streamKey']}"
     assert stream["streamUrl"] == "rtmp://testserver/live"
+    assert stream["secureUpstreamUrl"] is None and stream["secureStreamUrl"] is None
     assert stream["downstreamUrl"] == f"http://testserver/live/{stream['id']}/index.m3u8"
     assert stream["recordingUrl"] == f"http://testserver/live/{stream['id']}/storage/index.m3u8"
     assert stream["streamKey"] not in stream["downstreamUrl"] + stream["recordingUrl"]

@@ -253,9 +253,14 @@ def docs_verifier() -> Callable[..., bool]:
     return verify
 
 
+SECRET_KEYS = ("streamKey", "upstreamUrl", "secureUpstreamUrl")
+"""What event payloads leave out of a stream: the fields that hold its publish key."""
+
+
 def keyless(stream: Mapping[str, Any]) -> dict[str, Any]:
     """``stream`` as the API returns it, without what event payloads leave out: its
-    ``streamKey`` and ``upstreamUrl``, and its restream targets' ``streamKey``."""
+    ``streamKey``, ``upstreamUrl`` and ``secureUpstreamUrl``, and its restream targets'
+    ``streamKey``."""
     targets = [{k: v for k, v in t.items() if k != "streamKey"} for t in stream["restream"]]
-    kept = {k: v for k, v in stream.items() if k not in ("streamKey", "upstreamUrl")}
+    kept = {k: v for k, v in stream.items() if k not in SECRET_KEYS}
     return {**kept, "restream": targets}

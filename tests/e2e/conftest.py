@@ -207,15 +207,22 @@ class Publisher:
 
 
 async def push(
-    ffmpeg: str, source: Path, url: str, *, realtime: bool = True, loop: bool = False
+    ffmpeg: str,
+    source: Path,
+    url: str,
+    *,
+    realtime: bool = True,
+    loop: bool = False,
+    output_options: tuple[str, ...] = (),
 ) -> Publisher:
-    """Start an ffmpeg publisher of ``source`` to ``url`` (``-re``: at the speed of a camera)."""
+    """Start an ffmpeg publisher of ``source`` to ``url`` (``-re``: at the speed of a camera),
+    with ``output_options`` before the URL (e.g. TLS options for ``rtmps://``)."""
     argv = [ffmpeg, "-hide_banner", "-loglevel", "warning", "-nostdin"]
     if realtime:
         argv.append("-re")
     if loop:
         argv += ["-stream_loop", "-1"]
-    argv += ["-i", str(source), "-c", "copy", "-f", "flv", url]
+    argv += ["-i", str(source), "-c", "copy", "-f", "flv", *output_options, url]
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )

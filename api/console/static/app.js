@@ -224,6 +224,9 @@ async function streamPage(id) {
     h("dl", { class: "settings" },
       h("dt", {}, "Server"), h("dd", {}, h("code", { class: "value", id: "server" }, stream.streamUrl),
         copyButton("Copy server", () => stream.streamUrl)),
+      ...(stream.secureStreamUrl ? [
+        h("dt", {}, "Server (RTMPS)"), h("dd", {}, h("code", { class: "value", id: "secure-server" }, stream.secureStreamUrl),
+          copyButton("Copy RTMPS server", () => stream.secureStreamUrl))] : []),
       h("dt", {}, "Stream Key"), h("dd", {}, keyValue, reveal, copyButton("Copy key", () => stream.streamKey))),
     h("h2", {}, "Player"), video, playerNote,
     h("h2", {}, "Live session"), figures,
