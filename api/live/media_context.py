@@ -43,10 +43,10 @@ from api.live.recording_store import DatabaseRecordingStore
 from api.live.session_resume import DatabaseSessionResume
 from api.live.stream_events import DatabaseStreamEvents
 from api.live.stream_view import StreamView
+from config import Settings
 from ingest.live import EndReason
 from ingest.server import RTMPServer
 from ingest.tls import ServerCertificate
-from config import Settings
 from workers.ffmpeg_binary import ffmpeg_version, resolve_ffmpeg
 from workers.live_paths import LivePaths
 

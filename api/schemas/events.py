@@ -1,8 +1,8 @@
 """The bodies POSTed to webhooks, as pydantic models: ``{id, type, createdAt, data}``, where
 ``data`` is the live stream as ``GET /v1/livestreams/{id}`` returns it *without its secrets*
-(no ``streamKey``, no ``upstreamUrl`` or ``secureUpstreamUrl``, no restream ``streamKey``), plus the object the event is
-about. :class:`api.live.stream_view.StreamView` renders them; the OpenAPI document describes them
-under ``webhooks``.
+(no ``streamKey``, no ``upstreamUrl`` or ``secureUpstreamUrl``, no restream ``streamKey``),
+plus the object the event is about. :class:`api.live.stream_view.StreamView` renders them; the
+OpenAPI document describes them under ``webhooks``.
 
 Deliveries are kept in the database and their bodies shown again by the deliveries API, so they
 carry ids and key-free URLs only: a leaked receiver log or database dump reveals no key.

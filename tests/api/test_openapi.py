@@ -3,11 +3,16 @@ validate against its schemas (checked with ``tests/api/spec_support.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from pathlib import Path
 
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
-from tests.api.conftest import TARGET, AccountCredentials
+from api.app import create_app
+from config import Settings
+from tests.api.conftest import TARGET, AccountCredentials, new_account
 from tests.api.spec_support import (
     HTTP_METHODS,
     assert_matches_spec,
@@ -16,6 +21,7 @@ from tests.api.spec_support import (
     fetch_document,
     routed_operations,
 )
+from tests.tls_support import make_certificate
 
 
 async def test_every_route_is_documented_and_every_path_routed(api_client: TestClient) -> None:
@@ -155,3 +161,30 @@ async def test_latency_mode_is_documented_in_requests_and_responses(
     output = schemas["LiveStreamOutput"]
     assert "latencyMode" in output["required"]
     assert sorted(output["properties"]["latencyMode"]["enum"]) == ["low", "standard"]
+
+
+async def test_streams_carry_the_rtmps_urls_when_rtmps_is_on(
+    aiohttp_client: AiohttpClient, app_settings: Settings, tmp_path: Path
+) -> None:
+    files = make_certificate(tmp_path, "liverelay")
+    settings = dataclasses.replace(
+        app_settings,
+        rtmps_port=0,
+        tls_cert_file=str(files.cert),
+        tls_key_file=str(files.key),
+        public_rtmps_url="rtmps://testserver:1936",
+    )
+    client = await aiohttp_client(create_app(settings))
+    account = await new_account(client)
+    document = await fetch_document(client)
+    response = await client.post("/v1/livestreams", json={"name": "x"}, headers=account.headers)
+    stream = await assert_matches_spec(document, "post", "/v1/livestreams", response)
+    assert stream["upstreamUrl"] == f"rtmp://testserver/live/{stream['streamKey']}"
+    assert stream["secureUpstreamUrl"] == f"rtmps://testserver:1936/live/{stream['streamKey']}"
+    assert stream["secureStreamUrl"] == "rtmps://testserver:1936/live"
+    schemas = document["components"]["schemas"]
+    assert "secureUpstreamUrl" in schemas["LiveStreamOutput"]["properties"]
+    # Events leave out what holds the key: secureUpstreamUrl as upstreamUrl.
+    event_stream = schemas["LiveStreamEventData"]["properties"]
+    assert "secureStreamUrl" in event_stream
+    assert "secureUpstreamUrl" not in event_stream and "upstreamUrl" not in event_stream

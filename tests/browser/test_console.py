@@ -59,6 +59,7 @@ async def test_create_push_watch_reset_and_sign_out(
     await expect(page.get_by_role("heading", name="Studio A")).to_be_visible()
     await expect(page.locator("#status")).to_have_text("idle")
     await expect(page.locator("#server")).to_have_text(f"rtmp://127.0.0.1:{server.rtmp_port}/live")
+    await expect(page.locator("#secure-server")).to_have_count(0)  # no RTMPS ingest
 
     # The key is hidden until revealed.
     key = page.locator("#stream-key")

@@ -37,7 +37,9 @@ async def create_stream(service: Service, token: str) -> dict[str, Any]:
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            f"{service.url}/v1/livestreams", json={"name": "rtmps"}, headers={"Authorization": token}
+            f"{service.url}/v1/livestreams",
+            json={"name": "rtmps"},
+            headers={"Authorization": token},
         ) as response,
     ):
         assert response.status == 201, await response.text()
@@ -68,8 +70,8 @@ async def test_ffmpeg_publishes_over_rtmps_and_sighup_rotates_the_certificate(
     sources: Sources,
     publishers: list[Publisher],
 ) -> None:
-    (tmp_path / "first").mkdir()
-    (tmp_path / "second").mkdir()
+    for directory in ("first", "second", "data"):
+        (tmp_path / directory).mkdir()
     first = make_certificate(tmp_path / "first", "first")
     second = make_certificate(tmp_path / "second", "second")
     rtmps_port = free_port()

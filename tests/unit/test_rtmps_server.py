@@ -87,9 +87,7 @@ def shown_name(publisher: RawPublisher) -> str:
 async def test_a_publish_over_tls_feeds_its_path(
     server: RTMPServer, admission: StubAdmission, first: CertificateFiles
 ) -> None:
-    publisher, codes = await RawPublisher.start(
-        tls_port(server), KEY, tls=first.client_context()
-    )
+    publisher, codes = await RawPublisher.start(tls_port(server), KEY, tls=first.client_context())
     assert codes == ["NetStream.Publish.Start"]
     assert shown_name(publisher) == "first"
     path = admission.paths[-1]
@@ -102,8 +100,8 @@ async def test_a_publish_over_tls_feeds_its_path(
 async def test_both_listeners_share_the_connection_limits(
     server: RTMPServer, first: CertificateFiles
 ) -> None:
-    plain, plain_writer = await asyncio.open_connection("127.0.0.1", server.port)
-    secure, secure_writer = await asyncio.open_connection(
+    _, plain_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _, secure_writer = await asyncio.open_connection(
         "127.0.0.1", tls_port(server), ssl=first.client_context()
     )
     await eventually(lambda: server.connection_count == 2)
@@ -194,4 +192,3 @@ async def test_a_failed_reload_keeps_the_certificate_in_use(
     assert codes == ["NetStream.Publish.Start"]
     assert shown_name(publisher) == "first"
     publisher.close()
-

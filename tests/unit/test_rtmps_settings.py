@@ -65,19 +65,17 @@ def test_the_port_without_a_certificate_or_key_is_refused(
 
 def test_a_missing_file_is_refused(files: CertificateFiles, tmp_path: Path) -> None:
     absent = str(tmp_path / "absent.pem")
-    with pytest.raises(SettingsError, match="LIVERELAY_TLS_KEY_FILE=.*is not a readable file"):
+    with pytest.raises(SettingsError, match=r"LIVERELAY_TLS_KEY_FILE=.*is not a readable file"):
         Settings.from_env(env(files, LIVERELAY_TLS_KEY_FILE=absent))
 
 
 def test_a_file_that_is_no_certificate_is_refused(files: CertificateFiles) -> None:
     files.cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
-    with pytest.raises(SettingsError, match="LIVERELAY_TLS_CERT_FILE=.* do not load"):
+    with pytest.raises(SettingsError, match=r"LIVERELAY_TLS_CERT_FILE=.* do not load"):
         Settings.from_env(env(files))
 
 
-def test_a_key_of_another_certificate_is_refused(
-    files: CertificateFiles, tmp_path: Path
-) -> None:
+def test_a_key_of_another_certificate_is_refused(files: CertificateFiles, tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     other = make_certificate(tmp_path / "other", "other")
     with pytest.raises(SettingsError, match="do not load"):
