@@ -111,12 +111,12 @@ class RTMPServer:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         loop = asyncio.get_running_loop()
-        settings = self._settings
         self._server = await loop.create_server(
-            self._new_transport, settings.rtmp_host, settings.rtmp_port
+            self._new_transport, self._settings.rtmp_host, self._settings.rtmp_port
         )
-        log.info("RTMP ingest listening on %s:%d", settings.rtmp_host, self.port)
+        log.info("RTMP ingest listening on %s:%d", self._settings.rtmp_host, self.port)
         if self._certificate is not None:
+            settings = self._settings
             # The TLS handshake counts in the handshake timeout (see ``_serve``).
             self._tls_server = await loop.create_server(
                 self._new_transport,
