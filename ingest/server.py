@@ -246,7 +246,13 @@ class RTMPServer:
             log.debug("RTMP connection from %s %s", proxy, exc)
             return None
         client, host = reported_client(header, proxy, proxy_host)
-        log.debug("RTMP connection from %s carries %s (PROXY v%d)", proxy, client, header.version)
+        log.debug(
+            "RTMP connection from %s carries %s (PROXY v%d %s)",
+            proxy,
+            client,
+            header.version,
+            header.command,
+        )
         if (refusal := self._admit_address(host)) is not None:
             self._closed_early(client, refusal.reason, str(refusal))
             return None
