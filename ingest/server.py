@@ -83,11 +83,8 @@ class RTMPServer:
         self._auth_failures = AuthFailureThrottle(
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
-        self._proxies = (
-            TrustedProxies(settings.trusted_proxy_networks)
-            if settings.rtmp_proxy_protocol
-            else None
-        )
+        proxies = settings.trusted_proxy_networks if settings.rtmp_proxy_protocol else None
+        self._proxies = None if proxies is None else TrustedProxies(proxies)
         """Whose connections begin with a PROXY header; ``None``: nobody's."""
         self._closing = False
         interval = settings.rtmp_read_interval
@@ -215,10 +212,12 @@ class RTMPServer:
         try:
             found = await self._reported_client(transport, proxy, proxy_host)
             if found is not None:
-                served = True
                 client, host = found
                 publisher = self._attach(transport, client)
+                served = True  # from here on, _connection ends it
                 await self._connection(transport, publisher, client, host)
+        except Exception:  # a bug must not take the listener or other streams down
+            log.exception("RTMP connection from %s failed", proxy)
         finally:
             if not served:
                 try:
@@ -246,13 +245,8 @@ class RTMPServer:
             log.debug("RTMP connection from %s %s", proxy, exc)
             return None
         client, host = reported_client(header, proxy, proxy_host)
-        log.debug(
-            "RTMP connection from %s carries %s (PROXY v%d %s)",
-            proxy,
-            client,
-            header.version,
-            header.command,
-        )
+        what = f"PROXY v{header.version} {header.command}"
+        log.debug("RTMP connection from %s carries %s (%s)", proxy, client, what)
         if (refusal := self._admit_address(host)) is not None:
             self._closed_early(client, refusal.reason, str(refusal))
             return None
