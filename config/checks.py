@@ -5,6 +5,7 @@ Each raises :class:`~config.values.SettingsError` naming the variable at fault.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import ssl
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 _NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def check_settings(settings: Settings) -> None:
@@ -42,6 +44,7 @@ def check_settings(settings: Settings) -> None:
             f"LIVERELAY_RESTREAM_CA_FILE={settings.restream_ca_file!r} is not a readable file"
         )
     check_rtmp_limits(settings)
+    check_proxies(settings)
     check_tokens(settings)
     check_cluster(settings)
     check_storage(settings)
@@ -151,3 +154,28 @@ def load_server_certificate(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 def _no_passphrase() -> str:
     raise ssl.SSLError("the private key is encrypted; give it without a passphrase")
+
+
+def parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    """``LIVERELAY_TRUSTED_PROXIES``: comma-separated networks; a bare address is its /32 or
+    /128. A network with host bits set (``10.0.0.1/8``) is refused: it is likely a typo."""
+    networks: list[IPNetwork] = []
+    for item in raw.split(","):
+        if not (text := item.strip()):
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text))
+        except ValueError as exc:
+            raise SettingsError(
+                f"LIVERELAY_TRUSTED_PROXIES: {text!r} is not a network: {exc}"
+            ) from None
+    return tuple(networks)
+
+
+def check_proxies(settings: Settings) -> None:
+    networks = parse_networks(settings.trusted_proxies)
+    if settings.rtmp_proxy_protocol and not networks:
+        raise SettingsError(
+            "LIVERELAY_RTMP_PROXY_PROTOCOL=true needs LIVERELAY_TRUSTED_PROXIES: the networks of "
+            "the proxies allowed to send PROXY headers"
+        )

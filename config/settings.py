@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from config.checks import check_settings
+from config.checks import IPNetwork, check_settings, parse_networks
 from config.values import ENV_PREFIX, Secret, SettingsError, parse_env_value, redact_url
 
 __all__ = ["ENV_PREFIX", "Secret", "Settings", "SettingsError", "redact_url"]
@@ -105,6 +105,14 @@ class Settings:
     low-water mark follows the bitrate), so one read takes several messages: less CPU per
     stream for about this much added delay (at most about four times it). 0 = read each
     message as it arrives."""
+    rtmp_proxy_protocol: bool = False
+    """Read a PROXY protocol header (version 1 or 2) at the start of every RTMP connection from
+    ``trusted_proxies``: the client address it reports is used for the limits, the throttle of
+    refused keys, the logs and ``clientAddress``. A trusted proxy's connection without a header,
+    and a header from any other address, are refused; other addresses connect directly."""
+    trusted_proxies: str = ""
+    """Comma-separated networks (``10.0.0.0/8``, ``192.0.2.7/32``, ``2001:db8::/32``) of the TCP
+    proxies or load balancers in front of the RTMP port; required by ``rtmp_proxy_protocol``."""
     hub_queue_bytes: int = 8 * 1024 * 1024
     """Bytes of media buffered per output (sequence headers included) before it drops frames
     until the next keyframe."""
@@ -222,6 +230,11 @@ class Settings:
                 "'..' part"
             )
         return bucket, f"{prefix}/" if prefix else ""
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """``trusted_proxies`` parsed."""
+        return parse_networks(self.trusted_proxies)
 
     @property
     def upload_backlog_dir(self) -> Path:

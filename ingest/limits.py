@@ -14,6 +14,7 @@ import enum
 from collections import deque
 from collections.abc import Callable
 
+from ingest.client_address import address_group
 from ingest.stats import BitrateMeter
 
 Clock = Callable[[], float]
@@ -59,6 +60,13 @@ class CloseReason(enum.StrEnum):
     """Publish refused: the node is shutting down."""
     PLAY_REFUSED = "play_refused"
     """RTMP playback requested (liverelay plays over HLS only)."""
+    PROXY_HEADER_MISSING = "proxy_header_missing"
+    """A trusted proxy's connection did not begin with a PROXY header
+    (``LIVERELAY_RTMP_PROXY_PROTOCOL``)."""
+    PROXY_HEADER_INVALID = "proxy_header_invalid"
+    """A trusted proxy sent a malformed or oversized PROXY header."""
+    PROXY_HEADER_UNTRUSTED = "proxy_header_untrusted"
+    """A PROXY header from an address not in ``LIVERELAY_TRUSTED_PROXIES``."""
 
 
 class ConnectionLimitHit(Exception):
@@ -114,7 +122,8 @@ def handshake_timeout(seconds: float) -> ConnectionLimitHit:
 
 
 class AddressConnections:
-    """Open connections per client address, refused past ``per_address``."""
+    """Open connections per client address, refused past ``per_address``. Addresses are
+    counted by :func:`~ingest.client_address.address_group`: an IPv6 client per /64."""
 
     def __init__(self, per_address: int) -> None:
         if per_address < 1:
@@ -125,6 +134,7 @@ class AddressConnections:
     def acquire(self, address: str) -> bool:
         """Count one more connection from ``address``; ``False`` (nothing counted) if it
         already has the maximum open."""
+        address = address_group(address)
         count = self._open.get(address, 0)
         if count >= self._per_address:
             return False
@@ -133,6 +143,7 @@ class AddressConnections:
 
     def release(self, address: str) -> None:
         """One connection from ``address`` closed."""
+        address = address_group(address)
         count = self._open.get(address, 0) - 1
         if count > 0:
             self._open[address] = count
@@ -140,8 +151,8 @@ class AddressConnections:
             self._open.pop(address, None)
 
     def open(self, address: str) -> int:
-        """Connections open from ``address`` now."""
-        return self._open.get(address, 0)
+        """Connections open from ``address`` (its group) now."""
+        return self._open.get(address_group(address), 0)
 
     def __len__(self) -> int:
         """Addresses with a connection open (addresses at zero are forgotten)."""
@@ -154,9 +165,10 @@ class AuthFailureThrottle:
     Once an address has had ``max_failures`` keys refused within ``window`` seconds it is
     :meth:`blocked` until the oldest of them is ``window`` seconds old: its publishes are then
     refused without asking the authorizer, which makes guessing keys slow and cheap to refuse.
-    ``max_failures`` 0 turns the throttle off. At most ``max_addresses`` addresses are
-    remembered (each keeps at most ``max_failures`` times); past that, expired entries are
-    dropped and then the least recently failing address.
+    ``max_failures`` 0 turns the throttle off. Addresses are counted by
+    :func:`~ingest.client_address.address_group`: an IPv6 client per /64. At most
+    ``max_addresses`` addresses are remembered (each keeps at most ``max_failures`` times);
+    past that, expired entries are dropped and then the least recently failing address.
     """
 
     def __init__(
@@ -181,7 +193,7 @@ class AuthFailureThrottle:
 
     def retry_after(self, address: str) -> float:
         """Seconds until ``address`` is no longer blocked (0 if it is not)."""
-        times = self._failures.get(address)
+        times = self._failures.get(address_group(address))
         if not self.max_failures or times is None or len(times) < self.max_failures:
             return 0.0
         return max(0.0, times[0] + self.window - self._clock())
@@ -191,6 +203,7 @@ class AuthFailureThrottle:
         if not self.max_failures:
             return False
         now = self._clock()
+        address = address_group(address)
         times = self._failures.pop(address, None)  # re-inserted last: least recent failing first
         if times is None:
             self._make_room(now)

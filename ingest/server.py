@@ -15,6 +15,10 @@ The per-address cap counts only connections that are not publishing: once a publ
 accepted its connection leaves the count, so encoders behind one address (a studio, an office
 NAT) are bounded by the total cap and one publisher per stream key, not by the cap meant for
 strangers.
+
+With ``LIVERELAY_RTMP_PROXY_PROTOCOL``, a connection from ``LIVERELAY_TRUSTED_PROXIES`` first
+waits for its PROXY header (:meth:`RTMPServer._proxied_connection`) and is then served, counted
+and logged as the client the header reports; see :mod:`ingest.proxied`.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 
 from config.settings import Settings
 from ingest.batching import ReadBatcher
+from ingest.client_address import TrustedProxies, peer_address, reported_client
 from ingest.limits import (
     AddressConnections,
     AuthFailureThrottle,
@@ -34,6 +39,8 @@ from ingest.limits import (
     handshake_timeout,
 )
 from ingest.live import EndReason, PathAdmission
+from ingest.proxied import ProxyHeaderWait
+from ingest.proxy_protocol import ProxyHeaderReader
 from ingest.publisher import EndConnection, PublisherConnection
 from ingest.ratelimit import WarningRateLimiter
 from ingest.rtmp.connection import RTMPServerConnection
@@ -82,6 +89,9 @@ class RTMPServer:
         self._auth_failures = AuthFailureThrottle(
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
+        proxies = settings.trusted_proxy_networks if settings.rtmp_proxy_protocol else None
+        self._proxies = None if proxies is None else TrustedProxies(proxies)
+        """Whose connections begin with a PROXY header; ``None``: nobody's."""
         self._closing = False
         interval = settings.rtmp_read_interval
         self._batcher = ReadBatcher(interval) if interval > 0 else None
@@ -119,7 +129,7 @@ class RTMPServer:
             settings = self._settings
             # The TLS handshake counts in the handshake timeout (see ``_serve``).
             self._tls_server = await loop.create_server(
-                self._new_transport,
+                lambda: self._new_transport(tls=True),
                 settings.rtmps_listen_host,
                 settings.rtmps_port,
                 ssl=self._certificate.context,
@@ -145,9 +155,9 @@ class RTMPServer:
 
     # -- accepting ------------------------------------------------------------------------------
 
-    def _new_transport(self) -> RTMPTransport:
+    def _new_transport(self, *, tls: bool = False) -> RTMPTransport:
         settings = self._settings
-        return RTMPTransport(
+        transport = RTMPTransport(
             self._accept,
             batcher=self._batcher,
             idle_timeout=settings.rtmp_idle_timeout,
@@ -155,19 +165,35 @@ class RTMPServer:
             max_publish_kbps=settings.rtmp_max_publish_kbps,
             clock=self._clock,
         )
+        transport.tls = tls
+        return transport
 
     def _accept(self, transport: RTMPTransport) -> None:
         """A connection came in: refuse it at once, or start its task."""
-        client, host = _peer(transport), _host(transport)
+        client, host = peer_address(transport.extra("peername"))
         if self._closing:
             transport.abort()
             return
-        refusal = self._admit(host)
+        # A PROXY header is read on the plain port only; over TLS the first byte is TLS.
+        proxies = None if transport.tls else self._proxies
+        proxied = proxies is not None and proxies.trusts(host)
+        refusal = self._admit(None if proxied else host)
         if refusal is not None:
             self._closed_early(client, refusal.reason, str(refusal))
             assert transport.transport is not None
             transport.transport.close()
             return
+        if proxied:
+            transport.header_wait = ProxyHeaderWait(ProxyHeaderReader())
+            serve = self._proxied_connection(transport, client, host)
+        else:
+            transport.refuse_proxy_header = proxies is not None
+            serve = self._connection(transport, self._attach(transport, client), client, host)
+        self._connections.add(asyncio.get_running_loop().create_task(serve))
+
+    def _attach(self, transport: RTMPTransport, client: str) -> PublisherConnection:
+        """Serve ``transport`` as ``client``'s connection, counted against its address until
+        it publishes (it was acquired)."""
         settings = self._settings
         conn = RTMPServerConnection(
             max_message_size=settings.rtmp_max_message_size,
@@ -181,17 +207,17 @@ class RTMPServer:
         )
         transport.attach(conn, publisher)
         self._not_publishing.add(transport)
-        task = asyncio.get_running_loop().create_task(
-            self._connection(transport, publisher, client, host)
-        )
-        self._connections.add(task)
+        return publisher
 
-    def _admit(self, host: str) -> ConnectionLimitHit | None:
-        """Count a new connection from ``host`` (against its address until it publishes), or
-        say which limit refuses it."""
+    def _admit(self, host: str | None) -> ConnectionLimitHit | None:
+        """Count a new connection (from ``host``, against its address until it publishes;
+        ``None``: not yet known), or say which limit refuses it."""
         most = self._settings.rtmp_max_connections
         if len(self._connections) >= most:
             return ConnectionLimitHit(CloseReason.CONNECTION_LIMIT, f"{most} connections open")
+        return None if host is None else self._admit_address(host)
+
+    def _admit_address(self, host: str) -> ConnectionLimitHit | None:
         if not self._addresses.acquire(host):
             return ConnectionLimitHit(
                 CloseReason.ADDRESS_LIMIT, f"{self._addresses.open(host)} open from its address"
@@ -206,6 +232,55 @@ class RTMPServer:
             self._addresses.release(host)
 
     # -- one connection -------------------------------------------------------------------------
+
+    async def _proxied_connection(
+        self, transport: RTMPTransport, proxy: str, proxy_host: str
+    ) -> None:
+        """The task of a trusted proxy's connection: its PROXY header, then the connection of
+        the client it reports (:meth:`_connection`), unless it is refused or the proxy left."""
+        served = False
+        try:
+            found = await self._reported_client(transport, proxy, proxy_host)
+            if found is not None:
+                client, host = found
+                publisher = self._attach(transport, client)
+                served = True  # from here on, _connection ends it
+                await self._connection(transport, publisher, client, host)
+        except Exception:  # a bug must not take the listener or other streams down
+            log.exception("RTMP connection from %s failed", proxy)
+        finally:
+            if not served:
+                try:
+                    await transport.close(CLOSE_GRACE_SECONDS)
+                finally:
+                    self._connections.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _reported_client(
+        self, transport: RTMPTransport, proxy: str, proxy_host: str
+    ) -> tuple[str, str] | None:
+        """Wait for the PROXY header; the ``(client, host)`` it reports, counted against that
+        address. ``None`` if refused (counted and logged) or the proxy left first."""
+        seconds = self._settings.rtmp_handshake_timeout
+        assert transport.header_wait is not None
+        try:
+            header = await transport.header_wait.header(transport.accepted_at + seconds)
+        except TimeoutError:
+            timeout = handshake_timeout(seconds)
+            self._closed_early(proxy, timeout.reason, f"{timeout} (no PROXY header)")
+            return None
+        except ConnectionLimitHit as exc:
+            self._closed_early(proxy, exc.reason, str(exc))
+            return None
+        except ConnectionError as exc:  # e.g. a proxy's health check: connect, then close
+            log.debug("RTMP connection from %s %s", proxy, exc)
+            return None
+        client, host = reported_client(header, proxy, proxy_host)
+        what = f"PROXY v{header.version} {header.command}"
+        log.debug("RTMP connection from %s carries %s (%s)", proxy, client, what)
+        if (refusal := self._admit_address(host)) is not None:
+            self._closed_early(client, refusal.reason, str(refusal))
+            return None
+        return client, host
 
     async def _connection(
         self, transport: RTMPTransport, publisher: PublisherConnection, client: str, host: str
@@ -318,18 +393,3 @@ class RTMPServer:
             elif held_back:
                 detail = f"{detail} ({held_back} more since the last warning)"
         log.log(level, "RTMP connection from %s closed (%s): %s", client, reason.value, detail)
-
-
-def _peer(transport: RTMPTransport) -> str:
-    peer = transport.extra("peername")
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{peer[0]}:{peer[1]}"
-    return str(peer)
-
-
-def _host(transport: RTMPTransport) -> str:
-    """The client's IP address (what per-address limits count)."""
-    peer = transport.extra("peername")
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer)

@@ -12,8 +12,10 @@ a protocol error only after the events the peer completed before it
 (``RTMPProtocolError.events``). After a ``publish`` the sans-IO connection parses nothing until
 the publish is decided; the task then parses what waited.
 
-The limits checked here are in :mod:`ingest.limits`; the batching of a publisher's reads is in
-:mod:`ingest.batching`.
+Behind a trusted proxy the first bytes are a PROXY header, read by a
+:class:`~ingest.proxied.ProxyHeaderWait`; reading then pauses until :meth:`RTMPTransport.attach`
+parses the bytes after it. The limits checked here are in :mod:`ingest.limits`; the batching of
+a publisher's reads is in :mod:`ingest.batching`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from collections import deque
 from collections.abc import Callable
 
 from ingest.batching import LowWaterMark, ReadBatcher
-from ingest.limits import BitrateLimit, check_send_buffer, idle_timeout
+from ingest.limits import BitrateLimit, ConnectionLimitHit, check_send_buffer, idle_timeout
+from ingest.proxied import ProxyHeaderWait, refuse_proxy_header
 from ingest.publisher import PublisherConnection
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
@@ -80,6 +83,14 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._wakeup = asyncio.Event()
         self._gone = self._loop.create_future()
         """Resolved by :meth:`connection_lost`."""
+        self.accepted_at = self._loop.time()
+        """Loop time of the accept (the handshake deadline counts from it)."""
+        self.header_wait: ProxyHeaderWait | None = None
+        """Set before any byte is read when a PROXY header must come first."""
+        self.refuse_proxy_header = False
+        """Set before any byte is read to close the connection if it begins with a header."""
+        self.tls = False
+        """Whether this connection came in on the RTMPS listener (set by the server)."""
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -89,8 +100,15 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self._on_made(self)
 
     def attach(self, conn: RTMPServerConnection, publisher: PublisherConnection) -> None:
-        """Serve this connection with ``conn`` and ``publisher`` (before any byte is read)."""
+        """Serve this connection with ``conn`` and ``publisher``: before any byte is read, or
+        once its PROXY header is read (the bytes after it are parsed now)."""
         self.conn, self.publisher = conn, publisher
+        if self.header_wait is not None and (rest := self.header_wait.take_rest()):
+            try:
+                self._receive(conn, publisher, rest)
+            except Exception as exc:
+                self._fail(exc)
+        self._update_reading()
 
     def extra(self, name: str) -> object:
         """``transport.get_extra_info(name)``."""
@@ -103,6 +121,17 @@ class RTMPTransport(asyncio.BufferedProtocol):
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
+        try:
+            if (wait := self.header_wait) is not None and wait.waiting:
+                wait.receive(self._view[:nbytes])
+                self._update_reading()  # paused once the header is read, until attach
+                return
+            if self.refuse_proxy_header:
+                self.refuse_proxy_header = False
+                refuse_proxy_header(self._view[:nbytes])
+        except ConnectionLimitHit as exc:
+            self._fail(exc)
+            return
         conn, publisher = self.conn, self.publisher
         if conn is None or publisher is None or self._failure is not None:
             return  # refused, or already ending: the rest is not read
@@ -144,6 +173,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
                 return
 
     def eof_received(self) -> bool:
+        if self.header_wait is not None:
+            self.header_wait.end("closed before its PROXY header")
         self._eof = True
         self._wakeup.set()
         # Half-open: the task closes, after flushing any last replies. TLS has no half-open
@@ -151,6 +182,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
         return self.extra("sslcontext") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.header_wait is not None:
+            self.header_wait.end("lost before its PROXY header")
         self._lost = True
         if exc is not None and self._failure is None:
             self._failure = exc
@@ -307,7 +340,9 @@ class RTMPTransport(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        want = not (self._pending or self._failure is not None)
+        wait = self.header_wait
+        header_read = self.conn is None and wait is not None and not wait.waiting
+        want = not (self._pending or self._failure is not None or header_read)
         if want != transport.is_reading():
             if want:
                 transport.resume_reading()

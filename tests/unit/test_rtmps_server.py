@@ -192,3 +192,34 @@ async def test_a_failed_reload_keeps_the_certificate_in_use(
     assert codes == ["NetStream.Publish.Start"]
     assert shown_name(publisher) == "first"
     publisher.close()
+
+
+async def test_a_trusted_proxy_address_publishes_over_tls_without_a_proxy_header(
+    tmp_path: Path,
+    first: CertificateFiles,
+    certificate: ServerCertificate,
+    admission: StubAdmission,
+) -> None:
+    """The PROXY header is read on the plain port only: on the TLS port a connection from a
+    trusted proxy address is RTMP over TLS from its first byte, as from anyone else."""
+    settings = Settings(
+        data_dir=tmp_path,
+        rtmp_host="127.0.0.1",
+        rtmp_port=0,
+        rtmps_port=0,
+        tls_cert_file=str(first.cert),
+        tls_key_file=str(first.key),
+        rtmp_handshake_timeout=HANDSHAKE_SECONDS,
+        rtmp_proxy_protocol=True,
+        trusted_proxies="127.0.0.1/32",
+    )
+    server = RTMPServer(settings, admission=admission, clock=FakeClock(), certificate=certificate)
+    await server.start()
+    try:
+        publisher, codes = await RawPublisher.start(
+            tls_port(server), KEY, tls=first.client_context()
+        )
+        assert codes == ["NetStream.Publish.Start"]
+        publisher.close()
+    finally:
+        await server.close()

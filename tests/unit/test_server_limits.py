@@ -121,6 +121,9 @@ def test_reason_names_are_stable() -> None:
         "live_elsewhere",
         "draining",
         "shutdown",
+        "proxy_header_missing",
+        "proxy_header_invalid",
+        "proxy_header_untrusted",
     }
 
 

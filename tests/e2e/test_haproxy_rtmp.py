@@ -1,0 +1,185 @@
+"""RTMP ingest behind ``deploy/haproxy/liverelay-rtmp.cfg``: Debian's HAProxy, started by the
+test with that file (only the addresses swapped for loopback ones), carries a real ffmpeg
+publish to liverelay with a PROXY v2 header, and the session's ``clientAddress`` is ffmpeg's
+own address and port, not HAProxy's.
+
+On loopback, HAProxy connects to liverelay from 127.0.0.2, the one trusted proxy; ffmpeg and the
+direct clients connect from 127.0.0.1. A connection from the proxy's address without a header
+and a header from another address are both refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from api.keys import RTMP_SERVER
+from tests.e2e.conftest import LiveServer, Publisher, Sources, free_port, push, serving
+from tests.polling import eventually
+from tests.protocol.helpers import publish_bytes
+from tests.rtmp_client import read_to_eof
+
+pytestmark = pytest.mark.e2e
+
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "liverelay-rtmp.cfg"
+PROXY_SOURCE = "127.0.0.2"
+"""The address HAProxy connects to liverelay from (a trusted proxy)."""
+
+
+def haproxy_or_fail() -> str:
+    haproxy = shutil.which("haproxy") or next(
+        (p for p in ("/usr/sbin/haproxy",) if os.access(p, os.X_OK)), None
+    )
+    if haproxy is None:
+        message = "haproxy not found (apt-get install haproxy)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # .ci/run installs it: never hide a missing proxy in CI
+        pytest.skip(message)
+    return haproxy
+
+
+def proxy_config(shipped: str, *, port: int, upstream: int) -> str:
+    """The shipped file listening on loopback ``port`` with one node, liverelay at
+    ``upstream``, reached from :data:`PROXY_SOURCE`."""
+    swaps = {
+        "bind :1935": f"bind 127.0.0.1:{port}",
+        "server node1 10.0.0.11:1935 send-proxy-v2": (
+            f"server node1 127.0.0.1:{upstream} source {PROXY_SOURCE} send-proxy-v2"
+        ),
+        "check-send-proxy inter 5s\n    server node2": "check-send-proxy inter 100ms\n#",
+    }
+    for old, new in swaps.items():
+        assert old in shipped, f"the shipped configuration no longer has {old!r}"
+        shipped = shipped.replace(old, new)
+    return shipped
+
+
+@pytest.fixture
+async def live(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
+    async with serving(
+        tmp_path, sqlite_url, rtmp_proxy_protocol=True, trusted_proxies=f"{PROXY_SOURCE}/32"
+    ) as live:
+        yield live
+
+
+@pytest.fixture
+async def haproxy_port(live: LiveServer, tmp_path: Path) -> AsyncIterator[int]:
+    """HAProxy in the foreground as this test's own process, stopped by its PID."""
+    haproxy = haproxy_or_fail()
+    directory = tmp_path / "haproxy"
+    directory.mkdir()
+    port = free_port()
+    (directory / "global.cfg").write_text("global\n    maxconn 256\n")
+    conf = directory / "liverelay-rtmp.cfg"
+    conf.write_text(proxy_config(CONF.read_text(), port=port, upstream=live.rtmp_port))
+    argv = [haproxy, "-f", str(directory / "global.cfg"), "-f", str(conf)]
+    check = await asyncio.create_subprocess_exec(
+        *argv, "-c", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await check.communicate()
+    assert check.returncode == 0, output.decode()
+    process = await asyncio.create_subprocess_exec(
+        *argv, "-db", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+
+        def listening() -> bool:
+            assert process.returncode is None, "haproxy exited"
+            with socket.socket() as probe:
+                return probe.connect_ex(("127.0.0.1", port)) == 0
+
+        await eventually(listening, 10, interval=0.05, message="haproxy never listened")
+        yield port
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+
+async def current_session(live: LiveServer, stream_id: str) -> dict[str, Any] | None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{live.http_url}/v1/livestreams/{stream_id}", headers=live.headers) as response,
+    ):
+        assert response.status == 200
+        session: dict[str, Any] | None = (await response.json())["currentSession"]
+        return session
+
+
+def client_ports(pid: int, remote_port: int) -> set[int]:
+    """The local ports of process ``pid``'s TCP connections to 127.0.0.1:``remote_port``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if inode in inodes and remote == f"0100007F:{remote_port:04X}":
+            ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
+async def direct(live: LiveServer, data: bytes, *, local_host: str) -> bytes:
+    """Connect to liverelay's RTMP port from ``local_host``, send ``data``; what it answered
+    before it closed."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", live.rtmp_port, local_addr=(local_host, 0)
+    )
+    writer.write(data)
+    answer = await read_to_eof(reader)
+    writer.close()
+    return answer
+
+
+async def test_a_publish_through_haproxy_has_the_clients_address(
+    live: LiveServer,
+    haproxy_port: int,
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ingest.server")
+    stream = await live.create_stream()
+    key = stream["streamKey"]
+    url = f"rtmp://127.0.0.1:{haproxy_port}/live/{key}"
+    publisher = await push(ffmpeg_exe, sources.av, url, loop=True)
+    publishers.append(publisher)
+
+    session = await eventually(
+        lambda: current_session(live, stream["id"]), 30, interval=0.2, message="never live"
+    )
+    host, port = session["clientAddress"].rsplit(":", 1)
+    assert host == "127.0.0.1"  # not the proxy's 127.0.0.2
+    assert int(port) in client_ports(publisher.process.pid, haproxy_port)
+
+    rtmp = live.app[RTMP_SERVER]
+    # The trusted proxy's address without a header, and a header from another address.
+    assert await direct(live, publish_bytes(key), local_host=PROXY_SOURCE) == b""
+    forged = b"PROXY TCP4 203.0.113.9 127.0.0.1 5000 1935\r\n" + publish_bytes(key)
+    assert await direct(live, forged, local_host="127.0.0.1") == b""
+    assert rtmp.rejected == {"proxy_header_missing": 1, "proxy_header_untrusted": 1}
+    # HAProxy's health checks send a LOCAL header and close: served as the proxy, not refused.
+    check = f"carries {PROXY_SOURCE}:"
+    await eventually(lambda: any(check in r.getMessage() for r in caplog.records), 10)
+    assert any(r.getMessage().endswith("(PROXY v2 local)") for r in caplog.records)
+    assert rtmp.rejected == {"proxy_header_missing": 1, "proxy_header_untrusted": 1}
+    after = await current_session(live, stream["id"])  # still live, untouched
+    assert after is not None
+    assert (after["id"], after["clientAddress"]) == (session["id"], session["clientAddress"])
