@@ -5,7 +5,8 @@ format, the requested size and time). :meth:`ThumbnailCache.get` answers from a 
 otherwise the first request starts the one decode of that key and every request arriving
 meanwhile waits for the same result (single flight), so a hundred requests a second for one
 stream's thumbnail cost one decode per interval. A request that goes away does not cancel the
-decode the others wait for.
+decode the others wait for. Once a thumbnail has been made, requests no longer wait for the
+next one: for one more interval the old one is answered while the new one is made.
 
 Decodes run in worker threads, at most :data:`MAX_DECODES` at a time, so the event loop never
 blocks on FFmpeg. Entries are bounded in count and bytes and evicted least recently used first;
@@ -82,12 +83,18 @@ class ThumbnailCache:
         self._flights: dict[ThumbnailKey, asyncio.Future[Thumbnail | ThumbnailUnavailable]] = {}
         self._decode_slots = asyncio.Semaphore(max_decodes)
         self.decoded = 0
-        """Thumbnails made (decodes run, successful or not)."""
+        """Thumbnails made (``make()`` calls: decodes run, successful or not)."""
         self.from_cache = 0
-        """Requests answered from the cache or from another request's decode."""
+        """Requests answered from the cache (fresh, or stale while it is made again) or by
+        another request's decode."""
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def in_flight(self) -> int:
+        """Decodes under way."""
+        return len(self._flights)
 
     @property
     def bytes(self) -> int:
@@ -98,20 +105,32 @@ class ThumbnailCache:
         self, key: ThumbnailKey, make: Callable[[], Awaitable[Thumbnail]], ttl: float
     ) -> Thumbnail:
         """The thumbnail of ``key``: from the cache while younger than ``ttl`` seconds, else
-        from ``make()`` (one call for all concurrent requests of ``key``). Raises what
-        ``make()`` raises; a :class:`ThumbnailUnavailable` is kept like a thumbnail."""
+        from ``make()`` (one call for all concurrent requests of ``key``). A thumbnail older
+        than ``ttl`` but younger than twice that is answered at once while ``make()`` runs for
+        the next requests (stale while revalidating), so only the first request of a key ever
+        waits for a decode. Raises what ``make()`` raises; a :class:`ThumbnailUnavailable` is
+        kept like a thumbnail."""
         entry = self._entries.get(key)
-        if entry is not None and entry.expires_at > self._clock():
+        now = self._clock()
+        if entry is not None and entry.expires_at > now:
             self._entries.move_to_end(key)
             self.from_cache += 1
             return _unwrap(entry.result)
         flight = self._flights.get(key)
-        if flight is not None:
-            self.from_cache += 1
-        else:
+        shared = flight is not None
+        if flight is None:
             flight = asyncio.ensure_future(self._make(key, make, ttl))
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
+        if (
+            entry is not None
+            and isinstance(entry.result, Thumbnail)
+            and now < entry.expires_at + ttl
+        ):
+            self.from_cache += 1  # stale by less than one interval: kept while it is made again
+            return entry.result
+        if shared:
+            self.from_cache += 1
         return _unwrap(await asyncio.shield(flight))
 
     async def run_decode(self, work: Callable[[], T]) -> T:

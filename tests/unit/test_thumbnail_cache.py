@@ -41,9 +41,16 @@ async def test_requests_within_the_interval_cause_one_decode() -> None:
     assert make.calls == 1
     assert (cache.decoded, cache.from_cache) == (1, 100)
 
-    clock.advance(1.0)  # 5 s after the decode: stale
+    clock.advance(1.0)  # 5 s after the decode: stale, answered while made again
+    assert await cache.get(KEY, make, ttl=5.0) == first
+    await eventually(lambda: make.calls == 2 and cache.in_flight == 0)
     fresh = await cache.get(KEY, make, ttl=5.0)
-    assert make.calls == 2 and fresh != first
+    assert fresh != first and make.calls == 2
+    assert (cache.decoded, cache.from_cache) == (2, 102)
+
+    clock.advance(10.0)  # more than twice the interval: too old to show, waited for
+    assert await cache.get(KEY, make, ttl=5.0) not in (first, fresh)
+    assert make.calls == 3
 
 
 async def test_concurrent_requests_share_one_decode() -> None:
