@@ -11,13 +11,22 @@ from pathlib import Path
 import imageio_ffmpeg
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp.plugin import AiohttpClient
 
 from api import queries
 from api.keys import DB_SESSIONMAKER, METRICS, SETTINGS, THUMBNAILS
 from api.playback_tokens import issue_playback_token
 from config import Settings
-from tests.api.conftest import AccountCredentials, assert_error, create_stream, go_live
+from tests.api.conftest import (
+    AccountCredentials,
+    assert_error,
+    create_stream,
+    go_live,
+    new_account,
+)
+from tests.api.test_object_playback import client_for
 from tests.api.test_signed_playback import assert_forbidden, new_key
+from tests.s3_support import S3Server, sync_client
 from tests.thumbnail_support import assert_pattern, look_at, make_media
 
 UNKNOWN_ID = "60e2fe88135c9810f490f3b4"
@@ -185,3 +194,29 @@ async def test_a_signed_streams_thumbnails_need_a_token(
         response = await api_client.get(url, params={"token": token})
         assert response.status == 200, await response.text()
         assert response.headers["Cache-Control"].startswith("private, max-age=")
+
+
+async def test_a_recording_thumbnail_from_object_storage(
+    aiohttp_client: AiohttpClient,
+    app_settings: Settings,
+    seaweedfs: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    media: Media,
+) -> None:
+    client, prefix = await client_for(
+        aiohttp_client, app_settings, seaweedfs, seaweedfs.endpoint, monkeypatch
+    )
+    account = await new_account(client)
+    stream = await create_stream(client, account)
+    async with client.app[DB_SESSIONMAKER]() as session, session.begin():
+        row = await queries.create_recording(session, stream["id"], datetime.now(UTC))
+    s3 = sync_client(seaweedfs)
+    s3.put_object(Bucket=seaweedfs.bucket, Key=f"{prefix}{row.id}/r-0.ts", Body=media.video)
+    playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.000,\nr-0.ts\n#EXT-X-ENDLIST\n"
+    s3.put_object(Bucket=seaweedfs.bucket, Key=f"{prefix}{row.id}/index.m3u8", Body=playlist)
+
+    response = await client.get(f"/recordings/{row.id}/thumbnail.jpg", params={"time": "1.5"})
+    assert response.status == 200, await response.text()
+    assert_pattern(await response.read(), (640, 360))
+    response = await client.get(f"/recordings/{row.id}/thumbnail.jpg", params={"time": "2.5"})
+    await assert_error(response, 400, "time_out_of_range", ["time"])
