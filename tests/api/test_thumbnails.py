@@ -10,10 +10,12 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp.plugin import AiohttpClient
 
 from api import queries
+from api.access_log import PLAYBACK_ROUTES
 from api.keys import DB_SESSIONMAKER, METRICS, SETTINGS, THUMBNAILS
 from api.playback_tokens import issue_playback_token
 from config import Settings
@@ -220,3 +222,11 @@ async def test_a_recording_thumbnail_from_object_storage(
     assert_pattern(await response.read(), (640, 360))
     response = await client.get(f"/recordings/{row.id}/thumbnail.jpg", params={"time": "2.5"})
     await assert_error(response, 400, "time_out_of_range", ["time"])
+
+
+def test_thumbnail_requests_are_summed_up_in_the_access_log_like_playback(
+    api_app: web.Application,
+) -> None:
+    routes = {r.resource.canonical for r in api_app.router.routes() if r.resource is not None}
+    thumbnails = {route for route in routes if "/thumbnail." in route}
+    assert len(thumbnails) == 4 and thumbnails <= set(PLAYBACK_ROUTES)
