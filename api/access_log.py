@@ -39,6 +39,10 @@ PLAYBACK_ROUTES = {
     "/live/{id}/{segment}": "stream",
     "/recordings/{recordingId}/index.m3u8": "recording",
     "/recordings/{recordingId}/{segment}": "recording",
+    "/live/{id}/thumbnail.jpg": "stream",
+    "/live/{id}/thumbnail.png": "stream",
+    "/recordings/{recordingId}/thumbnail.jpg": "recording",
+    "/recordings/{recordingId}/thumbnail.png": "recording",
 }
 """Route templates of playback, and what their first path parameter names."""
 _TOKEN = re.compile(r"(?<=[?&]token=)[^&\s\"]*")

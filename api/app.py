@@ -22,6 +22,7 @@ from api.keys import (
     LOW_LATENCY_ENDED,
     METRICS,
     SETTINGS,
+    THUMBNAILS,
     TOKEN_CACHE,
     WAKE_PACER,
     WEBHOOK_POLICY,
@@ -43,12 +44,14 @@ from api.routes import (
     restream,
     sessions,
     signing_keys,
+    thumbnails,
     webhooks,
 )
 from api.webhooks.dispatcher import DeliveryPolicy, webhook_context
 from config import Settings
 from ingest.limits import AuthFailureThrottle
 from workers.llhls_output import EndedOutputs
+from workers.thumbnail_cache import ThumbnailCache
 
 
 def create_app(
@@ -82,6 +85,8 @@ def create_app(
         settings.access_log, logger=logging.getLogger("aiohttp.access")
     )
     app[METRICS] = Metrics()
+    app[THUMBNAILS] = ThumbnailCache()
+    app[METRICS].watch_thumbnails(app[THUMBNAILS])
     app[WEBHOOK_POLICY] = webhook_policy or DeliveryPolicy()
     if token_cache is None:
         token_cache = TokenCache(settings.token_cache_seconds)
@@ -108,6 +113,7 @@ def create_app(
     restream.register(app.router)
     sessions.register(app.router)
     recordings.register(app.router)
+    thumbnails.register(app.router)  # before playback: its {segment} matches their names
     playback.register(app.router)
     webhooks.register(app.router)
     signing_keys.register(app.router)

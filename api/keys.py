@@ -24,6 +24,7 @@ from ingest.tls import ServerCertificate
 from workers.live_paths import LivePaths
 from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
+from workers.thumbnail_cache import ThumbnailCache
 
 if TYPE_CHECKING:
     from api.access_log import AccessLogPolicy
@@ -75,6 +76,8 @@ RTMP_SERVER = web.AppKey("rtmp_server", RTMPServer)
 """The RTMP listener (its counters feed metrics)."""
 RECORDING_STORAGE: web.AppKey[AnyRecordingStorage] = web.AppKey("recording_storage")
 """Where recordings are kept (routes delete through it), local disk or object storage."""
+THUMBNAILS = web.AppKey("thumbnails", ThumbnailCache)
+"""Thumbnails made lately and the decodes under way (:mod:`api.routes.thumbnails`)."""
 FFMPEG_PATH = web.AppKey("ffmpeg_path", str)
 """The ffmpeg binary in use (checked by ``/readyz``)."""
 

@@ -197,19 +197,21 @@ class PlaybackForwarder:
         also: tuple[str, ...] = (),
         recording: bool = False,
         blocking: bool = False,
+        query: tuple[str, ...] = (),
     ) -> web.StreamResponse:
         """Answer ``request`` with what ``owner`` answers to the same method on ``path`` (with
         the request's conditional and range headers, and those named in ``also``); with
         ``recording``, ``owner`` is the node that wrote the recording asked for. ``blocking``:
         live playback the owner may hold back (a low-latency blocking reload or hinted part):
         its ``_HLS_*`` query parameters are passed on and the answer may take up to
-        :func:`blocking_read_seconds`."""
+        :func:`blocking_read_seconds`. ``query``: more query parameters to pass on."""
         names = (*_REQUEST_HEADERS, *also)
         headers = {name: request.headers[name] for name in names if name in request.headers}
         headers[FORWARDED_HEADER] = "1"
         headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
         url = f"{owner.internal_url.rstrip('/')}{path}"
         params = {k: request.query[k] for k in _BLOCKING_QUERY if blocking and k in request.query}
+        params.update({k: request.query[k] for k in query if k in request.query})
         if "token" in request.query:  # a signed stream's playback token: the owner checks it
             params["token"] = request.query["token"]
         timeout = None

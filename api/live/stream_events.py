@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER
+from api.keys import DB_SESSIONMAKER, THUMBNAILS
 from api.live.stream_view import RestreamChange, StreamView
 from api.models import LiveSession
 from api.pool_wait import when_pool_free
@@ -43,15 +43,22 @@ class DatabaseStreamEvents:
         view: StreamView,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        on_ended: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_ended``: told the id of each stream whose session ends (before its row is
+        written)."""
         self._sessionmaker = sessionmaker
         self._view = view
         self._timeout = timeout
+        self._on_ended = on_ended
 
     @classmethod
     def for_app(cls, app: web.Application) -> DatabaseStreamEvents:
-        """The events of ``app``, whose database context has started."""
-        return cls(app[DB_SESSIONMAKER], StreamView(app))
+        """The events of ``app``, whose database context has started; a session's end drops
+        its stream's thumbnails."""
+        thumbnails = app.get(THUMBNAILS)
+        on_ended = thumbnails.forget if thumbnails is not None else None
+        return cls(app[DB_SESSIONMAKER], StreamView(app), on_ended=on_ended)
 
     async def session_started(self, info: SessionInfo) -> None:
         """Insert the session row; queue ``livestream.started``."""
@@ -65,6 +72,8 @@ class DatabaseStreamEvents:
         self, info: SessionInfo, *, ended_at: float, reason: EndReason, bytes_in: int
     ) -> None:
         """Store the end, its reason and the bytes received; queue ``livestream.ended``."""
+        if self._on_ended is not None:
+            self._on_ended(info.stream_id)
 
         def end(row: LiveSession) -> None:
             row.ended_at = _datetime(ended_at)

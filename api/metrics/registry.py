@@ -22,6 +22,7 @@ from api.keys import METRICS
 from api.schemas.current_session import OutputStateName, output_state_name
 from ingest.server import RTMPServer
 from workers.live_paths import LivePaths
+from workers.thumbnail_cache import ThumbnailCache
 
 if TYPE_CHECKING:  # loaded only where recordings go to object storage
     from workers.object_storage import S3RecordingStorage
@@ -66,9 +67,36 @@ class Metrics:
         """Expose the upload backlog of object storage at scrape time."""
         self.registry.register(UploadCollector(storage))
 
+    def watch_thumbnails(self, cache: ThumbnailCache) -> None:
+        """Expose how many thumbnails were decoded and how many served from the cache."""
+        self.registry.register(ThumbnailCollector(cache))
+
     def render(self) -> bytes:
         """The exposition text."""
         return generate_latest(self.registry)
+
+
+class ThumbnailCollector(Collector):
+    """Reads the thumbnail cache's counters when Prometheus scrapes."""
+
+    def __init__(self, cache: ThumbnailCache) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        made = CounterMetricFamily(
+            "liverelay_thumbnails",
+            "Thumbnail requests by how they were answered: decoded (a frame decoded and "
+            "encoded) or cached (from the cache, or sharing another request's decode).",
+            labels=["result"],
+        )
+        made.add_metric(["decoded"], self._cache.decoded)
+        made.add_metric(["cached"], self._cache.from_cache)
+        yield made
+        yield GaugeMetricFamily(
+            "liverelay_thumbnail_cache_bytes",
+            "Bytes of thumbnails in the cache.",
+            value=self._cache.bytes,
+        )
 
 
 class LiveStateCollector(Collector):

@@ -18,6 +18,7 @@ from api.openapi.console import console_paths
 from api.openapi.livestreams import LIVESTREAM_MODELS, livestream_paths
 from api.openapi.parts import REF, errors, id_param, json_response, query_param
 from api.openapi.signing_keys import SIGNING_KEY_MODELS, signing_key_paths
+from api.openapi.thumbnails import thumbnail_paths
 from api.openapi.webhooks import WEBHOOK_MODELS, webhook_events, webhook_paths
 from api.schemas.livestreams import ErrorOutput, HealthOutput, ReadinessOutput
 from config import Settings
@@ -109,6 +110,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         **webhook_paths(),
         **signing_key_paths(),
         **_playback(),
+        **thumbnail_paths(),
         **console_paths(),
     }
 

@@ -84,6 +84,13 @@ async def test_create_push_watch_reset_and_sign_out(
             return bool(await player.evaluate("video => video.currentTime > 1.5"))
 
         await eventually(played, WAIT_MS / 1000, interval=0.2, message="the player did not play")
+        # The live thumbnail stands in the player as its poster.
+        poster = await player.get_attribute("poster")
+        assert poster is not None and poster.endswith("/thumbnail.jpg?width=640")
+        answer = await page.evaluate(
+            f"fetch({poster!r}).then(r => [r.status, r.headers.get('Content-Type')])"
+        )
+        assert answer == [200, "image/jpeg"]
         await page.get_by_role("button", name="Hide").click()
         await expect(key).to_have_text("••••••••")
         await page.screenshot(path=str(tmp_path / "stream-live.png"), full_page=True)

@@ -244,6 +244,7 @@ async function streamPage(id) {
     keyValue.textContent = revealed ? stream.streamKey : "••••••••";
     figures.replaceChildren(sessionFigures(stream.currentSession));
     actions.replaceChildren(...streamActions(stream, (next) => { stream = next; render(); }));
+    showPoster(video, stream);
     if (stream.status === "live" && !player) startPlayer(video, stream, playerNote);
     if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
   };
@@ -254,6 +255,14 @@ async function streamPage(id) {
       if (err.status === 404) { stop(); go(`#/streams/${id}`); } else failed(err);
     }
   }, STREAM_REFRESH_MS);
+}
+
+// A live public stream's recent frame (its thumbnail) stands in the player until it plays; a
+// signed stream's would need a playback token.
+function showPoster(video, stream) {
+  const shown = stream.status === "live" && stream.playbackPolicy !== "signed";
+  if (shown && !video.getAttribute("poster")) video.setAttribute("poster", `/live/${stream.id}/thumbnail.jpg?width=640`);
+  if (!shown) video.removeAttribute("poster");
 }
 
 function startPlayer(video, stream, note) {
