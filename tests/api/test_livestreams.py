@@ -40,6 +40,7 @@ STREAM_KEYS = {
     "maxDurationSeconds",
     "latencyMode",
     "playbackPolicy",
+    "renditions",
     "currentSession",
 }
 
