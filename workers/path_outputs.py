@@ -28,6 +28,7 @@ from workers.llhls_output import LowLatencyOutput
 from workers.playlist import LivePlaylist
 from workers.recording import RecordingOutput, RecordingStore
 from workers.recording_fmp4 import FragmentedRecording
+from workers.renditions import SOURCE
 from workers.restream import RestreamOutput
 from workers.storage import RecordingStorage
 from workers.supervisor import OutputState, OutputStatus
@@ -106,7 +107,12 @@ class PathOutputs:
                 on_segment=self.recording.on_segment if self.recording is not None else None,
             )
             self.hls = HLSOutput(
-                settings, ffmpeg=ffmpeg, hub=hub, playlist=playlist, session_tag=session_tag
+                settings,
+                ffmpeg=ffmpeg,
+                hub=hub,
+                playlist=playlist,
+                session_tag=session_tag,
+                renditions=grant.renditions,
             )
         self._targets = {t.target_id: t for t in grant.restream}
         self._restreams: dict[str, RestreamOutput] = {}
@@ -119,6 +125,14 @@ class PathOutputs:
     def restreams(self) -> Mapping[str, RestreamOutput]:
         """The running restream outputs by target id (read-only view)."""
         return MappingProxyType(self._restreams)
+
+    @property
+    def renditions(self) -> tuple[str, ...]:
+        """The renditions the session produces, ``source`` first (empty until its playback
+        output started)."""
+        if isinstance(self.hls, HLSOutput):
+            return self.hls.renditions.produced
+        return (SOURCE,) if self.hls.supervisor.state is not OutputState.IDLE else ()
 
     def statuses(self) -> Iterator[tuple[OutputStatus, int]]:
         """Each running output's status and the frames it dropped because it lagged."""

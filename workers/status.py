@@ -46,6 +46,9 @@ class SessionStatus:
     """The publisher dropped and the session waits inside its reconnect window."""
     reconnects: int
     """Publishers that came back in this session."""
+    renditions: tuple[str, ...] = ()
+    """The renditions the session produces, ``source`` first (empty before its playback
+    output started)."""
 
 
 def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus:
@@ -66,4 +69,5 @@ def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus
         outputs=tuple(OutputReport(s, dropped) for s, dropped in path.output_statuses()),
         reconnecting=path.reconnecting,
         reconnects=path.reconnects,
+        renditions=path.outputs.renditions,
     )

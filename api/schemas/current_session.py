@@ -96,6 +96,12 @@ class CurrentSessionOutput(_Status):
         "`reconnectWindowSeconds`."
     )
     reconnects: int = Field(default=0, description="Publishers that came back in this session.")
+    renditions: list[str] = Field(
+        default_factory=list,
+        description="The renditions this session produces, `source` first: the stream's "
+        "`renditions` less the rungs not below the source's height (never upscaled) and, "
+        "without video, every rung. Empty until playback output starts.",
+    )
 
 
 def current_session_output(status: SessionStatus | None) -> CurrentSessionOutput | None:
@@ -114,6 +120,7 @@ def current_session_output(status: SessionStatus | None) -> CurrentSessionOutput
         outputs=[_output(report) for report in status.outputs],
         reconnecting=status.reconnecting,
         reconnects=status.reconnects,
+        renditions=list(status.renditions),
     )
 
 
