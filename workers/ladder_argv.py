@@ -125,13 +125,16 @@ def ladder_hls_argv(
 
 
 def ladder_llhls_argv(
-    ffmpeg: str, *, rungs: Sequence[Rung], first_fd: int = 3, loglevel: str = "warning"
+    ffmpeg: str, *, rungs: Sequence[Rung], fds: Sequence[int], loglevel: str = "warning"
 ) -> list[str]:
     """FLV on stdin -> fragmented MP4 of the source rendition on stdout (as
     :func:`workers.argv.llhls_argv` writes it) and of each rung on its own pipe, the ``n``-th
-    rung on file descriptor ``first_fd + n`` (the process is started with those pipes' write
-    ends passed on). Every output is fragmented the same way, so every rung's parts and
-    segments line up with the source's."""
+    rung on file descriptor ``fds[n]`` (the process is started with those pipes' write ends
+    passed on: :class:`workers.media_pipes.MediaPipe`). Every output is fragmented the same
+    way and the rungs' keyframes are the source's, so every rung's parts and segments line up
+    with the source's."""
+    if len(fds) != len(rungs):
+        raise ValueError(f"{len(rungs)} rungs need as many pipes, not {len(fds)}")
     fragment = [
         "-f",
         "mp4",
@@ -153,6 +156,6 @@ def ladder_llhls_argv(
         *fragment,
         "pipe:1",
     ]
-    for n, rung in enumerate(rungs):
-        argv += [*rung_encode_argv(rung, low_latency=True), *fragment, f"pipe:{first_fd + n}"]
+    for rung, fd in zip(rungs, fds, strict=True):
+        argv += [*rung_encode_argv(rung, low_latency=True), *fragment, f"pipe:{fd}"]
     return argv

@@ -27,7 +27,9 @@ class Rung:
     video_kbps: int
     """Target video bitrate (``-b:v``); ``-maxrate`` is 7 % above it, the VBV buffer 1.5 s."""
     level: str
-    """H.264 level passed to the encoder (``-level:v``), as ``3.1``; declared in ``CODECS``."""
+    """H.264 level passed to the encoder (``-level:v``), as ``3.1``; declared in ``CODECS``.
+    High enough for the rung's picture at 60 frames per second (H.264 Table A-1: macroblocks
+    per second), so no source frame rate up to 60 breaks the declared level."""
 
     @property
     def maxrate_kbps(self) -> int:
@@ -43,11 +45,11 @@ class Rung:
 RUNGS: dict[str, Rung] = {
     rung.name: rung
     for rung in (
-        Rung("1080p", 1080, 5000, "4.1"),
-        Rung("720p", 720, 2800, "3.1"),
-        Rung("480p", 480, 1400, "3.0"),
-        Rung("360p", 360, 800, "3.0"),
-        Rung("240p", 240, 400, "2.1"),
+        Rung("1080p", 1080, 5000, "4.2"),
+        Rung("720p", 720, 2800, "3.2"),
+        Rung("480p", 480, 1400, "3.1"),
+        Rung("360p", 360, 800, "3.1"),
+        Rung("240p", 240, 400, "3.0"),
     )
 }
 """Every rung a stream may ask for, by name, highest first. The bitrates are the usual ones for

@@ -40,8 +40,8 @@ def test_bandwidth_is_the_peak_and_the_average_of_the_segments() -> None:
 
 
 def test_codec_strings_of_rungs_and_copied_audio() -> None:
-    assert rung_video_codec_string(RUNGS["720p"]) == "avc1.4D401F"
-    assert rung_video_codec_string(RUNGS["240p"]) == "avc1.4D4015"
+    assert rung_video_codec_string(RUNGS["720p"]) == "avc1.4D4020"
+    assert rung_video_codec_string(RUNGS["240p"]) == "avc1.4D401E"
     assert audio_codec_string(AudioTrack("aac", 48_000, 2, object_type=5)) == "mp4a.40.5"
     assert audio_codec_string(AudioTrack("aac")) == "mp4a.40.2"
     assert audio_codec_string(AudioTrack("mp3")) == "mp4a.40.34"

@@ -73,7 +73,7 @@ def test_a_rung_is_scaled_encoded_with_source_keyframes_and_copies_audio() -> No
         "-map", "0:v:0", "-map", "0:a?",
         "-vf", "scale=-2:360:flags=bilinear,format=yuv420p",
         "-c:v", "libx264", "-preset", "veryfast",
-        "-profile:v", "main", "-level:v", "3.0",
+        "-profile:v", "main", "-level:v", "3.1",
         "-b:v", "800k", "-maxrate", "856k", "-bufsize", "1200k",
         "-force_key_frames", "source", "-g", "100000", "-sc_threshold", "0",
         "-c:a", "copy",
@@ -109,7 +109,7 @@ def test_a_standard_ladder_is_the_source_hls_output_then_one_per_rung() -> None:
 
 
 def test_a_low_latency_ladder_writes_each_rung_to_its_own_pipe() -> None:
-    argv = ladder_llhls_argv(FF, rungs=[RUNGS["480p"], RUNGS["240p"]], first_fd=5)
+    argv = ladder_llhls_argv(FF, rungs=[RUNGS["480p"], RUNGS["240p"]], fds=[5, 6])
     head = input_argv(FF, progress=False, probesize=32_768, copy=False)
     assert argv[: len(head)] == head
     assert [a for a in argv if a.startswith("pipe:")] == ["pipe:0", "pipe:1", "pipe:5", "pipe:6"]
