@@ -125,7 +125,12 @@ def ladder_hls_argv(
 
 
 def ladder_llhls_argv(
-    ffmpeg: str, *, rungs: Sequence[Rung], fds: Sequence[int], loglevel: str = "warning"
+    ffmpeg: str,
+    *,
+    rungs: Sequence[Rung],
+    fds: Sequence[int],
+    hevc: bool = False,
+    loglevel: str = "warning",
 ) -> list[str]:
     """FLV on stdin -> fragmented MP4 of the source rendition on stdout (as
     :func:`workers.argv.llhls_argv` writes it) and of each rung on its own pipe, the ``n``-th
@@ -153,6 +158,7 @@ def ladder_llhls_argv(
         "0:a?",
         "-c",
         "copy",
+        *(["-tag:v", "hvc1"] if hevc else []),
         *fragment,
         "pipe:1",
     ]

@@ -28,7 +28,6 @@ from workers.llhls_output import LowLatencyOutput
 from workers.playlist import LivePlaylist
 from workers.recording import RecordingOutput, RecordingStore
 from workers.recording_fmp4 import FragmentedRecording
-from workers.renditions import SOURCE
 from workers.restream import RestreamOutput
 from workers.storage import RecordingStorage
 from workers.supervisor import OutputState, OutputStatus
@@ -96,6 +95,7 @@ class PathOutputs:
                 hub=hub,
                 on_segments=recorder.on_segments if recorder is not None else None,
                 name_tag=session_tag,
+                renditions=grant.renditions,
             )
             if recorder is not None:
                 recorder.stream = self.hls.stream
@@ -132,7 +132,7 @@ class PathOutputs:
         output started)."""
         if isinstance(self.hls, HLSOutput):
             return self.hls.renditions.produced
-        return (SOURCE,) if self.hls.supervisor.state is not OutputState.IDLE else ()
+        return self.hls.renditions
 
     def statuses(self) -> Iterator[tuple[OutputStatus, int]]:
         """Each running output's status and the frames it dropped because it lagged."""

@@ -36,6 +36,9 @@ from api.playback_tokens import with_token
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 from api.routes import llhls
 from api.routes.owner_state import clustered
+from workers.llhls_ladder import LowLatencyPlayback
+from workers.llhls_output import LowLatencyOutput
+from workers.renditions import SOURCE
 
 PLAYLIST_NAME = "index.m3u8"
 _ID = re.compile(r"[0-9a-f]{24}")
@@ -76,6 +79,11 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         path = f"/live/{stream_id}/{PLAYLIST_NAME}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None and low_latency.rungs:
+        variants = low_latency.multivariant()
+        if variants is None:
+            raise NotFound("playlist not found")
+        return _playlist_response(request, variants, token)
     if low_latency is not None:
         return await llhls.playlist(request, low_latency, token)
     body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
@@ -94,13 +102,33 @@ async def live_segment(request: web.Request) -> web.StreamResponse:
         path = f"/live/{stream_id}/{name}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None and rendition:
+        return await llhls.playlist(request, _low_latency_rendition(low_latency, name), token)
     if low_latency is not None:
         cache = SIGNED_MEDIA_CACHE_CONTROL if token else llhls.MEDIA_CACHE_CONTROL
-        return await llhls.media(request, low_latency, name, cache)
+        return await llhls.media(request, _rendition_of_media(low_latency, name), name, cache)
     if rendition:
         body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id, name)
         return _playlist_response(request, body, token)
     return await _segment(request, request.app[SETTINGS].live_dir, stream_id, token)
+
+
+def _low_latency_rendition(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
+    """The rendition of a low-latency ladder whose media playlist is ``name``."""
+    if output.rungs and name == f"{SOURCE}.m3u8":
+        return output
+    found = output.rendition(name)
+    if found is None:
+        raise NotFound("playlist not found")
+    return found
+
+
+def _rendition_of_media(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
+    """The rendition a low-latency media name belongs to (its rung's name tag starts it)."""
+    for rung in output.rungs:
+        if name.startswith(f"{rung.stream.name_tag}-"):
+            return rung
+    return output
 
 
 async def _signed(request: web.Request, stream_id: str) -> str | None:
