@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
+from workers.keep_up import KeepUpWatch, parse_speed
 from workers.ladder_hls import RenditionSet
 from workers.playlist import LivePlaylist
 from workers.process import FFmpegProcess
@@ -109,6 +111,8 @@ class HLSOutput:
         )
         """The session's renditions (the source's playlist and any rungs')."""
         self._tag = session_tag
+        self.keep_up: KeepUpWatch | None = None
+        """How the current ffmpeg run of a ladder keeps up (``None`` without a rung)."""
         self._sub: Subscription | None = None
         self._clock = hub.clock
         self.supervisor = playback_supervisor(settings, hub, self._run)
@@ -177,6 +181,9 @@ class HLSOutput:
         sub = self._sub
         argv = self.renditions.argv(self._ffmpeg, run_tag)
         process = FFmpegProcess(argv, name=f"{self._hub.stream_id}/hls")
+        self.keep_up = KeepUpWatch(self._clock()) if self.renditions.rungs else None
+        if self.keep_up is not None:
+            process.add_progress_listener(functools.partial(self._judge_speed, self.keep_up))
         poller = asyncio.create_task(self._poll(ctx, run_tag))
         try:
             return await run_process(ctx, process, lambda p: feed_subscription(sub, p))
@@ -185,6 +192,21 @@ class HLSOutput:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             await self.renditions.refresh(run_tag, timeout=PLAYLIST_IO_TIMEOUT, last=True)
+
+    def _judge_speed(self, watch: KeepUpWatch, block: Mapping[str, str]) -> None:
+        """One progress block of a ladder's run: drop the top rung when it fell behind."""
+        if not watch.observe(parse_speed(block.get("speed")), self._clock()):
+            return
+        dropped = self.renditions.drop_top()
+        log.warning(
+            "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition %s "
+            "and starting ffmpeg again without it",
+            self._hub.stream_id,
+            watch.speed or 0.0,
+            dropped,
+        )
+        if self._sub is not None:
+            self._sub.request_break()
 
     async def _poll(self, ctx: RunContext, run_tag: str) -> None:
         """Publish new segments as ffmpeg lists them (each one is progress)."""

@@ -130,6 +130,7 @@ def ladder_llhls_argv(
     rungs: Sequence[Rung],
     fds: Sequence[int],
     hevc: bool = False,
+    progress_fd: int | None = None,
     loglevel: str = "warning",
 ) -> list[str]:
     """FLV on stdin -> fragmented MP4 of the source rendition on stdout (as
@@ -140,6 +141,12 @@ def ladder_llhls_argv(
     with the source's."""
     if len(fds) != len(rungs):
         raise ValueError(f"{len(rungs)} rungs need as many pipes, not {len(fds)}")
+    head = input_argv(
+        ffmpeg, loglevel=loglevel, probesize=LOW_LATENCY_PROBESIZE, progress=False, copy=False
+    )
+    if progress_fd is not None:  # ffmpeg's speed, on a pipe of its own (stdout is media)
+        at = head.index("-nostats") + 1
+        head[at:at] = ["-progress", f"pipe:{progress_fd}", "-stats_period", "1"]
     fragment = [
         "-f",
         "mp4",
@@ -149,9 +156,7 @@ def ladder_llhls_argv(
         str(round(LOW_LATENCY_FRAGMENT_SECONDS * 1_000_000)),
     ]
     argv = [
-        *input_argv(
-            ffmpeg, loglevel=loglevel, probesize=LOW_LATENCY_PROBESIZE, progress=False, copy=False
-        ),
+        *head,
         "-map",
         "0:v?",
         "-map",

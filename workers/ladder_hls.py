@@ -57,6 +57,10 @@ class RenditionSet:
         self._listed: int | None = None
         """Segments published over all renditions when ``index.m3u8`` was last rendered."""
         self._master: str | None = None
+        self.dropped: list[str] = []
+        """Rungs dropped because the transcoding could not keep up, in the order dropped."""
+        self._retiring: list[LivePlaylist] = []
+        """Playlists of dropped rungs, to end with ``EXT-X-ENDLIST`` at the next refresh."""
 
     @property
     def decided(self) -> bool:
@@ -136,6 +140,17 @@ class RenditionSet:
             ],
         )
 
+    def drop_top(self) -> str | None:
+        """Stop listing the top rung (the next ffmpeg run leaves it out; its playlist ends);
+        returns its name, ``None`` when no rung is left to drop."""
+        if not self.rungs:
+            return None
+        (rung, playlist), self.rungs = self.rungs[0], self.rungs[1:]
+        self.dropped.append(rung.name)
+        self._retiring.append(playlist)
+        self._listed = None  # index.m3u8 is written again without it
+        return rung.name
+
     def mark_discontinuity(self) -> None:
         """The next segment of every rendition starts a new encoding."""
         self.source.mark_discontinuity()
@@ -150,7 +165,9 @@ class RenditionSet:
         added = await self.source.refresh(self._private(run_tag, None), timeout=timeout, last=last)
         for rung, playlist in self.rungs:
             await playlist.refresh(self._private(run_tag, rung), timeout=timeout, last=last)
-        if self.rungs:
+        while self._retiring:
+            await self._retiring.pop().close(timeout=timeout)
+        if self.rungs or self.dropped:
             await self._list_variants(timeout)
         return added
 
@@ -159,6 +176,8 @@ class RenditionSet:
         await self.source.close(timeout=timeout)
         for _, playlist in self.rungs:
             await playlist.close(timeout=timeout)
+        while self._retiring:
+            await self._retiring.pop().close(timeout=timeout)
 
     async def _list_variants(self, timeout: float | None) -> None:
         """Rewrite ``index.m3u8`` when any rendition got a segment (bandwidths are measured)."""

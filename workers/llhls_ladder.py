@@ -11,10 +11,14 @@ playlist (:func:`multivariant`), ``source.m3u8`` and ``<rung>.m3u8`` the media p
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ingest.hub import StreamHub
+from workers.argv import llhls_argv
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
+from workers.keep_up import KeepUpWatch, ProgressBlocks, parse_speed
+from workers.ladder_argv import ladder_llhls_argv
 from workers.ladder_playlist import (
     Variant,
     render_multivariant,
@@ -24,6 +28,7 @@ from workers.ladder_playlist import (
 )
 from workers.llhls import LowLatencyStream
 from workers.llhls_playlist import PlaylistCache
+from workers.media_pipes import MediaPipe
 from workers.renditions import SOURCE, Rung, produced_rungs
 
 Waiter = Callable[[Callable[[], bool], float], Awaitable[bool]]
@@ -109,6 +114,52 @@ class LowLatencyRendition:
     def reader(self, now: Callable[[], float], changed: Callable[[], None]) -> RungReader:
         """A reader of one ffmpeg run's output for this rung."""
         return RungReader(self.stream, now, changed)
+
+
+@dataclass
+class LadderRun:
+    """What one ffmpeg run of a low-latency ladder needs: its command, its pipes (each rung's
+    media, then ffmpeg's progress) and the readers of the rungs' media."""
+
+    argv: list[str]
+    pipes: list[MediaPipe]
+    readers: list[RungReader]
+    keep_up: KeepUpWatch | None
+
+
+def ladder_run(
+    ffmpeg: str,
+    rungs: Sequence[LowLatencyRendition],
+    *,
+    hevc: bool,
+    clock: Callable[[], float],
+    wall_clock: Callable[[], float],
+    changed: Callable[[], None],
+    fell_behind: Callable[[KeepUpWatch], None],
+) -> LadderRun:
+    """The pieces of one ffmpeg run for ``rungs`` (none: the source alone, as before);
+    ``fell_behind`` is told once if the run's speed stays below real time."""
+    if not rungs:
+        return LadderRun(llhls_argv(ffmpeg, hevc=hevc), [], [], None)
+    readers = [r.reader(wall_clock, changed) for r in rungs]
+    pipes = [MediaPipe.open(r.take) for r in readers]
+    watch = KeepUpWatch(clock())
+    blocks = ProgressBlocks()
+
+    def progress(chunk: bytes) -> None:
+        for block in blocks.feed(chunk):
+            if watch.observe(parse_speed(block.get("speed")), clock()):
+                fell_behind(watch)
+
+    progress_pipe = MediaPipe.open(progress)
+    argv = ladder_llhls_argv(
+        ffmpeg,
+        rungs=[r.rung for r in rungs],
+        fds=[p.write_fd for p in pipes],
+        hevc=hevc,
+        progress_fd=progress_pipe.write_fd,
+    )
+    return LadderRun(argv, [*pipes, progress_pipe], readers, watch)
 
 
 class RungReader:

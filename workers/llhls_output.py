@@ -22,20 +22,20 @@ from collections.abc import Callable, Sequence
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
-from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS, llhls_argv
+from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
 from workers.hls import playback_supervisor
-from workers.ladder_argv import ladder_llhls_argv
+from workers.keep_up import KeepUpWatch
 from workers.llhls import LowLatencyStream, Segment, part_target_for
 from workers.llhls_ladder import (
     LowLatencyRendition,
     ReportingPlaylists,
     decide_rungs,
+    ladder_run,
     link,
     multivariant,
 )
-from workers.media_pipes import MediaPipe
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
 from workers.supervisor import RunContext, RunEnd
@@ -75,6 +75,10 @@ class LowLatencyOutput:
         self._name_tag = name_tag
         self.rungs: tuple[LowLatencyRendition, ...] = ()
         """The session's transcoded rungs (empty: the source's playlist is ``index.m3u8``)."""
+        self.dropped: list[LowLatencyRendition] = []
+        """Rungs dropped because the transcoding could not keep up."""
+        self.keep_up: KeepUpWatch | None = None
+        """How the current ffmpeg run of a ladder keeps up (``None`` without a rung)."""
         self._decided = False
         self._on_segments = on_segments
         self._ffmpeg = ffmpeg
@@ -109,15 +113,41 @@ class LowLatencyOutput:
         """The renditions the session produces, ``source`` first (empty until decided)."""
         return (SOURCE, *(r.rung.name for r in self.rungs)) if self._decided else ()
 
+    @property
+    def has_ladder(self) -> bool:
+        """Whether the session has (or had) rungs: ``index.m3u8`` is then multivariant."""
+        return bool(self.rungs or self.dropped)
+
     def multivariant(self) -> bytes | None:
         """``index.m3u8`` of a ladder (``None``: no rung, or no complete segment yet)."""
-        if not self.rungs:
+        if not self.has_ladder:
             return None
         return multivariant(self._hub, self.stream, self.rungs)
 
     def rendition(self, name: str) -> LowLatencyRendition | None:
-        """The rung whose playlist is ``name`` (``480p.m3u8``), if the session has it."""
-        return next((r for r in self.rungs if r.uri == name), None)
+        """The rung whose playlist is ``name`` (``480p.m3u8``), if the session has (or had)
+        it: a dropped rung's ended playlist is still served."""
+        return next((r for r in (*self.rungs, *self.dropped) if r.uri == name), None)
+
+    def _fell_behind(self, watch: KeepUpWatch) -> None:
+        """The transcoding cannot keep up: end the top rung and start ffmpeg again without
+        it (the source and the lower rungs continue after a discontinuity)."""
+        if not self.rungs:
+            return
+        top, self.rungs = self.rungs[0], self.rungs[1:]
+        self.dropped.append(top)
+        top.stream.end()
+        link(self.playlists, self.stream, self.rungs)
+        self.notify_changed()
+        log.warning(
+            "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition %s "
+            "and starting ffmpeg again without it",
+            self._hub.stream_id,
+            watch.speed or 0.0,
+            top.rung.name,
+        )
+        if self._sub is not None:
+            self._sub.request_break()
 
     def _decide(self) -> None:
         if self._decided:
@@ -210,14 +240,18 @@ class LowLatencyOutput:
         sub = self._sub
         video = self._hub.stats.video
         hevc = video is not None and video.codec == "hevc"
-        readers = [r.reader(self._wall_clock, self.notify_changed) for r in self.rungs]
-        pipes = [MediaPipe.open(r.take) for r in readers]
-        if pipes:
-            fds = [p.write_fd for p in pipes]
-            rungs = [r.rung for r in self.rungs]
-            argv = ladder_llhls_argv(self._ffmpeg, rungs=rungs, fds=fds, hevc=hevc)
-        else:
-            argv = llhls_argv(self._ffmpeg, hevc=hevc)
+        rungs = self.rungs
+        run = ladder_run(
+            self._ffmpeg,
+            rungs,
+            hevc=hevc,
+            clock=self._hub.clock,
+            wall_clock=self._wall_clock,
+            changed=self.notify_changed,
+            fell_behind=self._fell_behind,
+        )
+        self.keep_up = run.keep_up
+        argv, pipes, readers = run.argv, run.pipes, run.readers
         reader = FragmentReader(max_box_bytes=MAX_FRAGMENT_BYTES)
         failed: asyncio.Future[FeedEnd] = asyncio.get_running_loop().create_future()
         overlong_before = self.stream.overlong_parts
@@ -263,7 +297,7 @@ class LowLatencyOutput:
                 log.error(
                     "stream %s: ffmpeg's fMP4 output: %s", self._hub.stream_id, failed.exception()
                 )
-            for rung_reader, rendition in zip(readers, self.rungs, strict=True):
+            for rung_reader, rendition in zip(readers, rungs, strict=True):
                 if rung_reader.error is not None:
                     log.error(
                         "stream %s: ffmpeg's fMP4 output of %s: %s",

@@ -134,6 +134,19 @@ class PathOutputs:
             return self.hls.renditions.produced
         return self.hls.renditions
 
+    @property
+    def transcode_speed(self) -> float | None:
+        """ffmpeg's last reported speed for a ladder (``None`` without a rung)."""
+        watch = self.hls.keep_up
+        return watch.speed if watch is not None else None
+
+    @property
+    def dropped_renditions(self) -> tuple[str, ...]:
+        """Rungs dropped this session because the transcoding could not keep up."""
+        if isinstance(self.hls, HLSOutput):
+            return tuple(self.hls.renditions.dropped)
+        return tuple(r.rung.name for r in self.hls.dropped)
+
     def statuses(self) -> Iterator[tuple[OutputStatus, int]]:
         """Each running output's status and the frames it dropped because it lagged."""
         yield self.hls.supervisor.status(), self.hls.dropped_frames

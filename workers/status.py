@@ -49,6 +49,10 @@ class SessionStatus:
     renditions: tuple[str, ...] = ()
     """The renditions the session produces, ``source`` first (empty before its playback
     output started)."""
+    transcode_speed: float | None = None
+    """ffmpeg's speed for a ladder (below 1.0: falling behind); ``None`` without a rung."""
+    dropped_renditions: tuple[str, ...] = ()
+    """Rungs dropped because the transcoding could not keep up."""
 
 
 def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus:
@@ -70,4 +74,6 @@ def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus
         reconnecting=path.reconnecting,
         reconnects=path.reconnects,
         renditions=path.outputs.renditions,
+        transcode_speed=path.outputs.transcode_speed,
+        dropped_renditions=path.outputs.dropped_renditions,
     )

@@ -79,7 +79,7 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         path = f"/live/{stream_id}/{PLAYLIST_NAME}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
-    if low_latency is not None and low_latency.rungs:
+    if low_latency is not None and low_latency.has_ladder:
         variants = low_latency.multivariant()
         if variants is None:
             raise NotFound("playlist not found")
@@ -115,7 +115,7 @@ async def live_segment(request: web.Request) -> web.StreamResponse:
 
 def _low_latency_rendition(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
     """The rendition of a low-latency ladder whose media playlist is ``name``."""
-    if output.rungs and name == f"{SOURCE}.m3u8":
+    if output.has_ladder and name == f"{SOURCE}.m3u8":
         return output
     found = output.rendition(name)
     if found is None:
@@ -125,7 +125,7 @@ def _low_latency_rendition(output: LowLatencyOutput, name: str) -> LowLatencyPla
 
 def _rendition_of_media(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
     """The rendition a low-latency media name belongs to (its rung's name tag starts it)."""
-    for rung in output.rungs:
+    for rung in (*output.rungs, *output.dropped):
         if name.startswith(f"{rung.stream.name_tag}-"):
             return rung
     return output

@@ -60,6 +60,8 @@ def test_the_status_maps_to_the_camel_case_schema_once() -> None:
         "reconnecting": True,
         "reconnects": 1,
         "renditions": ["source", "480p"],
+        "transcodeSpeed": None,
+        "droppedRenditions": [],
     }
     assert current_session_output(None) is None
 
