@@ -1,8 +1,9 @@
 """CPU of an adaptive-bitrate ladder: one 720p30 publish with three transcoded rungs (480p,
 360p, 240p) relayed by ``liverelay serve`` (its Python process and its one ffmpeg), against
 the same ffmpeg command (:func:`workers.ladder_argv.ladder_hls_argv`) run by hand on the same
-input, and a source-only stream for the copy baseline. Bounded: three phases of ``--seconds``
-(default 20) after a 6 s warm-up each, about 2 minutes in all.
+input, the same ladder in low-latency mode, and a source-only stream for the copy baseline.
+Bounded: four phases of ``--seconds`` (default 20) after a 6 s warm-up each, about 2 minutes
+in all.
 
     python -m bench.abr [--seconds 20]
 """
@@ -67,14 +68,17 @@ async def by_hand(seconds: float) -> dict[str, Any]:
     return {"ladder": LADDER, "ffmpeg_cpu_percent": procstat.cpu_percent(begin, end)}
 
 
-async def through_liverelay(renditions: list[str], seconds: float) -> dict[str, Any]:
-    """One stream with ``renditions`` through ``liverelay serve``: CPU of its process tree."""
+async def through_liverelay(
+    renditions: list[str], seconds: float, mode: str = "standard"
+) -> dict[str, Any]:
+    """One stream with ``renditions`` in latency ``mode`` through ``liverelay serve``: CPU of
+    its process tree."""
     server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-abr-")))
     publisher = None
     try:
         await server.start()
         async with aiohttp.ClientSession(headers=server.auth) as http:
-            body = {"name": "bench-abr", "renditions": renditions}
+            body = {"name": "bench-abr", "renditions": renditions, "latencyMode": mode}
             async with http.post(f"{server.base_url}/v1/livestreams", json=body) as r:
                 if r.status != 201:
                     raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
@@ -94,6 +98,7 @@ async def through_liverelay(renditions: list[str], seconds: float) -> dict[str, 
         await server.stop()
     return {
         "ladder": renditions,
+        "mode": mode,
         "tree_cpu_percent": procstat.cpu_percent(begin, end),
         "python_cpu_percent": procstat.root_cpu_percent(begin, end),
     }
@@ -106,6 +111,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     print(result["by_hand"], flush=True)
     result["liverelay"] = await through_liverelay(LADDER, args.seconds)
     print(result["liverelay"], flush=True)
+    result["liverelay_low"] = await through_liverelay(LADDER, args.seconds, "low")
+    print(result["liverelay_low"], flush=True)
     result["source_only"] = await through_liverelay(["source"], args.seconds)
     print(result["source_only"], flush=True)
     result["seconds"] = time.monotonic() - started
