@@ -2,7 +2,7 @@
 joined by commas, ``source`` first); ``source`` alone, what every stream had before.
 
 Revision ID: 0014_renditions
-Revises: 0013_default_low_latency
+Revises: 0012_signed_playback
 Create Date: 2026-12-07 08:45:00
 """
 
