@@ -36,6 +36,8 @@ DEFAULT_LATENCY_MODE = "standard"
 (low-latency HLS, fMP4 parts)."""
 DEFAULT_PLAYBACK_POLICY = "public"
 """Who may play a new stream: ``public`` (anyone with its id) or ``signed`` (a playback token)."""
+DEFAULT_RENDITIONS = "source"
+"""A new stream's ladder, as stored: the source rendition only."""
 
 
 def new_object_id() -> str:
@@ -133,6 +135,11 @@ class LiveStream(Base):
         String(16), default=DEFAULT_PLAYBACK_POLICY, server_default=DEFAULT_PLAYBACK_POLICY
     )
     """``public`` or ``signed``: whether live playback and recordings need a playback token."""
+    renditions: Mapped[str] = mapped_column(
+        String(128), default=DEFAULT_RENDITIONS, server_default=DEFAULT_RENDITIONS
+    )
+    """The adaptive-bitrate ladder of the next session, names joined by commas (``source``
+    first; :mod:`workers.renditions`)."""
     event_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The ``sequence`` of the stream's last webhook event (0: none yet); see
     :func:`api.webhooks.outbox.enqueue`."""

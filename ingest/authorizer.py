@@ -22,6 +22,9 @@ class PublishGrant:
     """Longest continuous session; the publisher is disconnected when it is reached."""
     latency_mode: str = "standard"
     """``standard`` (MPEG-TS HLS) or ``low`` (low-latency HLS with fMP4 parts)."""
+    renditions: tuple[str, ...] = ("source",)
+    """The adaptive-bitrate ladder asked for: ``source`` first, then rung names (the workers
+    decide which rungs the publish gets)."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from ingest.avc import AVCConfigError, parse_avc_config
 from ingest.flv import TAG_VIDEO, MediaInfo
 
 # ISO/IEC 14496-3 1.6.3.4: samplingFrequencyIndex
@@ -61,6 +62,8 @@ class VideoTrack:
     fps: float | None = None
     keyframe_interval: float | None = None
     """Seconds between the last two keyframes."""
+    codec_string: str | None = None
+    """RFC 6381 codec string, from the H.264 sequence header (``avc1.4D401F``)."""
 
 
 @dataclass
@@ -70,6 +73,8 @@ class AudioTrack:
     codec: str | None = None
     sample_rate: int | None = None
     channels: int | None = None
+    object_type: int | None = None
+    """The AAC audio object type of the AudioSpecificConfig (2: AAC-LC)."""
 
 
 class StreamStats:
@@ -112,6 +117,8 @@ class StreamStats:
         if kind == TAG_VIDEO:
             video = self.video = self.video or VideoTrack()
             video.codec = info.codec or video.codec
+            if info.sequence_header and info.codec == "h264":
+                self._read_avc_config(video, body)
             if info.keyframe:
                 if self._last_keyframe_ts is not None:
                     gap = ((timestamp - self._last_keyframe_ts) & 0xFFFFFFFF) / 1000
@@ -124,8 +131,21 @@ class StreamStats:
             self._read_audio_specific_config(audio, body[2], body[3])
 
     @staticmethod
+    def _read_avc_config(video: VideoTrack, body: bytes | memoryview) -> None:
+        """The picture size (it overrides ``onMetaData``'s: the stream is what gets decoded)
+        and codec string of an AVC sequence header; a header that cannot be read changes
+        nothing (ffmpeg is the judge of whether it decodes)."""
+        try:
+            config = parse_avc_config(body[5:])  # after the 5-byte (legacy or Enhanced) header
+        except AVCConfigError:
+            return
+        video.width, video.height = config.width, config.height
+        video.codec_string = config.codec_string
+
+    @staticmethod
     def _read_audio_specific_config(audio: AudioTrack, first: int, second: int) -> None:
         """ISO/IEC 14496-3 1.6.2.1: 5 bits object type, 4 bits rate index, 4 bits channels."""
+        audio.object_type = first >> 3 or None
         rate_index = ((first & 0x07) << 1) | (second >> 7)
         if rate_index < len(_AAC_SAMPLE_RATES):
             audio.sample_rate = _AAC_SAMPLE_RATES[rate_index]

@@ -29,8 +29,12 @@ def input_argv(
     probesize: int = DEFAULT_PROBESIZE,
     analyzeduration: float = DEFAULT_ANALYZEDURATION,
     progress: bool = True,
+    copy: bool = True,
 ) -> list[str]:
     """The common head of every command: global options, FLV on stdin, streams copied.
+
+    ``copy=False`` leaves out the maps and ``-c copy``: the caller maps each output itself
+    (an adaptive-bitrate ladder, :mod:`workers.ladder_argv`).
 
     - ``-nostdin`` only turns off ffmpeg's keyboard interaction (``q`` to quit); it does not stop
       ``-i pipe:0`` from reading media, and ffmpeg already disables interaction when an input is
@@ -59,12 +63,7 @@ def input_argv(
         "flv",
         "-i",
         "pipe:0",
-        "-map",
-        "0:v?",
-        "-map",
-        "0:a?",
-        "-c",
-        "copy",
+        *(["-map", "0:v?", "-map", "0:a?", "-c", "copy"] if copy else []),
     ]
 
 
@@ -93,10 +92,30 @@ def hls_argv(
 
     When stdin reaches EOF ffmpeg writes the last segment and ``#EXT-X-ENDLIST``, then exits 0.
     """
+    return [
+        *input_argv(ffmpeg, loglevel=loglevel),
+        *hls_output_argv(
+            segment_seconds=segment_seconds,
+            segment_pattern=segment_pattern,
+            playlist_path=playlist_path,
+            start_number=start_number,
+            list_size=list_size,
+        ),
+    ]
+
+
+def hls_output_argv(
+    *,
+    segment_seconds: float,
+    segment_pattern: str,
+    playlist_path: str,
+    start_number: int = 0,
+    list_size: int = 10,
+) -> list[str]:
+    """The output part of :func:`hls_argv` (one of several in a ladder's command)."""
     if "%" not in segment_pattern:
         raise ValueError(f"HLS segment pattern {segment_pattern!r} has no %d counter")
     return [
-        *input_argv(ffmpeg, loglevel=loglevel),
         "-f",
         "hls",
         "-hls_time",

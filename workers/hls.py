@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
-from workers.argv import hls_argv
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
+from workers.keep_up import KeepUpWatch, parse_speed
+from workers.ladder_hls import RenditionSet
 from workers.playlist import LivePlaylist
 from workers.process import FFmpegProcess
+from workers.renditions import SOURCE
 from workers.supervisor import PermanentOutputError, Run, RunContext, RunEnd, Supervisor
 
 log = logging.getLogger(__name__)
@@ -96,12 +99,20 @@ class HLSOutput:
         hub: StreamHub,
         playlist: LivePlaylist,
         session_tag: str,
+        renditions: Sequence[str] = (SOURCE,),
     ) -> None:
+        """``renditions``: the ladder the stream asks for (``playlist`` is the source's)."""
         self._settings = settings
         self._ffmpeg = ffmpeg
         self._hub = hub
         self.playlist = playlist
+        self.renditions = RenditionSet(
+            playlist, requested=renditions, segment_seconds=settings.hls_segment_seconds
+        )
+        """The session's renditions (the source's playlist and any rungs')."""
         self._tag = session_tag
+        self.keep_up: KeepUpWatch | None = None
+        """How the current ffmpeg run of a ladder keeps up (``None`` without a rung)."""
         self._sub: Subscription | None = None
         self._clock = hub.clock
         self.supervisor = playback_supervisor(settings, hub, self._run)
@@ -123,7 +134,7 @@ class HLSOutput:
             async with asyncio.timeout(timeout):
                 await self.supervisor.wait_done()
         await self.supervisor.stop()
-        await self.playlist.close(timeout=PLAYLIST_IO_TIMEOUT)
+        await self.renditions.close(timeout=PLAYLIST_IO_TIMEOUT)
         if self._sub is not None:
             self._hub.unsubscribe(self._sub)
 
@@ -137,9 +148,10 @@ class HLSOutput:
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
         await asyncio.to_thread(self._check_storage)
+        self.renditions.decide(self._hub)
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
-            self.playlist.mark_discontinuity()
+            self.renditions.mark_discontinuity()
         part = 0
         while True:
             end = await self._run_ffmpeg(ctx, f"{self._tag}-{ctx.attempt}-{part}")
@@ -147,7 +159,7 @@ class HLSOutput:
                 break
             part += 1  # a publisher reconnect: the next publisher continues in a new run
             self._hub.restart(self._sub)
-            self.playlist.mark_discontinuity()
+            self.renditions.mark_discontinuity()
         # INPUT_ENDED: ffmpeg wrote its last segment and the output is finished.
         return RunEnd.INPUT_ENDED if end is FeedEnd.INPUT_ENDED else None
 
@@ -167,25 +179,36 @@ class HLSOutput:
         """One ffmpeg run, until the publish ends, a break or the stop."""
         assert self._sub is not None
         sub = self._sub
-        directory = self.playlist.directory
-        private = directory / f".ffmpeg-{run_tag}.m3u8"
-        argv = hls_argv(
-            self._ffmpeg,
-            segment_seconds=self._settings.hls_segment_seconds,
-            segment_pattern=str(directory / f"{run_tag}-%d.ts"),
-            playlist_path=str(private),
-        )
+        argv = self.renditions.argv(self._ffmpeg, run_tag)
         process = FFmpegProcess(argv, name=f"{self._hub.stream_id}/hls")
-        poller = asyncio.create_task(self._poll(ctx, private))
+        self.keep_up = KeepUpWatch(self._clock()) if self.renditions.rungs else None
+        if self.keep_up is not None:
+            process.add_progress_listener(functools.partial(self._judge_speed, self.keep_up))
+        poller = asyncio.create_task(self._poll(ctx, run_tag))
         try:
             return await run_process(ctx, process, lambda p: feed_subscription(sub, p))
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-            await self.playlist.refresh(private, timeout=PLAYLIST_IO_TIMEOUT, last=True)
+            await self.renditions.refresh(run_tag, timeout=PLAYLIST_IO_TIMEOUT, last=True)
 
-    async def _poll(self, ctx: RunContext, private: Path) -> None:
+    def _judge_speed(self, watch: KeepUpWatch, block: Mapping[str, str]) -> None:
+        """One progress block of a ladder's run: drop the top rung when it fell behind."""
+        if not watch.observe(parse_speed(block.get("speed")), self._clock()):
+            return
+        dropped = self.renditions.drop_top()
+        log.warning(
+            "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition %s "
+            "and starting ffmpeg again without it",
+            self._hub.stream_id,
+            watch.speed or 0.0,
+            dropped,
+        )
+        if self._sub is not None:
+            self._sub.request_break()
+
+    async def _poll(self, ctx: RunContext, run_tag: str) -> None:
         """Publish new segments as ffmpeg lists them (each one is progress)."""
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -204,7 +227,7 @@ class HLSOutput:
                 await wake.wait()
                 wake.clear()
                 timer.cancel()
-                found = await self.playlist.refresh(private) > 0
+                found = await self.renditions.refresh(run_tag) > 0
                 interval = schedule.looked(self._clock(), found=found)
                 if found:
                     ctx.progress()

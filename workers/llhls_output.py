@@ -18,17 +18,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
-from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS, llhls_argv
+from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
 from workers.hls import playback_supervisor
+from workers.keep_up import KeepUpWatch
 from workers.llhls import LowLatencyStream, Segment, part_target_for
-from workers.llhls_playlist import PlaylistCache
+from workers.llhls_ladder import (
+    LowLatencyRendition,
+    ReportingPlaylists,
+    decide_rungs,
+    ladder_run,
+    link,
+    multivariant,
+)
 from workers.process import FFmpegProcess
+from workers.renditions import SOURCE
 from workers.supervisor import RunContext, RunEnd
 
 log = logging.getLogger(__name__)
@@ -55,11 +64,22 @@ class LowLatencyOutput:
         wall_clock: Callable[[], float] = time.time,
         on_segments: Callable[[list[Segment]], None] | None = None,
         name_tag: str = "",
+        renditions: Sequence[str] = (SOURCE,),
     ) -> None:
         """``on_segments``: told the segments each change completes (a recording);
         ``name_tag``: starts every media name (the session and ownership: names are served
-        immutable, so no later session may reuse them)."""
+        immutable, so no later session may reuse them); ``renditions``: the ladder asked for
+        (the rungs are :mod:`workers.llhls_ladder`'s, decided at the first ffmpeg run)."""
         self._settings = settings
+        self._requested = tuple(renditions)
+        self._name_tag = name_tag
+        self.rungs: tuple[LowLatencyRendition, ...] = ()
+        """The session's transcoded rungs (empty: the source's playlist is ``index.m3u8``)."""
+        self.dropped: list[LowLatencyRendition] = []
+        """Rungs dropped because the transcoding could not keep up."""
+        self.keep_up: KeepUpWatch | None = None
+        """How the current ffmpeg run of a ladder keeps up (``None`` without a rung)."""
+        self._decided = False
         self._on_segments = on_segments
         self._ffmpeg = ffmpeg
         self._hub = hub
@@ -70,7 +90,7 @@ class LowLatencyOutput:
             window_segments=max(settings.hls_list_size, 6),
             name_tag=name_tag,
         )
-        self.playlists = PlaylistCache(self.stream)
+        self.playlists: ReportingPlaylists = ReportingPlaylists(self.stream)
         """The rendered playlists, for the playback routes."""
         self._changed = asyncio.Event()
         self.ended_at: float | None = None
@@ -87,6 +107,67 @@ class LowLatencyOutput:
     def blocking_seconds(self) -> float:
         """How long a request waits at most for a part or segment to come."""
         return BLOCKING_TARGET_DURATIONS * float(self.stream.target_duration)
+
+    @property
+    def renditions(self) -> tuple[str, ...]:
+        """The renditions the session produces, ``source`` first (empty until decided)."""
+        return (SOURCE, *(r.rung.name for r in self.rungs)) if self._decided else ()
+
+    @property
+    def has_ladder(self) -> bool:
+        """Whether the session has (or had) rungs: ``index.m3u8`` is then multivariant."""
+        return bool(self.rungs or self.dropped)
+
+    def multivariant(self) -> bytes | None:
+        """``index.m3u8`` of a ladder (``None``: no rung, or no complete segment yet)."""
+        if not self.has_ladder:
+            return None
+        return multivariant(self._hub, self.stream, self.rungs)
+
+    def rendition(self, name: str) -> LowLatencyRendition | None:
+        """The rung whose playlist is ``name`` (``480p.m3u8``), if the session has (or had)
+        it: a dropped rung's ended playlist is still served."""
+        return next((r for r in (*self.rungs, *self.dropped) if r.uri == name), None)
+
+    def _fell_behind(self, watch: KeepUpWatch) -> None:
+        """The transcoding cannot keep up: end the top rung and start ffmpeg again without
+        it (the source and the lower rungs continue after a discontinuity)."""
+        if not self.rungs:
+            return
+        top, self.rungs = self.rungs[0], self.rungs[1:]
+        self.dropped.append(top)
+        top.stream.end()
+        link(self.playlists, self.stream, self.rungs)
+        self.notify_changed()
+        log.warning(
+            "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition %s "
+            "and starting ffmpeg again without it",
+            self._hub.stream_id,
+            watch.speed or 0.0,
+            top.rung.name,
+        )
+        if self._sub is not None:
+            self._sub.request_break()
+
+    def _decide(self) -> None:
+        if self._decided:
+            return
+        self._decided = True
+        self.rungs = tuple(
+            LowLatencyRendition(
+                rung,
+                LowLatencyStream(
+                    part_target=self.stream.part_target,
+                    segment_target=self.stream.segment_target,
+                    window_segments=self.stream.window_segments,
+                    name_tag=f"{self._name_tag}-{rung.name}" if self._name_tag else rung.name,
+                ),
+                self.wait_for,
+            )
+            for rung in decide_rungs(self._requested, self._hub)
+        )
+        if self.rungs:
+            link(self.playlists, self.stream, self.rungs)
 
     def start(self) -> None:
         """Subscribe to the hub and start the supervised ffmpeg."""
@@ -123,6 +204,8 @@ class LowLatencyOutput:
 
     def _end(self) -> None:
         if not self.stream.ended:
+            for rung in self.rungs:
+                rung.stream.end()
             self._completed(self.stream.end())
             self.ended_at = time.monotonic()
             self.notify_changed()
@@ -138,6 +221,7 @@ class LowLatencyOutput:
 
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
+        self._decide()
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
         while True:
@@ -155,7 +239,19 @@ class LowLatencyOutput:
         assert self._sub is not None
         sub = self._sub
         video = self._hub.stats.video
-        argv = llhls_argv(self._ffmpeg, hevc=video is not None and video.codec == "hevc")
+        hevc = video is not None and video.codec == "hevc"
+        rungs = self.rungs
+        run = ladder_run(
+            self._ffmpeg,
+            rungs,
+            hevc=hevc,
+            clock=self._hub.clock,
+            wall_clock=self._wall_clock,
+            changed=self.notify_changed,
+            fell_behind=self._fell_behind,
+        )
+        self.keep_up = run.keep_up
+        argv, pipes, readers = run.argv, run.pipes, run.readers
         reader = FragmentReader(max_box_bytes=MAX_FRAGMENT_BYTES)
         failed: asyncio.Future[FeedEnd] = asyncio.get_running_loop().create_future()
         overlong_before = self.stream.overlong_parts
@@ -187,7 +283,9 @@ class LowLatencyOutput:
             finally:
                 feeding.cancel()
 
-        process = FFmpegProcess(argv, name=f"{self._hub.stream_id}/hls", stdout_sink=take)
+        process = FFmpegProcess(
+            argv, name=f"{self._hub.stream_id}/hls", stdout_sink=take, media_pipes=pipes
+        )
         idle_watch = asyncio.create_task(idle_input_is_progress(ctx, self._hub))
         try:
             return await run_process(ctx, process, feed)
@@ -199,6 +297,14 @@ class LowLatencyOutput:
                 log.error(
                     "stream %s: ffmpeg's fMP4 output: %s", self._hub.stream_id, failed.exception()
                 )
+            for rung_reader, rendition in zip(readers, rungs, strict=True):
+                if rung_reader.error is not None:
+                    log.error(
+                        "stream %s: ffmpeg's fMP4 output of %s: %s",
+                        self._hub.stream_id,
+                        rendition.rung.name,
+                        rung_reader.error,
+                    )
             overlong = self.stream.overlong_parts - overlong_before
             if overlong:
                 log.warning(

@@ -95,6 +95,7 @@ class PathOutputs:
                 hub=hub,
                 on_segments=recorder.on_segments if recorder is not None else None,
                 name_tag=session_tag,
+                renditions=grant.renditions,
             )
             if recorder is not None:
                 recorder.stream = self.hls.stream
@@ -106,7 +107,12 @@ class PathOutputs:
                 on_segment=self.recording.on_segment if self.recording is not None else None,
             )
             self.hls = HLSOutput(
-                settings, ffmpeg=ffmpeg, hub=hub, playlist=playlist, session_tag=session_tag
+                settings,
+                ffmpeg=ffmpeg,
+                hub=hub,
+                playlist=playlist,
+                session_tag=session_tag,
+                renditions=grant.renditions,
             )
         self._targets = {t.target_id: t for t in grant.restream}
         self._restreams: dict[str, RestreamOutput] = {}
@@ -119,6 +125,27 @@ class PathOutputs:
     def restreams(self) -> Mapping[str, RestreamOutput]:
         """The running restream outputs by target id (read-only view)."""
         return MappingProxyType(self._restreams)
+
+    @property
+    def renditions(self) -> tuple[str, ...]:
+        """The renditions the session produces, ``source`` first (empty until its playback
+        output started)."""
+        if isinstance(self.hls, HLSOutput):
+            return self.hls.renditions.produced
+        return self.hls.renditions
+
+    @property
+    def transcode_speed(self) -> float | None:
+        """ffmpeg's last reported speed for a ladder (``None`` without a rung)."""
+        watch = self.hls.keep_up
+        return watch.speed if watch is not None else None
+
+    @property
+    def dropped_renditions(self) -> tuple[str, ...]:
+        """Rungs dropped this session because the transcoding could not keep up."""
+        if isinstance(self.hls, HLSOutput):
+            return tuple(self.hls.renditions.dropped)
+        return tuple(r.rung.name for r in self.hls.dropped)
 
     def statuses(self) -> Iterator[tuple[OutputStatus, int]]:
         """Each running output's status and the frames it dropped because it lagged."""

@@ -110,8 +110,12 @@ class LivePlaylist:
         list_size: int,
         segment_seconds: float,
         on_segment: Callable[[Path, Segment], None] | None = None,
+        name: str = PLAYLIST_NAME,
     ) -> None:
         self.directory = directory
+        self.name = name
+        """The public playlist's file name (a rendition's of an adaptive-bitrate stream has
+        its own, :mod:`workers.ladder_hls`); changed only before the first segment."""
         self.list_size = list_size
         self._target = max(1, math.ceil(segment_seconds))
         self._window: deque[Segment] = deque()
@@ -136,7 +140,7 @@ class LivePlaylist:
     @property
     def path(self) -> Path:
         """The public playlist file."""
-        return self.directory / PLAYLIST_NAME
+        return self.directory / self.name
 
     @property
     def window(self) -> tuple[Segment, ...]:

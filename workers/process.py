@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from workers.argv import format_argv
+from workers.media_pipes import MediaPipe
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,12 @@ class FFmpegProcess:
         stderr_lines: int = 40,
         clock: Callable[[], float] = time.monotonic,
         stdout_sink: Callable[[bytes], None] | None = None,
+        media_pipes: Sequence[MediaPipe] = (),
     ) -> None:
         """``stdout_sink``: stdout is media (not ``-progress`` blocks), handed over in chunks
-        as it is read; every chunk counts as progress."""
+        as it is read; every chunk counts as progress. ``media_pipes``: more media outputs,
+        each pipe's write end passed on to the child (read like stdout's media; the process
+        owns the pipes from here on)."""
         if not argv:
             raise ValueError("FFmpegProcess needs a non-empty argv")
         self.argv = list(argv)
@@ -120,6 +124,7 @@ class FFmpegProcess:
         self._block: dict[str, str] = {}
         self._listeners: list[ProgressListener] = []
         self._stdout_sink = stdout_sink
+        self._media_pipes = list(media_pipes)
         self._stop_lock = asyncio.Lock()
         self.progress: dict[str, str] = {}
         """The last complete ``-progress`` block (``out_time_us``, ``total_size``, ...)."""
@@ -136,13 +141,22 @@ class FFmpegProcess:
         if self._proc is not None:
             raise ProcessError(f"{self.name}: already started")
         log.info("starting %s: %s", self.name, format_argv(self.argv, self._redact))
-        self._proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=tuple(p.write_fd for p in self._media_pipes),
+            )
+        except BaseException:
+            for pipe in self._media_pipes:
+                pipe.close_read()
+            raise
+        finally:
+            for pipe in self._media_pipes:
+                pipe.close_write()
         self.last_progress_at = self._clock()
         assert self._proc.stdout is not None and self._proc.stderr is not None
         stdout = (
@@ -153,6 +167,7 @@ class FFmpegProcess:
         self._readers = [
             asyncio.create_task(stdout),
             asyncio.create_task(self._pump(self._proc.stderr, self._on_stderr_line)),
+            *(asyncio.create_task(self._pump_pipe(pipe)) for pipe in self._media_pipes),
         ]
 
     @property
@@ -318,6 +333,20 @@ class FFmpegProcess:
             sink(chunk)
             self._complete_block({"total_size": str(self.progress_count + 1)})
             await asyncio.sleep(0)
+
+    async def _pump_pipe(self, pipe: MediaPipe) -> None:
+        """Read one extra media pipe to EOF into its sink."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_READ_CHUNK)
+        fd, pipe.read_fd = pipe.read_fd, -1
+        file = os.fdopen(fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), file
+        )
+        try:
+            await self._pump_media(reader, pipe.sink)
+        finally:
+            transport.close()
 
     def _on_stderr_line(self, line: str) -> None:
         line = self._redact(line.rstrip())

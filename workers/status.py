@@ -46,6 +46,13 @@ class SessionStatus:
     """The publisher dropped and the session waits inside its reconnect window."""
     reconnects: int
     """Publishers that came back in this session."""
+    renditions: tuple[str, ...] = ()
+    """The renditions the session produces, ``source`` first (empty before its playback
+    output started)."""
+    transcode_speed: float | None = None
+    """ffmpeg's speed for a ladder (below 1.0: falling behind); ``None`` without a rung."""
+    dropped_renditions: tuple[str, ...] = ()
+    """Rungs dropped because the transcoding could not keep up."""
 
 
 def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus:
@@ -66,4 +73,7 @@ def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus
         outputs=tuple(OutputReport(s, dropped) for s, dropped in path.output_statuses()),
         reconnecting=path.reconnecting,
         reconnects=path.reconnects,
+        renditions=path.outputs.renditions,
+        transcode_speed=path.outputs.transcode_speed,
+        dropped_renditions=path.outputs.dropped_renditions,
     )

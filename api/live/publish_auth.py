@@ -10,6 +10,7 @@ from api import queries
 from api.models import LiveStream
 from api.pool_wait import when_pool_free
 from ingest.authorizer import PublishDenied, PublishGrant, RestreamTarget
+from workers.renditions import decode_renditions
 
 log = logging.getLogger(__name__)
 
@@ -77,4 +78,5 @@ def grant_for(stream: LiveStream) -> PublishGrant:
         reconnect_window_seconds=float(stream.reconnect_window_seconds),
         max_duration_seconds=float(stream.max_duration_seconds),
         latency_mode=stream.latency_mode,
+        renditions=decode_renditions(stream.renditions),
     )

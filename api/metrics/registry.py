@@ -150,8 +150,23 @@ class LiveStateCollector(Collector):
             "Frames an output dropped because it lagged.",
             labels=["stream", "output"],
         )
+        speed = GaugeMetricFamily(
+            "liverelay_transcode_speed",
+            "ffmpeg's speed per stream transcoding a ladder (below 1: falling behind).",
+            labels=["stream"],
+        )
+        rungs_dropped = CounterMetricFamily(
+            "liverelay_renditions_dropped",
+            "Renditions dropped per stream because the transcoding could not keep up.",
+            labels=["stream"],
+        )
         for path in self._paths.paths():
             stream = path.stream_id
+            outputs = path.outputs
+            if outputs.transcode_speed is not None:
+                speed.add_metric([stream], outputs.transcode_speed)
+            if outputs.transcode_speed is not None or outputs.dropped_renditions:
+                rungs_dropped.add_metric([stream], len(outputs.dropped_renditions))
             ingest.add_metric([stream], path.hub.bytes_in)
             bitrate.add_metric([stream], path.hub.bitrate.kbps(now))
             for status, dropped_frames in path.output_statuses():
@@ -163,7 +178,7 @@ class LiveStateCollector(Collector):
                     )
                 restarts.add_metric([stream, output], status.restarts)
                 dropped.add_metric([stream, output], dropped_frames)
-        yield from (ingest, bitrate, state, restarts, dropped)
+        yield from (ingest, bitrate, state, restarts, dropped, speed, rungs_dropped)
 
 
 class UploadCollector(Collector):

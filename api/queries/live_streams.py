@@ -19,6 +19,7 @@ from api.models import (
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_PLAYBACK_POLICY,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
+    DEFAULT_RENDITIONS,
     Account,
     LiveStream,
     RestreamTarget,
@@ -74,8 +75,10 @@ async def create_live_stream(
     max_duration_seconds: int = DEFAULT_MAX_DURATION_SECONDS,
     latency_mode: str = DEFAULT_LATENCY_MODE,
     playback_policy: str = DEFAULT_PLAYBACK_POLICY,
+    renditions: str = DEFAULT_RENDITIONS,
 ) -> LiveStream:
-    """Create an enabled live stream with a fresh UUID4 stream key."""
+    """Create an enabled live stream with a fresh UUID4 stream key (``renditions`` in its
+    stored form, :func:`workers.renditions.encode_renditions`)."""
     now = utc_now()
     stream = LiveStream(
         id=new_object_id(),
@@ -90,6 +93,7 @@ async def create_live_stream(
         max_duration_seconds=max_duration_seconds,
         latency_mode=latency_mode,
         playback_policy=playback_policy,
+        renditions=renditions,
         targets=[],
     )
     _replace_targets(stream, targets)
@@ -200,6 +204,7 @@ async def update_live_stream(
     max_duration_seconds: int | None = None,
     latency_mode: str | None = None,
     playback_policy: str | None = None,
+    renditions: str | None = None,
 ) -> LiveStream:
     """Change the given fields; ``targets`` replaces the list (unchanged targets keep ids)."""
     if name is not None:
@@ -216,6 +221,8 @@ async def update_live_stream(
         stream.latency_mode = latency_mode
     if playback_policy is not None:
         stream.playback_policy = playback_policy
+    if renditions is not None:
+        stream.renditions = renditions
     stream.updated_at = utc_now()
     await session.flush()
     return stream

@@ -5,7 +5,7 @@ account's own streams; anything else is a 404. Whether a stream is live, its
 ``currentSession`` and the state of its restream relays come from its live path on this node
 (:func:`api.live.stream_view.live_path`). A new ``restream`` list applies at once to a live stream
 (only the changed targets start or stop); ``record``, ``reconnectWindowSeconds``,
-``maxDurationSeconds`` and ``latencyMode`` apply from its next publish.
+``maxDurationSeconds``, ``latencyMode`` and ``renditions`` apply from its next publish.
 
 The helpers the other ``/v1/livestreams/{id}/...`` route modules share live here: the request's
 transaction, the account's stream (locked for a change), paging, and the stream object.
@@ -55,6 +55,7 @@ from api.schemas.livestreams import (
 )
 from api.schemas.restream import check_target_ids
 from workers.events import EndReason
+from workers.renditions import encode_renditions
 from workers.supervisor import OutputStatus
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ async def create_live_stream(request: web.Request) -> web.Response:
             max_duration_seconds=body.max_duration_seconds,
             latency_mode=body.latency_mode,
             playback_policy=body.playback_policy,
+            renditions=encode_renditions(body.renditions),
         )
     log.info("live stream %s created by account %s", stream.id, request[ACCOUNT].id)
     headers = {"Location": f"/v1/livestreams/{stream.id}"}
@@ -157,6 +159,7 @@ async def update_live_stream(request: web.Request) -> web.Response:
                 else None,
                 latency_mode=body.latency_mode if "latency_mode" in given else None,
                 playback_policy=body.playback_policy if "playback_policy" in given else None,
+                renditions=encode_renditions(body.renditions) if "renditions" in given else None,
             )
     if "playback_policy" in given:
         request.app[PLAYBACK_GUARD].forget_stream(stream.id)

@@ -23,6 +23,7 @@ from api.errors import ApiError, NotFound
 from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS, WAKE_PACER
 from api.playback_tokens import with_token
 from workers.llhls import Answer, Reject, reload_decision
+from workers.llhls_ladder import LowLatencyPlayback
 from workers.llhls_output import LowLatencyOutput
 
 PLAYLIST_CACHE_CONTROL = "no-cache"
@@ -45,7 +46,7 @@ def low_latency_output(request: web.Request, stream_id: str) -> LowLatencyOutput
 
 
 async def playlist(
-    request: web.Request, output: LowLatencyOutput, token: str | None = None
+    request: web.Request, output: LowLatencyPlayback, token: str | None = None
 ) -> web.Response:
     """The media playlist, once it holds what a blocking reload asks for (with ``token``, a
     signed stream's playback token, in each of its URIs)."""
@@ -67,7 +68,7 @@ async def playlist(
 
 
 async def media(
-    request: web.Request, output: LowLatencyOutput, name: str, cache: str = MEDIA_CACHE_CONTROL
+    request: web.Request, output: LowLatencyPlayback, name: str, cache: str = MEDIA_CACHE_CONTROL
 ) -> web.Response:
     """An initialization segment, a part or a segment, from memory (``cache``: its
     ``Cache-Control``)."""
@@ -96,7 +97,9 @@ async def media(
     return _response(request, data, _CONTENT_TYPES[extension], cache)
 
 
-async def _wait(request: web.Request, output: LowLatencyOutput, ready: Callable[[], bool]) -> bool:
+async def _wait(
+    request: web.Request, output: LowLatencyPlayback, ready: Callable[[], bool]
+) -> bool:
     """Wait for ``ready()`` (:meth:`LowLatencyOutput.wait_for`); once woken, take a turn of the
     app's :class:`api.live.wake_pacer.WakePacer`, since every viewer is woken by the same part."""
     if ready():

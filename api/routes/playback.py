@@ -1,6 +1,7 @@
 """HLS playback (no auth): live playlists/segments by stream id, recordings by recording id.
 
-- ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window, from
+- ``/live/{id}/index.m3u8`` and ``/live/{id}/{segment}``: the live window (with a ladder,
+  ``index.m3u8`` is the multivariant playlist and ``<rendition>.m3u8`` each rendition's), from
   ``<live_dir>/<id>/`` (in low-latency mode from memory: :mod:`api.routes.llhls`); when the
   stream is live on another node, that node's answer (:mod:`api.cluster.forwarding`).
 - ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
@@ -35,10 +36,16 @@ from api.playback_tokens import with_token
 from api.recording_storage import object_storage, segment_redirect, stored_playlist
 from api.routes import llhls
 from api.routes.owner_state import clustered
+from workers.llhls_ladder import LowLatencyPlayback
+from workers.llhls_output import LowLatencyOutput
+from workers.renditions import SOURCE
 
 PLAYLIST_NAME = "index.m3u8"
 _ID = re.compile(r"[0-9a-f]{24}")
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}\.(ts|m4s|mp4|aac)")
+_RENDITION_PLAYLIST = re.compile(r"[a-z0-9]{1,16}\.m3u8")
+"""A rendition's media playlist next to an adaptive-bitrate stream's multivariant
+``index.m3u8`` (``source.m3u8``, ``720p.m3u8``: :mod:`workers.ladder_hls`)."""
 _CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
     ".ts": "video/mp2t",
@@ -72,6 +79,11 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
         path = f"/live/{stream_id}/{PLAYLIST_NAME}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None and low_latency.has_ladder:
+        variants = low_latency.multivariant()
+        if variants is None:
+            raise NotFound("playlist not found")
+        return _playlist_response(request, variants, token)
     if low_latency is not None:
         return await llhls.playlist(request, low_latency, token)
     body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
@@ -83,15 +95,40 @@ async def live_segment(request: web.Request) -> web.StreamResponse:
     node's)."""
     stream_id, name = request.match_info["id"], request.match_info["segment"]
     token = await _signed(request, stream_id)
-    owner = await _owner_elsewhere(request) if _SEGMENT_NAME.fullmatch(name) else None
+    rendition = _RENDITION_PLAYLIST.fullmatch(name) is not None
+    served = rendition or _SEGMENT_NAME.fullmatch(name)
+    owner = await _owner_elsewhere(request) if served else None
     if owner is not None:
         path = f"/live/{stream_id}/{name}"
         return await request.app[FORWARDER].forward(request, owner, path, blocking=True)
     low_latency = llhls.low_latency_output(request, stream_id)
+    if low_latency is not None and rendition:
+        return await llhls.playlist(request, _low_latency_rendition(low_latency, name), token)
     if low_latency is not None:
         cache = SIGNED_MEDIA_CACHE_CONTROL if token else llhls.MEDIA_CACHE_CONTROL
-        return await llhls.media(request, low_latency, name, cache)
+        return await llhls.media(request, _rendition_of_media(low_latency, name), name, cache)
+    if rendition:
+        body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id, name)
+        return _playlist_response(request, body, token)
     return await _segment(request, request.app[SETTINGS].live_dir, stream_id, token)
+
+
+def _low_latency_rendition(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
+    """The rendition of a low-latency ladder whose media playlist is ``name``."""
+    if output.has_ladder and name == f"{SOURCE}.m3u8":
+        return output
+    found = output.rendition(name)
+    if found is None:
+        raise NotFound("playlist not found")
+    return found
+
+
+def _rendition_of_media(output: LowLatencyOutput, name: str) -> LowLatencyPlayback:
+    """The rendition a low-latency media name belongs to (its rung's name tag starts it)."""
+    for rung in (*output.rungs, *output.dropped):
+        if name.startswith(f"{rung.stream.name_tag}-"):
+            return rung
+    return output
 
 
 async def _signed(request: web.Request, stream_id: str) -> str | None:
@@ -217,8 +254,8 @@ async def _read_recording_playlist(app: web.Application, recording_id: str) -> b
     return await _read_playlist(app[SETTINGS].recordings_dir, recording_id)
 
 
-async def _read_playlist(root: Path, directory_id: str) -> bytes:
-    path = await _find(root, directory_id, PLAYLIST_NAME)
+async def _read_playlist(root: Path, directory_id: str, name: str = PLAYLIST_NAME) -> bytes:
+    path = await _find(root, directory_id, name)
     try:
         # Read whole: playlists are replaced (renamed over) while we serve them.
         return await asyncio.to_thread(path.read_bytes)
@@ -248,7 +285,8 @@ async def _find(root: Path, directory_id: str, name: str) -> Path:
         raise NotFound("stream not found")
     path = await asyncio.to_thread(_resolve_inside, root, directory_id, name)
     if path is None:
-        raise NotFound("playlist not found" if name == PLAYLIST_NAME else "segment not found")
+        playlist = name.endswith(".m3u8")
+        raise NotFound("playlist not found" if playlist else "segment not found")
     return path
 
 

@@ -96,6 +96,23 @@ class CurrentSessionOutput(_Status):
         "`reconnectWindowSeconds`."
     )
     reconnects: int = Field(default=0, description="Publishers that came back in this session.")
+    renditions: list[str] = Field(
+        default_factory=list,
+        description="The renditions this session produces, `source` first: the stream's "
+        "`renditions` less the rungs not below the source's height (never upscaled) and, "
+        "without video, every rung. Empty until playback output starts.",
+    )
+    transcode_speed: float | None = Field(
+        default=None,
+        description="ffmpeg's speed while it transcodes a ladder (media seconds per second); "
+        "below 1.0 it falls behind. Null without a transcoded rendition.",
+    )
+    dropped_renditions: list[str] = Field(
+        default_factory=list,
+        description="Renditions dropped in this session because the transcoding could not "
+        "keep up (speed below 0.97 for 10 s): the top rung goes first, ffmpeg starts again "
+        "without it, the source and the other renditions go on after a discontinuity.",
+    )
 
 
 def current_session_output(status: SessionStatus | None) -> CurrentSessionOutput | None:
@@ -114,6 +131,9 @@ def current_session_output(status: SessionStatus | None) -> CurrentSessionOutput
         outputs=[_output(report) for report in status.outputs],
         reconnecting=status.reconnecting,
         reconnects=status.reconnects,
+        renditions=list(status.renditions),
+        transcode_speed=status.transcode_speed,
+        dropped_renditions=list(status.dropped_renditions),
     )
 
 

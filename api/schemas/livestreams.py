@@ -30,12 +30,14 @@ from api.schemas.base import InputModel as _Input
 from api.schemas.base import OutputModel as _Output
 from api.schemas.base import iso_timestamp, omit_null_defaults, optional_field
 from api.schemas.current_session import CurrentSessionOutput
+from api.schemas.renditions import Renditions
 from api.schemas.restream import (
     RestreamTargetInput,
     RestreamTargetOutput,
     restream_target_output,
 )
 from workers.recording import RecordingSummary
+from workers.renditions import SOURCE, decode_renditions
 from workers.supervisor import OutputStatus
 
 MAX_RESTREAM_TARGETS = 10
@@ -141,6 +143,7 @@ class LiveStreamCreate(_Input):
     )
     latency_mode: LatencyMode = Field(default="standard", alias="latencyMode")
     playback_policy: PlaybackPolicy = Field(default="public", alias="playbackPolicy")
+    renditions: Renditions = Field(default_factory=lambda: [SOURCE])
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -158,6 +161,7 @@ class LiveStreamUpdate(_Input):
     max_duration_seconds: MaxDuration = optional_field("maxDurationSeconds")
     latency_mode: LatencyMode = optional_field("latencyMode")
     playback_policy: PlaybackPolicy = optional_field("playbackPolicy")
+    renditions: Renditions = optional_field()
 
     _name_not_blank = field_validator("name")(_not_blank)
 
@@ -212,6 +216,10 @@ class LiveStreamOutput(_Output):
     )
     playback_policy: Literal["public", "signed"] = Field(
         description="`public`, or `signed`: playback and recordings need a playback token."
+    )
+    renditions: list[str] = Field(
+        description="The renditions the stream asks for from its next session (`source` "
+        "first); `currentSession.renditions` are those the live session produces."
     )
     current_session: CurrentSessionOutput | None = Field(
         description="The live session on this node (for `GET` of one stream: on the node "
@@ -403,6 +411,7 @@ def live_stream_output(
         max_duration_seconds=stream.max_duration_seconds,
         latency_mode="low" if stream.latency_mode == "low" else "standard",
         playback_policy="signed" if stream.playback_policy == "signed" else "public",
+        renditions=list(decode_renditions(stream.renditions)),
         current_session=current_session,
     )
 

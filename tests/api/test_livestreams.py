@@ -42,6 +42,7 @@ STREAM_KEYS = {
     "maxDurationSeconds",
     "latencyMode",
     "playbackPolicy",
+    "renditions",
     "currentSession",
 }
 

@@ -29,6 +29,7 @@ def test_the_status_maps_to_the_camel_case_schema_once() -> None:
         ),
         reconnecting=True,
         reconnects=1,
+        renditions=("source", "480p"),
     )
     rendered = current_session_output(status)
     assert rendered is not None
@@ -58,6 +59,9 @@ def test_the_status_maps_to_the_camel_case_schema_once() -> None:
         ],
         "reconnecting": True,
         "reconnects": 1,
+        "renditions": ["source", "480p"],
+        "transcodeSpeed": None,
+        "droppedRenditions": [],
     }
     assert current_session_output(None) is None
 
