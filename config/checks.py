@@ -119,8 +119,18 @@ def check_rtmp_limits(settings: Settings) -> None:
 
 
 def check_rtmps(settings: Settings) -> None:
-    """The RTMPS listener's port, and a certificate and key that load together."""
+    """The RTMPS listener's port, and a certificate and key that load together; no
+    certificate or key without the port (they would be ignored)."""
     if settings.rtmps_port == -1:
+        for var, path in (
+            ("LIVERELAY_TLS_CERT_FILE", settings.tls_cert_file),
+            ("LIVERELAY_TLS_KEY_FILE", settings.tls_key_file),
+        ):
+            if path is not None:
+                raise SettingsError(
+                    f"{var} is set but LIVERELAY_RTMPS_PORT is not: set the port to serve "
+                    "RTMPS, or unset the certificate and key"
+                )
         return
     if not 0 <= settings.rtmps_port <= 65535:
         raise SettingsError("LIVERELAY_RTMPS_PORT must be a port number, or -1 (off)")

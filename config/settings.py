@@ -42,7 +42,7 @@ class Settings:
     ``tls_cert_file`` and ``tls_key_file``."""
     tls_cert_file: str | None = None
     """PEM certificate chain (the server's certificate first) of the RTMPS ingest; read again
-    on SIGHUP."""
+    on SIGHUP. Set without ``rtmps_port``, it is refused (it would not be served)."""
     tls_key_file: str | None = None
     """PEM private key (not encrypted) of ``tls_cert_file``; read again on SIGHUP."""
     data_dir: Path = Path("./data")

@@ -67,6 +67,9 @@ class CloseReason(enum.StrEnum):
     """A trusted proxy sent a malformed or oversized PROXY header."""
     PROXY_HEADER_UNTRUSTED = "proxy_header_untrusted"
     """A PROXY header from an address not in ``LIVERELAY_TRUSTED_PROXIES``."""
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    """The TLS handshake on the RTMPS port failed: not TLS (plain RTMP), no protocol or cipher
+    in common, or the client refused the certificate (its alert is in the log line)."""
 
 
 class ConnectionLimitHit(Exception):
@@ -113,11 +116,12 @@ def idle_timeout(seconds: float) -> ConnectionLimitHit:
     return ConnectionLimitHit(CloseReason.IDLE_TIMEOUT, f"no data for {seconds:g} s")
 
 
-def handshake_timeout(seconds: float) -> ConnectionLimitHit:
+def handshake_timeout(seconds: float, stage: str = "") -> ConnectionLimitHit:
     """A client was not publishing ``seconds`` after connecting
-    (``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT``)."""
+    (``LIVERELAY_RTMP_HANDSHAKE_TIMEOUT``); ``stage`` says what it had not finished."""
+    message = f"not publishing {seconds:g} s after connecting"
     return ConnectionLimitHit(
-        CloseReason.HANDSHAKE_TIMEOUT, f"not publishing {seconds:g} s after connecting"
+        CloseReason.HANDSHAKE_TIMEOUT, f"{message} ({stage})" if stage else message
     )
 
 

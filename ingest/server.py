@@ -47,6 +47,7 @@ from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
 from ingest.tls import ServerCertificate
+from ingest.tls_session import TLSSession
 from ingest.transport import RTMPTransport
 
 log = logging.getLogger(__name__)
@@ -125,15 +126,14 @@ class RTMPServer:
             self._new_transport, self._settings.rtmp_host, self._settings.rtmp_port
         )
         log.info("RTMP ingest listening on %s:%d", self._settings.rtmp_host, self.port)
-        if self._certificate is not None:
+        if (certificate := self._certificate) is not None:
             settings = self._settings
-            # The TLS handshake counts in the handshake timeout (see ``_serve``).
+            # Plain TCP: the caps apply at the accept, and TLS (in the transport) comes after
+            # any PROXY header; the TLS handshake counts in the handshake timeout (``_serve``).
             self._tls_server = await loop.create_server(
-                lambda: self._new_transport(tls=True),
+                lambda: self._new_transport(TLSSession(certificate.context)),
                 settings.rtmps_listen_host,
                 settings.rtmps_port,
-                ssl=self._certificate.context,
-                ssl_handshake_timeout=settings.rtmp_handshake_timeout,
             )
             log.info("RTMPS ingest listening on %s:%d", settings.rtmps_listen_host, self.tls_port)
 
@@ -155,7 +155,7 @@ class RTMPServer:
 
     # -- accepting ------------------------------------------------------------------------------
 
-    def _new_transport(self, *, tls: bool = False) -> RTMPTransport:
+    def _new_transport(self, tls: TLSSession | None = None) -> RTMPTransport:
         settings = self._settings
         transport = RTMPTransport(
             self._accept,
@@ -164,23 +164,22 @@ class RTMPServer:
             max_send_buffer=settings.rtmp_max_send_buffer,
             max_publish_kbps=settings.rtmp_max_publish_kbps,
             clock=self._clock,
+            tls=tls,
         )
-        transport.tls = tls
         return transport
 
     def _accept(self, transport: RTMPTransport) -> None:
         """A connection came in: refuse it at once, or start its task."""
-        client, host = peer_address(transport.extra("peername"))
+        assert transport.transport is not None
+        client, host = peer_address(transport.transport.get_extra_info("peername"))
         if self._closing:
             transport.abort()
             return
-        # A PROXY header is read on the plain port only; over TLS the first byte is TLS.
-        proxies = None if transport.tls else self._proxies
+        proxies = self._proxies  # on the RTMPS port too: the header comes before TLS
         proxied = proxies is not None and proxies.trusts(host)
         refusal = self._admit(None if proxied else host)
         if refusal is not None:
             self._closed_early(client, refusal.reason, str(refusal))
-            assert transport.transport is not None
             transport.transport.close()
             return
         if proxied:
@@ -333,7 +332,7 @@ class RTMPServer:
                 try:
                     await transport.wait(None if publisher.publishing else deadline)
                 except TimeoutError:
-                    raise handshake_timeout(handshake_seconds) from None
+                    raise handshake_timeout(handshake_seconds, transport.unfinished) from None
             transport.raise_failure(all_events_handled=False)
             while (event := transport.next_event()) is not None:
                 await self._handle(event, transport, publisher, host)

@@ -14,8 +14,10 @@ the publish is decided; the task then parses what waited.
 
 Behind a trusted proxy the first bytes are a PROXY header, read by a
 :class:`~ingest.proxied.ProxyHeaderWait`; reading then pauses until :meth:`RTMPTransport.attach`
-parses the bytes after it. The limits checked here are in :mod:`ingest.limits`; the batching of
-a publisher's reads is in :mod:`ingest.batching`.
+parses the bytes after it. On the RTMPS port the bytes read (after any PROXY header) are TLS,
+decrypted by the connection's :class:`~ingest.tls_session.TLSSession` into the same buffer
+before they are parsed; replies are encrypted on their way out. The limits checked here are in
+:mod:`ingest.limits`; the batching of a publisher's reads is in :mod:`ingest.batching`.
 """
 
 from __future__ import annotations
@@ -34,18 +36,23 @@ from ingest.publisher import PublisherConnection
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event
+from ingest.tls_session import TLSSession
 
 READ_SIZE = 64 * 1024
 """Bytes read and parsed at a time. A peer can make an event of every byte (empty media
 messages), so this bounds the events of one read, held while a publish is being authorized, to
 about 7 MB; the bytes after the publish wait unparsed."""
+TLS_READ_SIZE = 256 * 1024
+"""Bytes of TLS read at a time (as asyncio's ``ssl=`` transport does: fewer passes of the event
+loop per megabyte); decrypted and parsed :data:`READ_SIZE` bytes at a time."""
 
 
 class RTMPTransport(asyncio.BufferedProtocol):
     """One accepted RTMP connection (see the module docstring).
 
     ``on_made`` is called from :meth:`connection_made`; it either refuses the connection
-    (closes the transport) or calls :meth:`attach` and starts the connection's task.
+    (closes the transport) or calls :meth:`attach` and starts the connection's task. With
+    ``tls`` (the RTMPS port) what is read after any PROXY header is TLS.
     """
 
     def __init__(
@@ -57,27 +64,27 @@ class RTMPTransport(asyncio.BufferedProtocol):
         max_send_buffer: int,
         max_publish_kbps: int,
         clock: Callable[[], float],
+        tls: TLSSession | None = None,
     ) -> None:
         self._on_made = on_made
         self._batcher = batcher
         self._idle_timeout = idle_timeout
         self._max_send_buffer = max_send_buffer
         self._bitrate = BitrateLimit(max_publish_kbps, clock=clock) if max_publish_kbps else None
-        self._view = memoryview(bytearray(READ_SIZE))
+        self.tls = tls
+        self._plaintext = memoryview(bytearray(READ_SIZE))
+        self._view = self._plaintext if tls is None else memoryview(bytearray(TLS_READ_SIZE))
         self.transport: asyncio.Transport | None = None
         self.conn: RTMPServerConnection | None = None
         self.publisher: PublisherConnection | None = None
         self._loop = asyncio.get_running_loop()
-        self.accepted_at = self._loop.time()
-        """When the TCP connection was accepted (before any TLS handshake), loop time."""
         self._pending: deque[Event] = deque()
         """Events waiting for the task, in order; reading is paused while there are any."""
         self._failure: BaseException | None = None
         self._eof = False
         self._lost = False
         self._closed_by_server = False
-        self._low_water: LowWaterMark | None = None
-        """Set while reads are batched."""
+        self._low_water: LowWaterMark | None = None  # set while reads are batched
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_data_at = 0.0
         self._wakeup = asyncio.Event()
@@ -89,8 +96,6 @@ class RTMPTransport(asyncio.BufferedProtocol):
         """Set before any byte is read when a PROXY header must come first."""
         self.refuse_proxy_header = False
         """Set before any byte is read to close the connection if it begins with a header."""
-        self.tls = False
-        """Whether this connection came in on the RTMPS listener (set by the server)."""
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -104,16 +109,8 @@ class RTMPTransport(asyncio.BufferedProtocol):
         once its PROXY header is read (the bytes after it are parsed now)."""
         self.conn, self.publisher = conn, publisher
         if self.header_wait is not None and (rest := self.header_wait.take_rest()):
-            try:
-                self._receive(conn, publisher, rest)
-            except Exception as exc:
-                self._fail(exc)
+            self._received(conn, publisher, rest)
         self._update_reading()
-
-    def extra(self, name: str) -> object:
-        """``transport.get_extra_info(name)``."""
-        assert self.transport is not None
-        return self.transport.get_extra_info(name)
 
     # -- the event loop's callbacks -----------------------------------------------------------
 
@@ -135,16 +132,27 @@ class RTMPTransport(asyncio.BufferedProtocol):
         conn, publisher = self.conn, self.publisher
         if conn is None or publisher is None or self._failure is not None:
             return  # refused, or already ending: the rest is not read
-        self._last_data_at = now = self._loop.time()
+        self._received(conn, publisher, self._view[:nbytes])
+        if (low_water := self._low_water) is not None:
+            low_water.follow(self._last_data_at, nbytes)
+
+    def _received(
+        self, conn: RTMPServerConnection, publisher: PublisherConnection, data: memoryview | bytes
+    ) -> None:
+        """Bytes read after any PROXY header: decrypted first on the RTMPS port."""
+        self._last_data_at = self._loop.time()
+        tls = self.tls
         try:
-            if self._bitrate is not None:
-                self._bitrate.check(nbytes)
-            self._receive(conn, publisher, self._view[:nbytes])
+            for plaintext in (data,) if tls is None else tls.receive(data, self._plaintext):
+                if self._bitrate is not None:
+                    self._bitrate.check(len(plaintext))
+                self._receive(conn, publisher, plaintext)
         except Exception as exc:  # raised again in the connection's task
             self._fail(exc)
-            return
-        if (low_water := self._low_water) is not None:
-            low_water.follow(now, nbytes)
+        if tls is not None:
+            self._write(b"")  # the handshake's replies or an alert
+            if tls.closed_by_peer:
+                self.eof_received()
 
     def _receive(
         self, conn: RTMPServerConnection, publisher: PublisherConnection, data: memoryview | bytes
@@ -176,15 +184,16 @@ class RTMPTransport(asyncio.BufferedProtocol):
         if self.header_wait is not None:
             self.header_wait.end("closed before its PROXY header")
         self._eof = True
+        self._tls_cut_short()
         self._wakeup.set()
-        # Half-open: the task closes, after flushing any last replies. TLS has no half-open
-        # state (asyncio closes the connection and warns if asked to keep it).
-        return self.extra("sslcontext") is None
+        # Half-open: the task closes after flushing its last replies; TLS has no half-open state.
+        return self.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.header_wait is not None:
             self.header_wait.end("lost before its PROXY header")
         self._lost = True
+        self._tls_cut_short()
         if exc is not None and self._failure is None:
             self._failure = exc
         self._cancel_timers()
@@ -204,6 +213,12 @@ class RTMPTransport(asyncio.BufferedProtocol):
     def closed_by_server(self) -> bool:
         """Whether :meth:`close_from_outside` closed the connection."""
         return self._closed_by_server
+
+    @property
+    def unfinished(self) -> str:
+        """What a connection that is not publishing yet is still in, for the log: ``TLS
+        handshake`` or nothing."""
+        return "TLS handshake" if self.tls is not None and not self.tls.handshake_done else ""
 
     @property
     def peer_gone(self) -> bool:
@@ -261,24 +276,21 @@ class RTMPTransport(asyncio.BufferedProtocol):
         conn, transport = self.conn, self.transport
         if conn is None or transport is None:
             return
-        out = conn.data_to_send()
-        if out and not transport.is_closing():
-            transport.write(out)
+        if out := conn.data_to_send():
+            self._write(out)
 
     def close_from_outside(self) -> None:
         """End the connection from outside its task (API delete, replaced publisher), sending
         the publisher's last status first."""
         self.flush()
         self._closed_by_server = True
-        assert self.transport is not None
-        self.transport.close()
+        self._close_transport()
         self._wakeup.set()
 
     async def close(self, grace: float) -> None:
         """Close, letting the last replies go out for up to ``grace`` seconds, then abort."""
         self._cancel_timers()
-        assert self.transport is not None
-        self.transport.close()
+        self._close_transport()
         try:
             async with asyncio.timeout(grace):
                 await asyncio.shield(self._gone)
@@ -300,6 +312,30 @@ class RTMPTransport(asyncio.BufferedProtocol):
         self.transport.abort()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _close_transport(self) -> None:
+        """Close the socket once written out, after ``close_notify`` on a TLS connection."""
+        assert self.transport is not None
+        if self.tls is not None:
+            self.tls.close()
+            self._write(b"")
+        self.transport.close()
+
+    def _tls_cut_short(self) -> None:
+        if self.tls is not None and (failure := self.tls.cut_short()) is not None:
+            self._failure = self._failure or failure
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, encrypted on the RTMPS port with what TLS has to send (handshake
+        replies, an alert, ``close_notify``), unless the socket is closing."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.tls is not None:
+            self.tls.send(data)
+            data = self.tls.data_to_send()
+        if data:
+            transport.write(data)
 
     def _send(self) -> None:
         """Write the queued replies; a peer that leaves too many unread is dropped."""

@@ -58,12 +58,19 @@ class RawPublisher:
 
     @classmethod
     async def start(
-        cls, port: int, key: str, *, tls: ssl.SSLContext | None = None
+        cls, port: int, key: str, *, tls: ssl.SSLContext | None = None, proxy_header: bytes = b""
     ) -> tuple[RawPublisher, list[str]]:
         """Connect to the RTMP port (with ``tls``: the RTMPS port) and publish with ``key``;
         return the publisher and the status codes the server answered. Once accepted it sends
-        64 KiB chunks."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
+        64 KiB chunks. A ``proxy_header`` is sent first, in clear (before any TLS)."""
+        if proxy_header:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(proxy_header)
+            await writer.drain()
+            if tls is not None:
+                await writer.start_tls(tls, server_hostname="127.0.0.1")
+        else:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls)
         writer.write(publish_bytes(key))
         output = ServerOutput(expect_handshake=True)
         codes = [status["code"] for status in await first_statuses(reader, output)]

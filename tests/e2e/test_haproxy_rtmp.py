@@ -1,7 +1,8 @@
 """RTMP ingest behind ``deploy/haproxy/liverelay-rtmp.cfg``: Debian's HAProxy, started by the
 test with that file (only the addresses swapped for loopback ones), carries a real ffmpeg
 publish to liverelay with a PROXY v2 header, and the session's ``clientAddress`` is ffmpeg's
-own address and port, not HAProxy's.
+own address and port, not HAProxy's; over RTMP, and over RTMPS passed through to liverelay's
+RTMPS port (the header before the TLS handshake).
 
 On loopback, HAProxy connects to liverelay from 127.0.0.2, the one trusted proxy; ffmpeg and the
 direct clients connect from 127.0.0.1. A connection from the proxy's address without a header
@@ -27,6 +28,7 @@ from tests.e2e.conftest import LiveServer, Publisher, Sources, free_port, push, 
 from tests.polling import eventually
 from tests.protocol.helpers import publish_bytes
 from tests.rtmp_client import read_to_eof
+from tests.tls_support import CertificateFiles, make_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -47,13 +49,17 @@ def haproxy_or_fail() -> str:
     return haproxy
 
 
-def proxy_config(shipped: str, *, port: int, upstream: int) -> str:
-    """The shipped file listening on loopback ``port`` with one node, liverelay at
-    ``upstream``, reached from :data:`PROXY_SOURCE`."""
+def proxy_config(shipped: str, *, ports: tuple[int, int], upstreams: tuple[int, int]) -> str:
+    """The shipped file listening on loopback ``ports`` (RTMP, RTMPS) with one node, liverelay
+    at ``upstreams``, reached from :data:`PROXY_SOURCE`."""
     swaps = {
-        "bind :1935": f"bind 127.0.0.1:{port}",
+        "bind :1935": f"bind 127.0.0.1:{ports[0]}",
+        "bind :1936": f"bind 127.0.0.1:{ports[1]}",
         "server node1 10.0.0.11:1935 send-proxy-v2": (
-            f"server node1 127.0.0.1:{upstream} source {PROXY_SOURCE} send-proxy-v2"
+            f"server node1 127.0.0.1:{upstreams[0]} source {PROXY_SOURCE} send-proxy-v2"
+        ),
+        "server node1 10.0.0.11:1936 send-proxy-v2": (
+            f"server node1 127.0.0.1:{upstreams[1]} source {PROXY_SOURCE} send-proxy-v2"
         ),
         "check-send-proxy inter 5s\n    server node2": "check-send-proxy inter 100ms\n#",
     }
@@ -64,23 +70,41 @@ def proxy_config(shipped: str, *, port: int, upstream: int) -> str:
 
 
 @pytest.fixture
-async def live(tmp_path: Path, sqlite_url: str) -> AsyncIterator[LiveServer]:
+def certificate(tmp_path: Path) -> CertificateFiles:
+    (tmp_path / "tls").mkdir()
+    return make_certificate(tmp_path / "tls", "liverelay")
+
+
+@pytest.fixture
+async def live(
+    tmp_path: Path, sqlite_url: str, certificate: CertificateFiles
+) -> AsyncIterator[LiveServer]:
     async with serving(
-        tmp_path, sqlite_url, rtmp_proxy_protocol=True, trusted_proxies=f"{PROXY_SOURCE}/32"
+        tmp_path,
+        sqlite_url,
+        rtmp_proxy_protocol=True,
+        trusted_proxies=f"{PROXY_SOURCE}/32",
+        rtmps_port=0,
+        tls_cert_file=str(certificate.cert),
+        tls_key_file=str(certificate.key),
     ) as live:
         yield live
 
 
 @pytest.fixture
-async def haproxy_port(live: LiveServer, tmp_path: Path) -> AsyncIterator[int]:
-    """HAProxy in the foreground as this test's own process, stopped by its PID."""
+async def haproxy_ports(live: LiveServer, tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
+    """HAProxy in the foreground as this test's own process, stopped by its PID; its RTMP and
+    RTMPS ports."""
     haproxy = haproxy_or_fail()
     directory = tmp_path / "haproxy"
     directory.mkdir()
-    port = free_port()
+    ports = (free_port(), free_port())
     (directory / "global.cfg").write_text("global\n    maxconn 256\n")
     conf = directory / "liverelay-rtmp.cfg"
-    conf.write_text(proxy_config(CONF.read_text(), port=port, upstream=live.rtmp_port))
+    tls_port = live.app[RTMP_SERVER].tls_port
+    assert tls_port is not None
+    upstreams = (live.rtmp_port, tls_port)
+    conf.write_text(proxy_config(CONF.read_text(), ports=ports, upstreams=upstreams))
     argv = [haproxy, "-f", str(directory / "global.cfg"), "-f", str(conf)]
     check = await asyncio.create_subprocess_exec(
         *argv, "-c", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -94,11 +118,14 @@ async def haproxy_port(live: LiveServer, tmp_path: Path) -> AsyncIterator[int]:
 
         def listening() -> bool:
             assert process.returncode is None, "haproxy exited"
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
+            with socket.socket() as probe, socket.socket() as tls_probe:
+                return (
+                    probe.connect_ex(("127.0.0.1", ports[0])) == 0
+                    and tls_probe.connect_ex(("127.0.0.1", ports[1])) == 0
+                )
 
         await eventually(listening, 10, interval=0.05, message="haproxy never listened")
-        yield port
+        yield ports
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -149,7 +176,7 @@ async def direct(live: LiveServer, data: bytes, *, local_host: str) -> bytes:
 
 async def test_a_publish_through_haproxy_has_the_clients_address(
     live: LiveServer,
-    haproxy_port: int,
+    haproxy_ports: tuple[int, int],
     ffmpeg_exe: str,
     sources: Sources,
     publishers: list[Publisher],
@@ -158,6 +185,7 @@ async def test_a_publish_through_haproxy_has_the_clients_address(
     caplog.set_level(logging.DEBUG, logger="ingest.server")
     stream = await live.create_stream()
     key = stream["streamKey"]
+    haproxy_port = haproxy_ports[0]
     url = f"rtmp://127.0.0.1:{haproxy_port}/live/{key}"
     publisher = await push(ffmpeg_exe, sources.av, url, loop=True)
     publishers.append(publisher)
@@ -183,3 +211,29 @@ async def test_a_publish_through_haproxy_has_the_clients_address(
     after = await current_session(live, stream["id"])  # still live, untouched
     assert after is not None
     assert (after["id"], after["clientAddress"]) == (session["id"], session["clientAddress"])
+
+
+async def test_rtmps_passed_through_haproxy_has_the_clients_address(
+    live: LiveServer,
+    haproxy_ports: tuple[int, int],
+    certificate: CertificateFiles,
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+) -> None:
+    """HAProxy sends the PROXY header, then the encoder's TLS bytes, to the RTMPS port; its
+    health checks there (a LOCAL header, then a close) are not failed handshakes."""
+    stream = await live.create_stream()
+    tls_port = haproxy_ports[1]
+    url = f"rtmps://127.0.0.1:{tls_port}/live/{stream['streamKey']}"
+    verify = ("-tls_verify", "1", "-ca_file", str(certificate.cert))
+    publisher = await push(ffmpeg_exe, sources.av, url, loop=True, output_options=verify)
+    publishers.append(publisher)
+
+    session = await eventually(
+        lambda: current_session(live, stream["id"]), 30, interval=0.2, message="never live"
+    )
+    host, port = session["clientAddress"].rsplit(":", 1)
+    assert host == "127.0.0.1"  # not the proxy's 127.0.0.2
+    assert int(port) in client_ports(publisher.process.pid, tls_port)
+    assert live.app[RTMP_SERVER].rejected == {}

@@ -107,3 +107,15 @@ def test_a_port_out_of_range_is_refused(files: CertificateFiles, port: str) -> N
 def test_the_rtmp_port_is_refused_for_rtmps(files: CertificateFiles) -> None:
     with pytest.raises(SettingsError, match="must differ from LIVERELAY_RTMP_PORT"):
         Settings.from_env(env(files, LIVERELAY_RTMPS_PORT="1935"))
+
+
+@pytest.mark.parametrize("given", ["LIVERELAY_TLS_CERT_FILE", "LIVERELAY_TLS_KEY_FILE"])
+def test_a_certificate_without_the_port_is_refused(files: CertificateFiles, given: str) -> None:
+    """Files set for RTMPS that would not be served: the operator meant to turn it on."""
+    values = {given: env(files)[given]}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(values)
+    assert str(raised.value) == (
+        f"{given} is set but LIVERELAY_RTMPS_PORT is not: set the port to serve RTMPS, "
+        "or unset the certificate and key"
+    )

@@ -124,6 +124,7 @@ def test_reason_names_are_stable() -> None:
         "proxy_header_missing",
         "proxy_header_invalid",
         "proxy_header_untrusted",
+        "tls_handshake_failed",
     }
 
 

@@ -10,6 +10,7 @@ const LIST_REFRESH_MS = 5000;
 const STREAM_REFRESH_MS = 2000;
 const PER_PAGE = 20;
 const NO_PLAYER = "The player (hls.js) is not installed on the server: run `npm ci` in the liverelay directory.";
+const SIGNED_NOTE = "A signed stream plays with a playback token only, which the console does not sign.";
 let timer = null;
 let player = null;
 let sections = null;
@@ -205,6 +206,7 @@ async function streamPage(id) {
     return;
   }
   const status = h("span", { id: "status" }, badge(stream.status));
+  const policy = h("span", { id: "playback-policy" }, stream.playbackPolicy);
   const keyValue = h("code", { class: "value", id: "stream-key" }, "••••••••");
   let revealed = false;
   const reveal = h("button", { type: "button", class: "secondary", "aria-controls": "stream-key" }, "Reveal");
@@ -219,6 +221,7 @@ async function streamPage(id) {
   const actions = h("div", { class: "actions" });
   page(stream.name,
     h("p", {}, "Status: ", status, " ", h("a", { href: "#/streams" }, "All streams")),
+    h("p", {}, "Playback: ", policy),
     h("h2", {}, "Encoder settings"),
     h("p", { class: "muted" }, "In OBS: Settings → Stream → Service: Custom."),
     h("dl", { class: "settings" },
@@ -244,9 +247,14 @@ async function streamPage(id) {
     keyValue.textContent = revealed ? stream.streamKey : "••••••••";
     figures.replaceChildren(sessionFigures(stream.currentSession));
     actions.replaceChildren(...streamActions(stream, (next) => { stream = next; render(); }));
+    policy.textContent = stream.playbackPolicy;
     showPoster(video, stream);
-    if (stream.status === "live" && !player) startPlayer(video, stream, playerNote);
-    if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
+    if (stream.playbackPolicy === "signed") {
+      if (player) player.destroy();
+      player = null;
+      playerNote.textContent = SIGNED_NOTE;
+    } else if (stream.status === "live" && !player) startPlayer(video, stream, playerNote);
+    else if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
   };
   render();
   timer = setInterval(async () => {

@@ -45,6 +45,16 @@ function latencySelect(mode) {
   return select;
 }
 
+const POLICY_HINT = "Signed: players need a playback token signed with one of your signing keys (see the API). Applies at once, also while live.";
+
+function policySelect(policy) {
+  const select = h("select", { id: "f-playbackPolicy", "aria-describedby": "f-playbackPolicy-hint f-playbackPolicy-error" },
+    h("option", { value: "public" }, "Public: anyone with the URL"),
+    h("option", { value: "signed" }, "Signed: a playback token is needed"));
+  select.value = policy === "signed" ? "signed" : "public";
+  return select;
+}
+
 function settingsSection(stream, reload) {
   const saved = h("p", { class: "muted", role: "status" });
   const form = h("form", { novalidate: true, "aria-labelledby": "settings-heading" },
@@ -58,6 +68,7 @@ function settingsSection(stream, reload) {
       "The encoder is disconnected when a live session reaches it."),
     field("f-latencyMode", "Latency mode", latencySelect(stream.latencyMode),
       "Low: LL-HLS parts of about 200 ms, about a second behind the encoder. Standard: 2 s MPEG-TS segments for players that need them."),
+    field("f-playbackPolicy", "Playback", policySelect(stream.playbackPolicy), POLICY_HINT),
     h("p", { class: "form-error", role: "alert" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save settings")), saved);
   form.addEventListener("submit", async (event) => {
@@ -68,17 +79,18 @@ function settingsSection(stream, reload) {
       reconnectWindowSeconds: asNumber(form.querySelector("#f-reconnectWindowSeconds")),
       maxDurationSeconds: asNumber(form.querySelector("#f-maxDurationSeconds")),
       latencyMode: form.querySelector("#f-latencyMode").value,
+      playbackPolicy: form.querySelector("#f-playbackPolicy").value,
     };
     try {
       const next = await api("PATCH", `/v1/livestreams/${stream.id}`, body);
       showFieldErrors(form, { message: "", details: [] }, []);
       form.querySelector(".form-error").textContent = "";
       main.querySelector("h1").textContent = next.name;
-      saved.textContent = "Settings saved; a change applies from the next live session.";
+      saved.textContent = "Settings saved; the playback policy applies at once, the others from the next live session.";
       reload(next);
     } catch (err) {
       if (err.status === 401) failed(err);
-      else showFieldErrors(form, err, ["name", "record", "reconnectWindowSeconds", "maxDurationSeconds", "latencyMode"]);
+      else showFieldErrors(form, err, ["name", "record", "reconnectWindowSeconds", "maxDurationSeconds", "latencyMode", "playbackPolicy"]);
     }
   });
   return [h("h2", { id: "settings-heading" }, "Settings"), form];

@@ -67,17 +67,21 @@ function createPage() {
     h("div", { class: "field check" },
       h("input", { type: "checkbox", id: "f-record" }), " ", h("label", { for: "f-record" }, "Record the stream"),
       h("p", { class: "field-error", id: "f-record-error", hidden: true })),
+    field("f-playbackPolicy", "Playback", policySelect("public"), POLICY_HINT),
     h("p", { class: "form-error", role: "alert" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Create stream"),
       h("a", { href: "#/streams" }, "Cancel")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { name: form.querySelector("#f-name").value, record: form.querySelector("#f-record").checked };
+    const body = {
+      name: form.querySelector("#f-name").value, record: form.querySelector("#f-record").checked,
+      playbackPolicy: form.querySelector("#f-playbackPolicy").value,
+    };
     try {
       const stream = await api("POST", "/v1/livestreams", body);
       go(`#/streams/${stream.id}`);
     } catch (err) {
-      if (err.status === 401) failed(err); else showFieldErrors(form, err, ["name", "record"]);
+      if (err.status === 401) failed(err); else showFieldErrors(form, err, ["name", "record", "playbackPolicy"]);
     }
   });
   page("New stream", form);
