@@ -46,6 +46,8 @@ BAR = 20
 """Width in pixels of one bit's bar (the frame is BITS * BAR wide)."""
 METRICS_TOKEN = "bench-llhls-metrics"
 """``/metrics`` on the server's public port, for its event-loop lag histogram."""
+LAG_PROBE_SECONDS = 0.02
+"""The server probes its loop's lag this often: enough samples for a p99 in a few seconds."""
 WARM_UP = 10.0
 """Seconds of playback left out before latency is measured."""
 
@@ -306,6 +308,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-llhls-")))
     server.env["LIVERELAY_METRICS_TOKEN"] = METRICS_TOKEN  # the loop-lag histogram
+    server.env["LIVERELAY_LOOP_LAG_PROBE_SECONDS"] = str(LAG_PROBE_SECONDS)
     phases = set(args.phases.split(","))
     try:
         await server.start()

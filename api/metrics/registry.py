@@ -44,7 +44,7 @@ class Metrics:
         )
         self.loop_lag = Histogram(
             "liverelay_event_loop_lag_seconds",
-            "How late the event loop ran a timer probe (api.metrics.loop_lag), every 50 ms.",
+            "How late the event loop ran a timer probe (LIVERELAY_LOOP_LAG_PROBE_SECONDS apart).",
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
