@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from api.metrics.loop_lag import LoopLagProbe
+from config import Settings, SettingsError
 
 
 class _Handle:
@@ -79,3 +80,10 @@ def test_stop_cancels_the_pending_probe_and_start_again_keeps_one() -> None:
 def test_the_interval_must_be_positive() -> None:
     with pytest.raises(ValueError):
         LoopLagProbe(FakeLoop(), lambda lag: None, interval=0)
+
+
+def test_the_probe_period_is_a_setting_zero_turns_it_off_and_negative_is_refused() -> None:
+    assert Settings().loop_lag_probe_seconds == 1.0
+    assert Settings.from_env({"LIVERELAY_LOOP_LAG_PROBE_SECONDS": "0"}).loop_lag_probe_seconds == 0
+    with pytest.raises(SettingsError):
+        Settings.from_env({"LIVERELAY_LOOP_LAG_PROBE_SECONDS": "-1"})
