@@ -37,7 +37,7 @@ from bench import procstat
 from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
 from bench.llhls_requests import request_costs
 from bench.llhls_viewers import lag_quantile, loop_lag_buckets, probe_process, run_viewers
-from bench.servers import Liverelay
+from bench.servers import Liverelay, extract_ref
 
 CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
 FPS = 30
@@ -221,10 +221,12 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
         for count in counts:
             probe = asyncio.create_task(probe_process(server.base_url, seconds - 1))
             lag_before = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
+            delay_before = procstat.run_delay_seconds(server.proc.pid)
             begin = procstat.cpu_sample(roots)
             result = await run_viewers(stream["downstreamUrl"], count, seconds)
             end = procstat.cpu_sample(roots)
             lag_after = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
+            delay = procstat.run_delay_seconds(server.proc.pid) - delay_before
             lags = await probe
             elapsed = end.at - begin.at
             cpu = (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK
@@ -243,6 +245,7 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
                     "loop_lag_p50_ms": _ms(lag_quantile(lag_before, lag_after, 0.50)),
                     "loop_lag_p99_ms": _ms(lag_quantile(lag_before, lag_after, 0.99)),
                     "loop_lag_max_ms": _ms(lag_quantile(lag_before, lag_after, 1.0)),
+                    "waiting_for_cpu_ms_per_s": 1000 * delay / elapsed,
                     "healthz_p50_ms": percentile(lags, 50),
                     "healthz_p99_ms": percentile(lags, 99),
                 }
@@ -305,6 +308,8 @@ async def cpu_per_stream(mode: str, streams: int, seconds: float) -> dict[str, A
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": procstat.machine(), "argv": sys.argv[1:]}
+    if args.liverelay_ref:
+        Liverelay.source_dir, result["liverelay_commit"] = extract_ref(args.liverelay_ref)
     started = time.monotonic()
     server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-llhls-")))
     server.env["LIVERELAY_METRICS_TOKEN"] = METRICS_TOKEN  # the loop-lag histogram
@@ -358,6 +363,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--cpu-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--liverelay-ref", default=None, help="benchmark this git commit (not the working tree)"
+    )
     return parser.parse_args(argv)
 
 
