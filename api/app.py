@@ -23,12 +23,10 @@ from api.keys import (
     METRICS,
     SETTINGS,
     TOKEN_CACHE,
-    WAKE_PACER,
     WEBHOOK_POLICY,
 )
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
-from api.live.wake_pacer import WakePacer
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.loop_lag import loop_lag_context
 from api.metrics.registry import Metrics, metrics_middleware
@@ -89,7 +87,6 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
-    app[WAKE_PACER] = WakePacer()
     app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app[CONSOLE_THROTTLE] = AuthFailureThrottle(
         settings.rtmp_auth_failures_per_minute, clock=time.monotonic
