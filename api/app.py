@@ -21,6 +21,7 @@ from api.keys import (
     DRAIN,
     LOW_LATENCY_ENDED,
     METRICS,
+    REQUEST_IDS,
     SETTINGS,
     TOKEN_CACHE,
     WEBHOOK_POLICY,
@@ -30,7 +31,12 @@ from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.loop_lag import loop_lag_context
 from api.metrics.registry import Metrics, metrics_middleware
-from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.middlewares import (
+    RequestIds,
+    auth_middleware,
+    error_middleware,
+    request_id_middleware,
+)
 from api.openapi import document as openapi
 from api.recording_storage import storage_context
 from api.routes import (
@@ -78,6 +84,7 @@ def create_app(
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[REQUEST_IDS] = RequestIds()
     app[ACCESS_LOG_POLICY] = AccessLogPolicy(
         settings.access_log, logger=logging.getLogger("aiohttp.access")
     )

@@ -33,10 +33,13 @@ if TYPE_CHECKING:
     from api.jobs.retention import RetentionTask
     from api.live.drain import Drain
     from api.metrics.registry import Metrics
+    from api.middlewares import RequestIds
     from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+"""Where the request id middleware takes new request ids from."""
 ACCESS_LOG_POLICY: web.AppKey[AccessLogPolicy] = web.AppKey("access_log_policy")
 """Which requests get an access-log line (``LIVERELAY_ACCESS_LOG``)."""
 DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
