@@ -21,18 +21,23 @@ from api.keys import (
     DRAIN,
     LOW_LATENCY_ENDED,
     METRICS,
+    REQUEST_IDS,
     SETTINGS,
     THUMBNAILS,
     TOKEN_CACHE,
-    WAKE_PACER,
     WEBHOOK_POLICY,
 )
 from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
-from api.live.wake_pacer import WakePacer
 from api.metrics.listener import metrics_listener_context, register_public
+from api.metrics.loop_lag import loop_lag_context
 from api.metrics.registry import Metrics, metrics_middleware
-from api.middlewares import auth_middleware, error_middleware, request_id_middleware
+from api.middlewares import (
+    RequestIds,
+    auth_middleware,
+    error_middleware,
+    request_id_middleware,
+)
 from api.openapi import document as openapi
 from api.recording_storage import storage_context
 from api.routes import (
@@ -69,7 +74,8 @@ def create_app(
     RTMP port, the stream ownership leases the live paths hold), (4) the control socket
     (``liverelay drain``), (5) the metrics listener, (6) the cluster (registry row and
     heartbeat), (7) the deletion sweeper (ends what deleted streams leave live, removes their
-    recordings), (8) retention (prunes old deliveries and sessions). The last two take their job
+    recordings), (8) retention (prunes old deliveries and sessions), (9) the event-loop lag probe
+    (:mod:`api.metrics.loop_lag`). Deletion and retention take their job
     leases in the name of the node the cluster context registered, and give them up at shutdown
     before it marks the node gone.
     Media stops before the dispatcher and the database, so the events of the sessions it ends
@@ -81,6 +87,7 @@ def create_app(
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
+    app[REQUEST_IDS] = RequestIds()
     app[ACCESS_LOG_POLICY] = AccessLogPolicy(
         settings.access_log, logger=logging.getLogger("aiohttp.access")
     )
@@ -92,7 +99,6 @@ def create_app(
         token_cache = TokenCache(settings.token_cache_seconds)
     app[TOKEN_CACHE] = token_cache
     app[DRAIN] = Drain(settings.drain_seconds)
-    app[WAKE_PACER] = WakePacer()
     app[LOW_LATENCY_ENDED] = EndedOutputs(settings.hls_segment_seconds * settings.hls_list_size * 2)
     app[CONSOLE_THROTTLE] = AuthFailureThrottle(
         settings.rtmp_auth_failures_per_minute, clock=time.monotonic
@@ -107,6 +113,7 @@ def create_app(
     app.cleanup_ctx.append(forwarding_context)
     app.cleanup_ctx.append(deletion_context)
     app.cleanup_ctx.append(retention_context)
+    app.cleanup_ctx.append(loop_lag_context)
     health.register(app)
     livestreams.register(app.router)
     lifecycle.register(app.router)

@@ -34,16 +34,16 @@ if TYPE_CHECKING:
     from api.jobs.deletion import DeletionSweeper
     from api.jobs.retention import RetentionTask
     from api.live.drain import Drain
-    from api.live.wake_pacer import WakePacer
     from api.metrics.registry import Metrics
+    from api.middlewares import RequestIds
     from api.webhooks.dispatcher import DeliveryPolicy, WebhookDispatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+"""Where the request id middleware takes new request ids from."""
 ACCESS_LOG_POLICY: web.AppKey[AccessLogPolicy] = web.AppKey("access_log_policy")
 """Which requests get an access-log line (``LIVERELAY_ACCESS_LOG``)."""
-WAKE_PACER: web.AppKey[WakePacer] = web.AppKey("wake_pacer")
-"""Spreads the answers of low-latency requests woken by the same part over loop turns."""
 DB_ENGINE = web.AppKey("db_engine", AsyncEngine)
 """The async engine; disposed when the app shuts down."""
 DB_SESSIONMAKER: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db_sessionmaker")

@@ -13,7 +13,9 @@ Verification is on the hot path (low-latency HLS: ~10 requests/s per viewer), so
 - public keys per ``kid`` for :data:`KEY_TTL_SECONDS`: a key deleted on any node (they share the
   database) refuses its tokens on every node within that bound; on the node that deleted it at
   once (:meth:`PlaybackGuard.forget_key`);
-- stream policies for :data:`POLICY_TTL_SECONDS` (a change on this node applies at once).
+- stream policies for :data:`api.playback_policies.POLICY_TTL_SECONDS` (a change on this node
+  applies at once), read for all the streams being played in one query
+  (:class:`api.playback_policies.PolicyCache`).
 
 A refusal is a 403 ``forbidden`` without detail; the reason is logged, rate-limited, never the
 token.
@@ -36,7 +38,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import DATABASE_ERRORS, ApiError
-from api.models import LiveStream, Recording, SigningKey
+from api.models import Recording, SigningKey
+from api.playback_policies import POLICY_TTL_SECONDS, Policy, PolicyCache
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,6 @@ ALGORITHM = "RS256"
 KEY_TTL_SECONDS = 5.0
 """How long a public key (or its absence) is trusted without asking the database again: the
 bound on how late another node notices a deleted key."""
-POLICY_TTL_SECONDS = 2.0
-"""How long a stream's playback policy is trusted without asking the database again."""
 TOKEN_CACHE_SIZE = 10_000
 LOG_INTERVAL_SECONDS = 10.0
 RSA_BITS = 2048
@@ -99,14 +100,6 @@ class _Key:
     public_key: str
 
 
-@dataclass(frozen=True)
-class Policy:
-    """What playback of one stream needs: its account and whether a token is required."""
-
-    account_id: str
-    signed: bool
-
-
 class PlaybackGuard:
     """Decides whether a playback request for a stream may be answered (see the module)."""
 
@@ -122,11 +115,10 @@ class PlaybackGuard:
         self._sessions = sessions
         self._clock = clock
         self._key_ttl = key_ttl
-        self._policy_ttl = policy_ttl
         self._max_tokens = max_tokens
         self._tokens: OrderedDict[str, _Verified] = OrderedDict()
         self._keys: dict[str, tuple[float, _Key | None]] = {}
-        self._policies: dict[str, tuple[float, Policy | None]] = {}
+        self._policies = PolicyCache(sessions, clock=clock, ttl=policy_ttl, max_size=max_tokens)
         self._recordings: OrderedDict[str, str] = OrderedDict()
         self._last_log = float("-inf")
 
@@ -138,33 +130,13 @@ class PlaybackGuard:
 
     def forget_stream(self, stream_id: str) -> None:
         """``stream_id``'s policy changed here: read it again on its next request."""
-        self._policies.pop(stream_id, None)
+        self._policies.forget(stream_id)
 
     async def policy(self, stream_id: str) -> Policy | None:
-        """The stream's policy (``None``: no such stream). A deleted stream keeps its policy:
-        whatever of it is still served until its files are gone needs a token if it did."""
-        now = self._clock()
-        cached = self._policies.get(stream_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            async with self._sessions() as session:
-                row = (
-                    await session.execute(
-                        select(LiveStream.account_id, LiveStream.playback_policy).where(
-                            LiveStream.id == stream_id
-                        )
-                    )
-                ).first()
-        except DATABASE_ERRORS:
-            if cached is None:
-                raise
-            return cached[1]  # the database is away: what was known stays in force
-        policy = Policy(row[0], row[1] == "signed") if row is not None else None
-        if len(self._policies) > self._max_tokens:
-            self._policies.clear()
-        self._policies[stream_id] = (now + self._policy_ttl, policy)
-        return policy
+        """The stream's policy (``None``: no such stream; :class:`PolicyCache`). A deleted
+        stream keeps its policy: whatever of it is still served until its files are gone needs
+        a token if it did."""
+        return await self._policies.get(stream_id)
 
     async def stream_of_recording(self, recording_id: str) -> str | None:
         """The stream a recording belongs to (it never changes, so it is kept, LRU)."""

@@ -1,9 +1,11 @@
 """Low-latency HLS benchmark: glass-to-glass latency in Chromium + hls.js (low against standard
-mode), requests per second of a low-latency viewer, server CPU per playlist/part request under
-simulated low-latency viewers, and CPU per stream of low against standard mode.
+mode), requests per second of a low-latency viewer, server CPU per request of each kind
+(:mod:`bench.llhls_requests`), server CPU per playlist/part request and the server's event-loop
+lag (its ``liverelay_event_loop_lag_seconds`` histogram) under simulated low-latency viewers,
+and CPU per stream of low against standard mode.
 
-    python -m bench.llhls [--phases latency,viewers,cpu] [--latency-seconds 60]
-                          [--viewers 50,200] [--viewer-seconds 20]
+    python -m bench.llhls [--phases latency,requests,viewers,cpu] [--latency-seconds 60]
+                          [--request-seconds 8] [--viewers 50,200] [--viewer-seconds 20]
                           [--streams 16] [--cpu-seconds 30]
 
 Run by hand (never by pytest); loopback only, every phase bounded in count and time. Needs
@@ -33,14 +35,19 @@ from aiohttp import web
 
 from bench import procstat
 from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
-from bench.llhls_viewers import probe_process, run_viewers
-from bench.servers import Liverelay
+from bench.llhls_requests import request_costs
+from bench.llhls_viewers import lag_quantile, loop_lag_buckets, probe_process, run_viewers
+from bench.servers import Liverelay, extract_ref
 
 CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
 FPS = 30
 BITS = 16
 BAR = 20
 """Width in pixels of one bit's bar (the frame is BITS * BAR wide)."""
+METRICS_TOKEN = "bench-llhls-metrics"
+"""``/metrics`` on the server's public port, for its event-loop lag histogram."""
+LAG_PROBE_SECONDS = 0.02
+"""The server probes its loop's lag this often: enough samples for a p99 in a few seconds."""
 WARM_UP = 10.0
 """Seconds of playback left out before latency is measured."""
 
@@ -213,9 +220,13 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
         )
         for count in counts:
             probe = asyncio.create_task(probe_process(server.base_url, seconds - 1))
+            lag_before = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
+            delay_before = procstat.run_delay_seconds(server.proc.pid)
             begin = procstat.cpu_sample(roots)
             result = await run_viewers(stream["downstreamUrl"], count, seconds)
             end = procstat.cpu_sample(roots)
+            lag_after = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
+            delay = procstat.run_delay_seconds(server.proc.pid) - delay_before
             lags = await probe
             elapsed = end.at - begin.at
             cpu = (end.roots_own_ticks - begin.roots_own_ticks) / procstat.CLK_TCK
@@ -231,6 +242,10 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
                     "cpu_ms_per_request": 1000
                     * (cpu - baseline * elapsed)
                     / max(result.requests, 1),
+                    "loop_lag_p50_ms": _ms(lag_quantile(lag_before, lag_after, 0.50)),
+                    "loop_lag_p99_ms": _ms(lag_quantile(lag_before, lag_after, 0.99)),
+                    "loop_lag_max_ms": _ms(lag_quantile(lag_before, lag_after, 1.0)),
+                    "waiting_for_cpu_ms_per_s": 1000 * delay / elapsed,
                     "healthz_p50_ms": percentile(lags, 50),
                     "healthz_p99_ms": percentile(lags, 99),
                 }
@@ -238,6 +253,28 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
     finally:
         await stop_process(publisher, grace=5)
     return rows
+
+
+async def requests_cpu(server: Liverelay, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Server CPU per request of each kind (:mod:`bench.llhls_requests`), one stream."""
+    stream = (await create(server, "low", 1))[0]
+    publisher = await spawn(copy_argv(source_clip(), stream["upstreamUrl"]))
+    assert server.proc is not None
+    try:
+        await wait_playable([stream["downstreamUrl"]])
+        return await request_costs(
+            stream["downstreamUrl"],
+            server.proc.pid,
+            seconds=args.request_seconds,
+            clients=args.request_clients,
+            blocking_clients=args.blocking_clients,
+        )
+    finally:
+        await stop_process(publisher, grace=5)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
 
 
 async def cpu_per_stream(mode: str, streams: int, seconds: float) -> dict[str, Any]:
@@ -271,8 +308,12 @@ async def cpu_per_stream(mode: str, streams: int, seconds: float) -> dict[str, A
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": procstat.machine(), "argv": sys.argv[1:]}
+    if args.liverelay_ref:
+        Liverelay.source_dir, result["liverelay_commit"] = extract_ref(args.liverelay_ref)
     started = time.monotonic()
     server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-llhls-")))
+    server.env["LIVERELAY_METRICS_TOKEN"] = METRICS_TOKEN  # the loop-lag histogram
+    server.env["LIVERELAY_LOOP_LAG_PROBE_SECONDS"] = str(LAG_PROBE_SECONDS)
     phases = set(args.phases.split(","))
     try:
         await server.start()
@@ -282,6 +323,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 for mode in ("low", "standard")
             ]
             print(result["latency"], flush=True)
+        if "requests" in phases:
+            result["requests"] = await requests_cpu(server, args)
         if "viewers" in phases:
             counts = [int(c) for c in args.viewers.split(",")]
             result["viewers"] = await viewers_cpu(server, counts, args.viewer_seconds)
@@ -308,18 +351,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--phases", default="latency,viewers,cpu", help="which of latency,viewers,cpu to run"
+        "--phases",
+        default="latency,requests,viewers,cpu",
+        help="which of latency,requests,viewers,cpu to run",
     )
+    parser.add_argument("--request-seconds", type=float, default=8.0, help="per request kind")
+    parser.add_argument("--request-clients", type=int, default=4, help="for answered kinds")
+    parser.add_argument("--blocking-clients", type=int, default=50, help="for blocking reloads")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--viewers", default="50,200", help="viewer counts, one step each")
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--cpu-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--liverelay-ref", default=None, help="benchmark this git commit (not the working tree)"
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     outcome = asyncio.run(main(parse_args()))
     print(f"results: {write_result(outcome, None, 'llhls')}")
-    for key in ("latency", "viewers", "cpu_per_stream", "low_over_standard"):
+    for key in ("latency", "requests", "viewers", "cpu_per_stream", "low_over_standard"):
         print(key, outcome.get(key))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 _HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"')
+_LAG_BUCKET = re.compile(r'liverelay_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)')
 
 
 @dataclass
@@ -116,6 +117,39 @@ async def probe_process(base_url: str, seconds: float) -> list[float]:
     out, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
     result: list[float] = json.loads(out)
     return result
+
+
+async def loop_lag_buckets(base_url: str, token: str) -> list[tuple[float, float]]:
+    """The server's cumulative ``liverelay_event_loop_lag_seconds`` buckets (upper bound,
+    count), read from ``/metrics`` on its public port (``LIVERELAY_METRICS_TOKEN``)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}) as r,
+    ):
+        text = await r.text()
+    return [(float(le), float(count)) for le, count in _LAG_BUCKET.findall(text)]
+
+
+def lag_quantile(
+    before: list[tuple[float, float]], after: list[tuple[float, float]], q: float
+) -> float | None:
+    """The ``q`` quantile (0 to 1) of the lags probed between two :func:`loop_lag_buckets`
+    readings, interpolated linearly inside its bucket as Prometheus' ``histogram_quantile``
+    does; ``None`` without probes. Above the largest finite bound: that bound."""
+    counts = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = counts[-1][1] if counts else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for le, cumulative in counts:
+        if cumulative >= rank:
+            if le == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = le, cumulative
+    return lower
 
 
 if __name__ == "__main__":

@@ -306,3 +306,14 @@ def threads(pid: int) -> int | None:
     except OSError:
         return None
     return None
+
+
+def run_delay_seconds(pid: int) -> float:
+    """Seconds the main thread of ``pid`` has spent runnable but waiting for a CPU
+    (``/proc/<pid>/schedstat``, second field): what an event loop's lag owes to the machine
+    rather than to its own work. 0 where the kernel keeps no schedstats."""
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0
+    return int(fields[1]) / 1e9 if len(fields) > 1 else 0.0

@@ -35,6 +35,8 @@ def check_settings(settings: Settings) -> None:
         raise SettingsError("LIVERELAY_DELETION_CHECK_SECONDS must be > 0")
     if settings.retention_days < 0:
         raise SettingsError("LIVERELAY_RETENTION_DAYS must be >= 0 (0: keep forever)")
+    if not settings.loop_lag_probe_seconds >= 0:
+        raise SettingsError("LIVERELAY_LOOP_LAG_PROBE_SECONDS must be >= 0 (0: no probe)")
     if not settings.token_cache_seconds >= 0:
         raise SettingsError("LIVERELAY_TOKEN_CACHE_SECONDS must be >= 0")
     if settings.console_session_seconds < 60:

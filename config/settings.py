@@ -135,6 +135,10 @@ class Settings:
     metrics_token: Secret | None = None
     """When set, ``GET /metrics`` is also served on the public HTTP port, to requests with
     ``Authorization: Bearer <token>``. Unset (the default), the public port answers 404."""
+    loop_lag_probe_seconds: float = 1.0
+    """Time between two probes of the event loop's lag (``liverelay_event_loop_lag_seconds`` in
+    ``/metrics``); 0 turns the probe off. Every probe wakes the loop, which on an idle node costs
+    about 0.2 ms of CPU per wake-up (measured on a 2-vCPU VM): 0.25 s cost 0.1 % of a core."""
     jwt_leeway_seconds: int = 60
     """Clock skew allowed when checking an API token's ``exp``, ``nbf`` and ``iat``."""
     jwt_max_ttl_seconds: int = 2_678_400

@@ -253,8 +253,11 @@ class OpenSessions:
 
     def __init__(self) -> None:
         self.open: dict[str, list[int | None]] = {}
+        self.asked = 0
+        """Times :meth:`streams_left_open` was asked."""
 
     async def streams_left_open(self) -> set[str]:
+        self.asked += 1
         return {stream_id for stream_id, sessions in self.open.items() if sessions}
 
     async def close_left_open(self, stream_id: str, before_generation: int) -> int:

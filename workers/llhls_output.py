@@ -9,7 +9,8 @@ window, so nothing is written to disk and memory is bounded by the window. Every
 with ``EXT-X-DISCONTINUITY``, and a new ``EXT-X-MAP`` when the initialization segment differs.
 
 Readers (the playback routes) wait for a part or segment with :meth:`LowLatencyOutput.wait_for`,
-woken by every change rather than polling.
+woken by every change rather than polling, a batch per turn of the event loop
+(:mod:`workers.wake_batches`): every viewer waits for the same next part.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from workers.llhls_ladder import (
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
 from workers.supervisor import RunContext, RunEnd
+from workers.wake_batches import WakeBatches
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ class LowLatencyOutput:
         )
         self.playlists: ReportingPlaylists = ReportingPlaylists(self.stream)
         """The rendered playlists, for the playback routes."""
-        self._changed = asyncio.Event()
+        self._changed = WakeBatches()
         self.ended_at: float | None = None
         """Monotonic time the playlist ended (``EXT-X-ENDLIST``)."""
         self._sub: Subscription | None = None
@@ -197,7 +199,7 @@ class LowLatencyOutput:
         try:
             async with asyncio.timeout(timeout):
                 while not ready() and not self.stream.ended:
-                    await self._changed.wait()
+                    await self._changed.waiter()
         except TimeoutError:
             pass
         return ready()
@@ -215,9 +217,9 @@ class LowLatencyOutput:
             self._on_segments(segments)
 
     def notify_changed(self) -> None:
-        """Wake every reader waiting in :meth:`wait_for` (the stream changed)."""
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        """Wake every reader waiting in :meth:`wait_for` (the stream changed), a batch per
+        turn of the event loop."""
+        self._changed.wake()
 
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None

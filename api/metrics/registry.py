@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # loaded only where recordings go to object storage
     from workers.object_storage import S3RecordingStorage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -40,6 +41,12 @@ class Metrics:
             "HTTP request latency by route template, method and status.",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "liverelay_event_loop_lag_seconds",
+            "How late the event loop ran a timer probe (LIVERELAY_LOOP_LAG_PROBE_SECONDS apart).",
+            buckets=LAG_BUCKETS,
             registry=self.registry,
         )
         self._http_children: dict[tuple[str, str, int], Histogram] = {}

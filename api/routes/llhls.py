@@ -20,7 +20,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from api.errors import ApiError, NotFound
-from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS, WAKE_PACER
+from api.keys import LOW_LATENCY_ENDED, PATHS, SETTINGS
 from api.playback_tokens import with_token
 from workers.llhls import Answer, Reject, reload_decision
 from workers.llhls_ladder import LowLatencyPlayback
@@ -56,7 +56,7 @@ async def playlist(
         raise ApiError(400, decision.reason)
     if not isinstance(decision, Answer):
         msn, part = decision.msn, decision.part
-        held = await _wait(request, output, lambda: stream.position.has(msn, part))
+        held = await _wait(output, lambda: stream.position.has(msn, part))
         if not held and not stream.ended:
             raise ApiError(503, "the requested part did not come in time")
     if not stream.segments:  # as in standard mode: no playlist before the first media
@@ -84,12 +84,12 @@ async def media(
         data = init.data if init is not None else None
     elif kind == "part" and extension == "m4s":
         if stream.next_part_number <= number < stream.next_part_number + PARTS_AHEAD:
-            await _wait(request, output, lambda: stream.part(number) is not None)
+            await _wait(output, lambda: stream.part(number) is not None)
         found = stream.part(number)
         data = found.data if found is not None else None
     elif kind == "seg" and extension == "m4s":
         if stream.position.next_msn <= number <= stream.position.next_msn + 1:
-            await _wait(request, output, lambda: stream.segment(number) is not None)
+            await _wait(output, lambda: stream.segment(number) is not None)
         segment = stream.segment(number)
         data = segment.data if segment is not None else None
     if data is None:
@@ -97,16 +97,12 @@ async def media(
     return _response(request, data, _CONTENT_TYPES[extension], cache)
 
 
-async def _wait(
-    request: web.Request, output: LowLatencyPlayback, ready: Callable[[], bool]
-) -> bool:
-    """Wait for ``ready()`` (:meth:`LowLatencyOutput.wait_for`); once woken, take a turn of the
-    app's :class:`api.live.wake_pacer.WakePacer`, since every viewer is woken by the same part."""
+async def _wait(output: LowLatencyPlayback, ready: Callable[[], bool]) -> bool:
+    """Wait for ``ready()`` (:meth:`LowLatencyOutput.wait_for`: woken a batch per turn of the
+    loop, since every viewer is woken by the same part)."""
     if ready():
         return True
-    held = await output.wait_for(ready, output.blocking_seconds)
-    await request.app[WAKE_PACER].turn()
-    return held
+    return await output.wait_for(ready, output.blocking_seconds)
 
 
 def _response(request: web.Request, body: bytes, content_type: str, cache: str) -> web.Response:

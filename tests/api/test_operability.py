@@ -212,6 +212,18 @@ async def test_metrics_exposition(api_client: TestClient) -> None:
     assert "/v1/livestreams/" not in text.replace('route="/v1/livestreams/{id}"', "")
 
 
+async def test_the_event_loop_lag_is_probed_while_serving(api_client: TestClient) -> None:
+    async def probed() -> bool:
+        text = await (await scrape(api_client)).text()
+        counts = [line for line in text.splitlines() if line.startswith("liverelay_event_loop_")]
+        return any(
+            line.startswith("liverelay_event_loop_lag_seconds_count ") and float(line.split()[1])
+            for line in counts
+        )
+
+    await eventually(probed, message="no event-loop lag probe in /metrics")
+
+
 class Scraped:
     """A ``/metrics`` answer read from the metrics listener."""
 

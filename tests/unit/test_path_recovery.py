@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from api.live.media_context import sweep_once
 from config import Settings
 from ingest.authorizer import PublishGrant
 from tests.fakes import FakeOwnership, KeyTable, OpenSessions
@@ -49,5 +50,28 @@ async def test_recovery_leaves_streams_held_elsewhere_and_the_live_session_here(
         del ownership.elsewhere[ELSEWHERE]  # its owner released it
         assert await paths.recover(sessions, only={ELSEWHERE}) == set()
         assert sessions.open[ELSEWHERE] == [] and ownership.held == {LIVE: 3}
+    finally:
+        await paths.close()
+
+
+class NothingLeft(OpenSessions):
+    """A sweep of :class:`api.live.leftovers.LeftoverSessions` that finds nothing to close."""
+
+    async def sweep(self, left: set[str]) -> set[str]:
+        return set()
+
+
+async def test_a_periodic_sweep_with_nothing_to_close_asks_nothing_more(tmp_path: Path) -> None:
+    """The sweep runs every lease period on every node, nearly always with nothing to do."""
+    sessions = NothingLeft()
+    settings = Settings(data_dir=tmp_path)
+    paths = LivePaths(
+        settings, ffmpeg=resolve_ffmpeg(settings), authorizer=KeyTable(), ownership=FakeOwnership()
+    )
+    try:
+        sessions.open = {MINE: [4]}
+        assert await sweep_once(paths, sessions, set()) == set()  # type: ignore[arg-type]
+        assert sessions.asked == 0
+        assert sessions.open == {MINE: [4]}
     finally:
         await paths.close()
