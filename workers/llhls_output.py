@@ -31,13 +31,13 @@ from workers.llhls import LowLatencyStream, Segment, part_target_for
 from workers.llhls_ladder import (
     LowLatencyRendition,
     ReportingPlaylists,
-    decide_rungs,
     ladder_run,
     link,
     multivariant,
 )
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
+from workers.rung_decision import decide_rungs
 from workers.supervisor import RunContext, RunEnd
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,10 @@ class LowLatencyOutput:
         if self._sub is not None:
             self._sub.request_break()
 
-    def _decide(self) -> None:
+    async def _decide(self) -> None:
+        if self._decided:
+            return
+        rungs = await decide_rungs(self._requested, self._hub)
         if self._decided:
             return
         self._decided = True
@@ -164,7 +167,7 @@ class LowLatencyOutput:
                 ),
                 self.wait_for,
             )
-            for rung in decide_rungs(self._requested, self._hub)
+            for rung in rungs
         )
         if self.rungs:
             link(self.playlists, self.stream, self.rungs)
@@ -221,7 +224,7 @@ class LowLatencyOutput:
 
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
-        self._decide()
+        await self._decide()
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
         while True:
