@@ -5,7 +5,8 @@ PNG.
   made at most once every :data:`LIVE_INTERVAL_SECONDS` per stream, format and size
   (:mod:`workers.thumbnail_cache`), cached by clients as long.
 - ``/recordings/{recordingId}/thumbnail.jpg`` (``.png``) ``?time=SECONDS``: the frame nearest
-  ``time`` (default :data:`workers.thumbnail_sources.DEFAULT_RECORDING_SECONDS`), immutable.
+  ``time`` (default :data:`workers.thumbnail_sources.DEFAULT_RECORDING_SECONDS`), immutable;
+  a recording on another node's local disk is made by that node (as its playback is served).
 
 ``?width=`` and ``?height=`` (each :data:`~workers.thumbnail_codec.MIN_SIDE` to
 :data:`~workers.thumbnail_codec.MAX_SIDE`) scale the frame keeping its aspect ratio; with both,
@@ -27,6 +28,7 @@ from api.cluster.forwarding import owner_elsewhere
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import FORWARDER, PATHS, PLAYBACK_GUARD, RECORDING_STORAGE, SETTINGS, THUMBNAILS
 from api.recording_storage import object_storage, stored_playlist
+from api.routes.playback import forward_to_writer
 from workers.llhls_output import LowLatencyOutput
 from workers.storage import LocalRecordingStorage
 from workers.thumbnail_cache import ThumbnailKey
@@ -138,6 +140,10 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
         return await _render(request, media, extension, width, height, point.offset)
 
     key = ThumbnailKey(recording_id, "recording", extension, width, height, at)
+    if not await _held_here(request, recording_id):  # on another node's disk: it makes it
+        path = f"/recordings/{recording_id}/thumbnail.{extension}"
+        missing = NotFound("playlist not found")
+        return await forward_to_writer(request, recording_id, path, missing, query=_QUERY_NAMES)
     thumbnail = await _cached(request, key, make, RECORDING_TTL_SECONDS)
     cache = SIGNED_RECORDING_CACHE_CONTROL if signed else RECORDING_CACHE_CONTROL
     return _response(request, thumbnail, cache)
@@ -167,6 +173,14 @@ async def _render(
     return await request.app[THUMBNAILS].run_decode(
         lambda: render(media, image_format, width=width, height=height, at=at)
     )
+
+
+async def _held_here(request: web.Request, recording_id: str) -> bool:
+    """Whether this node can read the recording: from object storage, or on its own disk."""
+    storage = request.app[RECORDING_STORAGE]
+    if not isinstance(storage, LocalRecordingStorage):
+        return True
+    return await asyncio.to_thread(storage.directory(recording_id).is_dir)
 
 
 async def _recording_playlist(request: web.Request, recording_id: str) -> bytes:

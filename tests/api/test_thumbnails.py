@@ -81,8 +81,9 @@ async def recording(client: TestClient, stream_id: str, segment: bytes) -> str:
     return row.id
 
 
-def write_recording(directory: Path, segment: bytes) -> None:
-    directory.mkdir(parents=True)
+def write_recording(directory: Path, segment: bytes, *, fresh: bool = True) -> None:
+    """Two segments and their playlist in ``directory`` (made, unless not ``fresh``)."""
+    directory.mkdir(parents=True, exist_ok=not fresh)
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-PLAYLIST-TYPE:VOD"]
     for number in (0, 1):
         (directory / f"r-{number}.ts").write_bytes(segment)
