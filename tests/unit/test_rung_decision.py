@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
+from config.settings import Settings
 from ingest.flv import TAG_VIDEO
 from ingest.hub import StreamHub
+from workers.ladder_hls import RenditionSet
+from workers.llhls_output import LowLatencyOutput
+from workers.playlist import LivePlaylist
 from workers.rung_decision import decide_rungs
 
 # A real 1280x720 sequence header (libx264 through ffmpeg's FLV muxer, see tests/unit/test_avc.py)
@@ -60,3 +65,18 @@ async def test_an_audio_only_publish_gets_no_rung_without_waiting() -> None:
     hub = StreamHub("s" * 24, queue_bytes=100_000)
     hub.publish_metadata(META_BODY, {"audiocodecid": 10.0})
     assert await asyncio.wait_for(decide_rungs(LADDER, hub, wait_seconds=30), 1) == ()
+
+
+async def test_both_latency_modes_decide_their_rungs_after_the_header(tmp_path: Path) -> None:
+    standard_hub, low_hub = hub_ready_without_size(), hub_ready_without_size()
+    playlist = LivePlaylist(tmp_path, list_size=6, segment_seconds=2)
+    standard = RenditionSet(playlist, requested=LADDER, segment_seconds=2)
+    low = LowLatencyOutput(Settings(), ffmpeg="ffmpeg", hub=low_hub, renditions=LADDER)
+    deciding = asyncio.gather(standard.decide(standard_hub), low._decide())
+    await asyncio.sleep(0)
+    assert standard.produced == () and low.renditions == (), "not decided before the header"
+    standard_hub.publish_media(TAG_VIDEO, 0, AVC_720P)
+    low_hub.publish_media(TAG_VIDEO, 0, AVC_720P)
+    await asyncio.wait_for(deciding, 5)
+    assert standard.produced == low.renditions == LADDER
+    assert playlist.name == "source.m3u8"
