@@ -1,6 +1,7 @@
 """A ladder whose transcoding cannot keep up drops its top rung and goes on without it, in
 both latency modes. The machine here keeps up with a 240p rung easily, so the test raises the
-bar instead: every speed counts as too slow, after one second."""
+bar instead: every speed counts as too slow, after one second. A low-latency rung whose fMP4
+cannot be read is dropped the same way (its box bound lowered below any real box)."""
 
 from __future__ import annotations
 
