@@ -100,6 +100,10 @@ class StreamHub:
         self._keyframe_listeners: list[Callable[[], None]] = []
         self.ready = asyncio.Event()
         """Set once the tracks are known and outputs can start with a decodable stream."""
+        self.video_configured = asyncio.Event()
+        """Set once a video sequence header arrived: :attr:`stats` then has the picture size
+        it carries (when it was readable). ``onMetaData`` may make the hub :attr:`ready`
+        before it, without a size."""
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -181,6 +185,8 @@ class StreamHub:
         if self._tracks is None:
             self._guess_tracks(kind, timestamp, keyframe)
         self.stats.on_media(kind, timestamp, info, body)
+        if config and kind == TAG_VIDEO:
+            self.video_configured.set()
         self._cache_gop(kind, data, keyframe)
         video_keyframes = self._video_expected
         for sub in self._subscriptions:

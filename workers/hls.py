@@ -148,7 +148,7 @@ class HLSOutput:
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
         await asyncio.to_thread(self._check_storage)
-        self.renditions.decide(self._hub)
+        await self.renditions.decide(self._hub)
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
             self.renditions.mark_discontinuity()

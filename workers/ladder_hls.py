@@ -1,8 +1,8 @@
 """The renditions of one standard-mode (MPEG-TS) session: the source's live playlist and, for a
 stream with a ladder, one live playlist per rung and the multivariant ``index.m3u8`` over them.
 
-Which rungs a session gets is decided once, when its first ffmpeg run starts (the hub knows the
-tracks and the picture size by then; :func:`workers.renditions.produced_rungs`). Without a rung
+Which rungs a session gets is decided once, when its first ffmpeg run starts (once the hub knows
+the tracks and the picture size: :func:`workers.rung_decision.decide_rungs`). Without a rung
 everything is as before: the source's playlist is ``index.m3u8`` and ffmpeg's command is
 :func:`workers.argv.hls_argv`. With rungs, the source's playlist is ``source.m3u8``, each rung's
 ``<rung>.m3u8`` (segments ``<run>-<rung>-<n>.ts``), all in the stream's live directory, and
@@ -34,7 +34,8 @@ from workers.ladder_playlist import (
 )
 from workers.m3u8 import PLAYLIST_NAME, Segment, write_atomically
 from workers.playlist import LivePlaylist
-from workers.renditions import SOURCE, Rung, produced_rungs
+from workers.renditions import SOURCE, Rung
+from workers.rung_decision import decide_rungs
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,18 @@ class RenditionSet:
             return ()
         return (SOURCE, *(rung.name for rung, _ in self.rungs))
 
-    def decide(self, hub: StreamHub) -> None:
-        """Fix the session's rungs from what the hub knows of the publish (first call only)."""
+    async def decide(self, hub: StreamHub) -> None:
+        """Fix the session's rungs from what the hub knows of the publish (first call only;
+        waits, bounded, for the picture size: :func:`workers.rung_decision.decide_rungs`)."""
+        if self._hub is not None:
+            return
+        rungs = await decide_rungs(self._requested, hub)
         if self._hub is not None:
             return
         self._hub = hub
         tracks, video = hub.tracks, hub.stats.video
         has_video = video is not None and (tracks is None or tracks.has_video)
         height = video.height if video is not None else None
-        rungs = produced_rungs(self._requested, has_video=has_video, source_height=height)
         skipped = [n for n in self._requested[1:] if n not in {r.name for r in rungs}]
         if skipped:
             log.info(

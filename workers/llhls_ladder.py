@@ -10,6 +10,7 @@ playlist (:func:`multivariant`), ``source.m3u8`` and ``<rung>.m3u8`` the media p
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -29,7 +30,10 @@ from workers.ladder_playlist import (
 from workers.llhls import LowLatencyStream
 from workers.llhls_playlist import PlaylistCache
 from workers.media_pipes import MediaPipe
-from workers.renditions import SOURCE, Rung, produced_rungs
+from workers.renditions import SOURCE, Rung
+
+MAX_RUNG_BOX_BYTES = 16 * 1024 * 1024
+"""Bound of one box of a rung's fMP4 (as the source's fragments are bounded)."""
 
 Waiter = Callable[[Callable[[], bool], float], Awaitable[bool]]
 """Waits (bounded) until a condition holds or the stream ended; woken by every change."""
@@ -111,9 +115,14 @@ class LowLatencyRendition:
         """Wait as the source's readers do (the output wakes everyone on any change)."""
         return await self._waiter(ready, timeout)
 
-    def reader(self, now: Callable[[], float], changed: Callable[[], None]) -> RungReader:
+    def reader(
+        self,
+        now: Callable[[], float],
+        changed: Callable[[], None],
+        unreadable: Callable[[FMP4Error], None],
+    ) -> RungReader:
         """A reader of one ffmpeg run's output for this rung."""
-        return RungReader(self.stream, now, changed)
+        return RungReader(self.stream, now, changed, unreadable)
 
 
 @dataclass
@@ -136,12 +145,14 @@ def ladder_run(
     wall_clock: Callable[[], float],
     changed: Callable[[], None],
     fell_behind: Callable[[KeepUpWatch], None],
+    unreadable: Callable[[LowLatencyRendition, FMP4Error], None],
 ) -> LadderRun:
     """The pieces of one ffmpeg run for ``rungs`` (none: the source alone, as before);
-    ``fell_behind`` is told once if the run's speed stays below real time."""
+    ``fell_behind`` is told once if the run's speed stays below real time, ``unreadable``
+    once per rung whose fMP4 cannot be read."""
     if not rungs:
         return LadderRun(llhls_argv(ffmpeg, hevc=hevc), [], [], None)
-    readers = [r.reader(wall_clock, changed) for r in rungs]
+    readers = [r.reader(wall_clock, changed, functools.partial(unreadable, r)) for r in rungs]
     pipes = [MediaPipe.open(r.take) for r in readers]
     watch = KeepUpWatch(clock())
     blocks = ProgressBlocks()
@@ -163,16 +174,22 @@ def ladder_run(
 
 
 class RungReader:
-    """Turns one ffmpeg run's fMP4 for a rung into the rung's parts; an unreadable stream
-    is kept as :attr:`error` (the output then fails the run)."""
+    """Turns one ffmpeg run's fMP4 for a rung into the rung's parts. An unreadable stream is
+    kept as :attr:`error` and told to ``unreadable`` (the output drops the rung); the rest of
+    the pipe is read and discarded, so ffmpeg never blocks on it."""
 
     def __init__(
-        self, stream: LowLatencyStream, now: Callable[[], float], changed: Callable[[], None]
+        self,
+        stream: LowLatencyStream,
+        now: Callable[[], float],
+        changed: Callable[[], None],
+        unreadable: Callable[[FMP4Error], None],
     ) -> None:
         self._stream = stream
-        self._reader = FragmentReader(max_box_bytes=16 * 1024 * 1024)
+        self._reader = FragmentReader(max_box_bytes=MAX_RUNG_BOX_BYTES)
         self._now = now
         self._changed = changed
+        self._unreadable = unreadable
         self.error: FMP4Error | None = None
 
     def take(self, chunk: bytes) -> None:
@@ -183,6 +200,7 @@ class RungReader:
             events = self._reader.feed(chunk)
         except FMP4Error as exc:
             self.error = exc
+            self._unreadable(exc)
             return
         for event in events:
             if isinstance(event, InitSegment):
@@ -191,14 +209,6 @@ class RungReader:
                 self._stream.add(event, self._now())
         if events:
             self._changed()
-
-
-def decide_rungs(requested: Sequence[str], hub: StreamHub) -> tuple[Rung, ...]:
-    """The rungs a session of ``hub``'s publish produces (never above the source's height)."""
-    tracks, video = hub.tracks, hub.stats.video
-    has_video = video is not None and (tracks is None or tracks.has_video)
-    height = video.height if video is not None else None
-    return produced_rungs(requested, has_video=has_video, source_height=height)
 
 
 def link(

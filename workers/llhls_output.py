@@ -32,13 +32,13 @@ from workers.llhls import LowLatencyStream, Segment, part_target_for
 from workers.llhls_ladder import (
     LowLatencyRendition,
     ReportingPlaylists,
-    decide_rungs,
     ladder_run,
     link,
     multivariant,
 )
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
+from workers.rung_decision import decide_rungs
 from workers.supervisor import RunContext, RunEnd
 from workers.wake_batches import WakeBatches
 
@@ -132,26 +132,44 @@ class LowLatencyOutput:
         return next((r for r in (*self.rungs, *self.dropped) if r.uri == name), None)
 
     def _fell_behind(self, watch: KeepUpWatch) -> None:
-        """The transcoding cannot keep up: end the top rung and start ffmpeg again without
-        it (the source and the lower rungs continue after a discontinuity)."""
-        if not self.rungs:
-            return
-        top, self.rungs = self.rungs[0], self.rungs[1:]
-        self.dropped.append(top)
-        top.stream.end()
+        """The transcoding cannot keep up: drop the top rung."""
+        if self.rungs:
+            log.warning(
+                "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition "
+                "%s and starting ffmpeg again without it",
+                self._hub.stream_id,
+                watch.speed or 0.0,
+                self.rungs[0].rung.name,
+            )
+            self._drop(self.rungs[0])
+
+    def _unreadable(self, rung: LowLatencyRendition, error: FMP4Error) -> None:
+        """A rung's fMP4 cannot be read: drop that rung (its playlist would stall)."""
+        if rung in self.rungs:
+            log.error(
+                "stream %s: ffmpeg's fMP4 output of %s: %s; dropping that rendition and "
+                "starting ffmpeg again without it",
+                self._hub.stream_id,
+                rung.rung.name,
+                error,
+            )
+            self._drop(rung)
+
+    def _drop(self, rung: LowLatencyRendition) -> None:
+        """End ``rung``'s playlist and start ffmpeg again without it (the source and the other
+        rungs continue after a discontinuity)."""
+        self.rungs = tuple(r for r in self.rungs if r is not rung)
+        self.dropped.append(rung)
+        rung.stream.end()
         link(self.playlists, self.stream, self.rungs)
         self.notify_changed()
-        log.warning(
-            "stream %s: the transcoding runs at %.2fx, below real time; dropping rendition %s "
-            "and starting ffmpeg again without it",
-            self._hub.stream_id,
-            watch.speed or 0.0,
-            top.rung.name,
-        )
         if self._sub is not None:
             self._sub.request_break()
 
-    def _decide(self) -> None:
+    async def _decide(self) -> None:
+        if self._decided:
+            return
+        rungs = await decide_rungs(self._requested, self._hub)
         if self._decided:
             return
         self._decided = True
@@ -166,7 +184,7 @@ class LowLatencyOutput:
                 ),
                 self.wait_for,
             )
-            for rung in decide_rungs(self._requested, self._hub)
+            for rung in rungs
         )
         if self.rungs:
             link(self.playlists, self.stream, self.rungs)
@@ -223,7 +241,7 @@ class LowLatencyOutput:
 
     async def _run(self, ctx: RunContext) -> RunEnd | None:
         assert self._sub is not None
-        self._decide()
+        await self._decide()
         if ctx.attempt > 1:
             self._hub.restart(self._sub)
         while True:
@@ -251,9 +269,10 @@ class LowLatencyOutput:
             wall_clock=self._wall_clock,
             changed=self.notify_changed,
             fell_behind=self._fell_behind,
+            unreadable=self._unreadable,
         )
         self.keep_up = run.keep_up
-        argv, pipes, readers = run.argv, run.pipes, run.readers
+        argv, pipes = run.argv, run.pipes
         reader = FragmentReader(max_box_bytes=MAX_FRAGMENT_BYTES)
         failed: asyncio.Future[FeedEnd] = asyncio.get_running_loop().create_future()
         overlong_before = self.stream.overlong_parts
@@ -299,14 +318,6 @@ class LowLatencyOutput:
                 log.error(
                     "stream %s: ffmpeg's fMP4 output: %s", self._hub.stream_id, failed.exception()
                 )
-            for rung_reader, rendition in zip(readers, rungs, strict=True):
-                if rung_reader.error is not None:
-                    log.error(
-                        "stream %s: ffmpeg's fMP4 output of %s: %s",
-                        self._hub.stream_id,
-                        rendition.rung.name,
-                        rung_reader.error,
-                    )
             overlong = self.stream.overlong_parts - overlong_before
             if overlong:
                 log.warning(

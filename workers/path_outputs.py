@@ -142,7 +142,8 @@ class PathOutputs:
 
     @property
     def dropped_renditions(self) -> tuple[str, ...]:
-        """Rungs dropped this session because the transcoding could not keep up."""
+        """Rungs dropped this session because the transcoding could not keep up (or their
+        output was unreadable)."""
         if isinstance(self.hls, HLSOutput):
             return tuple(self.hls.renditions.dropped)
         return tuple(r.rung.name for r in self.hls.dropped)

@@ -52,7 +52,8 @@ class SessionStatus:
     transcode_speed: float | None = None
     """ffmpeg's speed for a ladder (below 1.0: falling behind); ``None`` without a rung."""
     dropped_renditions: tuple[str, ...] = ()
-    """Rungs dropped because the transcoding could not keep up."""
+    """Rungs dropped because the transcoding could not keep up (or their output was
+    unreadable)."""
 
 
 def session_status(path: LivePath, *, now: float | None = None) -> SessionStatus:

@@ -164,7 +164,8 @@ class LiveStateCollector(Collector):
         )
         rungs_dropped = CounterMetricFamily(
             "liverelay_renditions_dropped",
-            "Renditions dropped per stream because the transcoding could not keep up.",
+            "Renditions dropped per stream because the transcoding could not keep up or their "
+            "output could not be read.",
             labels=["stream"],
         )
         for path in self._paths.paths():

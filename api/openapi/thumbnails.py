@@ -93,5 +93,11 @@ def _item(
 ) -> dict[str, Any]:
     ok = {"description": summary, "content": {media_type: {"schema": {"type": "string"}}}}
     get = {"operationId": op_id, "summary": summary, "responses": {"200": ok, **responses}}
-    head = {**get, "operationId": f"{op_id}Head"}
+    head = {
+        **get,
+        "operationId": f"{op_id}Head",
+        "description": "Decodes nothing: the cached image's headers when one is cached, else "
+        "those of the image after the checks (no `Content-Length`; a source without video may "
+        "answer 200 here and 404 to GET).",
+    }
     return {"parameters": [*params, _TOKEN], "get": get, "head": head}

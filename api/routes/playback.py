@@ -189,8 +189,23 @@ async def _from_writer(
     (a whitelisted name of it), when another node did; else ``missing`` is raised. That node
     down is a 503 naming it."""
     name = path.rsplit("/", 1)[-1]
-    whitelisted = name == PLAYLIST_NAME or _SEGMENT_NAME.fullmatch(name)
-    if object_storage(request.app) is not None or not whitelisted or not clustered(request):
+    if name != PLAYLIST_NAME and not _SEGMENT_NAME.fullmatch(name):
+        raise missing
+    return await forward_to_writer(request, recording_id, path, missing)
+
+
+async def forward_to_writer(
+    request: web.Request,
+    recording_id: str,
+    path: str,
+    missing: NotFound,
+    *,
+    query: tuple[str, ...] = (),
+) -> web.StreamResponse:
+    """The answer to ``path`` of the node that wrote recording ``recording_id`` on its local
+    disk, when another node of the cluster did (``query``: the query parameters passed on);
+    else ``missing`` is raised. That node down is a 503 naming it, unreachable a 502."""
+    if object_storage(request.app) is not None or not clustered(request):
         raise missing
     if not _ID.fullmatch(recording_id):
         raise missing
@@ -205,7 +220,8 @@ async def _from_writer(
             "storage, LIVERELAY_STORAGE_URL, to play them from any node)",
             code="recording_node_unavailable",
         )
-    return await request.app[FORWARDER].forward(request, writer.node, path, recording=True)
+    forwarder = request.app[FORWARDER]
+    return await forwarder.forward(request, writer.node, path, recording=True, query=query)
 
 
 async def latest_recording_playlist(request: web.Request) -> web.StreamResponse:

@@ -5,7 +5,8 @@ PNG.
   made at most once every :data:`LIVE_INTERVAL_SECONDS` per stream, format and size
   (:mod:`workers.thumbnail_cache`), cached by clients as long.
 - ``/recordings/{recordingId}/thumbnail.jpg`` (``.png``) ``?time=SECONDS``: the frame nearest
-  ``time`` (default :data:`workers.thumbnail_sources.DEFAULT_RECORDING_SECONDS`), immutable.
+  ``time`` (default :data:`workers.thumbnail_sources.DEFAULT_RECORDING_SECONDS`), immutable;
+  a recording on another node's local disk is made by that node (as its playback is served).
 
 ``?width=`` and ``?height=`` (each :data:`~workers.thumbnail_codec.MIN_SIDE` to
 :data:`~workers.thumbnail_codec.MAX_SIDE`) scale the frame keeping its aspect ratio; with both,
@@ -27,6 +28,7 @@ from api.cluster.forwarding import owner_elsewhere
 from api.errors import ApiError, FieldError, NotFound
 from api.keys import FORWARDER, PATHS, PLAYBACK_GUARD, RECORDING_STORAGE, SETTINGS, THUMBNAILS
 from api.recording_storage import object_storage, stored_playlist
+from api.routes.playback import forward_to_writer
 from workers.llhls_output import LowLatencyOutput
 from workers.storage import LocalRecordingStorage
 from workers.thumbnail_cache import ThumbnailKey
@@ -40,6 +42,7 @@ from workers.thumbnail_codec import (
     render,
 )
 from workers.thumbnail_sources import (
+    RecordedPoint,
     TimeBeyondEnd,
     latest_live_segment,
     latest_low_latency_media,
@@ -86,7 +89,7 @@ async def live_thumbnail(request: web.Request) -> web.StreamResponse:
     output = live.outputs.hls
     settings = request.app[SETTINGS]
 
-    async def make() -> Thumbnail:
+    async def newest_media() -> bytes:
         if isinstance(output, LowLatencyOutput):
             media = latest_low_latency_media(output.stream)
         else:
@@ -98,11 +101,16 @@ async def live_thumbnail(request: web.Request) -> web.StreamResponse:
                 code="thumbnail_not_ready",
                 headers={"Retry-After": "2"},
             )
-        return await _render(request, media, extension, width, height, None)
+        return media
+
+    async def make() -> Thumbnail:
+        return await _render(request, await newest_media(), extension, width, height, None)
 
     key = ThumbnailKey(stream_id, "live", extension, width, height)
-    thumbnail = await _cached(request, key, make, LIVE_INTERVAL_SECONDS)
     cache = SIGNED_LIVE_CACHE_CONTROL if signed else LIVE_CACHE_CONTROL
+    if request.method == "HEAD":
+        return await _head(request, key, newest_media, cache)
+    thumbnail = await _cached(request, key, make, LIVE_INTERVAL_SECONDS)
     return _response(request, thumbnail, cache)
 
 
@@ -120,10 +128,10 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
     width, height = _size(request)
     at = _time(request)
 
-    async def make() -> Thumbnail:
+    async def point_asked() -> RecordedPoint:
         playlist = await _recording_playlist(request, recording_id)
         try:
-            point = recorded_point(playlist.decode("utf-8", errors="replace"), at)
+            return recorded_point(playlist.decode("utf-8", errors="replace"), at)
         except TimeBeyondEnd as exc:
             raise ApiError(
                 400,
@@ -131,6 +139,9 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
                 code="time_out_of_range",
                 details=[FieldError("time", f"at most {exc.duration:.3f}")],
             ) from None
+
+    async def make() -> Thumbnail:
+        point = await point_asked()
         media = b""
         for name in point.segment.files[::-1]:  # the initialization segment first
             data = await _recorded_file(request, recording_id, name)
@@ -138,9 +149,41 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
         return await _render(request, media, extension, width, height, point.offset)
 
     key = ThumbnailKey(recording_id, "recording", extension, width, height, at)
-    thumbnail = await _cached(request, key, make, RECORDING_TTL_SECONDS)
+    if not await _held_here(request, recording_id):  # on another node's disk: it makes it
+        path = f"/recordings/{recording_id}/thumbnail.{extension}"
+        missing = NotFound("playlist not found")
+        return await forward_to_writer(request, recording_id, path, missing, query=_QUERY_NAMES)
     cache = SIGNED_RECORDING_CACHE_CONTROL if signed else RECORDING_CACHE_CONTROL
+    if request.method == "HEAD":
+        return await _head(request, key, point_asked, cache)
+    thumbnail = await _cached(request, key, make, RECORDING_TTL_SECONDS)
     return _response(request, thumbnail, cache)
+
+
+async def _head(
+    request: web.Request,
+    key: ThumbnailKey,
+    check: Callable[[], Awaitable[object]],
+    cache_control: str,
+) -> web.Response:
+    """``HEAD`` without a decode: the cached thumbnail's headers when the cache holds it, else
+    those of the image after ``check()`` (the stream has media, the time is in the recording),
+    without ``Content-Length``. Whether the media has a frame is only known by decoding it, so
+    a source without video may answer 200 here and 404 to ``GET``."""
+    try:
+        thumbnail = request.app[THUMBNAILS].peek(key)
+    except NoVideo:
+        raise ApiError(404, "the stream has no video", code="no_video") from None
+    except ThumbnailUnavailable as exc:
+        raise ApiError(404, str(exc), code="no_frame") from None
+    if thumbnail is not None:
+        return _response(request, thumbnail, cache_control)
+    await check()
+    response = web.Response(
+        headers=_headers(request, FORMATS[key.extension].content_type, cache_control)
+    )
+    response.headers.pop("Content-Length", None)
+    return response
 
 
 async def _cached(
@@ -167,6 +210,14 @@ async def _render(
     return await request.app[THUMBNAILS].run_decode(
         lambda: render(media, image_format, width=width, height=height, at=at)
     )
+
+
+async def _held_here(request: web.Request, recording_id: str) -> bool:
+    """Whether this node can read the recording: from object storage, or on its own disk."""
+    storage = request.app[RECORDING_STORAGE]
+    if not isinstance(storage, LocalRecordingStorage):
+        return True
+    return await asyncio.to_thread(storage.directory(recording_id).is_dir)
 
 
 async def _recording_playlist(request: web.Request, recording_id: str) -> bytes:
@@ -231,9 +282,13 @@ def _time(request: web.Request) -> float | None:
 
 
 def _response(request: web.Request, thumbnail: Thumbnail, cache_control: str) -> web.Response:
-    headers = {
-        "Content-Type": thumbnail.content_type,
+    headers = _headers(request, thumbnail.content_type, cache_control)
+    return web.Response(body=thumbnail.data, headers=headers)
+
+
+def _headers(request: web.Request, content_type: str, cache_control: str) -> dict[str, str]:
+    return {
+        "Content-Type": content_type,
         "Cache-Control": cache_control,
         "Access-Control-Allow-Origin": request.app[SETTINGS].cors_allow_origin,
     }
-    return web.Response(body=thumbnail.data, headers=headers)

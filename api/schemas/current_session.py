@@ -111,7 +111,8 @@ class CurrentSessionOutput(_Status):
         default_factory=list,
         description="Renditions dropped in this session because the transcoding could not "
         "keep up (speed below 0.97 for 10 s): the top rung goes first, ffmpeg starts again "
-        "without it, the source and the other renditions go on after a discontinuity.",
+        "without it, the source and the other renditions go on after a discontinuity. In "
+        "low-latency mode also a rung whose output cannot be read (its playlist ends).",
     )
 
 

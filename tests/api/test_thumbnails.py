@@ -81,8 +81,9 @@ async def recording(client: TestClient, stream_id: str, segment: bytes) -> str:
     return row.id
 
 
-def write_recording(directory: Path, segment: bytes) -> None:
-    directory.mkdir(parents=True)
+def write_recording(directory: Path, segment: bytes, *, fresh: bool = True) -> None:
+    """Two segments and their playlist in ``directory`` (made, unless not ``fresh``)."""
+    directory.mkdir(parents=True, exist_ok=not fresh)
     lines = ["#EXTM3U", "#EXT-X-TARGETDURATION:2", "#EXT-X-PLAYLIST-TYPE:VOD"]
     for number in (0, 1):
         (directory / f"r-{number}.ts").write_bytes(segment)
@@ -230,3 +231,29 @@ def test_thumbnail_requests_are_summed_up_in_the_access_log_like_playback(
     routes = {r.resource.canonical for r in api_app.router.routes() if r.resource is not None}
     thumbnails = {route for route in routes if "/thumbnail." in route}
     assert len(thumbnails) == 4 and thumbnails <= set(PLAYBACK_ROUTES)
+
+
+async def test_head_answers_without_a_decode(
+    api_client: TestClient, account: AccountCredentials, media: Media
+) -> None:
+    stream_id = await live_stream(api_client, account, media.video)
+    recording_id = await recording(api_client, stream_id, media.video)
+    cache = api_client.app[THUMBNAILS]
+    live, recorded = f"/live/{stream_id}/thumbnail.jpg", f"/recordings/{recording_id}/thumbnail.png"
+    for url, content_type in ((live, "image/jpeg"), (recorded, "image/png")):
+        response = await api_client.head(url)
+        assert response.status == 200
+        assert response.headers["Content-Type"] == content_type
+        assert "Cache-Control" in response.headers
+        assert "Content-Length" not in response.headers, "its length is not known yet"
+    assert cache.decoded == 0
+    assert (await api_client.head(recorded, params={"time": "9"})).status == 400
+    waiting = await create_stream(api_client, account)
+    await go_live(api_client, waiting["id"])  # live, but no segment yet
+    response = await api_client.head(f"/live/{waiting['id']}/thumbnail.jpg")
+    assert response.status == 503 and response.headers["Retry-After"] == "2"
+    # Once made, HEAD has the cached image's length.
+    body = await (await api_client.get(live)).read()
+    response = await api_client.head(live)
+    assert response.status == 200 and response.headers["Content-Length"] == str(len(body))
+    assert cache.decoded == 1
