@@ -65,7 +65,11 @@ hls.on(Hls.Events.BUFFER_CODECS, (_, data) => {{
   const track = data.video || data.audiovideo;  // one SourceBuffer for muxed fMP4
   if (track) window.codec = track.codec;
 }});
-hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
+window.listed = null;
+hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {{
+  window.listed = data.levels.map((level) => level.attrs.CODECS || null);
+  video.play();
+}});
 hls.loadSource({playlist!r});
 hls.attachMedia(video);
 </script></body></html>
@@ -101,7 +105,7 @@ async def played(page: Page, html: str) -> dict:
         seen: dict = await page.evaluate(
             "({fatal: window.fatal, frames: window.frames, first: window.first, "
             "last: window.last, codec: window.codec, canPlay: window.canPlay, "
-            "currentTime: video.currentTime, readyState: video.readyState})"
+            "listed: window.listed, currentTime: video.currentTime, readyState: video.readyState})"
         )
     return seen
 
@@ -152,10 +156,16 @@ def av1_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def test_hls_js_plays_av1_published_over_enhanced_rtmp(
     page: Page, console_server: LiveServer, av1_source: Path, publishers: list[Publisher]
 ) -> None:
+    """Through the multivariant playlist: hls.js keeps only variants whose ``CODECS`` the
+    browser's MediaSource supports, so wrong ones would leave it nothing to play."""
     url = await start_low(console_server, av1_source, publishers)
+    multivariant = url.replace("/index.m3u8", "/multivariant.m3u8")
     hls_js = f"{console_server.http_url}/console/vendor/hls.min.js"
-    seen = await played(page, HLS_JS_PAGE.format(hls_js=hls_js, low_latency="true", playlist=url))
+    html = HLS_JS_PAGE.format(hls_js=hls_js, low_latency="true", playlist=multivariant)
+    seen = await played(page, html)
     assert seen["fatal"] is None, seen
+    (listed,) = seen["listed"]
+    assert listed.startswith("av01.0.") and "," not in listed, seen  # video only
     assert seen["codec"].startswith("av01.0."), seen
     assert seen["frames"] >= FRAMES, seen
     assert seen["last"] - seen["first"] >= PLAYED_SECONDS, seen
