@@ -1,7 +1,7 @@
-"""A low-latency stream in the players of Chromium that do not use its parts: hls.js with
+"""A low-latency stream in Chromium's other players: two that do not use its parts, hls.js with
 ``lowLatencyMode: false`` (it reloads the playlist and fetches whole segments, as for any live
-playlist), Chromium's own HLS player (a ``<video>`` whose ``src`` is the playlist), and AV1
-published over enhanced RTMP, played by hls.js.
+playlist) and Chromium's own HLS player (a ``<video>`` whose ``src`` is the playlist); and AV1
+published over enhanced RTMP, played by hls.js through the multivariant playlist.
 
 Each player must present frames (``requestVideoFrameCallback``) over at least
 :data:`PLAYED_SECONDS` of media time with no fatal error.
