@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime
+from typing import Final
 
 from sqlalchemy import (
     JSON,
@@ -31,7 +32,7 @@ from sqlalchemy.types import TypeDecorator
 
 DEFAULT_RECONNECT_WINDOW_SECONDS = 60
 DEFAULT_MAX_DURATION_SECONDS = 12 * 3600
-DEFAULT_LATENCY_MODE = "standard"
+DEFAULT_LATENCY_MODE: Final = "low"
 """How a new stream is packaged for playback: ``standard`` (MPEG-TS HLS) or ``low``
 (low-latency HLS, fMP4 parts)."""
 DEFAULT_PLAYBACK_POLICY = "public"
@@ -128,9 +129,12 @@ class LiveStream(Base):
     )
     """Longest continuous live session; the publisher is disconnected when it is reached."""
     latency_mode: Mapped[str] = mapped_column(
-        String(16), default=DEFAULT_LATENCY_MODE, server_default=DEFAULT_LATENCY_MODE
+        String(16), default=DEFAULT_LATENCY_MODE, server_default="standard"
     )
-    """``standard`` or ``low``: how the stream's next session is packaged for playback."""
+    """``low`` or ``standard``: how the stream's next session is packaged for playback. New
+    rows get ``DEFAULT_LATENCY_MODE`` from here; the column's server default stays ``standard``
+    (migration 0011): changing it would rebuild the table on SQLite, whose foreign keys would
+    then delete every stream's recordings and targets."""
     playback_policy: Mapped[str] = mapped_column(
         String(16), default=DEFAULT_PLAYBACK_POLICY, server_default=DEFAULT_PLAYBACK_POLICY
     )

@@ -28,6 +28,9 @@ class Track:
     codec: str
     """RFC 6381 codec string (``avc1.64001e``, ``hvc1.1.6.L63.90``, ``av01.0.04M.08``,
     ``mp4a.40.2``, ``opus``), or the sample entry's four-character code."""
+    width: int = 0
+    """Pixels, from ``tkhd`` (0 for audio)."""
+    height: int = 0
 
 
 def children(buf: memoryview, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
@@ -51,14 +54,18 @@ def children(buf: memoryview, start: int, end: int) -> Iterator[tuple[bytes, int
 
 def read_trak(buf: memoryview, start: int, end: int) -> Track:
     track_id, timescale, kind, codec = 0, 0, "", ""
+    width = height = 0
     stack = [(start, end)]
     while stack:
         s, e = stack.pop()
         for box, cs, ce in children(buf, s, e):
             if box in CONTAINERS:
                 stack.append((cs, ce))
-            elif box == b"tkhd":
+            elif box == b"tkhd":  # 8.3.2: width and height are 16.16 fixed point
                 track_id = U32.unpack_from(buf, cs + (20 if buf[cs] == 1 else 12))[0]
+                at = cs + (88 if buf[cs] == 1 else 76)
+                if at + 8 <= ce:
+                    width, height = (v >> 16 for v in struct.unpack_from(">II", buf, at))
             elif box == b"mdhd":
                 timescale = U32.unpack_from(buf, cs + (20 if buf[cs] == 1 else 12))[0]
             elif box == b"hdlr":
@@ -69,7 +76,7 @@ def read_trak(buf: memoryview, start: int, end: int) -> Track:
                     codec = codec or _codec(buf, entry, es, ee)
     if not track_id or not timescale:
         raise FMP4Error("a trak without track id or timescale")
-    return Track(track_id, kind, timescale, codec)
+    return Track(track_id, kind, timescale, codec, width, height)
 
 
 def _codec(buf: memoryview, entry: bytes, start: int, end: int) -> str:

@@ -9,13 +9,11 @@ left, whatever the interleaving; it implements :class:`ingest.live.PathAdmission
 The key check is the one step that cannot take the lock first: which stream a key belongs to is
 what the check finds out. Every end (and every change of restream targets) therefore leaves a
 mark, and an admission that finds a mark for its stream made since its check began checks the
-key again under the lock, which sees the change (the API commits a change before it ends the
-stream).
+key again under the lock, which sees the change (the API commits a change first).
 
-A new session holds its stream's ownership lease (:mod:`workers.ownership`): claimed under the
-lock after the key check and before the path is registered, kept through the reconnect window,
-released when the session ends. A publish is refused while another node holds the lease, and a
-path whose lease is lost ends by itself (``lease_lost``).
+A new session holds its stream's ownership lease (:mod:`workers.ownership`), claimed under the
+lock after the key check and before registration, released when the session ends. A publish is
+refused while another node holds it; a path whose lease is lost ends by itself (``lease_lost``).
 """
 
 from __future__ import annotations
@@ -105,9 +103,11 @@ class LivePaths:
 
     # -- what the API reads -------------------------------------------------------------------
 
-    def get(self, stream_id: str) -> LivePath | None:
-        """The live path of ``stream_id``, if it is live (also inside its reconnect window)."""
-        return self._paths.get(stream_id)
+    def get(self, stream_id: str, *, ending: bool = False) -> LivePath | None:
+        """The live path of ``stream_id``, if it is live (also inside its reconnect window);
+        with ``ending``, else the one that is ending (no longer registered), if any."""
+        found = self._paths.get(stream_id)
+        return found or next((p for p in self._ending if p.stream_id == stream_id and ending), None)
 
     def paths(self) -> tuple[LivePath, ...]:
         """Every live path on this node."""

@@ -19,12 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.database import describe_error
-from api.keys import DB_SESSIONMAKER, THUMBNAILS
+from api.keys import DB_SESSIONMAKER, LOW_LATENCY_ENDED, PATHS, THUMBNAILS
 from api.live.stream_view import RestreamChange, StreamView
 from api.models import LiveSession
 from api.pool_wait import when_pool_free
 from api.webhooks.outbox import EventType, enqueue
 from workers.events import EndReason, RestreamState, SessionInfo
+from workers.llhls_output import LowLatencyOutput
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +56,18 @@ class DatabaseStreamEvents:
     @classmethod
     def for_app(cls, app: web.Application) -> DatabaseStreamEvents:
         """The events of ``app``, whose database context has started; a session's end drops
-        its stream's thumbnails."""
+        its stream's thumbnails and keeps its low-latency output's last window playable for a
+        while (:class:`workers.llhls_output.EndedOutputs`), watched or not."""
         thumbnails = app.get(THUMBNAILS)
-        on_ended = thumbnails.forget if thumbnails is not None else None
+
+        def on_ended(stream_id: str) -> None:
+            if thumbnails is not None:
+                thumbnails.forget(stream_id)
+            path = app[PATHS].get(stream_id, ending=True)
+            output = path.outputs.hls if path is not None else None
+            if isinstance(output, LowLatencyOutput):
+                app[LOW_LATENCY_ENDED].remember(stream_id, output)
+
         return cls(app[DB_SESSIONMAKER], StreamView(app), on_ended=on_ended)
 
     async def session_started(self, info: SessionInfo) -> None:

@@ -272,8 +272,19 @@ def _playback() -> dict[str, Any]:
         True,
         more=errors(502),
     )
+    multivariant = item(
+        "liveMultivariantPlaylist",
+        "Low-latency mode: a multivariant playlist whose one variant is the stream's "
+        "`index.m3u8`, with the `CODECS` (RFC 6381, from the initialization segment: `avc1`, "
+        "`hvc1`, `av01`, `mp4a.40.2`...), `RESOLUTION` and peak `BANDWIDTH` of its media; "
+        "404 while the stream is not live in low-latency mode",
+        playlist,
+        False,
+        more=errors(502),
+    )
     return {
         "/live/{id}/index.m3u8": live_playlist,
+        "/live/{id}/multivariant.m3u8": multivariant,
         "/live/{id}/{segment}": live_segment,
         "/live/{id}/storage/index.m3u8": item(
             "latestRecordingPlaylist",

@@ -4,6 +4,8 @@
   ``index.m3u8`` is the multivariant playlist and ``<rendition>.m3u8`` each rendition's), from
   ``<live_dir>/<id>/`` (in low-latency mode from memory: :mod:`api.routes.llhls`); when the
   stream is live on another node, that node's answer (:mod:`api.cluster.forwarding`).
+- ``/live/{id}/multivariant.m3u8``: in low-latency mode, a multivariant playlist listing
+  ``index.m3u8`` with the ``CODECS`` of its media.
 - ``/recordings/{recordingId}/index.m3u8`` and ``/recordings/{recordingId}/{segment}``: one
   recording, from ``<recordings_dir>/<recordingId>/`` (an ``EVENT`` playlist while it records).
 - ``/live/{id}/storage/index.m3u8`` (the stream's ``recordingUrl``): the playlist of the stream's
@@ -37,10 +39,12 @@ from api.recording_storage import object_storage, segment_redirect, stored_playl
 from api.routes import llhls
 from api.routes.owner_state import clustered
 from workers.llhls_ladder import LowLatencyPlayback
+from workers.llhls_multivariant import multivariant_playlist
 from workers.llhls_output import LowLatencyOutput
 from workers.renditions import SOURCE
 
 PLAYLIST_NAME = "index.m3u8"
+MULTIVARIANT_NAME = "multivariant.m3u8"
 _ID = re.compile(r"[0-9a-f]{24}")
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}\.(ts|m4s|mp4|aac)")
 _RENDITION_PLAYLIST = re.compile(r"[a-z0-9]{1,16}\.m3u8")
@@ -63,6 +67,7 @@ after the token expired or its key was deleted, so only the viewer's own cache m
 def register(router: web.UrlDispatcher) -> None:
     """Add the playback routes to ``router`` (GET and HEAD)."""
     router.add_get("/live/{id}/index.m3u8", live_playlist)
+    router.add_get(f"/live/{{id}}/{MULTIVARIANT_NAME}", live_multivariant_playlist)
     router.add_get("/live/{id}/storage/index.m3u8", latest_recording_playlist)
     router.add_get("/live/{id}/{segment}", live_segment)
     router.add_get("/recordings/{recordingId}/index.m3u8", recording_playlist)
@@ -87,6 +92,28 @@ async def live_playlist(request: web.Request) -> web.StreamResponse:
     if low_latency is not None:
         return await llhls.playlist(request, low_latency, token)
     body = await _read_playlist(request.app[SETTINGS].live_dir, stream_id)
+    return _playlist_response(request, body, token)
+
+
+async def live_multivariant_playlist(request: web.Request) -> web.StreamResponse:
+    """``GET /live/{id}/multivariant.m3u8``: a multivariant playlist whose one variant is the
+    media playlist at ``index.m3u8``, with its ``CODECS``, ``RESOLUTION`` and ``BANDWIDTH``
+    (:mod:`workers.llhls_multivariant`); with a ladder, the ladder's, as at ``index.m3u8``;
+    while the stream is live in low-latency mode only."""
+    stream_id = request.match_info["id"]
+    token = await _signed(request, stream_id)
+    owner = await _owner_elsewhere(request)
+    if owner is not None:
+        path = f"/live/{stream_id}/{MULTIVARIANT_NAME}"
+        return await request.app[FORWARDER].forward(request, owner, path)
+    low_latency = llhls.low_latency_output(request, stream_id)
+    body = None
+    if low_latency is not None and low_latency.has_ladder:
+        body = low_latency.multivariant()  # the same as index.m3u8
+    elif low_latency is not None:
+        body = multivariant_playlist(low_latency.stream, PLAYLIST_NAME)
+    if body is None:
+        raise NotFound("no multivariant playlist: the stream is not live in low-latency mode")
     return _playlist_response(request, body, token)
 
 

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from api.auth import AuthenticatedAccount
 from api.errors import ApiError, FieldError
 from api.models import (
+    DEFAULT_LATENCY_MODE,
     DEFAULT_MAX_DURATION_SECONDS,
     DEFAULT_RECONNECT_WINDOW_SECONDS,
     LiveStream,
@@ -97,11 +98,13 @@ MaxDuration = Annotated[
 LatencyMode = Annotated[
     Literal["low", "standard"],
     Field(
-        description="`standard`: MPEG-TS segments of `hlsSegmentSeconds`, for every HLS client. "
-        "`low`: low-latency HLS (RFC 8216bis) with fMP4 parts of about 200 ms, blocking "
-        "playlist reloads and delta updates, at the same `downstreamUrl`. A change while live "
-        "applies from the next session. A recorded `low` stream is recorded from the same fMP4 "
-        "segments (a playlist with `EXT-X-MAP`).",
+        description="`low` (the default for new streams): low-latency HLS (RFC 8216bis) with "
+        "fMP4 parts of about 200 ms, blocking playlist reloads and delta updates; players that "
+        "do not know low-latency HLS (hls.js with `lowLatencyMode: false`, Chromium's own "
+        "player, VLC, ffmpeg) play its whole segments. `standard`: MPEG-TS segments of "
+        "`hlsSegmentSeconds`, for players and tools that need MPEG-TS. Both at the same "
+        "`downstreamUrl`; a change while live applies from the next session. A recorded `low` "
+        "stream is recorded from the same fMP4 segments (a playlist with `EXT-X-MAP`).",
     ),
 ]
 
@@ -141,7 +144,7 @@ class LiveStreamCreate(_Input):
     max_duration_seconds: MaxDuration = Field(
         default=DEFAULT_MAX_DURATION_SECONDS, alias="maxDurationSeconds"
     )
-    latency_mode: LatencyMode = Field(default="standard", alias="latencyMode")
+    latency_mode: LatencyMode = Field(default=DEFAULT_LATENCY_MODE, alias="latencyMode")
     playback_policy: PlaybackPolicy = Field(default="public", alias="playbackPolicy")
     renditions: Renditions = Field(default_factory=lambda: [SOURCE])
 
@@ -211,8 +214,9 @@ class LiveStreamOutput(_Output):
     )
     max_duration_seconds: int = Field(description="Longest live session, in seconds.")
     latency_mode: Literal["low", "standard"] = Field(
-        description="How the stream is packaged for playback from its next session: `standard` "
-        "(MPEG-TS HLS) or `low` (low-latency HLS with fMP4 parts)."
+        description="How the stream is packaged for playback from its next session: `low` "
+        "(low-latency HLS with fMP4 parts, the default for new streams) or `standard` "
+        "(MPEG-TS HLS)."
     )
     playback_policy: Literal["public", "signed"] = Field(
         description="`public`, or `signed`: playback and recordings need a playback token."

@@ -63,6 +63,7 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
         for method in ("get", "head")
         for path in (
             "/live/{id}/index.m3u8",
+            "/live/{id}/multivariant.m3u8",
             "/live/{id}/{segment}",
             "/live/{id}/storage/index.m3u8",
             "/recordings/{recordingId}/index.m3u8",

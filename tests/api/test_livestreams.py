@@ -117,7 +117,7 @@ async def test_create_defaults(api_client: TestClient, account: AccountCredentia
     assert stream["status"] == "idle"
     assert stream["reconnectWindowSeconds"] == 60
     assert stream["maxDurationSeconds"] == 43200
-    assert stream["latencyMode"] == "standard"
+    assert stream["latencyMode"] == "low"
     assert stream["currentSession"] is None
 
 

@@ -155,7 +155,7 @@ async def test_latency_mode_is_documented_in_requests_and_responses(
 ) -> None:
     schemas = (await fetch_document(api_client))["components"]["schemas"]
     create = schemas["LiveStreamCreate"]["properties"]["latencyMode"]
-    assert sorted(create["enum"]) == ["low", "standard"] and create["default"] == "standard"
+    assert sorted(create["enum"]) == ["low", "standard"] and create["default"] == "low"
     update = schemas["LiveStreamUpdate"]["properties"]["latencyMode"]
     assert sorted(update["enum"]) == ["low", "standard"] and "default" not in update
     output = schemas["LiveStreamOutput"]

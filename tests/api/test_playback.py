@@ -55,6 +55,15 @@ async def test_playlist_and_segment_are_served(
     assert response.headers["Content-Length"] == str(len(SEGMENT))
 
 
+async def test_a_standard_stream_has_no_multivariant_playlist(
+    api_client: TestClient, live_files: Path
+) -> None:
+    """Its codecs are only known from fMP4 initialization segments (low-latency mode)."""
+    response = await api_client.get(f"/live/{STREAM_ID}/multivariant.m3u8")
+    body = await assert_error(response, 404, "not_found")
+    assert "low-latency mode" in body["message"]
+
+
 async def test_live_files_left_by_an_earlier_process_are_not_served(
     aiohttp_client: AiohttpClient, app_settings: Settings
 ) -> None:

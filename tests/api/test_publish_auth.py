@@ -48,6 +48,7 @@ async def test_valid_key_gets_a_grant(
                 stream["restream"][1]["_id"], "rtmps://b.example.com:443/app/key-b", "key-b"
             ),
         ),
+        latency_mode="low",  # the default of a new stream
     )
     assert stream["streamKey"] not in caplog.text
     assert stream["id"] in caplog.text

@@ -183,7 +183,7 @@ async def test_a_signed_recording_plays_only_with_a_valid_token(
 async def test_a_signed_live_stream_plays_only_with_a_valid_token(
     api_client: TestClient, account: AccountCredentials, app_settings: Settings
 ) -> None:
-    stream = await create_stream(api_client, account)
+    stream = await create_stream(api_client, account, latencyMode="standard")  # files on disk
     await go_live(api_client, stream["id"])
     directory = app_settings.live_dir / stream["id"]
     directory.mkdir(parents=True, exist_ok=True)

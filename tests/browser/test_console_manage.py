@@ -115,7 +115,7 @@ async def edit_settings(page: Page) -> None:
     await expect(page.get_by_label("Reconnect window (seconds)")).to_have_value("0")
     await expect(page.get_by_label("Maximum duration (seconds)")).to_have_value("600")
     await expect(page.get_by_label("Record each live session")).to_be_checked()
-    await expect(page.get_by_label("Latency mode")).to_have_value("standard")
+    await expect(page.get_by_label("Latency mode")).to_have_value("low")  # the default, kept
 
 
 async def add_and_edit_target(page: Page, stream_id: str, target: str) -> None:

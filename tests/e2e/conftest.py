@@ -289,19 +289,32 @@ class DecodedHLS:
 
 
 async def download_and_decode(playlist_url: str, playlist: str) -> DecodedHLS:
-    """Fetch every segment of ``playlist`` and decode all of it with PyAV (errors raise)."""
+    """Fetch every segment of ``playlist`` and decode all of it with PyAV (errors raise):
+    MPEG-TS segments (standard mode), or fMP4 segments after their one initialization segment
+    (low-latency mode)."""
     base = playlist_url.rsplit("/", 1)[0]
+    segments = parse_media_playlist(playlist)
+    inits = {segment.init for segment in segments}
+    assert len(inits) <= 1, f"one initialization segment expected, not {inits}"
+    init = next(iter(inits), None)
     data = bytearray()
-    for segment in parse_media_playlist(playlist):
+    if init is not None:
+        status, body, _ = await fetch(f"{base}/{init}")
+        assert status == 200, f"initialization segment {init}: HTTP {status}"
+        data += body
+    media_type = "video/mp2t" if init is None else "video/iso.segment"
+    for segment in segments:
         status, body, headers = await fetch(f"{base}/{segment.name}")
         assert status == 200, f"segment {segment.name}: HTTP {status}"
-        assert headers["Content-Type"].startswith("video/mp2t")
+        assert headers["Content-Type"].startswith(media_type)
         data += body
-    return await asyncio.to_thread(decode_ts, bytes(data))
+    container = "mpegts" if init is None else "mp4"
+    return await asyncio.to_thread(decode_ts, bytes(data), container)
 
 
-def decode_ts(data: bytes) -> DecodedHLS:
-    with av.open(io.BytesIO(data), format="mpegts") as container:
+def decode_ts(data: bytes, container_format: str = "mpegts") -> DecodedHLS:
+    """Decode MPEG-TS (or, with ``container_format`` ``mp4``, fragmented MP4) ``data``."""
+    with av.open(io.BytesIO(data), format=container_format) as container:
         video = next(iter(container.streams.video), None)
         audio = next(iter(container.streams.audio), None)
         counts = {"video": 0, "audio": 0}

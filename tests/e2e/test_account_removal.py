@@ -28,7 +28,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _recorded_segments(recordings: Path) -> list[Path]:
-    return [p for p in recordings.glob("*/*.ts") if not p.parent.name.startswith(".")]
+    """MPEG-TS or fMP4 segments, whatever the stream's latency mode."""
+    found = [*recordings.glob("*/*.ts"), *recordings.glob("*/*.m4s")]
+    return [p for p in found if not p.parent.name.startswith(".")]
 
 
 async def test_deleting_an_api_key_disconnects_its_publishers_and_removes_recordings(

@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     download_and_decode,
     ended,
     free_port,
+    has_segment,
     push,
     wait_for_playlist,
 )
@@ -95,6 +96,7 @@ async def test_serve_with_zero_configuration_tour(
         assert stream["upstreamUrl"] == f"rtmp://127.0.0.1:{rtmp_port}/live/{stream['streamKey']}"
         publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"])
         publishers.append(publisher)
+        await wait_for_playlist(stream["downstreamUrl"], has_segment)  # played while live
         code, stderr = await publisher.finish()
         assert code == 0, stderr
         playlist = await wait_for_playlist(stream["downstreamUrl"], ended)

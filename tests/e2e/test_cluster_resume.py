@@ -140,7 +140,7 @@ async def test_a_takeover_inside_the_window_continues_the_session_and_its_record
     publishers: list[Publisher],
 ) -> None:
     a, b, bucket = nodes
-    stream_id, key = await cluster_nodes.new_stream(a, record=True)
+    stream_id, key = await cluster_nodes.new_stream(a, record=True, latency_mode="standard")
     path_a, rid, stored_by_a = await live_on_a_then_gone(
         a, bucket, stream_id, key, ffmpeg_exe, sources
     )
@@ -174,7 +174,7 @@ async def test_a_newer_publish_on_another_node_takes_the_session_over_from_a_liv
     """Both nodes alive: B asks A to hand the stream over; A stores what it recorded and
     releases the lease without ending the session, and B continues it."""
     a, b, bucket = nodes
-    stream_id, key = await cluster_nodes.new_stream(a, record=True)
+    stream_id, key = await cluster_nodes.new_stream(a, record=True, latency_mode="standard")
     on_a = await push(ffmpeg_exe, sources.av, url(a, key), loop=True)
     publishers.append(on_a)
     path_a = await eventually(lambda: a.paths.get(stream_id), 20)
@@ -258,7 +258,7 @@ async def test_a_takeover_outside_the_window_closes_what_the_former_owner_left_o
     tmp_path: Path,
 ) -> None:
     a, b, bucket = nodes
-    stream_id, key = await cluster_nodes.new_stream(a, record=True)
+    stream_id, key = await cluster_nodes.new_stream(a, record=True, latency_mode="standard")
     path_a, rid, stored_by_a = await live_on_a_then_gone(
         a, bucket, stream_id, key, ffmpeg_exe, sources
     )

@@ -93,7 +93,7 @@ async def live_on_a_then_b(
     with SIGKILL and the encoder, sent to B, gets the stream live there. The stream, B's
     publisher, and the segments A's recording had in the bucket just before the kill."""
     a, b = cluster.nodes["a"], cluster.nodes["b"]
-    stream = await cluster.create_stream(a, record=True)
+    stream = await cluster.create_stream(a, record=True, latencyMode="standard")
     first = await push(ffmpeg, sources.av, a.upstream(stream), loop=True)
     publishers.append(first)
     await eventually(lambda: serves_segments(a, stream["id"], 2), 30, interval=0.2)
@@ -119,7 +119,7 @@ async def test_a_stream_published_to_one_node_plays_from_the_other(
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     a, b = cluster.nodes["a"], cluster.nodes["b"]
-    stream = await cluster.create_stream(a)
+    stream = await cluster.create_stream(a, latencyMode="standard")
     sid = stream["id"]
     publishers.append(await push(ffmpeg_exe, sources.av, a.upstream(stream), loop=True))
     await eventually(lambda: serves_segments(a, sid, 2), 30, interval=0.2)
@@ -267,7 +267,7 @@ async def test_a_restarted_node_does_not_serve_the_live_window_of_its_killed_pro
     cluster: Cluster, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
     a, b = cluster.nodes["a"], cluster.nodes["b"]
-    stream = await cluster.create_stream(a)
+    stream = await cluster.create_stream(a, latencyMode="standard")
     sid = stream["id"]
     publisher = await push(ffmpeg_exe, sources.av, a.upstream(stream), loop=True)
     publishers.append(publisher)

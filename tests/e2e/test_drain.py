@@ -132,7 +132,8 @@ async def drained_subprocess(
     await asyncio.to_thread(Path(service.env["LIVERELAY_DATA_DIR"]).mkdir, parents=True)
     await service.start()
     token = json.loads(await service.command("apikey", "create", "--name", "ops"))["token"]
-    stream = await call(service, token, "POST", "/v1/livestreams", json={"name": "t"})
+    body = {"name": "t", "latencyMode": "standard"}  # its live window is read from disk
+    stream = await call(service, token, "POST", "/v1/livestreams", json=body)
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
     await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 2)

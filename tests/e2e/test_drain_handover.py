@@ -60,7 +60,9 @@ async def test_a_drain_hands_the_session_and_its_recording_over_to_the_next_node
     publishers: list[Publisher],
 ) -> None:
     a, b, bucket = nodes
-    stream_id, key = await cluster_nodes.new_stream(a, record=True, reconnect_window_seconds=60)
+    stream_id, key = await cluster_nodes.new_stream(  # MPEG-TS: checked as in test_cluster_resume
+        a, record=True, reconnect_window_seconds=60, latency_mode="standard"
+    )
     on_a, path_a = await live_on(a, stream_id, key, ffmpeg_exe, sources)
     publishers.append(on_a)
     rid = await recording_of(path_a)

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.e2e
 async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream()
+    stream = await live_server.create_stream(latencyMode="standard")
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
     await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 2)
@@ -66,8 +66,8 @@ async def test_killed_hls_ffmpeg_is_restarted_and_the_playlist_continues(
 async def test_unwritable_storage_fails_that_output_only(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    broken = await live_server.create_stream(name="broken disk")
-    healthy = await live_server.create_stream(name="healthy")
+    broken = await live_server.create_stream(latencyMode="standard", name="broken disk")
+    healthy = await live_server.create_stream(latencyMode="standard", name="healthy")
     for stream in (broken, healthy):
         publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True))
     for stream in (broken, healthy):
@@ -107,8 +107,8 @@ async def test_database_outage_fails_fast_keeps_live_streams_and_recovers(
     settings = e2e_settings(tmp_path, database_url, port, lease_seconds=300)
     server, live = await start_live_server(settings, port)
     try:
-        on_air = await live.create_stream(name="on air")
-        waiting = await live.create_stream(name="waiting")
+        on_air = await live.create_stream(latencyMode="standard", name="on air")
+        waiting = await live.create_stream(latencyMode="standard", name="waiting")
         publisher = await push(ffmpeg_exe, sources.av, on_air["upstreamUrl"], loop=True)
         publishers.append(publisher)
         await wait_for_playlist(on_air["downstreamUrl"], has_segment)
@@ -152,7 +152,11 @@ async def test_sigterm_closes_publishers_playlists_and_recordings(
     await service.start()
     token = json.loads(await service.command("apikey", "create", "--name", "ops"))["token"]
     stream = await call(
-        service, token, "POST", "/v1/livestreams", json={"name": "t", "record": True}
+        service,
+        token,
+        "POST",
+        "/v1/livestreams",
+        json={"latencyMode": "standard", "name": "t", "record": True},
     )
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)

@@ -8,7 +8,13 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import LiveServer, download_and_decode, ended, wait_for_playlist
+from tests.e2e.conftest import (
+    LiveServer,
+    download_and_decode,
+    ended,
+    has_segment,
+    wait_for_playlist,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +47,8 @@ async def test_gstreamer_rtmp2sink_publish_plays(live_server: LiveServer) -> Non
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+    # A viewer while it is live (a low-latency stream's ended playlist is kept for those).
+    watching = asyncio.ensure_future(wait_for_playlist(stream["downstreamUrl"], has_segment))
     try:
         _, stderr = await asyncio.wait_for(process.communicate(), 60)
     finally:
@@ -48,6 +56,7 @@ async def test_gstreamer_rtmp2sink_publish_plays(live_server: LiveServer) -> Non
             process.kill()
             await process.wait()
     assert process.returncode == 0, stderr.decode(errors="replace")
+    await watching
     playlist = await wait_for_playlist(stream["downstreamUrl"], ended)
     decoded = await download_and_decode(stream["downstreamUrl"], playlist)
     assert (decoded.video_codec, decoded.audio_codec) == ("h264", "aac")

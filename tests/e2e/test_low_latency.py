@@ -25,8 +25,8 @@ from tests.e2e.conftest import (
     push,
     wait_for_playlist,
 )
-from tests.fmp4_source import AV1, HEVC, VIDEO
-from tests.llhls_support import Playlist, check_conformance, parse
+from tests.fmp4_source import AAC, AUDIO, AV1, H264, HEVC, VIDEO
+from tests.llhls_support import Playlist, attr, check_conformance, parse
 from tests.polling import eventually
 from workers.fmp4 import FragmentReader, InitSegment
 from workers.llhls_output import LowLatencyOutput
@@ -240,11 +240,44 @@ async def test_a_killed_ffmpeg_is_restarted_and_the_playlist_continues_after_a_b
     assert "killed by SIGKILL" in (status.last_error or "")
 
 
+LIBAV_PROFILES = {
+    "h264": {"Constrained Baseline": 66, "Baseline": 66, "Main": 77, "High": 100},
+    "hevc": {"Main": 1, "Main 10": 2},
+    "av1": {"Main": 0, "High": 1, "Professional": 2},
+    "aac": {"LC": 2, "HE-AAC": 5},
+}
+
+
+def libav_view(context: av.codec.context.CodecContext) -> tuple[str, int, int]:
+    """A track as libavcodec (ffprobe's library) describes it: codec, profile number, level
+    (``-99`` when it has none: AAC)."""
+    name = {"libdav1d": "av1", "libaom-av1": "av1"}.get(context.name, context.name)
+    return name, LIBAV_PROFILES[name][context.profile], context.level
+
+
+def codecs_view(codec: str) -> tuple[str, int, int]:
+    """The same from an RFC 6381 ``CODECS`` entry (RFC 6381 3.3, ISO/IEC 14496-15 E.3, the
+    AV1 ISOBMFF binding)."""
+    kind, *fields = codec.split(".")
+    if kind == "avc1":  # profile_idc, constraint flags, level_idc: 2 hex digits each
+        return "h264", int(fields[0][:2], 16), int(fields[0][4:], 16)
+    if kind == "hvc1":  # [space]profile_idc, compatibility flags, tier + level_idc, ...
+        return "hevc", int(fields[0].lstrip("ABC")), int(fields[2][1:])
+    if kind == "av01":  # profile, seq_level_idx + tier, bit depth
+        return "av1", int(fields[0]), int(fields[1][:2])
+    assert kind == "mp4a" and fields[0] == "40", codec  # MPEG-4 audio, audio object type
+    return "aac", int(fields[1]), -99
+
+
 @pytest.mark.parametrize(
     ("codec", "fourcc", "decoders"),
-    [(HEVC, "hvc1", ("hevc",)), (AV1, "av01", ("av1", "libdav1d", "libaom-av1"))],
+    [
+        (H264, "avc1", ("h264",)),
+        (HEVC, "hvc1", ("hevc",)),
+        (AV1, "av01", ("av1", "libdav1d", "libaom-av1")),
+    ],
 )
-async def test_enhanced_rtmp_codecs_come_out_as_real_mp4_tracks(
+async def test_codecs_come_out_as_real_mp4_tracks_with_their_codecs_listed(
     live_server: LiveServer,
     ffmpeg_exe: str,
     publishers: list[Publisher],
@@ -253,10 +286,12 @@ async def test_enhanced_rtmp_codecs_come_out_as_real_mp4_tracks(
     fourcc: str,
     decoders: tuple[str, ...],
 ) -> None:
+    """H.264, and HEVC and AV1 over enhanced RTMP, with AAC: the tracks players expect, and a
+    multivariant playlist whose ``CODECS`` say what libavcodec finds in the media."""
     source = tmp_path / "source.flv"
-    encode = [ffmpeg_exe, "-hide_banner", "-loglevel", "error", "-y", *VIDEO, "-t", "5"]
+    encode = [ffmpeg_exe, "-hide_banner", "-loglevel", "error", "-y", *VIDEO, *AUDIO, "-t", "5"]
     await asyncio.to_thread(
-        subprocess.run, [*encode, *codec, "-f", "flv", str(source)], check=True, timeout=120
+        subprocess.run, [*encode, *codec, *AAC, "-f", "flv", str(source)], check=True, timeout=120
     )
     _, url = await start_low(live_server, ffmpeg_exe, source, publishers, loop=True)
     playlist = check_conformance(await wait_for_playlist(url, lambda t: complete_segments(t) >= 1))
@@ -266,11 +301,19 @@ async def test_enhanced_rtmp_codecs_come_out_as_real_mp4_tracks(
     assert isinstance(event, InitSegment) and event.codecs.startswith(f"{fourcc}."), event.codecs
     _, segment, _ = await fetch(f"{base}/{playlist.segments[0].uri}")
     (tmp_path / "media.mp4").write_bytes(init + segment)
+    status, body, headers = await fetch(f"{base}/multivariant.m3u8")
+    assert status == 200 and headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    *_, inf, uri = body.decode().splitlines()
+    assert inf.startswith("#EXT-X-STREAM-INF:")
+    assert uri == "index.m3u8" and attr(inf, "RESOLUTION") == "320x240"
+    listed = attr(inf, "CODECS").split(",")
     with av.open(str(tmp_path / "media.mp4")) as container:
         stream = container.streams.video[0]
         assert stream.codec_context.name in decoders
         assert stream.codec_tag == fourcc
         assert sum(1 for _ in container.decode(video=0)) > 0
+        seen = [libav_view(s.codec_context) for s in container.streams]
+    assert sorted(codecs_view(c) for c in listed) == sorted(seen), (listed, seen)
 
 
 async def fetch_with_auth(live: LiveServer, url: str) -> tuple[int, dict, dict[str, str]]:
@@ -310,3 +353,29 @@ async def test_a_new_session_never_reuses_a_media_name_of_an_earlier_one(
     for uri in sorted(earlier)[:3]:
         status, _, _ = await fetch(f"{base}/{uri}")
         assert status == 404, uri
+
+
+async def test_a_stream_nobody_watched_serves_its_ended_playlist_after_it_ends(
+    live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
+) -> None:
+    """As standard mode's files do, an ended low-latency stream's last window stays playable
+    (with ``EXT-X-ENDLIST``) for a while, also when no viewer asked for it while it was live."""
+    stream = await live_server.create_stream(latencyMode="low", reconnectWindowSeconds=0)
+    publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
+    publishers.append(publisher)
+
+    def output() -> LowLatencyOutput | None:
+        path = live_server.app[PATHS].get(stream["id"])
+        found = path.outputs.hls if path is not None else None
+        return found if isinstance(found, LowLatencyOutput) else None
+
+    def has_a_segment() -> bool:
+        found = output()
+        return found is not None and any(s.complete for s in found.stream.segments)
+
+    await eventually(has_a_segment, 30)  # live, without a playback request
+    publisher.kill()  # no reconnect window: the session ends
+    await publisher.process.wait()
+    await eventually(lambda: live_server.app[PATHS].get(stream["id"]) is None, 20)
+    text = await wait_for_playlist(stream["downstreamUrl"], lambda t: parse(t).ended, timeout=5)
+    assert complete_segments(text) >= 1

@@ -47,7 +47,11 @@ async def test_kill_9_while_the_store_is_unreachable_loses_no_waiting_segment(
     token = json.loads(await service.command("apikey", "create", "--name", "crash"))["token"]
     await service.start()
     stream = await call(
-        service, token, "POST", "/v1/livestreams", json={"name": "c", "record": True}
+        service,
+        token,
+        "POST",
+        "/v1/livestreams",
+        json={"latencyMode": "standard", "name": "c", "record": True},
     )
     upstream = f"rtmp://127.0.0.1:{service.rtmp_port}/live/{stream['streamKey']}"
     publisher = await push(ffmpeg_exe, sources.av, upstream, loop=True)

@@ -127,7 +127,7 @@ async def test_playlist_is_404_before_publish(live_server: LiveServer) -> None:
 async def test_publisher_that_vanishes_ends_the_playlist(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream()
+    stream = await live_server.create_stream(latencyMode="standard")
     await live_server.set_reconnect_window(stream["id"], 0)  # no window: the end is at once
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
@@ -167,6 +167,10 @@ async def test_two_streams_at_once(
     second = await live_server.create_stream(name="two")
     for stream in (first, second):
         publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"]))
+    # Viewers while live (a low-latency stream's ended playlist is kept for those).
+    await asyncio.gather(
+        *(wait_for_playlist(s["downstreamUrl"], has_segment) for s in (first, second))
+    )
     results = await asyncio.gather(*(p.finish() for p in publishers))
     assert [code for code, _ in results] == [0, 0]
     for stream in (first, second):

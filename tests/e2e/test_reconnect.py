@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 async def test_abrupt_drop_then_reconnect_continues_the_session(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream(record=True)
+    stream = await live_server.create_stream(latencyMode="standard", record=True)
     playlist_url = stream["downstreamUrl"]
     first = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(first)
@@ -80,7 +80,7 @@ async def test_abrupt_drop_then_reconnect_continues_the_session(
 async def test_window_running_out_ends_the_session(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream()
+    stream = await live_server.create_stream(latencyMode="standard")
     await live_server.set_reconnect_window(stream["id"], 2)
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
@@ -94,7 +94,7 @@ async def test_window_running_out_ends_the_session(
 async def test_no_window_ends_at_once(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream()
+    stream = await live_server.create_stream(latencyMode="standard")
     await live_server.set_reconnect_window(stream["id"], 0)
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(publisher)
@@ -109,7 +109,7 @@ async def test_same_key_replaces_a_stale_publisher(
 ) -> None:
     """OBS reconnects before the server noticed the old connection died: the new publish is
     accepted (not refused as "already publishing") and continues the session."""
-    stream = await live_server.create_stream()
+    stream = await live_server.create_stream(latencyMode="standard")
     stale = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True)
     publishers.append(stale)
     await wait_for_playlist(stream["downstreamUrl"], lambda t: segment_count(t) >= 2)

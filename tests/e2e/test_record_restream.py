@@ -95,6 +95,7 @@ async def test_recorded_push_with_good_closed_and_stalled_targets(
     receivers.append(good)
     async with stalled_ingest() as stalled:
         stream = await live.create_stream(
+            latencyMode="standard",
             record=True,
             restream=[
                 target(good.port, "key"),
@@ -186,7 +187,7 @@ async def test_targets_change_while_live_and_a_late_receiver_connects(
     live = relay_server
     late_port, gone_port = free_port(), free_port()
     stream = await live.create_stream(
-        restream=[target(late_port, "late"), target(gone_port, "gone")]
+        latencyMode="standard", restream=[target(late_port, "late"), target(gone_port, "gone")]
     )
     path = f"/v1/livestreams/{stream['id']}"
     publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True))

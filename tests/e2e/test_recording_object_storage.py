@@ -28,7 +28,7 @@ async def test_a_recording_goes_to_object_storage_and_plays_back_from_it(
     prefix = f"e2e-{secrets.token_hex(4)}/"
     storage = storage_on(seaweedfs, prefix, monkeypatch)
     async with serving(tmp_path, sqlite_url, **storage) as live:
-        stream = await live.create_stream(record=True)
+        stream = await live.create_stream(latencyMode="standard", record=True)
         path = f"/v1/livestreams/{stream['id']}"
         publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"])
         code, stderr = await publisher.finish()

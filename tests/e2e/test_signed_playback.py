@@ -56,7 +56,7 @@ async def ffmpeg_play(ffmpeg: str, url: str) -> tuple[int, bytes]:
 async def test_a_signed_stream_plays_in_ffmpeg_only_with_a_token(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream(playbackPolicy="signed")
+    stream = await live_server.create_stream(latencyMode="standard", playbackPolicy="signed")
     key = await new_signing_key(live_server)
     token = issue_playback_token(stream["id"], key["id"], key["privateKey"], 600)
     signed_url = f"{stream['downstreamUrl']}?token={token}"

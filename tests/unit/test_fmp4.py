@@ -62,6 +62,7 @@ def test_h264_aac_tracks_and_codec_strings(h264_aac: bytes) -> None:
     assert video.timescale > 0
     # libx264 Main profile (0x4d), no constraint flags, level 3.1 (0x1f); AAC-LC.
     assert init.codecs == "avc1.4d401f,mp4a.40.2"
+    assert (video.width, video.height, audio.width, audio.height) == (320, 240, 0, 0)
     assert len(fragments) >= 10
 
 

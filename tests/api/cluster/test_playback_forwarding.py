@@ -39,7 +39,7 @@ async def test_playback_of_a_stream_live_elsewhere_is_forwarded_to_its_owner(
     two_nodes: list[Node], cluster_nodes: ClusterNodes, tmp_path: Path
 ) -> None:
     a, b = two_nodes
-    stream_id, key = await cluster_nodes.new_stream(a)
+    stream_id, key = await cluster_nodes.new_stream(a, latency_mode="standard")  # files on disk
     path = f"/live/{stream_id}/index.m3u8"
     publisher = await publish_on(a, key, imageio_ffmpeg.get_ffmpeg_exe(), tmp_path)
     try:
