@@ -69,7 +69,7 @@ def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
             current_map = seg.map_id
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(seg.program_date_time)}")
         if seg.msn in with_parts or not seg.complete:
-            lines.extend(_parts(seg, stream.name_tag))
+            lines.extend(_parts(seg, stream.name_tag, round(stream.part_target, 3)))
         if seg.complete:
             lines.append(f"#EXTINF:{seg.duration:.5f},")
             lines.append(segment_uri(seg.msn, stream.name_tag))
@@ -114,10 +114,14 @@ def _skippable(segments: list[Segment], until: float) -> int:
     return count
 
 
-def _parts(seg: Segment, tag: str) -> list[str]:
+def _parts(seg: Segment, tag: str, part_target: float) -> list[str]:
+    """The segment's ``EXT-X-PART`` lines (``part_target`` as declared, in whole ms). A
+    fragment stretched by a jump in the publisher's timestamps can run a few milliseconds past
+    the part target and cannot be split: its declared duration is capped at the target (RFC
+    8216bis 4.4.4.9: at most PART-TARGET), while the segment's ``EXTINF`` keeps the real sum."""
     return [
-        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.number, tag)}"'
-        + (",INDEPENDENT=YES" if p.independent else "")
+        f"#EXT-X-PART:DURATION={min(p.duration, part_target):.5f},"
+        f'URI="{part_uri(p.number, tag)}"' + (",INDEPENDENT=YES" if p.independent else "")
         for p in seg.parts
     ]
 
