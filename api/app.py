@@ -21,7 +21,6 @@ from api.keys import (
     DRAIN,
     LOW_LATENCY_ENDED,
     METRICS,
-    PLAYBACK_TURNS,
     REQUEST_IDS,
     SETTINGS,
     THUMBNAILS,
@@ -37,7 +36,6 @@ from api.middlewares import (
     RequestIds,
     auth_middleware,
     error_middleware,
-    playback_turns_middleware,
     request_id_middleware,
 )
 from api.openapi import document as openapi
@@ -59,7 +57,6 @@ from config import Settings
 from ingest.limits import AuthFailureThrottle
 from workers.llhls_output import EndedOutputs
 from workers.thumbnail_cache import ThumbnailCache
-from workers.turn_budget import TurnBudget
 
 
 def create_app(
@@ -86,18 +83,11 @@ def create_app(
     live sessions before any of them stops.
     """
     app = web.Application(
-        middlewares=[
-            playback_turns_middleware,
-            metrics_middleware,
-            request_id_middleware,
-            error_middleware,
-            auth_middleware,
-        ],
+        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
     app[REQUEST_IDS] = RequestIds()
-    app[PLAYBACK_TURNS] = TurnBudget()
     app[ACCESS_LOG_POLICY] = AccessLogPolicy(
         settings.access_log, logger=logging.getLogger("aiohttp.access")
     )

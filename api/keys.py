@@ -25,7 +25,6 @@ from workers.live_paths import LivePaths
 from workers.llhls_output import EndedOutputs
 from workers.recording_storages import AnyRecordingStorage
 from workers.thumbnail_cache import ThumbnailCache
-from workers.turn_budget import TurnBudget
 
 if TYPE_CHECKING:
     from api.access_log import AccessLogPolicy
@@ -43,8 +42,6 @@ SETTINGS = web.AppKey("settings", Settings)
 """The settings the app was built with."""
 REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
 """Where the request id middleware takes new request ids from."""
-PLAYBACK_TURNS = web.AppKey("playback_turns", TurnBudget)
-"""How many live playback requests go on per turn of the event loop."""
 ACCESS_LOG_POLICY: web.AppKey[AccessLogPolicy] = web.AppKey("access_log_policy")
 """Which requests get an access-log line (``LIVERELAY_ACCESS_LOG``)."""
 DB_ENGINE = web.AppKey("db_engine", AsyncEngine)

@@ -1,8 +1,7 @@
 """Request ids, JSON errors for everything, and authentication of ``/v1`` (a JWT, or the
 operator console's session cookie: :mod:`api.console.sessions`).
 
-Order (outermost first): :func:`playback_turns_middleware`, the request metrics,
-:func:`request_id_middleware`, :func:`error_middleware`,
+Order (outermost first): :func:`request_id_middleware`, :func:`error_middleware`,
 :func:`auth_middleware`.
 """
 
@@ -19,15 +18,7 @@ from aiohttp.typedefs import Handler
 from api.auth import AuthenticatedAccount, AuthenticationError, TokenRules, authenticate
 from api.console import sessions as console
 from api.errors import DATABASE_ERRORS, ApiError
-from api.keys import (
-    ACCOUNT,
-    DB_SESSIONMAKER,
-    PLAYBACK_TURNS,
-    REQUEST_ID,
-    REQUEST_IDS,
-    SETTINGS,
-    TOKEN_CACHE,
-)
+from api.keys import ACCOUNT, DB_SESSIONMAKER, REQUEST_ID, REQUEST_IDS, SETTINGS, TOKEN_CACHE
 from config.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -37,7 +28,6 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PROTECTED_PREFIX = "/v1/"
-_PLAYBACK_PREFIX = "/live/"
 _KEPT_HEADERS = ("Allow",)
 
 
@@ -58,19 +48,6 @@ class RequestIds:
         start = self._next
         self._next += 16
         return self._pool[start : start + 16].hex()
-
-
-@web.middleware
-async def playback_turns_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Live playback requests go on at most a budget per turn of the event loop
-    (:class:`workers.turn_budget.TurnBudget`): the requests every viewer sends when a part comes
-    are handled over several turns, with timers and other requests in between. Outermost, so
-    that a request waiting its turn has done nothing else yet."""
-    if request.path.startswith(_PLAYBACK_PREFIX):
-        wait = request.app[PLAYBACK_TURNS].admit()
-        if wait is not None:
-            await wait
-    return await handler(request)
 
 
 @web.middleware
