@@ -6,7 +6,12 @@ and CPU per stream of low against standard mode.
 
     python -m bench.llhls [--phases latency,requests,viewers,cpu] [--latency-seconds 60]
                           [--request-seconds 8] [--viewers 50,200] [--viewer-seconds 20]
-                          [--streams 16] [--cpu-seconds 30]
+                          [--streams 16] [--cpu-seconds 30] [--pin]
+
+``--pin`` puts the server (its threads and ffmpeg) on the first CPU this process may use and
+the benchmark itself (the simulated viewers, the publishers, the ``/healthz`` probe) on the
+others, so that the viewers do not take the server's CPU; other load on the machine still can,
+which each viewers step reports as the time the server's main thread waited for a CPU.
 
 Run by hand (never by pytest); loopback only, every phase bounded in count and time. Needs
 Debian's Chromium (``/usr/bin/chromium`` or ``LIVERELAY_TEST_CHROMIUM``), Python playwright and
@@ -222,9 +227,9 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
             probe = asyncio.create_task(probe_process(server.base_url, seconds - 1))
             lag_before = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
             delay_before = procstat.run_delay_seconds(server.proc.pid)
-            begin = procstat.cpu_sample(roots)
+            begin, own_begin = procstat.cpu_sample(roots), time.process_time()
             result = await run_viewers(stream["downstreamUrl"], count, seconds)
-            end = procstat.cpu_sample(roots)
+            end, own_end = procstat.cpu_sample(roots), time.process_time()
             lag_after = await loop_lag_buckets(server.base_url, METRICS_TOKEN)
             delay = procstat.run_delay_seconds(server.proc.pid) - delay_before
             lags = await probe
@@ -246,6 +251,7 @@ async def viewers_cpu(server: Liverelay, counts: list[int], seconds: float) -> l
                     "loop_lag_p99_ms": _ms(lag_quantile(lag_before, lag_after, 0.99)),
                     "loop_lag_max_ms": _ms(lag_quantile(lag_before, lag_after, 1.0)),
                     "waiting_for_cpu_ms_per_s": 1000 * delay / elapsed,
+                    "viewers_process_cpu_cores": (own_end - own_begin) / elapsed,
                     "healthz_p50_ms": percentile(lags, 50),
                     "healthz_p99_ms": percentile(lags, 99),
                 }
@@ -271,6 +277,25 @@ async def requests_cpu(server: Liverelay, args: argparse.Namespace) -> list[dict
         )
     finally:
         await stop_process(publisher, grace=5)
+
+
+def viewers_line(row: dict[str, Any]) -> str:
+    """One viewers step in a line: the lag beside how long the server waited for a CPU (the
+    part of the lag the machine, not the server's work, is to blame for)."""
+
+    def ms(key: str) -> str:
+        value = row[key]
+        return "-" if value is None else f"{value:.1f}"
+
+    return (
+        f"{row['viewers']} viewers: {row['cpu_ms_per_request']:.3f} ms CPU/request, "
+        f"{row['server_cpu_cores']:.2f} of a core, "
+        f"{row['requests_per_s_per_viewer']:.1f} req/s per viewer, "
+        f"loop lag p50/p99/max {ms('loop_lag_p50_ms')}/{ms('loop_lag_p99_ms')}/"
+        f"{ms('loop_lag_max_ms')} ms, server waited for a CPU "
+        f"{row['waiting_for_cpu_ms_per_s']:.0f} ms/s, "
+        f"viewers' process {row['viewers_process_cpu_cores']:.2f} of a core"
+    )
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -315,8 +340,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     server.env["LIVERELAY_METRICS_TOKEN"] = METRICS_TOKEN  # the loop-lag histogram
     server.env["LIVERELAY_LOOP_LAG_PROBE_SECONDS"] = str(LAG_PROBE_SECONDS)
     phases = set(args.phases.split(","))
+    server_cpus = None
+    if args.pin:
+        server_cpus, bench_cpus = procstat.split_cpus()
+        procstat.pin_tree(os.getpid(), bench_cpus)  # this process, before it starts others
+        result["pinned"] = {"server": sorted(server_cpus), "bench": sorted(bench_cpus)}
     try:
         await server.start()
+        if server_cpus is not None:
+            assert server.proc is not None
+            procstat.pin_tree(server.proc.pid, server_cpus)
         if "latency" in phases:
             result["latency"] = [
                 await glass_to_glass(server, mode, args.latency_seconds)
@@ -328,7 +361,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "viewers" in phases:
             counts = [int(c) for c in args.viewers.split(",")]
             result["viewers"] = await viewers_cpu(server, counts, args.viewer_seconds)
-            print(result["viewers"], flush=True)
+            for row in result["viewers"]:
+                print(viewers_line(row), flush=True)
     finally:
         await server.stop()
     if "cpu" in phases:
@@ -363,6 +397,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--cpu-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on one CPU, the benchmark (viewers, publishers) on the others",
+    )
     parser.add_argument(
         "--liverelay-ref", default=None, help="benchmark this git commit (not the working tree)"
     )

@@ -317,3 +317,31 @@ def run_delay_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return int(fields[1]) / 1e9 if len(fields) > 1 else 0.0
+
+
+def pin_tree(root: int, cpus: set[int]) -> int:
+    """Restrict every thread of every process in ``root``'s tree to ``cpus``
+    (``sched_setaffinity`` is per thread; threads and processes started later inherit it from
+    the thread that starts them). Returns how many threads were pinned."""
+    pinned = 0
+    for proc in tree(root):
+        try:
+            tasks = os.listdir(f"/proc/{proc.pid}/task")
+        except OSError:
+            continue  # exited meanwhile
+        for task in tasks:
+            try:
+                os.sched_setaffinity(int(task), cpus)
+            except OSError:
+                continue
+            pinned += 1
+    return pinned
+
+
+def split_cpus() -> tuple[set[int], set[int]]:
+    """Two disjoint CPU sets out of the ones this process may run on: the first CPU for a
+    server, the rest for its load generators."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise RuntimeError(f"pinning needs two CPUs, this process may use {allowed}")
+    return {allowed[0]}, set(allowed[1:])

@@ -64,7 +64,8 @@ class Settings:
     hls_segment_seconds: float = 2.0
     """Target HLS segment duration in seconds (segments cut on keyframes)."""
     hls_list_size: int = 6
-    """Segments kept in the live playlist window."""
+    """Segments kept in the live playlist window (low-latency mode keeps at least enough for a
+    delta update to skip some: 9 of 2 s)."""
     log_level: str = "INFO"
     """Python log level name."""
     log_format: str = "text"

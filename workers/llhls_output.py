@@ -36,6 +36,7 @@ from workers.llhls_ladder import (
     link,
     multivariant,
 )
+from workers.llhls_playlist import delta_window_segments
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
 from workers.rung_decision import decide_rungs
@@ -89,7 +90,9 @@ class LowLatencyOutput:
         self.stream = LowLatencyStream(
             part_target=part_target_for(LOW_LATENCY_FRAGMENT_SECONDS),
             segment_target=settings.hls_segment_seconds,
-            window_segments=max(settings.hls_list_size, 6),
+            window_segments=max(
+                settings.hls_list_size, delta_window_segments(settings.hls_segment_seconds)
+            ),
             name_tag=name_tag,
         )
         self.playlists: ReportingPlaylists = ReportingPlaylists(self.stream)

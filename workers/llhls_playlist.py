@@ -4,6 +4,7 @@ initialization segments, parts and segments."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from workers.llhls import LowLatencyStream, Segment
@@ -14,6 +15,9 @@ PART_HOLD_BACK_PARTS = 3
 """PART-HOLD-BACK in part targets: at least three (RFC 8216bis 4.4.3.8)."""
 SKIP_TARGET_DURATIONS = 6
 """CAN-SKIP-UNTIL in target durations: at least six (RFC 8216bis 4.4.3.8)."""
+SKIP_MARGIN_SEGMENTS = 2
+"""Segments a low-latency window keeps beyond CAN-SKIP-UNTIL and the one being filled: what a
+delta update skips (:func:`delta_window_segments`)."""
 
 
 def map_uri(map_id: int, tag: str = "") -> str:
@@ -37,6 +41,15 @@ def _prefix(tag: str) -> str:
 def skip_until(stream: LowLatencyStream) -> float:
     """CAN-SKIP-UNTIL, in seconds."""
     return float(SKIP_TARGET_DURATIONS * stream.target_duration)
+
+
+def delta_window_segments(segment_target: float) -> int:
+    """The fewest segments a live window of ``segment_target`` second segments keeps so that a
+    delta update skips some: those within CAN-SKIP-UNTIL of the playlist's end, the one being
+    filled and :data:`SKIP_MARGIN_SEGMENTS` more (9 for 2 s segments). A shorter window
+    answers ``_HLS_skip=YES`` with the whole playlist, every segment being too recent."""
+    until = SKIP_TARGET_DURATIONS * math.ceil(segment_target)
+    return math.ceil(until / segment_target) + 1 + SKIP_MARGIN_SEGMENTS
 
 
 def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
@@ -69,7 +82,7 @@ def render(stream: LowLatencyStream, *, skip: bool = False) -> str:
             current_map = seg.map_id
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date_time(seg.program_date_time)}")
         if seg.msn in with_parts or not seg.complete:
-            lines.extend(_parts(seg, stream.name_tag))
+            lines.extend(_parts(seg, stream.name_tag, round(stream.part_target, 3)))
         if seg.complete:
             lines.append(f"#EXTINF:{seg.duration:.5f},")
             lines.append(segment_uri(seg.msn, stream.name_tag))
@@ -114,10 +127,14 @@ def _skippable(segments: list[Segment], until: float) -> int:
     return count
 
 
-def _parts(seg: Segment, tag: str) -> list[str]:
+def _parts(seg: Segment, tag: str, part_target: float) -> list[str]:
+    """The segment's ``EXT-X-PART`` lines (``part_target`` as declared, in whole ms). A
+    fragment stretched by a jump in the publisher's timestamps can run a few milliseconds past
+    the part target and cannot be split: its declared duration is capped at the target (RFC
+    8216bis 4.4.4.9: at most PART-TARGET), while the segment's ``EXTINF`` keeps the real sum."""
     return [
-        f'#EXT-X-PART:DURATION={p.duration:.5f},URI="{part_uri(p.number, tag)}"'
-        + (",INDEPENDENT=YES" if p.independent else "")
+        f"#EXT-X-PART:DURATION={min(p.duration, part_target):.5f},"
+        f'URI="{part_uri(p.number, tag)}"' + (",INDEPENDENT=YES" if p.independent else "")
         for p in seg.parts
     ]
 

@@ -13,7 +13,16 @@ import av
 import pytest
 
 from tests.fmp4_source import AAC, AUDIO, H264, HEVC, OPUS, VIDEO, fragmented_mp4
-from tests.llhls_support import INIT, OTHER_INIT, START, attr, package, parse, stream
+from tests.llhls_support import (
+    INIT,
+    OTHER_INIT,
+    START,
+    attr,
+    check_conformance,
+    package,
+    parse,
+    stream,
+)
 from workers.fmp4 import Fragment, FragmentReader
 from workers.llhls import (
     Answer,
@@ -169,6 +178,26 @@ def test_a_fragment_longer_than_the_part_target_is_counted() -> None:
     feed.add(0.2, keyframe=True)
     feed.add(0.25)
     assert s.overlong_parts == 1
+
+
+def test_a_timestamp_jump_never_declares_a_part_above_the_part_target() -> None:
+    """A jump in the publisher's timestamps (a looped file restarting) stretches a fragment a
+    few milliseconds past the part target; RFC 8216bis 4.4.4.9: every EXT-X-PART DURATION is
+    at most PART-TARGET, so the declared duration is capped while the segment keeps its real
+    one."""
+    s, feed = stream(part_target=part_target_for(0.2), segment_target=2.0)
+    feed.add(0.2, keyframe=True)
+    feed.add(0.2, count=3)
+    feed.time += 0.002  # the jump: the next fragment's last sample covers it
+    feed.add(0.237)
+    feed.add(0.2, count=5)
+    feed.add(0.2, keyframe=True)
+    assert s.overlong_parts == 1, "still counted, for the output to report"
+    text = render(s)
+    playlist = check_conformance(text)
+    first = playlist.segments[0]
+    assert max(d for d, _, _ in first.parts) == pytest.approx(s.part_target)
+    assert first.duration == pytest.approx(0.2 * 9 + 0.237)
 
 
 def test_preload_hint_names_the_next_part_even_across_a_segment_cut() -> None:

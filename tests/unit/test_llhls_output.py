@@ -62,3 +62,18 @@ async def test_an_ended_output_is_kept_for_the_linger_only() -> None:
     now[0] = live.ended_at + 11
     assert ended.get(STREAM) is None
     assert ended.get("other") is None
+
+
+def test_a_delta_update_skips_segments_under_the_default_settings() -> None:
+    """With the default live window (6 segments of 2 s) every segment ended less than
+    CAN-SKIP-UNTIL (6 target durations) before the playlist's end, so ``_HLS_skip=YES`` got the
+    full playlist: the low-latency window keeps enough segments for a delta update to skip."""
+    out = output()
+    stream = out.stream
+    stream.start_run(INIT)
+    for sequence in range(40 * 10):  # 80 s of 2 s segments, 0.2 s parts
+        stream.add(fragment(sequence, keyframe=sequence % 10 == 0), 1.0 + 0.2 * sequence)
+    delta = out.playlists.get(skip=True).decode()
+    skipped = [line for line in delta.splitlines() if line.startswith("#EXT-X-SKIP:")]
+    assert skipped and int(skipped[0].removeprefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=")) > 0
+    assert len(delta) < len(out.playlists.get(skip=False))
