@@ -63,7 +63,8 @@ class DatabaseStreamEvents:
         def on_ended(stream_id: str) -> None:
             if thumbnails is not None:
                 thumbnails.forget(stream_id)
-            path = app[PATHS].get(stream_id, ending=True)
+            paths = app.get(PATHS)  # not yet while the node recovers, before it admits
+            path = paths.get(stream_id, ending=True) if paths is not None else None
             output = path.outputs.hls if path is not None else None
             if isinstance(output, LowLatencyOutput):
                 app[LOW_LATENCY_ENDED].remember(stream_id, output)

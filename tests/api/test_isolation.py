@@ -68,6 +68,8 @@ NOT_ONE_ACCOUNTS: dict[tuple[str, str], str] = {
             "/live/{id}/storage/index.m3u8",
             "/recordings/{recordingId}/index.m3u8",
             "/recordings/{recordingId}/{segment}",
+            *(f"/live/{{id}}/thumbnail.{kind}" for kind in ("jpg", "png")),
+            *(f"/recordings/{{recordingId}}/thumbnail.{kind}" for kind in ("jpg", "png")),
         )
     },
 }

@@ -66,7 +66,8 @@ def write_live(settings: Settings, stream_id: str, segment: bytes) -> None:
 async def live_stream(
     client: TestClient, account: AccountCredentials, segment: bytes, **body: object
 ) -> str:
-    stream = await create_stream(client, account, **body)
+    """A stream live in standard mode (its MPEG-TS window written as the HLS output would)."""
+    stream = await create_stream(client, account, **{"latencyMode": "standard", **body})
     await go_live(client, stream["id"])
     write_live(client.app[SETTINGS], stream["id"], segment)
     return str(stream["id"])
@@ -148,7 +149,7 @@ async def test_live_thumbnail_errors(
     body = await assert_error(response, 404, "no_video")
     assert body["message"] == "the stream has no video"
 
-    waiting = await create_stream(api_client, account)
+    waiting = await create_stream(api_client, account, latencyMode="standard")
     await go_live(api_client, waiting["id"])  # live, but no segment yet
     response = await api_client.get(f"/live/{waiting['id']}/thumbnail.jpg")
     await assert_error(response, 503, "thumbnail_not_ready")
@@ -248,7 +249,7 @@ async def test_head_answers_without_a_decode(
         assert "Content-Length" not in response.headers, "its length is not known yet"
     assert cache.decoded == 0
     assert (await api_client.head(recorded, params={"time": "9"})).status == 400
-    waiting = await create_stream(api_client, account)
+    waiting = await create_stream(api_client, account, latencyMode="standard")
     await go_live(api_client, waiting["id"])  # live, but no segment yet
     response = await api_client.head(f"/live/{waiting['id']}/thumbnail.jpg")
     assert response.status == 503 and response.headers["Retry-After"] == "2"

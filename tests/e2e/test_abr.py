@@ -41,7 +41,9 @@ async def current_renditions(live: LiveServer, stream_id: str) -> list[str] | No
 async def test_a_ladder_is_played_through_a_multivariant_playlist(
     live_server: LiveServer, ffmpeg_exe: str, sources: Sources, publishers: list[Publisher]
 ) -> None:
-    stream = await live_server.create_stream(renditions=["source", "360p", "240p"])
+    stream = await live_server.create_stream(
+        latencyMode="standard", renditions=["source", "360p", "240p"]
+    )
     publisher = await push(ffmpeg_exe, sources.av, stream["upstreamUrl"])
     publishers.append(publisher)
 
@@ -85,8 +87,8 @@ async def test_without_a_rung_to_produce_the_url_stays_a_media_playlist(
 ) -> None:
     """Audio only: no rung; video only below every rung's height is the same rule (unit
     tested); a video-only publish with a rung gets a multivariant playlist without audio."""
-    audio = await live_server.create_stream(renditions=["source", "240p"])
-    video = await live_server.create_stream(renditions=["source", "240p"])
+    audio = await live_server.create_stream(latencyMode="standard", renditions=["source", "240p"])
+    video = await live_server.create_stream(latencyMode="standard", renditions=["source", "240p"])
     for stream, source in ((audio, sources.audio_only), (video, sources.video_only)):
         publishers.append(await push(ffmpeg_exe, source, stream["upstreamUrl"], realtime=False))
     for publisher in publishers:
