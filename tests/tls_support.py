@@ -1,5 +1,6 @@
-"""Test certificates for the RTMPS listener: self-signed, for ``localhost`` and ``127.0.0.1``,
-written as PEM files, and a client context that trusts exactly one of them."""
+"""Test certificates for the RTMPS listener and the TLS proxies in front of liverelay:
+self-signed, for ``localhost`` and ``127.0.0.1``, written as PEM files, and a client context
+that trusts exactly one of them."""
 
 from __future__ import annotations
 

@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import signal
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from api.keys import RTMP_SERVER
 from tests.e2e.conftest import LiveServer, Publisher, Sources, free_port, push, serving
 from tests.polling import eventually
 from tests.protocol.helpers import publish_bytes
+from tests.proxy_process import executable_or_fail, running
 from tests.rtmp_client import read_to_eof
 from tests.tls_support import CertificateFiles, make_certificate
 
@@ -35,18 +33,6 @@ pytestmark = pytest.mark.e2e
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "haproxy" / "liverelay-rtmp.cfg"
 PROXY_SOURCE = "127.0.0.2"
 """The address HAProxy connects to liverelay from (a trusted proxy)."""
-
-
-def haproxy_or_fail() -> str:
-    haproxy = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy",) if os.access(p, os.X_OK)), None
-    )
-    if haproxy is None:
-        message = "haproxy not found (apt-get install haproxy)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run installs it: never hide a missing proxy in CI
-        pytest.skip(message)
-    return haproxy
 
 
 def proxy_config(shipped: str, *, ports: tuple[int, int], upstreams: tuple[int, int]) -> str:
@@ -95,7 +81,7 @@ async def live(
 async def haproxy_ports(live: LiveServer, tmp_path: Path) -> AsyncIterator[tuple[int, int]]:
     """HAProxy in the foreground as this test's own process, stopped by its PID; its RTMP and
     RTMPS ports."""
-    haproxy = haproxy_or_fail()
+    haproxy = executable_or_fail("haproxy", "haproxy")
     directory = tmp_path / "haproxy"
     directory.mkdir()
     ports = (free_port(), free_port())
@@ -106,34 +92,15 @@ async def haproxy_ports(live: LiveServer, tmp_path: Path) -> AsyncIterator[tuple
     upstreams = (live.rtmp_port, tls_port)
     conf.write_text(proxy_config(CONF.read_text(), ports=ports, upstreams=upstreams))
     argv = [haproxy, "-f", str(directory / "global.cfg"), "-f", str(conf)]
-    check = await asyncio.create_subprocess_exec(
-        *argv, "-c", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await check.communicate()
-    assert check.returncode == 0, output.decode()
-    process = await asyncio.create_subprocess_exec(
-        *argv, "-db", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-
-        def listening() -> bool:
-            assert process.returncode is None, "haproxy exited"
-            with socket.socket() as probe, socket.socket() as tls_probe:
-                return (
-                    probe.connect_ex(("127.0.0.1", ports[0])) == 0
-                    and tls_probe.connect_ex(("127.0.0.1", ports[1])) == 0
-                )
-
-        await eventually(listening, 10, interval=0.05, message="haproxy never listened")
+    async with running(
+        argv,
+        check=["-c"],
+        foreground=["-db"],
+        ports=ports,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    ):
         yield ports
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.send_signal(signal.SIGKILL)
-        await process.wait()
 
 
 async def current_session(live: LiveServer, stream_id: str) -> dict[str, Any] | None:

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,73 +22,23 @@ from tests.e2e.conftest import (
     wait_for_playlist,
 )
 from tests.llhls_support import check_conformance, parse
-from tests.polling import eventually
+from tests.proxy_process import executable_or_fail, running
+from tests.tls_support import make_certificate
 
 pytestmark = pytest.mark.e2e
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "liverelay-http2.conf"
 
 
-def nginx_or_fail() -> str:
-    nginx = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None
-    )
-    if nginx is None:
-        message = "nginx not found (apt-get install nginx)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run installs it: never hide a missing proxy in CI
-        pytest.skip(message)
-    return nginx
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 valid for a day, and its key (PEM files)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def proxy_config(shipped: str, *, directory: Path, upstream: int, port: int) -> str:
     """The shipped server configuration with the test's addresses, certificate and paths."""
-    cert, key = self_signed(directory)
+    certificate = make_certificate(directory, "127.0.0.1")
     swaps = {
         "server 127.0.0.1:8080;": f"server 127.0.0.1:{upstream};",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{port} ssl http2;",
         "listen [::]:443 ssl http2;": "",
-        "/etc/ssl/certs/live.example.com.pem": str(cert),
-        "/etc/ssl/private/live.example.com.key": str(key),
+        "/etc/ssl/certs/live.example.com.pem": str(certificate.cert),
+        "/etc/ssl/private/live.example.com.key": str(certificate.key),
         "/var/cache/nginx/liverelay": str(directory / "cache"),
     }
     for old, new in swaps.items():
@@ -123,7 +70,7 @@ class Proxy:
 @pytest.fixture
 async def proxy(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[Proxy]:
     """nginx as this test's own process (its own prefix and pid file), killed by its PID."""
-    nginx = nginx_or_fail()
+    nginx = executable_or_fail("nginx", "nginx")
     directory = tmp_path / "nginx"
     directory.mkdir()
     port = free_port()
@@ -133,35 +80,14 @@ async def proxy(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[Proxy]
         proxy_config(CONF.read_text(), directory=directory, upstream=upstream, port=port)
     )
     argv = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
-    check = await asyncio.create_subprocess_exec(
-        *argv, "-t", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await check.communicate()
-    assert check.returncode == 0, output.decode()
-    process = await asyncio.create_subprocess_exec(*argv, "-g", "daemon off;")
-    try:
-
-        def listening() -> bool:
-            assert process.returncode is None, (directory / "error.log").read_text()
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        await eventually(listening, 10, interval=0.05, message="nginx never listened")
+    async with running(
+        argv,
+        check=["-t"],
+        foreground=["-g", "daemon off;"],
+        ports=[port],
+        exit_detail=(directory / "error.log").read_text,
+    ):
         yield Proxy(f"https://127.0.0.1:{port}", directory)
-    finally:
-        await stop_nginx(process)
-
-
-async def stop_nginx(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM to the master (by PID): its fast shutdown stops the workers, which a SIGKILL of
-    the master would leave running; SIGKILL only if it does not end in time."""
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.send_signal(signal.SIGKILL)
-    await process.wait()
 
 
 async def curl_http2(url: str, body: Path) -> tuple[str, str, str]:

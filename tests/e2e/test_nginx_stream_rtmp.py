@@ -7,8 +7,6 @@ one trusted proxy; the client from 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,10 +15,9 @@ import pytest
 from config.settings import Settings
 from ingest.server import RTMPServer
 from tests.e2e.conftest import free_port
-from tests.e2e.test_http2_proxy import nginx_or_fail, stop_nginx
 from tests.fakes import FakeClock, StubAdmission
-from tests.polling import eventually
 from tests.protocol.helpers import publish_bytes
+from tests.proxy_process import executable_or_fail, missing, running
 from tests.rtmp_client import first_statuses
 
 pytestmark = pytest.mark.e2e
@@ -32,10 +29,7 @@ KEY = "k" * 20
 
 def stream_module_or_fail() -> Path:
     if not STREAM_MODULE.exists():
-        message = "nginx's stream module not found (apt-get install libnginx-mod-stream)"
-        if os.environ.get("CI"):
-            pytest.fail(message)  # .ci/run installs it
-        pytest.skip(message)
+        missing("nginx's stream module not found (apt-get install libnginx-mod-stream)")
     return STREAM_MODULE
 
 
@@ -73,7 +67,7 @@ async def rtmp(tmp_path: Path) -> AsyncIterator[tuple[RTMPServer, StubAdmission]
 @pytest.fixture
 async def nginx_port(rtmp: tuple[RTMPServer, StubAdmission], tmp_path: Path) -> AsyncIterator[int]:
     """nginx as this test's own process (its own prefix and pid file), stopped by its PID."""
-    nginx, module = nginx_or_fail(), stream_module_or_fail()
+    nginx, module = executable_or_fail("nginx", "nginx"), stream_module_or_fail()
     directory = tmp_path / "nginx"
     directory.mkdir()
     port = free_port()
@@ -87,23 +81,14 @@ async def nginx_port(rtmp: tuple[RTMPServer, StubAdmission], tmp_path: Path) -> 
         f"include {directory / 'liverelay-rtmp.conf'};\n"
     )
     argv = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
-    check = await asyncio.create_subprocess_exec(
-        *argv, "-t", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await check.communicate()
-    assert check.returncode == 0, output.decode()
-    process = await asyncio.create_subprocess_exec(*argv, "-g", "daemon off;")
-    try:
-
-        def listening() -> bool:
-            assert process.returncode is None, (directory / "error.log").read_text()
-            with socket.socket() as probe:
-                return probe.connect_ex(("127.0.0.1", port)) == 0
-
-        await eventually(listening, 10, interval=0.05, message="nginx never listened")
+    async with running(
+        argv,
+        check=["-t"],
+        foreground=["-g", "daemon off;"],
+        ports=[port],
+        exit_detail=(directory / "error.log").read_text,
+    ):
         yield port
-    finally:
-        await stop_nginx(process)
 
 
 async def test_a_publish_through_nginx_stream_has_the_clients_address(
