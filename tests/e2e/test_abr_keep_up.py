@@ -25,6 +25,17 @@ from workers import keep_up, llhls_ladder
 pytestmark = pytest.mark.e2e
 
 
+async def dropped(live_server: LiveServer, stream_id: str) -> dict | None:
+    """The stream's current session once it has dropped a rendition, else None."""
+    url = f"{live_server.http_url}/v1/livestreams/{stream_id}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers=live_server.headers) as response,
+    ):
+        session = (await response.json())["currentSession"]
+    return session if session and session["droppedRenditions"] else None
+
+
 @pytest.mark.parametrize("mode", ["standard", "low"])
 async def test_a_ladder_that_falls_behind_drops_its_top_rung(
     live_server: LiveServer,
@@ -39,17 +50,7 @@ async def test_a_ladder_that_falls_behind_drops_its_top_rung(
     monkeypatch.setattr(keep_up, "GRACE_SECONDS", 1.0)
     stream = await live_server.create_stream(latencyMode=mode, renditions=["source", "240p"])
     publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True))
-    url = f"{live_server.http_url}/v1/livestreams/{stream['id']}"
-
-    async def dropped() -> dict | None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(url, headers=live_server.headers) as response,
-        ):
-            session = (await response.json())["currentSession"]
-        return session if session and session["droppedRenditions"] else None
-
-    session = await eventually(dropped, 30, interval=0.2)
+    session = await eventually(lambda: dropped(live_server, stream["id"]), 30, interval=0.2)
     assert session["droppedRenditions"] == ["240p"]
     assert session["renditions"] == ["source"]
     base = stream["downstreamUrl"].rsplit("/", 1)[0]
@@ -75,17 +76,7 @@ async def test_a_low_latency_rung_whose_output_cannot_be_read_is_dropped(
     monkeypatch.setattr(llhls_ladder, "MAX_RUNG_BOX_BYTES", 64)
     stream = await live_server.create_stream(latencyMode="low", renditions=["source", "240p"])
     publishers.append(await push(ffmpeg_exe, sources.av, stream["upstreamUrl"], loop=True))
-    url = f"{live_server.http_url}/v1/livestreams/{stream['id']}"
-
-    async def dropped() -> dict | None:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(url, headers=live_server.headers) as response,
-        ):
-            session = (await response.json())["currentSession"]
-        return session if session and session["droppedRenditions"] else None
-
-    session = await eventually(dropped, 30, interval=0.2)
+    session = await eventually(lambda: dropped(live_server, stream["id"]), 30, interval=0.2)
     assert session["droppedRenditions"] == ["240p"]
     assert session["renditions"] == ["source"]
     base = stream["downstreamUrl"].rsplit("/", 1)[0]
