@@ -22,7 +22,14 @@ from typing import Any
 import aiohttp
 
 from bench import procstat
-from bench.common import ffmpeg_exe, source_clip, stop_process, write_result
+from bench.common import (
+    bench_parser,
+    create_livestream,
+    ffmpeg_exe,
+    source_clip,
+    stop_process,
+    write_result,
+)
 from bench.llhls import copy_argv, spawn, wait_playable
 from bench.servers import Liverelay
 from workers.ladder_argv import RungOutput, ladder_hls_argv
@@ -79,10 +86,7 @@ async def through_liverelay(
         await server.start()
         async with aiohttp.ClientSession(headers=server.auth) as http:
             body = {"name": "bench-abr", "renditions": renditions, "latencyMode": mode}
-            async with http.post(f"{server.base_url}/v1/livestreams", json=body) as r:
-                if r.status != 201:
-                    raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
-                stream = await r.json()
+            stream = await create_livestream(http, server.base_url, body)
         publisher = await spawn(copy_argv(source_clip(), stream["upstreamUrl"]))
         base = stream["downstreamUrl"].rsplit("/", 1)[0]
         last = "source.m3u8" if len(renditions) > 1 else "index.m3u8"
@@ -120,11 +124,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.abr",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("bench.abr", __doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="measuring window per phase")
     return parser.parse_args(argv)
 

@@ -26,7 +26,15 @@ import aiohttp
 
 from bench import procstat
 from bench.abr import LADDER
-from bench.common import median, percentile, source_clip, stop_process, write_result
+from bench.common import (
+    bench_parser,
+    create_livestream,
+    median,
+    percentile,
+    source_clip,
+    stop_process,
+    write_result,
+)
 from bench.llhls import copy_argv, spawn, wait_playable
 from bench.servers import Liverelay
 
@@ -94,10 +102,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await server.start()
         async with aiohttp.ClientSession(headers=server.auth) as http:
             body = {"name": "bench-abr-latency", "renditions": LADDER, "latencyMode": "low"}
-            async with http.post(f"{server.base_url}/v1/livestreams", json=body) as r:
-                if r.status != 201:
-                    raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
-                stream = await r.json()
+            stream = await create_livestream(http, server.base_url, body)
             publisher = await spawn(copy_argv(source_clip(), stream["upstreamUrl"]))
             base = stream["downstreamUrl"].rsplit("/", 1)[0]
             urls = {name: f"{base}/{name}.m3u8" for name in LADDER}
@@ -133,11 +138,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.abr_latency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("bench.abr_latency", __doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring window")
     parser.add_argument("--poll", type=float, default=0.03, help="seconds between polls")
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -218,6 +219,28 @@ async def create_api_key(env: dict[str, str], workdir: Path, name: str) -> str:
         raise RuntimeError(f"liverelay apikey create failed: {err.decode()[-2000:]}")
     token: str = json.loads(out)["token"]
     return token
+
+
+def bench_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A command line parser for ``python -m <prog>`` whose help is the module's ``doc`` as
+    written."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {prog}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+async def create_livestream(
+    http: aiohttp.ClientSession, base_url: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """``POST /v1/livestreams`` with ``body`` on a session that carries the token; the
+    response body."""
+    async with http.post(f"{base_url}/v1/livestreams", json=body) as r:
+        if r.status != 201:
+            raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
+        created: dict[str, Any] = await r.json()
+        return created
 
 
 async def create_livestreams(
