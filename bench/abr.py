@@ -30,7 +30,7 @@ from bench.common import (
     stop_process,
     write_result,
 )
-from bench.llhls import copy_argv, spawn, wait_playable
+from bench.llhls_load import copy_argv, spawn, wait_playable
 from bench.servers import Liverelay
 from workers.ladder_argv import RungOutput, ladder_hls_argv
 from workers.renditions import RUNGS

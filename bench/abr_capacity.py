@@ -25,7 +25,7 @@ import aiohttp
 from bench import procstat
 from bench.abr import LADDER
 from bench.common import median, source_clip, stop_process, write_result
-from bench.llhls import copy_argv, spawn, wait_playable
+from bench.llhls_load import copy_argv, spawn, wait_playable
 from bench.servers import Liverelay
 
 WARM_UP_SECONDS = 8.0

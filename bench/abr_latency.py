@@ -35,7 +35,7 @@ from bench.common import (
     stop_process,
     write_result,
 )
-from bench.llhls import copy_argv, spawn, wait_playable
+from bench.llhls_load import copy_argv, spawn, wait_playable
 from bench.servers import Liverelay
 
 WARM_UP_SECONDS = 6.0

@@ -2,7 +2,8 @@
 mode), requests per second of a low-latency viewer, server CPU per request of each kind
 (:mod:`bench.llhls_requests`), server CPU per playlist/part request and the server's event-loop
 lag (its ``liverelay_event_loop_lag_seconds`` histogram) under simulated low-latency viewers,
-and CPU per stream of low against standard mode.
+and CPU per stream of low against standard mode; on request (``--phases loaded``), low mode's
+latency with ``--loaded-streams`` other low-latency streams live on the same server.
 
     python -m bench.llhls [--phases latency,requests,viewers,cpu] [--latency-seconds 60]
                           [--request-seconds 8] [--viewers 50,200] [--viewer-seconds 20]
@@ -35,11 +36,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from bench import procstat
 from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
+from bench.llhls_load import (
+    background_streams,
+    copy_argv,
+    cpu_per_stream,
+    create,
+    spawn,
+    wait_playable,
+)
 from bench.llhls_requests import request_costs
 from bench.llhls_viewers import lag_quantile, loop_lag_buckets, probe_process, run_viewers
 from bench.servers import Liverelay, extract_ref
@@ -98,45 +106,6 @@ def counter_argv(url: str) -> list[str]:
         "-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0",
         "-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "flv", url,
     ]  # fmt: skip
-
-
-def copy_argv(source: Path, url: str) -> list[str]:
-    return [
-        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-        "-readrate_initial_burst", "0", "-stream_loop", "-1", "-i", str(source),
-        "-c", "copy", "-f", "flv", url,
-    ]  # fmt: skip
-
-
-async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL
-    )
-
-
-async def create(server: Liverelay, mode: str, count: int) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession(headers=server.auth) as http:
-        bodies = []
-        for i in range(count):
-            body = {"name": f"bench-{mode}-{i}", "latencyMode": mode}
-            async with http.post(f"{server.base_url}/v1/livestreams", json=body) as r:
-                if r.status != 201:
-                    raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
-                bodies.append(await r.json())
-        return bodies
-
-
-async def wait_playable(urls: list[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        for url in urls:
-            while True:
-                async with http.get(url) as r:
-                    if r.status == 200 and "#EXTINF" in await r.text():
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} not playable after {timeout:g} s")
-                await asyncio.sleep(0.2)
 
 
 async def page_server(html: str) -> tuple[web.AppRunner, str]:
@@ -302,35 +271,6 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else 1000 * seconds
 
 
-async def cpu_per_stream(mode: str, streams: int, seconds: float) -> dict[str, Any]:
-    """CPU per stream of the server's process tree (Python and its ffmpeg), ``streams`` in
-    ``mode``."""
-    server = Liverelay(Path(tempfile.mkdtemp(prefix=f"bench-llhls-{mode}-")))
-    publishers = []
-    try:
-        await server.start()
-        bodies = await create(server, mode, streams)
-        for body in bodies:
-            publishers.append(await spawn(copy_argv(source_clip(), body["upstreamUrl"])))
-        await wait_playable([b["downstreamUrl"] for b in bodies])
-        assert server.proc is not None
-        begin = procstat.cpu_sample([server.proc.pid])
-        await asyncio.sleep(seconds)
-        end = procstat.cpu_sample([server.proc.pid])
-    finally:
-        for publisher in publishers:
-            await stop_process(publisher, grace=5)
-        await server.stop()
-    percent = procstat.cpu_percent(begin, end)
-    return {
-        "mode": mode,
-        "streams": streams,
-        "tree_cpu_percent": percent,
-        "python_cpu_percent": procstat.root_cpu_percent(begin, end),
-        "cpu_percent_per_stream": percent / streams,
-    }
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": procstat.machine(), "argv": sys.argv[1:]}
     if args.liverelay_ref:
@@ -356,6 +296,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 for mode in ("low", "standard")
             ]
             print(result["latency"], flush=True)
+        if "loaded" in phases:  # low mode's latency beside --loaded-streams other streams
+            async with background_streams(server, "low", args.loaded_streams):
+                loaded = await glass_to_glass(server, "low", args.latency_seconds)
+            result["loaded_latency"] = {"streams": args.loaded_streams + 1, **loaded}
+            print(result["loaded_latency"], flush=True)
         if "requests" in phases:
             result["requests"] = await requests_cpu(server, args)
         if "viewers" in phases:
@@ -387,7 +332,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--phases",
         default="latency,requests,viewers,cpu",
-        help="which of latency,requests,viewers,cpu to run",
+        help="which of latency,requests,viewers,cpu,loaded to run (loaded: not by default)",
+    )
+    parser.add_argument(
+        "--loaded-streams", type=int, default=63, help="other low streams in the loaded phase"
     )
     parser.add_argument("--request-seconds", type=float, default=8.0, help="per request kind")
     parser.add_argument("--request-clients", type=int, default=4, help="for answered kinds")
@@ -411,5 +359,5 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     outcome = asyncio.run(main(parse_args()))
     print(f"results: {write_result(outcome, None, 'llhls')}")
-    for key in ("latency", "requests", "viewers", "cpu_per_stream", "low_over_standard"):
+    for key in ("latency", "loaded_latency", "requests", "viewers", "cpu_per_stream"):
         print(key, outcome.get(key))
