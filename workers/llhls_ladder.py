@@ -24,10 +24,10 @@ from workers.ladder_playlist import (
     Variant,
     render_multivariant,
     rung_resolution,
-    segment_bandwidth,
     source_resolution,
 )
 from workers.llhls import LowLatencyStream
+from workers.llhls_multivariant import bandwidths
 from workers.llhls_playlist import PlaylistCache
 from workers.media_pipes import MediaPipe
 from workers.renditions import SOURCE, Rung
@@ -227,8 +227,8 @@ def link(
 def multivariant(
     hub: StreamHub, source: LowLatencyStream, rungs: Sequence[LowLatencyRendition]
 ) -> bytes | None:
-    """``index.m3u8`` of a low-latency ladder: the variants that have a complete segment
-    (``None`` before the source has one). ``CODECS`` come from each rendition's own
+    """``index.m3u8`` of a low-latency ladder: the variants that have media (``None`` before
+    the source has any). ``CODECS`` come from each rendition's own
     initialization segment, so they are what the player gets."""
     video = hub.stats.video
     fps = video.fps if video is not None else None
@@ -238,11 +238,9 @@ def multivariant(
     ]
     entries += [(r.uri, r.stream, rung_resolution(r.rung, video)) for r in rungs]
     for uri, stream, resolution in entries:
-        complete = [s for s in stream.segments if s.complete]
-        if not complete or not stream.maps:
+        if not stream.segments or not stream.maps:
             continue
-        sizes = [(sum(len(p.data) for p in s.parts), s.duration) for s in complete]
-        peak, average = segment_bandwidth(sizes)
+        peak, average = bandwidths(stream.segments)  # the filling one's before any is complete
         codecs = stream.maps[max(stream.maps)].codecs or None
         variants.append(Variant(uri, peak, average, resolution, codecs, fps))
     if not variants or variants[0].uri != f"{SOURCE}.m3u8":
