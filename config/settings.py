@@ -265,11 +265,8 @@ class Settings:
 
     def rtmp_base_url(self, bound_port: int | None = None) -> str:
         """Public base of RTMP URLs (no trailing slash)."""
-        if self.public_rtmp_url:
-            return self.public_rtmp_url.rstrip("/")
         port = bound_port if bound_port is not None else self.rtmp_port
-        host = _public_host(self.rtmp_host)
-        return f"rtmp://{host}" if port == 1935 else f"rtmp://{host}:{port}"
+        return _base_url(self.public_rtmp_url, "rtmp", self.rtmp_host, port, 1935)
 
     @property
     def rtmps_enabled(self) -> bool:
@@ -280,11 +277,8 @@ class Settings:
         """Public base of RTMPS URLs (no trailing slash); ``None`` when RTMPS is off."""
         if not self.rtmps_enabled:
             return None
-        if self.public_rtmps_url:
-            return self.public_rtmps_url.rstrip("/")
         port = bound_port if bound_port is not None else self.rtmps_port
-        host = _public_host(self.rtmps_listen_host)
-        return f"rtmps://{host}" if port == 443 else f"rtmps://{host}:{port}"
+        return _base_url(self.public_rtmps_url, "rtmps", self.rtmps_listen_host, port, 443)
 
     @property
     def rtmps_listen_host(self) -> str:
@@ -297,6 +291,15 @@ class Settings:
             return self.public_http_url.rstrip("/")
         port = bound_port if bound_port is not None else self.http_port
         return f"http://{_public_host(self.http_host)}:{port}"
+
+
+def _base_url(public: str | None, scheme: str, listen_host: str, port: int, default: int) -> str:
+    """``public`` without its trailing slash, else ``scheme://host[:port]`` of the listener (the
+    port left out when it is the scheme's ``default``)."""
+    if public:
+        return public.rstrip("/")
+    host = _public_host(listen_host)
+    return f"{scheme}://{host}" if port == default else f"{scheme}://{host}:{port}"
 
 
 def _public_host(listen_host: str) -> str:
