@@ -249,15 +249,17 @@ async def create_livestreams(
     prefix: str,
     count: int,
     timeout: aiohttp.ClientTimeout | None = None,
+    **fields: Any,
 ) -> list[dict[str, Any]]:
-    """``POST /v1/livestreams`` ``count`` times (named ``<prefix>-<i>``), one after another;
-    the response bodies (``id``, ``upstreamUrl``, ``downstreamUrl``...)."""
+    """``POST /v1/livestreams`` ``count`` times (named ``<prefix>-<i>``, with ``fields``), one
+    after another; the response bodies (``id``, ``upstreamUrl``, ``downstreamUrl``...)."""
     bodies: list[dict[str, Any]] = []
     async with aiohttp.ClientSession(
         headers={"Authorization": token}, timeout=timeout or aiohttp.client.DEFAULT_TIMEOUT
     ) as http:
         for i in range(count):
-            async with http.post(f"{base_url}/v1/livestreams", json={"name": f"{prefix}-{i}"}) as r:
+            body = {"name": f"{prefix}-{i}", **fields}
+            async with http.post(f"{base_url}/v1/livestreams", json=body) as r:
                 if r.status != 201:
                     raise RuntimeError(f"POST /v1/livestreams: {r.status} {await r.text()}")
                 bodies.append(await r.json())

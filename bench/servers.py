@@ -203,7 +203,9 @@ class Liverelay(Server):
                 playlist_url=body["downstreamUrl"],
                 playlist_file=self.workdir / "data" / "live" / body["id"] / "index.m3u8",
             )
-            for body in await create_livestreams(self.base_url, self.token, "bench", count)
+            for body in await create_livestreams(
+                self.base_url, self.token, "bench", count, latencyMode="standard"
+            )
         ]
 
 
