@@ -98,6 +98,11 @@ async def session_row(node: Node, session_id: str) -> LiveSession:
     return row
 
 
+async def session_recorded(node: Node, session_id: str) -> bool:
+    async with node.sessionmaker() as session:
+        return await session.get(LiveSession, session_id) is not None
+
+
 async def node_row(node: Node, node_id: str) -> ClusterNode:
     async with node.sessionmaker() as session:
         row = await session.get(ClusterNode, node_id)
@@ -138,6 +143,9 @@ async def test_a_node_cut_from_the_database_stops_its_stream_before_another_can_
     other_generation = other.lease_generation
     hls_a = path_a.outputs.hls.supervisor.process
     assert hls_a is not None
+    # The session is in the database before the cut (a session begun while the database was
+    # away has nothing another node could continue).
+    await eventually(lambda: session_recorded(b, path_a.info.session_id), 30)
 
     lost: list[tuple[str, int]] = []
     a.ownership.watch(lambda lost_id, generation: lost.append((lost_id, generation)))
