@@ -262,6 +262,7 @@ class OpenSessions:
 
     async def close_left_open(self, stream_id: str, before_generation: int) -> int:
         sessions = self.open.get(stream_id, [])
-        kept = [g for g in sessions if g is not None and g >= before_generation]
+        # The newer ownerships' sessions stay open; those of unknown generation are ended.
+        kept: list[int | None] = [g for g in sessions if g is not None and g >= before_generation]
         self.open[stream_id] = kept
         return len(sessions) - len(kept)

@@ -133,15 +133,6 @@ class ThumbnailCache:
             self.from_cache += 1
         return _unwrap(await asyncio.shield(flight))
 
-    def peek(self, key: ThumbnailKey) -> Thumbnail | None:
-        """The fresh thumbnail of ``key`` if the cache holds one, without making it (``None``
-        otherwise); a kept :class:`ThumbnailUnavailable` is raised, as :meth:`get` does."""
-        entry = self._entries.get(key)
-        if entry is None or entry.expires_at <= self._clock():
-            return None
-        self.from_cache += 1
-        return _unwrap(entry.result)
-
     async def run_decode(self, work: Callable[[], T]) -> T:
         """Run the blocking ``work`` (a decode) in a worker thread, in turn with the others."""
         async with self._decode_slots:

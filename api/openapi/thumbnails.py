@@ -96,8 +96,8 @@ def _item(
     head = {
         **get,
         "operationId": f"{op_id}Head",
-        "description": "Decodes nothing: the cached image's headers when one is cached, else "
-        "those of the image after the checks (no `Content-Length`; a source without video may "
-        "answer 200 here and 404 to GET).",
+        "description": "Answers exactly what GET answers (status and headers, "
+        "`Content-Length` included), without the body; it makes or reuses the same cached "
+        "image, since only a decode tells whether the source has a frame.",
     }
     return {"parameters": [*params, _TOKEN], "get": get, "head": head}

@@ -12,6 +12,9 @@ PNG.
 :data:`~workers.thumbnail_codec.MAX_SIDE`) scale the frame keeping its aspect ratio; with both,
 it fits inside that box. Access is playback's: a signed stream's thumbnails need its ``?token=``
 (:class:`api.playback_tokens.PlaybackGuard`), checked before anything else is looked at.
+
+``HEAD`` is answered as ``GET`` is, without the body: whether the media has a frame is only
+known by decoding it, so ``HEAD`` makes (or reuses) the same cached thumbnail.
 """
 
 from __future__ import annotations
@@ -108,8 +111,6 @@ async def live_thumbnail(request: web.Request) -> web.StreamResponse:
 
     key = ThumbnailKey(stream_id, "live", extension, width, height)
     cache = SIGNED_LIVE_CACHE_CONTROL if signed else LIVE_CACHE_CONTROL
-    if request.method == "HEAD":
-        return await _head(request, key, newest_media, cache)
     thumbnail = await _cached(request, key, make, LIVE_INTERVAL_SECONDS)
     return _response(request, thumbnail, cache)
 
@@ -154,36 +155,8 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
         missing = NotFound("playlist not found")
         return await forward_to_writer(request, recording_id, path, missing, query=_QUERY_NAMES)
     cache = SIGNED_RECORDING_CACHE_CONTROL if signed else RECORDING_CACHE_CONTROL
-    if request.method == "HEAD":
-        return await _head(request, key, point_asked, cache)
     thumbnail = await _cached(request, key, make, RECORDING_TTL_SECONDS)
     return _response(request, thumbnail, cache)
-
-
-async def _head(
-    request: web.Request,
-    key: ThumbnailKey,
-    check: Callable[[], Awaitable[object]],
-    cache_control: str,
-) -> web.Response:
-    """``HEAD`` without a decode: the cached thumbnail's headers when the cache holds it, else
-    those of the image after ``check()`` (the stream has media, the time is in the recording),
-    without ``Content-Length``. Whether the media has a frame is only known by decoding it, so
-    a source without video may answer 200 here and 404 to ``GET``."""
-    try:
-        thumbnail = request.app[THUMBNAILS].peek(key)
-    except NoVideo:
-        raise ApiError(404, "the stream has no video", code="no_video") from None
-    except ThumbnailUnavailable as exc:
-        raise ApiError(404, str(exc), code="no_frame") from None
-    if thumbnail is not None:
-        return _response(request, thumbnail, cache_control)
-    await check()
-    response = web.Response(
-        headers=_headers(request, FORMATS[key.extension].content_type, cache_control)
-    )
-    response.headers.pop("Content-Length", None)
-    return response
 
 
 async def _cached(

@@ -234,27 +234,69 @@ def test_thumbnail_requests_are_summed_up_in_the_access_log_like_playback(
     assert len(thumbnails) == 4 and thumbnails <= set(PLAYBACK_ROUTES)
 
 
-async def test_head_answers_without_a_decode(
+HEAD_COMPARED = (
+    "Content-Type",
+    "Content-Length",
+    "Cache-Control",
+    "Retry-After",
+    "Access-Control-Allow-Origin",
+)
+
+
+async def assert_head_agrees(client: TestClient, url: str, **params: str) -> int:
+    """``HEAD url`` answers what ``GET url`` does, without a body; HEAD is asked first, so it
+    decides with nothing cached. The status."""
+    head = await client.head(url, params=params)
+    assert await head.read() == b""
+    get = await client.get(url, params=params)
+    body = await get.read()
+    assert (head.status, url, params) == (get.status, url, params), body[:200]
+    for name in HEAD_COMPARED:
+        assert head.headers.get(name) == get.headers.get(name), (name, url, params)
+    assert get.headers["Content-Length"] == str(len(body))
+    return head.status
+
+
+async def test_head_agrees_with_get(
     api_client: TestClient, account: AccountCredentials, media: Media
 ) -> None:
-    stream_id = await live_stream(api_client, account, media.video)
-    recording_id = await recording(api_client, stream_id, media.video)
-    cache = api_client.app[THUMBNAILS]
-    live, recorded = f"/live/{stream_id}/thumbnail.jpg", f"/recordings/{recording_id}/thumbnail.png"
-    for url, content_type in ((live, "image/jpeg"), (recorded, "image/png")):
-        response = await api_client.head(url)
-        assert response.status == 200
-        assert response.headers["Content-Type"] == content_type
-        assert "Cache-Control" in response.headers
-        assert "Content-Length" not in response.headers, "its length is not known yet"
-    assert cache.decoded == 0
-    assert (await api_client.head(recorded, params={"time": "9"})).status == 400
-    waiting = await create_stream(api_client, account, latencyMode="standard")
-    await go_live(api_client, waiting["id"])  # live, but no segment yet
-    response = await api_client.head(f"/live/{waiting['id']}/thumbnail.jpg")
-    assert response.status == 503 and response.headers["Retry-After"] == "2"
-    # Once made, HEAD has the cached image's length.
-    body = await (await api_client.get(live)).read()
-    response = await api_client.head(live)
-    assert response.status == 200 and response.headers["Content-Length"] == str(len(body))
-    assert cache.decoded == 1
+    client = api_client
+    video = await live_stream(client, account, media.video)
+    audio = await live_stream(client, account, media.audio)
+    signed = await live_stream(client, account, media.video, playbackPolicy="signed")
+    idle = (await create_stream(client, account))["id"]
+    waiting = (await create_stream(client, account, latencyMode="standard"))["id"]
+    await go_live(client, waiting)  # live, but no segment yet
+    recorded = await recording(client, video, media.video)
+    silent = await recording(client, audio, media.audio)
+    signed_recording = await recording(client, signed, media.video)
+    key = await new_key(client, account)
+    token = issue_playback_token(signed, key["id"], key["privateKey"], 600)
+
+    cases: list[tuple[str, dict[str, str], int]] = [
+        (f"/live/{video}/thumbnail.jpg", {}, 200),
+        (f"/live/{video}/thumbnail.png", {"width": "320"}, 200),
+        (f"/live/{audio}/thumbnail.jpg", {}, 404),  # no video
+        (f"/live/{audio}/thumbnail.png", {"height": "90"}, 404),
+        (f"/live/{waiting}/thumbnail.jpg", {}, 503),
+        (f"/live/{idle}/thumbnail.jpg", {}, 404),
+        (f"/live/{UNKNOWN_ID}/thumbnail.jpg", {}, 404),
+        ("/live/not-an-id/thumbnail.jpg", {}, 404),
+        (f"/live/{video}/thumbnail.jpg", {"width": "15"}, 400),
+        (f"/live/{idle}/thumbnail.jpg", {"height": "abc"}, 400),
+        (f"/live/{signed}/thumbnail.jpg", {}, 403),
+        (f"/live/{signed}/thumbnail.jpg", {"width": "0"}, 403),
+        (f"/live/{signed}/thumbnail.jpg", {"token": token}, 200),
+        (f"/recordings/{recorded}/thumbnail.jpg", {}, 200),
+        (f"/recordings/{recorded}/thumbnail.png", {"time": "3", "height": "180"}, 200),
+        (f"/recordings/{recorded}/thumbnail.jpg", {"time": "9"}, 400),
+        (f"/recordings/{recorded}/thumbnail.jpg", {"time": "nan"}, 400),
+        (f"/recordings/{recorded}/thumbnail.jpg", {"width": "1921"}, 400),
+        (f"/recordings/{silent}/thumbnail.jpg", {}, 404),  # no video
+        (f"/recordings/{UNKNOWN_ID}/thumbnail.jpg", {}, 404),
+        ("/recordings/not-an-id/thumbnail.png", {}, 404),
+        (f"/recordings/{signed_recording}/thumbnail.jpg", {}, 403),
+        (f"/recordings/{signed_recording}/thumbnail.jpg", {"token": token}, 200),
+    ]
+    for url, params, status in cases:
+        assert await assert_head_agrees(client, url, **params) == status, (url, params)

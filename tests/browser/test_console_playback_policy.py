@@ -1,5 +1,5 @@
 """The playback policy in the console: chosen when a stream is created, shown on the stream
-page, changed in its settings; a signed stream's page says why the console does not play it."""
+page, changed in its settings; a signed stream's page asks for a playback token to play it."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ const LIST_REFRESH_MS = 5000;
 const STREAM_REFRESH_MS = 2000;
 const PER_PAGE = 20;
 const NO_PLAYER = "The player (hls.js) is not installed on the server: run `npm ci` in the liverelay directory.";
-const SIGNED_NOTE = "A signed stream plays with a playback token only, which the console does not sign.";
+const SIGNED_NOTE = "A signed stream plays with a playback token only, which the console does not sign: paste one in “Viewer token” to watch.";
 let timer = null;
 let player = null;
 let sections = null;
@@ -217,6 +217,11 @@ async function streamPage(id) {
   });
   const video = h("video", { id: "player", controls: true, muted: true, playsinline: true, "aria-label": "Live player" });
   const playerNote = h("p", { class: "muted", id: "player-note", "aria-live": "polite" });
+  // The live player plays with viewer.query(); playing is the query it was started with, and
+  // refused the one whose token the server refused (not tried again until it changes).
+  let playing = null;
+  let refused = null;
+  const viewer = viewerTokenForm(id, () => render());
   const figures = h("div", { id: "figures", "aria-live": "off" });
   const actions = h("div", { class: "actions" });
   page(stream.name,
@@ -231,13 +236,13 @@ async function streamPage(id) {
         h("dt", {}, "Server (RTMPS)"), h("dd", {}, h("code", { class: "value", id: "secure-server" }, stream.secureStreamUrl),
           copyButton("Copy RTMPS server", () => stream.secureStreamUrl))] : []),
       h("dt", {}, "Stream Key"), h("dd", {}, keyValue, reveal, copyButton("Copy key", () => stream.streamKey))),
-    h("h2", {}, "Player"), video, playerNote,
+    h("h2", {}, "Player"), viewer.node, video, playerNote,
     h("h2", {}, "Live session"), figures,
     h("h2", {}, "Actions"), actions);
   const refetch = async () => {
     try { stream = await api("GET", `/v1/livestreams/${id}`); render(); } catch (err) { failed(err); }
   };
-  sections = streamSections(stream, (next) => { if (next) { stream = next; render(); } else refetch(); });
+  sections = streamSections(stream, (next) => { if (next) { stream = next; render(); } else refetch(); }, viewer);
   main.append(...sections.nodes);
   let shownStatus = stream.status;
   const render = () => {
@@ -248,13 +253,16 @@ async function streamPage(id) {
     figures.replaceChildren(sessionFigures(stream.currentSession));
     actions.replaceChildren(...streamActions(stream, (next) => { stream = next; render(); }));
     policy.textContent = stream.playbackPolicy;
-    showPoster(video, stream);
-    if (stream.playbackPolicy === "signed") {
-      if (player) player.destroy();
-      player = null;
-      playerNote.textContent = SIGNED_NOTE;
-    } else if (stream.status === "live" && !player) startPlayer(video, stream, playerNote);
-    else if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
+    viewer.show(stream.playbackPolicy);
+    const query = viewer.query();
+    showPoster(video, stream, query === refused ? null : query);
+    if (player && playing !== query) { player.destroy(); player = null; }
+    if (query === null) playerNote.textContent = SIGNED_NOTE;
+    else if (query === refused) playerNote.textContent = TOKEN_REFUSED;
+    else if (stream.status === "live" && !player) {
+      playing = query;
+      startPlayer(video, stream, playerNote, query, () => { refused = query; });
+    } else if (stream.status !== "live") playerNote.textContent = window.Hls ? "The player starts when the stream is live." : NO_PLAYER;
   };
   render();
   timer = setInterval(async () => {
@@ -265,21 +273,27 @@ async function streamPage(id) {
   }, STREAM_REFRESH_MS);
 }
 
-// A live public stream's recent frame (its thumbnail) stands in the player until it plays; a
-// signed stream's would need a playback token.
-function showPoster(video, stream) {
-  const shown = stream.status === "live" && stream.playbackPolicy !== "signed";
-  if (shown && !video.getAttribute("poster")) video.setAttribute("poster", `/live/${stream.id}/thumbnail.jpg?width=640`);
-  if (!shown) video.removeAttribute("poster");
+// A live stream's recent frame (its thumbnail) stands in the player until it plays; a signed
+// stream's takes the viewer token (query: "?token=…", "" for a public stream, null without one).
+function showPoster(video, stream, query) {
+  const poster = stream.status === "live" && query !== null
+    ? `/live/${stream.id}/thumbnail.jpg${query ? `${query}&` : "?"}width=640` : null;
+  if (poster && video.getAttribute("poster") !== poster) video.setAttribute("poster", poster);
+  if (!poster) video.removeAttribute("poster");
 }
 
-function startPlayer(video, stream, note) {
-  const source = new URL(stream.downstreamUrl).pathname; // served by this origin
+// Plays the stream's playlist with `query` (a signed stream's "?token=…": the playlists the
+// server answers carry it in every URI, so hls.js sends it with each part and segment).
+// onRefused() is called when the server refuses the token.
+function startPlayer(video, stream, note, query, onRefused) {
+  const source = new URL(stream.downstreamUrl).pathname + query; // served by this origin
   if (window.Hls && window.Hls.isSupported()) {
     player = new window.Hls({ lowLatencyMode: true });
     player.on(window.Hls.Events.ERROR, (event, data) => {
-      if (data.fatal) note.textContent = `Playback error: ${data.details}. It is retried on the next refresh.`;
-      if (data.fatal) { player.destroy(); player = null; }
+      if (!data.fatal) return;
+      if (refusedToken(data)) { note.textContent = TOKEN_REFUSED; onRefused(); }
+      else note.textContent = `Playback error: ${data.details}. It is retried on the next refresh.`;
+      player.destroy(); player = null;
     });
     player.loadSource(source);
     player.attachMedia(video);

@@ -21,11 +21,12 @@ function asNumber(input) {
 }
 
 // Each lower section: its nodes, and refresh(stream, statusChanged) called on every refresh.
-function streamSections(stream, reload) {
+// viewer is the page's token form (viewerTokenForm): the recordings play with its token.
+function streamSections(stream, reload, viewer) {
   const settings = settingsSection(stream, reload);
   const targets = targetsSection(stream, reload);
   const history = historySection(stream);
-  const recordings = recordingsSection(stream);
+  const recordings = recordingsSection(stream, viewer);
   let ticks = 0;
   return {
     nodes: [...settings, ...targets.nodes, ...history.nodes, ...recordings.nodes],
@@ -205,17 +206,29 @@ function historySection(stream) {
   return { nodes: [h("h2", {}, "Session history"), table.region], load: table.load };
 }
 
-function recordingsSection(stream) {
+function recordingsSection(stream, viewer) {
   const video = h("video", { id: "recording-player", controls: true, muted: true, playsinline: true, "aria-label": "Recording player", hidden: true });
-  const note = h("p", { class: "muted", "aria-live": "polite" });
+  const note = h("p", { class: "muted", id: "recording-note", "aria-live": "polite" });
   let vod = null;
   const stopPlayer = () => { if (vod) vod.destroy(); vod = null; };
   const play = (recording) => {
     stopPlayer();
+    const query = viewer.query();
+    if (query === null) {
+      video.hidden = true;
+      note.textContent = SIGNED_RECORDING_NOTE;
+      viewer.focus();
+      return;
+    }
     video.hidden = false;
-    const source = new URL(recording.recordingUrl).pathname; // served by this origin
+    const source = new URL(recording.recordingUrl).pathname + query; // served by this origin
     if (window.Hls && window.Hls.isSupported()) {
       vod = new window.Hls();
+      vod.on(window.Hls.Events.ERROR, (event, data) => {
+        if (!data.fatal) return;
+        stopPlayer(); video.hidden = true;
+        note.textContent = refusedToken(data) ? TOKEN_REFUSED : `Playback error: ${data.details}.`;
+      });
       vod.loadSource(source); vod.attachMedia(video);
     } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
       video.src = source; vod = { destroy() { video.removeAttribute("src"); video.load(); } };
@@ -253,5 +266,60 @@ function recordingsSection(stream) {
     load: table.load,
     pending: () => table.data().some((r) => r.status === "recording"),
     stop: stopPlayer,
+  };
+}
+
+const SIGNED_RECORDING_NOTE = "This stream is signed: its recordings play with a playback token only. Paste one in “Viewer token” above, then press Play again.";
+const TOKEN_REFUSED = "The viewer token was refused (expired, for another stream or account, or its signing key deleted): paste a new one.";
+
+// Whether a fatal hls.js error is the server refusing the token (403).
+const refusedToken = (data) => Boolean(data.response && data.response.code === 403);
+
+// What is wrong with `token` as a playback token of `streamId`, read from its claims ("" when
+// nothing is; the server checks its signature).
+function tokenProblem(token, streamId) {
+  let claims;
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    claims = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch (err) { return "This is not a playback token (a JWT, as `liverelay playback-token` prints)."; }
+  if (claims.sub !== streamId) return `This token is for another stream (${claims.sub}).`;
+  if (![].concat(claims.aud).includes("v")) return "This token is not a playback token (its audience is not “v”).";
+  if (typeof claims.exp === "number" && claims.exp * 1000 <= Date.now()) return `This token expired at ${new Date(claims.exp * 1000).toLocaleString()}.`;
+  return "";
+}
+
+// The token to play a signed stream and its recordings with, pasted by the operator: kept in
+// this page only (never stored), gone when the page is left. onChange() is called on each
+// change; query() is "" for a public stream, "?token=…" for a signed one, null without a token.
+function viewerTokenForm(streamId, onChange) {
+  let token = "";
+  let signed = false;
+  const input = h("input", { type: "password", id: "f-viewerToken", autocomplete: "off", spellcheck: "false", "aria-describedby": "f-viewerToken-hint f-viewerToken-error" });
+  const forget = h("button", { type: "button", class: "secondary" }, "Forget token");
+  const form = h("form", { novalidate: true, id: "viewer-token", "aria-label": "Token for the players" },
+    field("f-viewerToken", "Viewer token", input,
+      "A playback token signed with one of your signing keys (`liverelay playback-token`). The console signs none; it keeps this one in this page only, until you leave it."),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Play with token"), forget));
+  const error = form.querySelector(".field-error");
+  const showProblem = (problem) => {
+    error.textContent = problem; error.hidden = !problem;
+    if (problem) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = input.value.trim();
+    const problem = next ? tokenProblem(next, streamId) : "Paste a playback token first.";
+    showProblem(problem);
+    if (problem) return;
+    token = next;
+    onChange();
+  });
+  forget.addEventListener("click", () => { input.value = ""; token = ""; showProblem(""); onChange(); input.focus(); });
+  return {
+    node: form,
+    show(policy) { signed = policy === "signed"; form.hidden = !signed; },
+    query: () => (!signed ? "" : token ? `?token=${encodeURIComponent(token)}` : null),
+    focus: () => input.focus(),
   };
 }
