@@ -6,9 +6,9 @@ which parses in the read callback), a sans-IO
 :class:`~ingest.publisher.PublisherConnection` (its publish rules) and one task,
 :meth:`RTMPServer._connection`, that owns it until it is closed and handles every way it ends.
 Timeouts and the listener's limits are applied here (the limiters are in
-:mod:`ingest.limits`). Every connection closed early is counted in
-:attr:`RTMPServer.rejected` and logged with its reason, warnings at a limited rate
-(:mod:`ingest.refusals`). No log line carries a stream key.
+:mod:`ingest.limits`, the rate of TLS handshakes in :mod:`ingest.handshake_rate`). Every
+connection closed early is counted in :attr:`RTMPServer.rejected` and logged with its reason,
+warnings at a limited rate (:mod:`ingest.refusals`). No log line carries a stream key.
 
 The per-address cap counts only connections that are not publishing: once a publish is
 accepted its connection leaves the count, so encoders behind one address (a studio, an office
@@ -29,6 +29,7 @@ import time
 from config.settings import Settings
 from ingest.batching import ReadBatcher
 from ingest.client_address import TrustedProxies, peer_address, reported_client
+from ingest.handshake_rate import HandshakeRate
 from ingest.limits import (
     AddressConnections,
     AuthFailureThrottle,
@@ -87,6 +88,8 @@ class RTMPServer:
         self._auth_failures = AuthFailureThrottle(
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
+        rate, burst = settings.rtmps_handshake_rate, settings.rtmps_handshake_burst
+        self._handshakes = HandshakeRate(rate, burst, clock=clock)
         proxies = settings.trusted_proxy_networks if settings.rtmp_proxy_protocol else None
         self._proxies = None if proxies is None else TrustedProxies(proxies)
         """Whose connections begin with a PROXY header; ``None``: nobody's."""
@@ -154,7 +157,7 @@ class RTMPServer:
 
     def _new_transport(self, tls: TLSSession | None = None) -> RTMPTransport:
         settings = self._settings
-        transport = RTMPTransport(
+        return RTMPTransport(
             self._accept,
             batcher=self._batcher,
             idle_timeout=settings.rtmp_idle_timeout,
@@ -163,7 +166,6 @@ class RTMPServer:
             clock=self._clock,
             tls=tls,
         )
-        return transport
 
     def _accept(self, transport: RTMPTransport) -> None:
         """A connection came in: refuse it at once, or start its task."""
@@ -174,7 +176,7 @@ class RTMPServer:
             return
         proxies = self._proxies  # on the RTMPS port too: the header comes before TLS
         proxied = proxies is not None and proxies.trusts(host)
-        refusal = self._admit(None if proxied else host)
+        refusal = self._admit(None if proxied else host, transport.tls is not None)
         if refusal is not None:
             self._refusals.closed_early(client, refusal.reason, str(refusal))
             transport.transport.close()
@@ -205,19 +207,24 @@ class RTMPServer:
         self._not_publishing.add(transport)
         return publisher
 
-    def _admit(self, host: str | None) -> ConnectionLimitHit | None:
+    def _admit(self, host: str | None, tls: bool) -> ConnectionLimitHit | None:
         """Count a new connection (from ``host``, against its address until it publishes;
         ``None``: not yet known), or say which limit refuses it."""
         most = self._settings.rtmp_max_connections
         if len(self._connections) >= most:
             return ConnectionLimitHit(CloseReason.CONNECTION_LIMIT, f"{most} connections open")
-        return None if host is None else self._admit_address(host)
+        return None if host is None else self._admit_address(host, tls)
 
-    def _admit_address(self, host: str) -> ConnectionLimitHit | None:
+    def _admit_address(self, host: str, tls: bool) -> ConnectionLimitHit | None:
+        """Count a connection against ``host``'s address and, with ``tls`` (the RTMPS port),
+        its TLS handshake against the address's rate; or say which refuses it."""
         if not self._addresses.acquire(host):
             return ConnectionLimitHit(
                 CloseReason.ADDRESS_LIMIT, f"{self._addresses.open(host)} open from its address"
             )
+        if tls and (refusal := self._handshakes.admit(host)) is not None:
+            self._addresses.release(host)
+            return refusal
         return None
 
     def _leave_address_count(self, transport: RTMPTransport, host: str) -> None:
@@ -273,7 +280,7 @@ class RTMPServer:
         client, host = reported_client(header, proxy, proxy_host)
         what = f"PROXY v{header.version} {header.command}"
         log.debug("RTMP connection from %s carries %s (%s)", proxy, client, what)
-        if (refusal := self._admit_address(host)) is not None:
+        if (refusal := self._admit_address(host, transport.tls is not None)) is not None:
             self._refusals.closed_early(client, refusal.reason, str(refusal))
             return None
         return client, host
@@ -300,6 +307,8 @@ class RTMPServer:
                 detail = str(exc)
                 timed_out = exc.reason is CloseReason.IDLE_TIMEOUT
                 self._refusals.closed_early(client, exc.reason, detail)
+                if exc.reason is CloseReason.TLS_HANDSHAKE_FAILED:
+                    self._handshakes.failed(host)
                 if exc.reason is CloseReason.SLOW_READER:
                     transport.abort()  # closing would wait for a peer that does not read
             except (ConnectionError, OSError) as exc:
