@@ -118,6 +118,10 @@ def check_rtmp_limits(settings: Settings) -> None:
     ):
         if getattr(settings, name) < lowest:
             raise SettingsError(f"LIVERELAY_{name.upper()} must be >= {lowest}")
+    if not settings.rtmps_handshake_rate >= 0:  # NaN too
+        raise SettingsError("LIVERELAY_RTMPS_HANDSHAKE_RATE must be >= 0 (0: no limit)")
+    if settings.rtmps_handshake_burst < 1:
+        raise SettingsError("LIVERELAY_RTMPS_HANDSHAKE_BURST must be >= 1")
 
 
 def check_rtmps(settings: Settings) -> None:

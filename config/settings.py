@@ -45,6 +45,14 @@ class Settings:
     on SIGHUP. Set without ``rtmps_port``, it is refused (it would not be served)."""
     tls_key_file: str | None = None
     """PEM private key (not encrypted) of ``tls_cert_file``; read again on SIGHUP."""
+    rtmps_handshake_rate: float = 1.0
+    """TLS handshakes per second one client address (an IPv6 client: its /64; behind a trusted
+    proxy: the address its PROXY header reports) may start on the RTMPS port, on average, once
+    its ``rtmps_handshake_burst`` is spent; a connection past it is closed at the accept, before
+    any TLS work. A failed handshake counts twice. 0 = no limit."""
+    rtmps_handshake_burst: int = 10
+    """TLS handshakes one client address may start on the RTMPS port in a burst, before
+    ``rtmps_handshake_rate`` applies (its bucket refills at that rate up to this)."""
     data_dir: Path = Path("./data")
     """Directory for the SQLite file, live HLS output and recordings."""
     database_url: Secret | None = None

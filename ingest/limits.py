@@ -70,6 +70,10 @@ class CloseReason(enum.StrEnum):
     TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
     """The TLS handshake on the RTMPS port failed: not TLS (plain RTMP), no protocol or cipher
     in common, or the client refused the certificate (its alert is in the log line)."""
+    TLS_HANDSHAKE_THROTTLED = "tls_handshake_throttled"
+    """Closed at the accept on the RTMPS port, before any TLS work: the client address started
+    more TLS handshakes than ``LIVERELAY_RTMPS_HANDSHAKE_BURST`` and
+    ``LIVERELAY_RTMPS_HANDSHAKE_RATE`` allow (:mod:`ingest.handshake_rate`)."""
 
 
 class ConnectionLimitHit(Exception):

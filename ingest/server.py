@@ -6,10 +6,9 @@ which parses in the read callback), a sans-IO
 :class:`~ingest.publisher.PublisherConnection` (its publish rules) and one task,
 :meth:`RTMPServer._connection`, that owns it until it is closed and handles every way it ends.
 Timeouts and the listener's limits are applied here (the limiters are in
-:mod:`ingest.limits`). Every connection closed early is counted in
-:attr:`RTMPServer.rejected` and logged with its reason: a warning at most once per reason every
-:data:`REFUSAL_WARNING_INTERVAL` seconds (saying how many were held back), the others at DEBUG.
-No log line carries a stream key.
+:mod:`ingest.limits`, the rate of TLS handshakes in :mod:`ingest.handshake_rate`). Every
+connection closed early is counted in :attr:`RTMPServer.rejected` and logged with its reason,
+warnings at a limited rate (:mod:`ingest.refusals`). No log line carries a stream key.
 
 The per-address cap counts only connections that are not publishing: once a publish is
 accepted its connection leaves the count, so encoders behind one address (a studio, an office
@@ -30,6 +29,7 @@ import time
 from config.settings import Settings
 from ingest.batching import ReadBatcher
 from ingest.client_address import TrustedProxies, peer_address, reported_client
+from ingest.handshake_rate import HandshakeRate
 from ingest.limits import (
     AddressConnections,
     AuthFailureThrottle,
@@ -42,7 +42,7 @@ from ingest.live import EndReason, PathAdmission
 from ingest.proxied import ProxyHeaderWait
 from ingest.proxy_protocol import ProxyHeaderReader
 from ingest.publisher import EndConnection, PublisherConnection
-from ingest.ratelimit import WarningRateLimiter
+from ingest.refusals import Refusals
 from ingest.rtmp.connection import RTMPServerConnection
 from ingest.rtmp.errors import RTMPProtocolError
 from ingest.rtmp.events import Event, PublishRequested
@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 5.0
 """How long a closing connection may take to flush its last replies before it is aborted."""
-REFUSAL_WARNING_INTERVAL = 10.0
-"""Seconds between two warnings about connections closed early for the same reason."""
 
 
 class RTMPServer:
@@ -86,17 +84,19 @@ class RTMPServer:
         self._addresses = AddressConnections(settings.rtmp_max_connections_per_address)
         self._not_publishing: set[RTMPTransport] = set()
         """Connections counted in ``_addresses``: every one until its publish is accepted."""
-        self._warnings = WarningRateLimiter(REFUSAL_WARNING_INTERVAL, clock=clock)
+        self._refusals = Refusals(log, clock=clock)
         self._auth_failures = AuthFailureThrottle(
             settings.rtmp_auth_failures_per_minute, clock=clock
         )
+        rate, burst = settings.rtmps_handshake_rate, settings.rtmps_handshake_burst
+        self._handshakes = HandshakeRate(rate, burst, clock=clock)
         proxies = settings.trusted_proxy_networks if settings.rtmp_proxy_protocol else None
         self._proxies = None if proxies is None else TrustedProxies(proxies)
         """Whose connections begin with a PROXY header; ``None``: nobody's."""
         self._closing = False
         interval = settings.rtmp_read_interval
         self._batcher = ReadBatcher(interval) if interval > 0 else None
-        self.rejected: dict[str, int] = {}
+        self.rejected = self._refusals.counts
         """Connections closed early, by :class:`~ingest.limits.CloseReason` value (for
         metrics)."""
 
@@ -157,7 +157,7 @@ class RTMPServer:
 
     def _new_transport(self, tls: TLSSession | None = None) -> RTMPTransport:
         settings = self._settings
-        transport = RTMPTransport(
+        return RTMPTransport(
             self._accept,
             batcher=self._batcher,
             idle_timeout=settings.rtmp_idle_timeout,
@@ -166,7 +166,6 @@ class RTMPServer:
             clock=self._clock,
             tls=tls,
         )
-        return transport
 
     def _accept(self, transport: RTMPTransport) -> None:
         """A connection came in: refuse it at once, or start its task."""
@@ -177,9 +176,9 @@ class RTMPServer:
             return
         proxies = self._proxies  # on the RTMPS port too: the header comes before TLS
         proxied = proxies is not None and proxies.trusts(host)
-        refusal = self._admit(None if proxied else host)
+        refusal = self._admit(None if proxied else host, transport.tls is not None)
         if refusal is not None:
-            self._closed_early(client, refusal.reason, str(refusal))
+            self._refusals.closed_early(client, refusal.reason, str(refusal))
             transport.transport.close()
             return
         if proxied:
@@ -208,19 +207,24 @@ class RTMPServer:
         self._not_publishing.add(transport)
         return publisher
 
-    def _admit(self, host: str | None) -> ConnectionLimitHit | None:
+    def _admit(self, host: str | None, tls: bool) -> ConnectionLimitHit | None:
         """Count a new connection (from ``host``, against its address until it publishes;
         ``None``: not yet known), or say which limit refuses it."""
         most = self._settings.rtmp_max_connections
         if len(self._connections) >= most:
             return ConnectionLimitHit(CloseReason.CONNECTION_LIMIT, f"{most} connections open")
-        return None if host is None else self._admit_address(host)
+        return None if host is None else self._admit_address(host, tls)
 
-    def _admit_address(self, host: str) -> ConnectionLimitHit | None:
+    def _admit_address(self, host: str, tls: bool) -> ConnectionLimitHit | None:
+        """Count a connection against ``host``'s address and, with ``tls`` (the RTMPS port),
+        its TLS handshake against the address's rate; or say which refuses it."""
         if not self._addresses.acquire(host):
             return ConnectionLimitHit(
                 CloseReason.ADDRESS_LIMIT, f"{self._addresses.open(host)} open from its address"
             )
+        if tls and (refusal := self._handshakes.admit(host)) is not None:
+            self._addresses.release(host)
+            return refusal
         return None
 
     def _leave_address_count(self, transport: RTMPTransport, host: str) -> None:
@@ -265,10 +269,10 @@ class RTMPServer:
             header = await transport.header_wait.header(transport.accepted_at + seconds)
         except TimeoutError:
             timeout = handshake_timeout(seconds)
-            self._closed_early(proxy, timeout.reason, f"{timeout} (no PROXY header)")
+            self._refusals.closed_early(proxy, timeout.reason, f"{timeout} (no PROXY header)")
             return None
         except ConnectionLimitHit as exc:
-            self._closed_early(proxy, exc.reason, str(exc))
+            self._refusals.closed_early(proxy, exc.reason, str(exc))
             return None
         except ConnectionError as exc:  # e.g. a proxy's health check: connect, then close
             log.debug("RTMP connection from %s %s", proxy, exc)
@@ -276,8 +280,8 @@ class RTMPServer:
         client, host = reported_client(header, proxy, proxy_host)
         what = f"PROXY v{header.version} {header.command}"
         log.debug("RTMP connection from %s carries %s (%s)", proxy, client, what)
-        if (refusal := self._admit_address(host)) is not None:
-            self._closed_early(client, refusal.reason, str(refusal))
+        if (refusal := self._admit_address(host, transport.tls is not None)) is not None:
+            self._refusals.closed_early(client, refusal.reason, str(refusal))
             return None
         return client, host
 
@@ -294,7 +298,7 @@ class RTMPServer:
                 clean, detail = await self._serve(transport, publisher, host)
             except RTMPProtocolError as exc:
                 detail = f"protocol error: {exc}"
-                self._closed_early(client, CloseReason.PROTOCOL_ERROR, detail)
+                self._refusals.closed_early(client, CloseReason.PROTOCOL_ERROR, detail)
             except EndConnection as exc:  # refused: bad app or key, play, a throttled address
                 detail = str(exc)
                 self._refused(client, host, exc)
@@ -302,7 +306,9 @@ class RTMPServer:
             except ConnectionLimitHit as exc:
                 detail = str(exc)
                 timed_out = exc.reason is CloseReason.IDLE_TIMEOUT
-                self._closed_early(client, exc.reason, detail)
+                self._refusals.closed_early(client, exc.reason, detail)
+                if exc.reason is CloseReason.TLS_HANDSHAKE_FAILED:
+                    self._handshakes.failed(host)
                 if exc.reason is CloseReason.SLOW_READER:
                     transport.abort()  # closing would wait for a peer that does not read
             except (ConnectionError, OSError) as exc:
@@ -370,7 +376,7 @@ class RTMPServer:
     def _refused(self, client: str, host: str, exc: EndConnection) -> None:
         """Count a refusal by the publish rules (which logged it); a refused key counts
         against the address."""
-        self._closed_early(client, exc.reason, str(exc), logging.INFO)
+        self._refusals.closed_early(client, exc.reason, str(exc), logging.INFO)
         if exc.reason is CloseReason.BAD_KEY and self._auth_failures.record_failure(host):
             log.warning(
                 "RTMP publishes from %s refused unchecked for %.0f s: %d bad stream keys in %.0f s",
@@ -379,16 +385,3 @@ class RTMPServer:
                 self._auth_failures.max_failures,
                 self._auth_failures.window,
             )
-
-    def _closed_early(
-        self, client: str, reason: CloseReason, detail: str, level: int = logging.WARNING
-    ) -> None:
-        """Count a connection closed early and log it (warnings rate-limited per reason)."""
-        self.rejected[reason.value] = self.rejected.get(reason.value, 0) + 1
-        if level >= logging.WARNING:
-            held_back = self._warnings.allow(reason)
-            if held_back is None:
-                level = logging.DEBUG
-            elif held_back:
-                detail = f"{detail} ({held_back} more since the last warning)"
-        log.log(level, "RTMP connection from %s closed (%s): %s", client, reason.value, detail)

@@ -125,6 +125,7 @@ def test_reason_names_are_stable() -> None:
         "proxy_header_invalid",
         "proxy_header_untrusted",
         "tls_handshake_failed",
+        "tls_handshake_throttled",
     }
 
 
