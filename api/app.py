@@ -120,8 +120,8 @@ def create_app(
     restream.register(app.router)
     sessions.register(app.router)
     recordings.register(app.router)
-    thumbnails.register(app.router)  # before playback: its {segment} matches their names
-    playback.register(app.router)
+    playback.register(app.router, reserved=thumbnails.NAMES)  # first: the hot path
+    thumbnails.register(app.router)
     webhooks.register(app.router)
     signing_keys.register(app.router)
     register_public(app.router, settings)
