@@ -31,13 +31,8 @@ from api.live.drain import Drain, control_context
 from api.live.media_context import media_context
 from api.metrics.listener import metrics_listener_context, register_public
 from api.metrics.loop_lag import loop_lag_context
-from api.metrics.registry import Metrics, metrics_middleware
-from api.middlewares import (
-    RequestIds,
-    auth_middleware,
-    error_middleware,
-    request_id_middleware,
-)
+from api.metrics.registry import Metrics
+from api.middlewares import RequestIds, request_middleware
 from api.openapi import document as openapi
 from api.recording_storage import storage_context
 from api.routes import (
@@ -83,7 +78,7 @@ def create_app(
     live sessions before any of them stops.
     """
     app = web.Application(
-        middlewares=[metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[request_middleware],
         client_max_size=settings.max_request_bytes,
     )
     app[SETTINGS] = settings
@@ -120,8 +115,8 @@ def create_app(
     restream.register(app.router)
     sessions.register(app.router)
     recordings.register(app.router)
-    thumbnails.register(app.router)  # before playback: its {segment} matches their names
-    playback.register(app.router)
+    playback.register(app.router, reserved=thumbnails.NAMES)  # first: the hot path
+    thumbnails.register(app.router)
     webhooks.register(app.router)
     signing_keys.register(app.router)
     register_public(app.router, settings)

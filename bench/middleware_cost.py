@@ -1,6 +1,7 @@
-"""CPU of each middleware of the API, per request, on a live playback path: the middleware
+"""CPU of the API's middleware (:func:`api.middlewares.request_middleware`: metrics, request id,
+errors, authentication of ``/v1``), per request, on a live playback path: the middleware
 wrapping a handler that returns at once, against the handler alone (``time.process_time``, the
-median of several rounds). What a merged playback path could save at most.
+median of several rounds).
 
     python -m bench.middleware_cost [--requests 5000] [--rounds 5]
 
@@ -20,13 +21,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from api.keys import METRICS, REQUEST_IDS
-from api.metrics.registry import Metrics, metrics_middleware
-from api.middlewares import (
-    RequestIds,
-    auth_middleware,
-    error_middleware,
-    request_id_middleware,
-)
+from api.metrics.registry import Metrics
+from api.middlewares import RequestIds, request_middleware
 
 PATH = "/live/0123456789abcdef01234567/index.m3u8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -76,11 +72,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     app = _app()
     cases = {
         "handler alone": [],
-        "metrics": [metrics_middleware],
-        "request id": [request_id_middleware],
-        "request id + errors": [request_id_middleware, error_middleware],
-        "auth": [auth_middleware],
-        "all four": [metrics_middleware, request_id_middleware, error_middleware, auth_middleware],
+        "request middleware": [request_middleware],
     }
     rounds: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -64,14 +65,29 @@ SIGNED_MEDIA_CACHE_CONTROL = "private, max-age=86400, immutable"
 after the token expired or its key was deleted, so only the viewer's own cache may keep it."""
 
 
-def register(router: web.UrlDispatcher) -> None:
-    """Add the playback routes to ``router`` (GET and HEAD)."""
+def register(router: web.UrlDispatcher, reserved: Iterable[str] = ()) -> None:
+    """Add the playback routes to ``router`` (GET and HEAD), best registered before any other
+    route under ``/live/{id}/`` and ``/recordings/{recordingId}/``: aiohttp tries the routes
+    under a path's first segment in the order they were added, so a low-latency viewer's
+    playlist is resolved by the first route tried and a part by the second. ``{segment}``
+    matches none of the ``reserved`` names (other routes' names, registered after it), nor,
+    under ``/live``, ``multivariant.m3u8``; the route templates stay ``.../{segment}``."""
+    names = tuple(reserved)
+    live_segment_name = segment_pattern((MULTIVARIANT_NAME, *names))
     router.add_get("/live/{id}/index.m3u8", live_playlist)
+    router.add_get(f"/live/{{id}}/{{segment:{live_segment_name}}}", live_segment)
     router.add_get(f"/live/{{id}}/{MULTIVARIANT_NAME}", live_multivariant_playlist)
     router.add_get("/live/{id}/storage/index.m3u8", latest_recording_playlist)
-    router.add_get("/live/{id}/{segment}", live_segment)
     router.add_get("/recordings/{recordingId}/index.m3u8", recording_playlist)
-    router.add_get("/recordings/{recordingId}/{segment}", recording_segment)
+    recorded_name = segment_pattern(names)
+    router.add_get(f"/recordings/{{recordingId}}/{{segment:{recorded_name}}}", recording_segment)
+
+
+def segment_pattern(excluded: Iterable[str]) -> str:
+    """The pattern of a ``{segment}`` path parameter (aiohttp's default, one path segment)
+    that matches none of the ``excluded`` names."""
+    names = "|".join(re.escape(name) for name in excluded)
+    return f"(?!(?:{names})$)[^{{}}/]+" if names else "[^{}/]+"
 
 
 async def live_playlist(request: web.Request) -> web.StreamResponse:

@@ -63,11 +63,13 @@ SIGNED_LIVE_CACHE_CONTROL = "private, max-age=5"
 SIGNED_RECORDING_CACHE_CONTROL = "private, max-age=86400, immutable"
 _ID = re.compile(r"[0-9a-f]{24}")
 _QUERY_NAMES = ("width", "height", "time")
+NAMES = tuple(f"thumbnail.{extension}" for extension in FORMATS)
+"""The names of a stream's (or recording's) thumbnails: the playback routes' ``{segment}``
+must not match them (:func:`api.routes.playback.register`)."""
 
 
 def register(router: web.UrlDispatcher) -> None:
-    """Add the thumbnail routes to ``router`` (GET and HEAD); before the playback routes, whose
-    ``{segment}`` would match the names too."""
+    """Add the thumbnail routes to ``router`` (GET and HEAD)."""
     for extension in FORMATS:
         router.add_get(f"/live/{{id}}/thumbnail.{extension}", live_thumbnail)
         router.add_get(f"/recordings/{{recordingId}}/thumbnail.{extension}", recording_thumbnail)
