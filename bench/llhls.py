@@ -86,6 +86,12 @@ function onFrame() {{
   video.requestVideoFrameCallback(onFrame);
 }}
 video.requestVideoFrameCallback(onFrame);
+window.player = [];
+setInterval(() => {{
+  const b = video.buffered;
+  window.player.push([Date.now(), hls.latency, hls.targetLatency,
+    b.length ? b.end(b.length - 1) - video.currentTime : 0]);
+}}, 250);
 hls.loadSource({url!r}); hls.attachMedia(video);
 </script></body></html>"""
 
@@ -160,6 +166,7 @@ async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[s
             await asyncio.sleep(seconds)
             fatal = await page.evaluate("window.fatal")
             samples = await page.evaluate(f"window.samples.filter(s => s[0] >= {start})")
+            player = await page.evaluate(f"window.player.filter(s => s[0] >= {start})")
             await browser.close()
     finally:
         await runner.cleanup()
@@ -174,6 +181,9 @@ async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[s
         "p10_s": percentile(latencies, 10),
         "p90_s": percentile(latencies, 90),
         "requests_per_s": requests / seconds,
+        "hls_latency_s": median([p[1] for p in player]),
+        "hls_target_latency_s": median([p[2] for p in player if p[2] is not None]),
+        "buffer_ahead_s": median([p[3] for p in player]),
     }
 
 
@@ -293,7 +303,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "latency" in phases:
             result["latency"] = [
                 await glass_to_glass(server, mode, args.latency_seconds)
-                for mode in ("low", "standard")
+                for mode in args.latency_modes.split(",")
             ]
             print(result["latency"], flush=True)
         if "loaded" in phases:  # low mode's latency beside --loaded-streams other streams
@@ -341,6 +351,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-clients", type=int, default=4, help="for answered kinds")
     parser.add_argument("--blocking-clients", type=int, default=50, help="for blocking reloads")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--latency-modes", default="low,standard", help="the modes the latency phase plays"
+    )
     parser.add_argument("--viewers", default="50,200", help="viewer counts, one step each")
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)
