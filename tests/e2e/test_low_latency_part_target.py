@@ -10,9 +10,13 @@ import subprocess
 
 import pytest
 
+from api.keys import PATHS
+from tests.e2e.conftest import LiveServer, Publisher, Sources, push
+from tests.polling import eventually
 from workers.argv import llhls_argv
 from workers.fmp4 import FragmentReader, InitSegment
 from workers.llhls import LowLatencyStream
+from workers.llhls_output import LowLatencyOutput
 from workers.llhls_part_target import PART_TARGET, SHORT_PART
 
 pytestmark = pytest.mark.e2e
@@ -67,3 +71,36 @@ def test_parts_fill_the_part_target(
     if rate is not None:  # video fills 95 % (48 kHz AAC alone: 0.192 s, 92 %)
         regular = [p.duration for seg in stream.segments for p in seg.parts[1:-1]]
         assert min(regular) >= 0.95 * PART_TARGET
+
+
+@pytest.mark.parametrize("kind", ["av", "audio_only"])
+async def test_a_published_stream_has_no_part_over_the_part_target(
+    live_server: LiveServer,
+    ffmpeg_exe: str,
+    sources: Sources,
+    publishers: list[Publisher],
+    kind: str,
+) -> None:
+    """Over RTMP, through the hub (which tells the output whether the stream has video)."""
+    stream = await live_server.create_stream(latencyMode="low")
+    publishers.append(await push(ffmpeg_exe, getattr(sources, kind), stream["upstreamUrl"]))
+
+    def output() -> LowLatencyOutput | None:
+        path = live_server.app[PATHS].get(stream["id"])
+        found = path.outputs.hls if path is not None else None
+        return found if isinstance(found, LowLatencyOutput) else None
+
+    def segments(count: int) -> bool:
+        found = output()
+        return found is not None and sum(s.complete for s in found.stream.segments) >= count
+
+    await eventually(lambda: segments(2), 30)
+    found = output()
+    assert found is not None
+    complete = [seg for seg in found.stream.segments if seg.complete]
+    parts = [part for seg in complete for part in seg.parts]
+    assert found.stream.overlong_parts == 0
+    assert all(part.duration <= PART_TARGET for part in parts[1:])
+    for seg in complete:
+        for part in seg.parts[:-1]:
+            assert part.independent or part.duration >= SHORT_PART * PART_TARGET, (seg.msn, part)
