@@ -38,6 +38,10 @@ from dataclasses import dataclass, field
 from workers.fmp4 import Fragment, InitSegment
 from workers.llhls_part_target import SHORT_PART
 
+DURATION_SLACK = 1e-6
+"""Seconds a sum of part durations may fall short of the segment target and still reach it:
+ten parts of 0.2 s add up to 1.9999999999999998 in floating point."""
+
 
 @dataclass(frozen=True)
 class Part:
@@ -181,7 +185,8 @@ class LowLatencyStream:
         seg = self._open
         if seg is not None:
             realign = not seg.parts[0].independent
-            if independent and (seg.duration >= self.segment_target or realign):
+            full = seg.duration >= self.segment_target - DURATION_SLACK
+            if independent and (full or realign):
                 done += self._close()
             elif seg.duration + duration >= self.target_duration + 0.5:
                 done += self._close()

@@ -61,6 +61,18 @@ def test_every_segment_rounds_to_at_most_the_target_duration(hevc: bytes) -> Non
     assert all(round(seg.duration) <= target for seg in complete)  # type: ignore[arg-type]
 
 
+def test_a_keyframe_interval_equal_to_the_segment_target_starts_every_segment() -> None:
+    """Ten parts of 0.2 s add up to 1.9999999999999998 s in floating point: the keyframe at
+    2 s must still cut, or every other segment would be cut at 2.4 s without a keyframe and a
+    player starting in it could not play from its start."""
+    s, feed = stream(segment_target=2.0)
+    feed.gops(4, gop=2.0)
+    complete = [seg for seg in s.segments if seg.complete]
+    assert len(complete) == 3
+    assert all(seg.parts[0].independent for seg in s.segments)
+    assert [seg.duration for seg in complete] == pytest.approx([2.0, 2.0, 2.0])
+
+
 def test_a_long_keyframe_interval_is_cut_below_the_target_duration() -> None:
     s, feed = stream(segment_target=2.0)
     feed.gops(2, gop=5.0)
