@@ -6,8 +6,8 @@ and CPU per stream of low against standard mode; on request (``--phases loaded``
 latency with ``--loaded-streams`` other low-latency streams live on the same server.
 
     python -m bench.llhls [--phases latency,requests,viewers,cpu] [--latency-seconds 60]
-                          [--request-seconds 8] [--viewers 50,200] [--viewer-seconds 20]
-                          [--streams 16] [--cpu-seconds 30] [--pin]
+                          [--latency-starts 1] [--request-seconds 8] [--viewers 50,200]
+                          [--viewer-seconds 20] [--streams 16] [--cpu-seconds 30] [--pin]
 
 ``--pin`` puts the server (its threads and ffmpeg) on the first CPU this process may use and
 the benchmark itself (the simulated viewers, the publishers, the ``/healthz`` probe) on the
@@ -86,6 +86,12 @@ function onFrame() {{
   video.requestVideoFrameCallback(onFrame);
 }}
 video.requestVideoFrameCallback(onFrame);
+window.player = [];
+setInterval(() => {{
+  const b = video.buffered;
+  window.player.push([Date.now(), hls.latency, hls.targetLatency,
+    b.length ? b.end(b.length - 1) - video.currentTime : 0]);
+}}, 250);
 hls.loadSource({url!r}); hls.attachMedia(video);
 </script></body></html>"""
 
@@ -120,8 +126,12 @@ async def page_server(html: str) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/"
 
 
-async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[str, Any]:
-    """Median latency of one stream in ``mode`` played by hls.js for ``seconds``."""
+async def glass_to_glass(
+    server: Liverelay, mode: str, seconds: float, starts: int = 1
+) -> dict[str, Any]:
+    """Median latency of one stream in ``mode`` played by hls.js for ``seconds``, ``starts``
+    times with a new player each (hls.js keeps the distance from the live edge it started at:
+    one start is one draw)."""
     from playwright.async_api import async_playwright
 
     stream = (await create(server, mode, 1))[0]
@@ -138,6 +148,7 @@ async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[s
     )
     runner, page_url = await page_server(html)
     requests = 0
+    runs: list[dict[str, Any]] = []
     try:
         await wait_playable([url])
         async with async_playwright() as pw:
@@ -145,35 +156,54 @@ async def glass_to_glass(server: Liverelay, mode: str, seconds: float) -> dict[s
                 executable_path=CHROMIUM,
                 args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"],
             )
-            page = await browser.new_page()
 
             def on_request(request: Any) -> None:
                 nonlocal requests
-                if request.url.startswith(url.rsplit("/", 1)[0]):
-                    requests += 1
+                requests += request.url.startswith(url.rsplit("/", 1)[0])
 
-            await page.goto(page_url)
-            await page.wait_for_function("window.samples.length > 0", timeout=30_000)
-            await asyncio.sleep(WARM_UP)  # playback settles (a measured duration, not an event)
-            page.on("request", on_request)
-            start = await page.evaluate("Date.now()")
-            await asyncio.sleep(seconds)
-            fatal = await page.evaluate("window.fatal")
-            samples = await page.evaluate(f"window.samples.filter(s => s[0] >= {start})")
+            for _ in range(starts):
+                page = await browser.new_page()
+                await page.goto(page_url)
+                await page.wait_for_function("window.samples.length > 0", timeout=30_000)
+                await asyncio.sleep(WARM_UP)  # playback settles (a measured duration)
+                page.on("request", on_request)
+                start = await page.evaluate("Date.now()")
+                await asyncio.sleep(seconds)
+                page.remove_listener("request", on_request)
+                fatal = await page.evaluate("window.fatal")
+                samples = await page.evaluate(f"window.samples.filter(s => s[0] >= {start})")
+                player = await page.evaluate(f"window.player.filter(s => s[0] >= {start})")
+                await page.close()
+                latencies = [shown / 1000 - (fed_from + n / FPS) for shown, n in samples]
+                runs.append(
+                    {
+                        "frames": len(samples),
+                        "fatal": fatal,
+                        "latencies": latencies,
+                        "median_s": median(latencies),
+                        "hls_latency_s": median([p[1] for p in player]),
+                        "hls_target_latency_s": median([p[2] for p in player if p[2]]),
+                        "buffer_ahead_s": median([p[3] for p in player]),
+                    }
+                )
             await browser.close()
     finally:
         await runner.cleanup()
         await stop_process(publisher, grace=5)
-    latencies = [shown / 1000 - (fed_from + n / FPS) for shown, n in samples]
+    latencies = [x for run in runs for x in run.pop("latencies")]
     return {
         "mode": mode,
         "seconds": seconds,
-        "frames": len(samples),
-        "fatal": fatal,
+        "frames": sum(run["frames"] for run in runs),
+        "fatal": next((run["fatal"] for run in runs if run["fatal"]), None),
         "median_s": median(latencies),
         "p10_s": percentile(latencies, 10),
         "p90_s": percentile(latencies, 90),
-        "requests_per_s": requests / seconds,
+        "requests_per_s": requests / (seconds * starts),
+        "hls_latency_s": median([run["hls_latency_s"] for run in runs]),
+        "hls_target_latency_s": median([run["hls_target_latency_s"] for run in runs]),
+        "buffer_ahead_s": median([run["buffer_ahead_s"] for run in runs]),
+        "starts": runs,
     }
 
 
@@ -279,6 +309,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     server = Liverelay(Path(tempfile.mkdtemp(prefix="bench-llhls-")))
     server.env["LIVERELAY_METRICS_TOKEN"] = METRICS_TOKEN  # the loop-lag histogram
     server.env["LIVERELAY_LOOP_LAG_PROBE_SECONDS"] = str(LAG_PROBE_SECONDS)
+    if args.liverelay_ref:  # git archive has no node_modules: hls.js from this working tree's
+        server.env["LIVERELAY_CONSOLE_VENDOR_DIR"] = str(Path(__file__).parents[1] / "node_modules")
     phases = set(args.phases.split(","))
     server_cpus = None
     if args.pin:
@@ -292,8 +324,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             procstat.pin_tree(server.proc.pid, server_cpus)
         if "latency" in phases:
             result["latency"] = [
-                await glass_to_glass(server, mode, args.latency_seconds)
-                for mode in ("low", "standard")
+                await glass_to_glass(server, mode, args.latency_seconds, args.latency_starts)
+                for mode in args.latency_modes.split(",")
             ]
             print(result["latency"], flush=True)
         if "loaded" in phases:  # low mode's latency beside --loaded-streams other streams
@@ -341,6 +373,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-clients", type=int, default=4, help="for answered kinds")
     parser.add_argument("--blocking-clients", type=int, default=50, help="for blocking reloads")
     parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument("--latency-starts", type=int, default=1, help="players, one by one")
+    parser.add_argument("--latency-modes", default="low,standard", help="modes to play")
     parser.add_argument("--viewers", default="50,200", help="viewer counts, one step each")
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)

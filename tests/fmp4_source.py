@@ -7,16 +7,16 @@ from __future__ import annotations
 import subprocess
 
 from config.settings import Settings
+from workers.argv import llhls_argv
 from workers.ffmpeg_binary import resolve_ffmpeg
 
-FRAGMENT_FLAGS = [
-    "-f",
-    "mp4",
-    "-movflags",
-    "+frag_keyframe+empty_moov+default_base_moof",
-    "-frag_duration",
-    "200000",
-]
+
+def fragment_flags(*, audio_only: bool) -> list[str]:
+    """The fragmenting flags of the low-latency pipeline (:func:`workers.argv.llhls_argv`)."""
+    argv = llhls_argv("ffmpeg", audio_only=audio_only)
+    return argv[argv.index("-movflags") - 2 : -1]
+
+
 VIDEO = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"]
 AUDIO = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
 H264 = ["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "superfast"]
@@ -38,6 +38,7 @@ def fragmented_mp4(
     encode = [*quiet, *sources, "-t", str(seconds), *codecs, "-f", "flv", "pipe:1"]
     flv = subprocess.run(encode, capture_output=True, check=True, timeout=60).stdout
     to_mp4 = [*quiet, "-probesize", "32768", "-f", "flv", "-i", "pipe:0", "-c", "copy"]
-    to_mp4 += [*remux, *FRAGMENT_FLAGS, "pipe:1"]
+    audio_only = not any(arg.startswith("testsrc") for arg in sources)
+    to_mp4 += [*remux, *fragment_flags(audio_only=audio_only), "pipe:1"]
     result = subprocess.run(to_mp4, input=flv, capture_output=True, check=True, timeout=60)
     return result.stdout

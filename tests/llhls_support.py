@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from workers.fmp4 import Fragment, FragmentReader, InitSegment, Track
-from workers.llhls import LowLatencyStream, Segment, part_target_for
+from workers.llhls import LowLatencyStream, Segment
+from workers.llhls_part_target import PART_TARGET
 
 START = 1_800_000_000.0
 """Wall-clock time of the first fragment's start (Unix seconds)."""
@@ -99,7 +100,7 @@ def package(data: bytes, **options: float) -> tuple[LowLatencyStream, list[Segme
     """Feed real ffmpeg output through the reader into a stream; returns it, the completed
     segments and the init segment."""
     stream = LowLatencyStream(
-        part_target=options.get("part_target", part_target_for(0.2)),
+        part_target=options.get("part_target", PART_TARGET),
         segment_target=options.get("segment_target", 1.0),
         window_segments=int(options.get("window_segments", 12)),
     )

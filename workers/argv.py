@@ -136,21 +136,28 @@ def hls_output_argv(
 
 LOW_LATENCY_FRAGMENT_SECONDS = 0.2
 """ffmpeg's ``-frag_duration`` in low-latency mode: one part about every 200 ms."""
+LOW_LATENCY_AUDIO_FRAGMENT_SECONDS = 0.19
+"""``-frag_duration`` of a stream without video: its AAC fragments (9 frames at 44.1 and 48 kHz)
+then fit the same part target as video's (:mod:`workers.llhls_part_target`)."""
 LOW_LATENCY_PROBESIZE = 32_768
 
 
-def llhls_argv(ffmpeg: str, *, hevc: bool = False, loglevel: str = "warning") -> list[str]:
+def llhls_argv(
+    ffmpeg: str, *, hevc: bool = False, audio_only: bool = False, loglevel: str = "warning"
+) -> list[str]:
     """FLV on stdin -> fragmented MP4 on stdout, for low-latency HLS (:mod:`workers.llhls`).
 
     - ``-movflags +frag_keyframe+empty_moov+default_base_moof``: an initialization segment
       with no samples, then a self-contained ``moof`` + ``mdat`` fragment at every keyframe and
-      (``-frag_duration``) about every :data:`LOW_LATENCY_FRAGMENT_SECONDS`; each becomes a part.
+      (``-frag_duration``) about every :data:`LOW_LATENCY_FRAGMENT_SECONDS`
+      (:data:`LOW_LATENCY_AUDIO_FRAGMENT_SECONDS` with ``audio_only``); each becomes a part.
     - stdout is the media, so there is no ``-progress`` block: every fragment is the progress.
     - ``-probesize 32768``: the hub starts the feed with both sequence headers, so ffmpeg need
       not read more before the first fragment.
     - ``-tag:v hvc1`` for HEVC: ffmpeg copies it as ``hev1`` otherwise, which Apple's players
       refuse.
     """
+    fragment = LOW_LATENCY_AUDIO_FRAGMENT_SECONDS if audio_only else LOW_LATENCY_FRAGMENT_SECONDS
     return [
         *input_argv(ffmpeg, loglevel=loglevel, probesize=LOW_LATENCY_PROBESIZE, progress=False),
         *(["-tag:v", "hvc1"] if hevc else []),
@@ -159,7 +166,7 @@ def llhls_argv(ffmpeg: str, *, hevc: bool = False, loglevel: str = "warning") ->
         "-movflags",
         "+frag_keyframe+empty_moov+default_base_moof",
         "-frag_duration",
-        str(round(LOW_LATENCY_FRAGMENT_SECONDS * 1_000_000)),
+        str(round(fragment * 1_000_000)),
         "pipe:1",
     ]
 

@@ -12,8 +12,11 @@ is ``INDEPENDENT`` or the last of its segment. ffmpeg writes a short fragment ju
 keyframe (``frag_keyframe``) and at the end of a run; a short fragment that does not start with
 a keyframe therefore ends its segment at once, which costs no waiting and usually cuts where the
 next keyframe starts the next segment anyway. Fragments cannot be split, so the part target is
-declared with headroom over ffmpeg's ``-frag_duration`` (:func:`part_target_for`); a fragment
-longer still is counted in :attr:`LowLatencyStream.overlong_parts` for the caller to report.
+chosen to hold the fragments ffmpeg writes at common frame and sample rates
+(:mod:`workers.llhls_part_target`); a fragment longer still is counted in
+:attr:`LowLatencyStream.overlong_parts` for the caller to report, except the first of a run:
+without an edit list ffmpeg lengthens the first sample of the track that starts later by the
+gap between the audio and video start times, to keep them in sync.
 
 A segment is also cut, without a keyframe, when the next part would make it round above
 ``EXT-X-TARGETDURATION`` (a publisher whose keyframe interval exceeds the target: 4.4.3.1), and
@@ -33,18 +36,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from workers.fmp4 import Fragment, InitSegment
+from workers.llhls_part_target import SHORT_PART
 
-SHORT_PART = 0.85
-"""Parts shorter than this share of the part target may only end a segment or be independent."""
-
-
-def part_target_for(fragment_duration: float) -> float:
-    """The part target to declare for ffmpeg's ``-frag_duration`` (in seconds): the largest one
-    a fragment of exactly that duration still fills to 85 %, in whole milliseconds. ffmpeg ends
-    a fragment at the first sample at or past ``-frag_duration``, so fragments run up to one
-    sample longer (0.2083 s at 24 fps, 0.2133 s for 48 kHz AAC alone, for 0.2 s): 0.235 s for
-    0.2 s leaves them 17 % headroom."""
-    return math.floor(fragment_duration / SHORT_PART * 1000) / 1000
+DURATION_SLACK = 1e-6
+"""Seconds a sum of part durations may fall short of the segment target and still reach it:
+ten parts of 0.2 s add up to 1.9999999999999998 in floating point."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class LowLatencyStream:
         self._next_part_number = 0
         self._open: Segment | None = None
         self.overlong_parts = 0
-        """Parts longer than the part target (fragments cannot be split)."""
+        """Parts longer than the part target (fragments cannot be split), but a run's first."""
         self._new_run = False
         self._anchor: tuple[float, float] | None = None  # wall clock, media time of a run
 
@@ -181,6 +177,7 @@ class LowLatencyStream:
         """A fragment that arrived at wall-clock time ``now``: returns the segments it completes."""
         if self._map_id < 0:
             raise ValueError("a fragment before the initialization segment")
+        first_of_run = self._anchor is None
         if self._anchor is None:
             self._anchor = (now - fragment.duration, fragment.decode_time)
         duration, independent = fragment.duration, fragment.starts_with_keyframe
@@ -188,7 +185,8 @@ class LowLatencyStream:
         seg = self._open
         if seg is not None:
             realign = not seg.parts[0].independent
-            if independent and (seg.duration >= self.segment_target or realign):
+            full = seg.duration >= self.segment_target - DURATION_SLACK
+            if independent and (full or realign):
                 done += self._close()
             elif seg.duration + duration >= self.target_duration + 0.5:
                 done += self._close()
@@ -201,7 +199,7 @@ class LowLatencyStream:
         )
         self._next_part_number += 1
         seg.parts.append(part)
-        if duration > self.part_target:
+        if duration > self.part_target and not first_of_run:
             self.overlong_parts += 1
         if duration < SHORT_PART * self.part_target and not independent:
             done += self._close()  # a short part may only be the last of its segment

@@ -141,6 +141,7 @@ def ladder_run(
     rungs: Sequence[LowLatencyRendition],
     *,
     hevc: bool,
+    audio_only: bool = False,
     clock: Callable[[], float],
     wall_clock: Callable[[], float],
     changed: Callable[[], None],
@@ -149,9 +150,10 @@ def ladder_run(
 ) -> LadderRun:
     """The pieces of one ffmpeg run for ``rungs`` (none: the source alone, as before);
     ``fell_behind`` is told once if the run's speed stays below real time, ``unreadable``
-    once per rung whose fMP4 cannot be read."""
+    once per rung whose fMP4 cannot be read; ``audio_only``: the source has no video (its
+    fragments are then cut shorter, :mod:`workers.llhls_part_target`; a ladder has video)."""
     if not rungs:
-        return LadderRun(llhls_argv(ffmpeg, hevc=hevc), [], [], None)
+        return LadderRun(llhls_argv(ffmpeg, hevc=hevc, audio_only=audio_only), [], [], None)
     readers = [r.reader(wall_clock, changed, functools.partial(unreadable, r)) for r in rungs]
     pipes = [MediaPipe.open(r.take) for r in readers]
     watch = KeepUpWatch(clock())

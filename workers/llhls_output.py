@@ -2,9 +2,10 @@
 MP4 on stdout, packaged in memory as low-latency HLS (:mod:`workers.llhls`).
 
 ffmpeg writes an initialization segment and then a self-contained fragment about every 200 ms
-(:func:`workers.argv.llhls_argv`); a :class:`~workers.fmp4.FragmentReader` per ffmpeg run turns
-its stdout into events and one :class:`~workers.llhls.LowLatencyStream` per path keeps the live
-window, so nothing is written to disk and memory is bounded by the window. Every ffmpeg start
+(:func:`workers.argv.llhls_argv`; 190 ms without video, :mod:`workers.llhls_part_target`); a
+:class:`~workers.fmp4.FragmentReader` per ffmpeg run turns its stdout into events and one
+:class:`~workers.llhls.LowLatencyStream` per path keeps the live window, so nothing is written
+to disk and memory is bounded by the window. Every ffmpeg start
 (a restart after a failure, a publisher reconnecting) begins a new run: the playlist continues
 with ``EXT-X-DISCONTINUITY``, and a new ``EXT-X-MAP`` when the initialization segment differs.
 
@@ -23,12 +24,11 @@ from collections.abc import Callable, Sequence
 
 from config.settings import Settings
 from ingest.hub import StreamHub, Subscription
-from workers.argv import LOW_LATENCY_FRAGMENT_SECONDS
 from workers.feed import FeedEnd, feed_subscription, idle_input_is_progress, run_process
 from workers.fmp4 import FMP4Error, FragmentReader, InitSegment
 from workers.hls import playback_supervisor
 from workers.keep_up import KeepUpWatch
-from workers.llhls import LowLatencyStream, Segment, part_target_for
+from workers.llhls import LowLatencyStream, Segment
 from workers.llhls_ladder import (
     LowLatencyRendition,
     ReportingPlaylists,
@@ -36,6 +36,7 @@ from workers.llhls_ladder import (
     link,
     multivariant,
 )
+from workers.llhls_part_target import PART_TARGET
 from workers.llhls_playlist import delta_window_segments
 from workers.process import FFmpegProcess
 from workers.renditions import SOURCE
@@ -88,7 +89,7 @@ class LowLatencyOutput:
         self._hub = hub
         self._wall_clock = wall_clock
         self.stream = LowLatencyStream(
-            part_target=part_target_for(LOW_LATENCY_FRAGMENT_SECONDS),
+            part_target=PART_TARGET,
             segment_target=settings.hls_segment_seconds,
             window_segments=max(
                 settings.hls_list_size, delta_window_segments(settings.hls_segment_seconds)
@@ -263,11 +264,13 @@ class LowLatencyOutput:
         sub = self._sub
         video = self._hub.stats.video
         hevc = video is not None and video.codec == "hevc"
+        tracks = self._hub.tracks
         rungs = self.rungs
         run = ladder_run(
             self._ffmpeg,
             rungs,
             hevc=hevc,
+            audio_only=tracks is not None and not tracks.has_video,
             clock=self._hub.clock,
             wall_clock=self._wall_clock,
             changed=self.notify_changed,

@@ -126,6 +126,7 @@ def test_llhls_argv_writes_fragmented_mp4_to_stdout_without_progress() -> None:
     assert pairs["-frag_duration"] == "200000"
     assert argv[-1] == "pipe:1" and "-tag:v" not in argv
     assert argv[argv.index("-i") + 1] == "pipe:0" and pairs["-c"] == "copy"
+    assert _pairs(llhls_argv(FF, audio_only=True))["-frag_duration"] == "190000"
     hevc = llhls_argv(FF, hevc=True)
     assert _pairs(hevc)["-tag:v"] == "hvc1"
     assert hevc.index("-tag:v") > hevc.index("-c")

@@ -30,9 +30,9 @@ from workers.llhls import (
     Position,
     Reject,
     Wait,
-    part_target_for,
     reload_decision,
 )
+from workers.llhls_part_target import PART_TARGET
 from workers.llhls_playlist import PlaylistCache, map_uri, part_uri, render, segment_uri
 
 
@@ -61,6 +61,18 @@ def test_every_segment_rounds_to_at_most_the_target_duration(hevc: bytes) -> Non
     assert all(round(seg.duration) <= target for seg in complete)  # type: ignore[arg-type]
 
 
+def test_a_keyframe_interval_equal_to_the_segment_target_starts_every_segment() -> None:
+    """Ten parts of 0.2 s add up to 1.9999999999999998 s in floating point: the keyframe at
+    2 s must still cut, or every other segment would be cut at 2.4 s without a keyframe and a
+    player starting in it could not play from its start."""
+    s, feed = stream(segment_target=2.0)
+    feed.gops(4, gop=2.0)
+    complete = [seg for seg in s.segments if seg.complete]
+    assert len(complete) == 3
+    assert all(seg.parts[0].independent for seg in s.segments)
+    assert [seg.duration for seg in complete] == pytest.approx([2.0, 2.0, 2.0])
+
+
 def test_a_long_keyframe_interval_is_cut_below_the_target_duration() -> None:
     s, feed = stream(segment_target=2.0)
     feed.gops(2, gop=5.0)
@@ -76,7 +88,7 @@ def test_server_control_and_part_inf(h264_aac: bytes) -> None:
     s, _, _ = package(h264_aac)
     tags = parse(render(s)).tags
     part_target = float(attr(tags["#EXT-X-PART-INF"], "PART-TARGET"))
-    assert part_target == pytest.approx(0.235)
+    assert part_target == pytest.approx(0.209)
     control = tags["#EXT-X-SERVER-CONTROL"]
     assert attr(control, "CAN-BLOCK-RELOAD") == "YES"
     assert float(attr(control, "PART-HOLD-BACK")) >= round(3 * part_target, 3)
@@ -136,10 +148,20 @@ def test_part_durations_within_the_part_target_and_short_ones_end_a_segment(
     assert any(seg.duration < 2.0 for seg in complete)
 
 
-def test_part_target_for_ffmpeg_fragments() -> None:
-    assert part_target_for(0.2) == 0.235
-    assert 0.85 * part_target_for(0.2) <= 0.2
-    assert part_target_for(0.5) == 0.588
+def test_the_first_part_of_a_run_lengthened_to_keep_audio_in_sync_is_not_counted() -> None:
+    """Audio that starts 21 ms before video: without an edit list ffmpeg lengthens the first
+    video sample by that much, so a run's first fragment can outrun the part target. It is
+    declared at the part target like any other; only later ones (a jump in the publisher's
+    timestamps) are counted for the output to report."""
+    s, feed = stream(part_target=PART_TARGET, segment_target=2.0)
+    feed.add(0.221, keyframe=True)
+    feed.add(0.2, count=3)
+    assert s.overlong_parts == 0
+    assert max(d for d, _, _ in parse(render(s)).segments[0].parts) == pytest.approx(PART_TARGET)
+    feed.run()
+    feed.add(0.221, keyframe=True)
+    feed.add(0.221)
+    assert s.overlong_parts == 1
 
 
 def test_a_short_part_ends_its_segment_at_once() -> None:
@@ -185,11 +207,11 @@ def test_a_timestamp_jump_never_declares_a_part_above_the_part_target() -> None:
     few milliseconds past the part target; RFC 8216bis 4.4.4.9: every EXT-X-PART DURATION is
     at most PART-TARGET, so the declared duration is capped while the segment keeps its real
     one."""
-    s, feed = stream(part_target=part_target_for(0.2), segment_target=2.0)
+    s, feed = stream(part_target=PART_TARGET, segment_target=2.0)
     feed.add(0.2, keyframe=True)
     feed.add(0.2, count=3)
     feed.time += 0.002  # the jump: the next fragment's last sample covers it
-    feed.add(0.237)
+    feed.add(0.211)
     feed.add(0.2, count=5)
     feed.add(0.2, keyframe=True)
     assert s.overlong_parts == 1, "still counted, for the output to report"
@@ -197,7 +219,7 @@ def test_a_timestamp_jump_never_declares_a_part_above_the_part_target() -> None:
     playlist = check_conformance(text)
     first = playlist.segments[0]
     assert max(d for d, _, _ in first.parts) == pytest.approx(s.part_target)
-    assert first.duration == pytest.approx(0.2 * 9 + 0.237)
+    assert first.duration == pytest.approx(0.2 * 9 + 0.211)
 
 
 def test_preload_hint_names_the_next_part_even_across_a_segment_cut() -> None:
