@@ -75,6 +75,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(url)
     event.listen(engine.sync_engine, "connect", _sqlite_connect)
     event.listen(engine.sync_engine, "before_cursor_execute", _sqlite_begin_before_write)
+    event.listen(engine.sync_engine, "close", _sqlite_rollback_before_close)
     return engine
 
 
@@ -88,6 +89,18 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_rollback_before_close(dbapi_connection: Any, _record: Any) -> None:
+    """Roll back what a connection leaves open before the pool closes it. A task cancelled
+    between a write and reading its answer (a job's lease claim at shut down) has its
+    connection closed, not rolled back, and SQLite keeps the write transaction of a closed
+    connection while one of its statements is not finalized: every other writer then waited
+    the whole busy timeout for a lock nobody would give back."""
+    try:
+        dbapi_connection.rollback()
+    except Exception as exc:  # closing anyway: a connection that cannot roll back is gone
+        log.debug("no rollback before closing a SQLite connection: %s", exc)
 
 
 def _sqlite_begin_before_write(

@@ -3,8 +3,10 @@
 ``database_url`` is parametrized: every test that uses it (directly or through ``app_settings``,
 ``api_app`` or ``api_client``) runs on SQLite and on PostgreSQL. PostgreSQL must listen on
 127.0.0.1:5432 with user ``postgres`` and trust auth; each test session creates its own
-``liverelay_t_<hex>`` database and drops it at the end, so concurrent runs never collide. If
-PostgreSQL is unreachable the tests fail (they do not skip).
+``liverelay_t_<hex>`` database and drops it at the end, so concurrent runs never collide. Under
+pytest-xdist every worker process is a session of its own: it has its own database, SQLite file
+and S3 servers (the session-scoped fixtures below), never another worker's. If PostgreSQL is
+unreachable the tests fail (they do not skip).
 
 Databases are shared by the tests of a session; tests isolate themselves by creating their own
 accounts (every API query is scoped to an account).

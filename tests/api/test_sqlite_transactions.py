@@ -119,3 +119,29 @@ async def test_ddl_and_savepoints_belong_to_the_transaction(
         await transaction.rollback()
         tables = await session.execute(text("SELECT name FROM sqlite_master WHERE name='scratch'"))
         assert tables.all() == []
+
+
+async def test_a_connection_closed_inside_a_write_gives_the_write_lock_back(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """A task cancelled between a write and reading its answer (a job's lease claim at shut
+    down) has its connection closed by SQLAlchemy, not rolled back. SQLite keeps the write
+    transaction of a closed connection, and its lock, while one of its statements is not
+    finalized: every other writer then waited for the busy timeout. The engine rolls back a
+    connection before it closes it."""
+    engine = sessionmaker.kw["bind"]
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE scratch (x INTEGER)"))
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("BEGIN IMMEDIATE")
+        unread = await driver.execute("INSERT INTO scratch VALUES (1) RETURNING x")
+        await connection.invalidate()
+    other = sqlite3.connect(tmp_path / "liverelay.db", timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # "database is locked" while the lock is kept
+        assert other.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    del unread

@@ -84,6 +84,9 @@ async def test_hls_js_switches_down_when_throttled_and_back_up(
         )
         async for page_url in serve_page(html):
             await page.goto(page_url)
+            # hls.js fetches the multivariant playlist after the page has loaded.
+            await page.wait_for_function("window.fatal !== null || hls.levels.length > 0")
+            assert await page.evaluate("window.fatal") is None
             assert await page.evaluate("hls.levels.map(l => l.height)") == [240, 360, 480]
             seen = await _switched_to(page, 480, 0)
             cdp = await page.context.new_cdp_session(page)
