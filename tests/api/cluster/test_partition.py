@@ -29,8 +29,10 @@ from tests.polling import eventually
 from tests.tcp_proxy import Cut, TcpProxy
 from workers.live_path import LivePath
 
-LEASE_SECONDS = 3.0
-"""Short leases, so that a lease lapses within the test (renewed every second)."""
+LEASE_SECONDS = 6.0
+"""Short leases, so that a lease lapses within the test (renewed every 2 s). A cut node has one
+renewal interval to stop its stream before the lease expires: 2 s here (3.3 s with the default
+10 s leases), enough for a loaded machine running two test workers."""
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ async def test_a_node_cut_from_the_database_stops_its_stream_before_another_can_
 
     # B takes the stream over once the lease expired, A still cut.
     owners = StreamLeases(b.sessionmaker, b.node_id, LEASE_SECONDS)
-    await eventually(lambda: owners.owners([stream_id]), 15, message="lease still live")
+    await eventually(lambda: owners.owners([stream_id]), 20, message="lease still live")
     on_b = await publish(b, key)
     path_b = await eventually(lambda: live_with_hls(b, stream_id), 30)
     assert path_b.lease_generation > path_a.lease_generation
