@@ -6,7 +6,7 @@ and CPU per stream of low against standard mode; on request (``--phases loaded``
 latency with ``--loaded-streams`` other low-latency streams live on the same server.
 
     python -m bench.llhls [--phases latency,requests,viewers,cpu] [--latency-seconds 60]
-                          [--latency-starts 1] [--request-seconds 8] [--viewers 50,200]
+                          [--latency-starts 1] [--gop 2] [--request-seconds 8] [--viewers 50,200]
                           [--viewer-seconds 20] [--streams 16] [--cpu-seconds 30] [--pin]
 
 ``--pin`` puts the server (its threads and ffmpeg) on the first CPU this process may use and
@@ -22,7 +22,9 @@ Glass to glass: the publisher is ffmpeg generating video live at 30 fps (``realt
 its frame number drawn as 16 black/white bars; the page draws every presented frame
 (``requestVideoFrameCallback``) on a canvas, reads the number back and compares the browser's
 clock with the time that frame was fed (the publisher's start + number / 30). The start is
-taken when ffmpeg is spawned, before its own start-up, so the figure errs high by that.
+taken when ffmpeg is spawned, before its own start-up, so the figure errs high by that. The
+publisher's keyframe interval is ``--gop`` seconds (2 by default); each start also records how
+the player started (:func:`bench.llhls_page.start_up`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from bench import procstat
-from bench.common import ffmpeg_exe, median, percentile, source_clip, stop_process, write_result
+from bench.common import median, percentile, source_clip, stop_process, write_result
 from bench.llhls_load import (
     background_streams,
     copy_argv,
@@ -48,15 +48,12 @@ from bench.llhls_load import (
     spawn,
     wait_playable,
 )
+from bench.llhls_page import BAR, BITS, FPS, PAGE, counter_argv, page_server, start_up
 from bench.llhls_requests import request_costs
 from bench.llhls_viewers import lag_quantile, loop_lag_buckets, probe_process, run_viewers
 from bench.servers import Liverelay, extract_ref
 
 CHROMIUM = os.environ.get("LIVERELAY_TEST_CHROMIUM", "/usr/bin/chromium")
-FPS = 30
-BITS = 16
-BAR = 20
-"""Width in pixels of one bit's bar (the frame is BITS * BAR wide)."""
 METRICS_TOKEN = "bench-llhls-metrics"
 """``/metrics`` on the server's public port, for its event-loop lag histogram."""
 LAG_PROBE_SECONDS = 0.02
@@ -64,80 +61,19 @@ LAG_PROBE_SECONDS = 0.02
 WARM_UP = 10.0
 """Seconds of playback left out before latency is measured."""
 
-PAGE = """<!doctype html><html><body style="margin:0">
-<video id="v" muted autoplay playsinline></video>
-<script src="{hls_js}"></script>
-<script>
-const video = document.getElementById("v");
-const canvas = document.createElement("canvas");
-canvas.width = {width}; canvas.height = 16;
-const ctx = canvas.getContext("2d", {{ willReadFrequently: true }});
-window.samples = []; window.fatal = null;
-const hls = new Hls({{ lowLatencyMode: {low} }});
-hls.on(Hls.Events.ERROR, (_, d) => {{ if (d.fatal) window.fatal = d.details; }});
-hls.on(Hls.Events.MANIFEST_PARSED, () => video.play());
-function onFrame() {{
-  const shown = Date.now();
-  ctx.drawImage(video, 0, 0, {width}, 16);
-  const row = ctx.getImageData(0, 8, {width}, 1).data;
-  let n = 0;
-  for (let i = 0; i < {bits}; i++) if (row[(i * {bar} + {bar} / 2) * 4] > 128) n += 2 ** i;
-  window.samples.push([shown, n]);
-  video.requestVideoFrameCallback(onFrame);
-}}
-video.requestVideoFrameCallback(onFrame);
-window.player = [];
-setInterval(() => {{
-  const b = video.buffered;
-  window.player.push([Date.now(), hls.latency, hls.targetLatency,
-    b.length ? b.end(b.length - 1) - video.currentTime : 0]);
-}}, 250);
-hls.loadSource({url!r}); hls.attachMedia(video);
-</script></body></html>"""
-
-
-def counter_argv(url: str) -> list[str]:
-    """ffmpeg generating 30 fps video live with its frame number as bars, pushed over RTMP."""
-    width = BITS * BAR
-    lum = f"if(bitand(floor(N/pow(2\\,floor(X/{BAR})))\\,1)\\,235\\,16)"
-    # the realtime filter paces frames by the wall clock from the first one; -re does not do
-    # that exactly for a lavfi input (it ran about 0.5 s ahead)
-    source = (
-        f"color=c=black:s={width}x180:r={FPS},format=yuv420p,geq=lum='{lum}':cb=128:cr=128,realtime"
-    )
-    return [
-        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-        "-f", "lavfi", "-i", source,
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-        "-g", str(2 * FPS), "-keyint_min", str(2 * FPS), "-sc_threshold", "0",
-        "-pix_fmt", "yuv420p", "-b:v", "600k", "-f", "flv", url,
-    ]  # fmt: skip
-
-
-async def page_server(html: str) -> tuple[web.AppRunner, str]:
-    async def index(_: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", index)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/"
-
 
 async def glass_to_glass(
-    server: Liverelay, mode: str, seconds: float, starts: int = 1
+    server: Liverelay, mode: str, seconds: float, starts: int = 1, gop: float = 2.0
 ) -> dict[str, Any]:
     """Median latency of one stream in ``mode`` played by hls.js for ``seconds``, ``starts``
     times with a new player each (hls.js keeps the distance from the live edge it started at:
-    one start is one draw)."""
+    one start is one draw). ``gop``: the publisher's keyframe interval in seconds."""
     from playwright.async_api import async_playwright
 
     stream = (await create(server, mode, 1))[0]
     url = stream["downstreamUrl"]
     fed_from = time.time()
-    publisher = await spawn(counter_argv(stream["upstreamUrl"]))
+    publisher = await spawn(counter_argv(stream["upstreamUrl"], gop))
     html = PAGE.format(
         hls_js=f"{server.base_url}/console/vendor/hls.min.js",
         width=BITS * BAR,
@@ -173,6 +109,7 @@ async def glass_to_glass(
                 fatal = await page.evaluate("window.fatal")
                 samples = await page.evaluate(f"window.samples.filter(s => s[0] >= {start})")
                 player = await page.evaluate(f"window.player.filter(s => s[0] >= {start})")
+                timeline = await page.evaluate("window.timeline")
                 await page.close()
                 latencies = [shown / 1000 - (fed_from + n / FPS) for shown, n in samples]
                 runs.append(
@@ -184,6 +121,8 @@ async def glass_to_glass(
                         "hls_latency_s": median([p[1] for p in player]),
                         "hls_target_latency_s": median([p[2] for p in player if p[2]]),
                         "buffer_ahead_s": median([p[3] for p in player]),
+                        **start_up(timeline),
+                        "timeline": timeline,
                     }
                 )
             await browser.close()
@@ -193,6 +132,7 @@ async def glass_to_glass(
     latencies = [x for run in runs for x in run.pop("latencies")]
     return {
         "mode": mode,
+        "gop_s": gop,
         "seconds": seconds,
         "frames": sum(run["frames"] for run in runs),
         "fatal": next((run["fatal"] for run in runs if run["fatal"]), None),
@@ -324,13 +264,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             procstat.pin_tree(server.proc.pid, server_cpus)
         if "latency" in phases:
             result["latency"] = [
-                await glass_to_glass(server, mode, args.latency_seconds, args.latency_starts)
+                await glass_to_glass(
+                    server, mode, args.latency_seconds, args.latency_starts, args.gop
+                )
                 for mode in args.latency_modes.split(",")
             ]
             print(result["latency"], flush=True)
         if "loaded" in phases:  # low mode's latency beside --loaded-streams other streams
             async with background_streams(server, "low", args.loaded_streams):
-                loaded = await glass_to_glass(server, "low", args.latency_seconds)
+                loaded = await glass_to_glass(server, "low", args.latency_seconds, gop=args.gop)
             result["loaded_latency"] = {"streams": args.loaded_streams + 1, **loaded}
             print(result["loaded_latency"], flush=True)
         if "requests" in phases:
@@ -375,6 +317,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     parser.add_argument("--latency-starts", type=int, default=1, help="players, one by one")
     parser.add_argument("--latency-modes", default="low,standard", help="modes to play")
+    parser.add_argument(
+        "--gop", type=float, default=2.0, help="latency publisher's keyframe interval, seconds"
+    )
     parser.add_argument("--viewers", default="50,200", help="viewer counts, one step each")
     parser.add_argument("--viewer-seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, default=16)
