@@ -1,6 +1,6 @@
 """Test certificates for the RTMPS listener and the TLS proxies in front of liverelay:
 self-signed, for ``localhost`` and ``127.0.0.1``, written as PEM files, and a client context
-that trusts exactly one of them."""
+that trusts exactly one of them; and RTMPS listeners started with them (:class:`RTMPSServers`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from config.settings import Settings
+from ingest.limits import Clock
+from ingest.live import PathAdmission
+from ingest.server import RTMPServer
+from ingest.tls import ServerCertificate
 
 
 @dataclass(frozen=True)
@@ -68,3 +74,53 @@ def peer_common_name(der: bytes) -> str:
     cert = x509.load_der_x509_certificate(der)
     [attribute] = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(attribute.value)
+
+
+class RTMPSServers:
+    """Starts RTMP servers with RTMPS on (``files`` as their certificate) on loopback, free
+    ports, for the listener tests; :meth:`close` closes every one started."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        files: CertificateFiles,
+        *,
+        admission: PathAdmission,
+        clock: Clock,
+        handshake_timeout: float,
+        certificate: ServerCertificate | None = None,
+    ) -> None:
+        self._data_dir = data_dir
+        self._files = files
+        self._admission = admission
+        self._clock = clock
+        self._handshake_timeout = handshake_timeout
+        self._certificate = certificate
+        self._started: list[RTMPServer] = []
+
+    async def start(self, **overrides: object) -> RTMPServer:
+        """A started server; ``overrides`` are settings fields."""
+        values: dict[str, object] = {
+            "data_dir": self._data_dir,
+            "rtmp_host": "127.0.0.1",
+            "rtmp_port": 0,
+            "rtmps_port": 0,
+            "tls_cert_file": str(self._files.cert),
+            "tls_key_file": str(self._files.key),
+            "rtmp_handshake_timeout": self._handshake_timeout,
+        }
+        values.update(overrides)
+        settings = Settings(**values)  # type: ignore[arg-type]
+        certificate = self._certificate or ServerCertificate(
+            str(self._files.cert), str(self._files.key)
+        )
+        server = RTMPServer(
+            settings, admission=self._admission, clock=self._clock, certificate=certificate
+        )
+        await server.start()
+        self._started.append(server)
+        return server
+
+    async def close(self) -> None:
+        for server in self._started:
+            await server.close()

@@ -16,14 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
 from ingest.server import RTMPServer
-from ingest.tls import ServerCertificate
 from tests.fakes import FakeClock, StubAdmission
 from tests.polling import eventually
 from tests.protocol.helpers import C0C1, VIDEO
 from tests.rtmp_client import RawPublisher, read_to_eof
-from tests.tls_support import CertificateFiles, make_certificate
+from tests.tls_support import CertificateFiles, RTMPSServers, make_certificate
 
 KEY = "k" * 20
 STREAM = "5" * 24
@@ -57,29 +55,11 @@ async def servers(
     tmp_path: Path, first: CertificateFiles, admission: StubAdmission, clock: FakeClock
 ) -> AsyncIterator[ServerFactory]:
     """Starts RTMP servers with RTMPS on, driven by ``clock``; closes them."""
-    started: list[RTMPServer] = []
-
-    async def start(**overrides: object) -> RTMPServer:
-        values: dict[str, object] = {
-            "data_dir": tmp_path,
-            "rtmp_host": "127.0.0.1",
-            "rtmp_port": 0,
-            "rtmps_port": 0,
-            "tls_cert_file": str(first.cert),
-            "tls_key_file": str(first.key),
-            "rtmp_handshake_timeout": 60.0,
-        }
-        values.update(overrides)
-        settings = Settings(**values)  # type: ignore[arg-type]
-        certificate = ServerCertificate(str(first.cert), str(first.key))
-        server = RTMPServer(settings, admission=admission, clock=clock, certificate=certificate)
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.close()
+    started = RTMPSServers(
+        tmp_path, first, admission=admission, clock=clock, handshake_timeout=60.0
+    )
+    yield started.start
+    await started.close()
 
 
 @dataclass
@@ -206,7 +186,8 @@ async def test_a_failed_handshake_costs_two(servers: ServerFactory) -> None:
         writer.write(C0C1)
         await read_to_eof(reader, CLOSE_BOUND)
         writer.close()
-        await eventually(lambda n=count: server.rejected == {"tls_handshake_failed": n})
+        failed = {"tls_handshake_failed": count}
+        await eventually(lambda: server.rejected == failed)  # noqa: B023 (awaited at once)
     untrusting = ssl.create_default_context()
     assert (await handshake(server, untrusting)).received == 0
     assert server.rejected == {"tls_handshake_failed": 2, THROTTLED: 1}

@@ -14,14 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
 from ingest.server import RTMPServer
 from ingest.tls import ServerCertificate
 from tests.fakes import FakeClock, StubAdmission
 from tests.polling import eventually
 from tests.protocol.helpers import C0C1, VIDEO
 from tests.rtmp_client import RawPublisher, read_to_eof
-from tests.tls_support import CertificateFiles, make_certificate, peer_common_name
+from tests.tls_support import (
+    CertificateFiles,
+    RTMPSServers,
+    make_certificate,
+    peer_common_name,
+)
 
 KEY = "k" * 20
 STREAM = "5" * 24
@@ -58,30 +62,16 @@ async def servers(
     admission: StubAdmission,
 ) -> AsyncIterator[ServerFactory]:
     """Starts RTMP servers with RTMPS on and the given settings; closes them."""
-    started: list[RTMPServer] = []
-
-    async def start(**overrides: object) -> RTMPServer:
-        values: dict[str, object] = {
-            "data_dir": tmp_path,
-            "rtmp_host": "127.0.0.1",
-            "rtmp_port": 0,
-            "rtmps_port": 0,
-            "tls_cert_file": str(first.cert),
-            "tls_key_file": str(first.key),
-            "rtmp_handshake_timeout": HANDSHAKE_SECONDS,
-        }
-        values.update(overrides)
-        settings = Settings(**values)  # type: ignore[arg-type]
-        server = RTMPServer(
-            settings, admission=admission, clock=FakeClock(), certificate=certificate
-        )
-        await server.start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        await server.close()
+    started = RTMPSServers(
+        tmp_path,
+        first,
+        admission=admission,
+        clock=FakeClock(),
+        handshake_timeout=HANDSHAKE_SECONDS,
+        certificate=certificate,
+    )
+    yield started.start
+    await started.close()
 
 
 @pytest.fixture
