@@ -45,7 +45,6 @@ from workers.thumbnail_codec import (
     render,
 )
 from workers.thumbnail_sources import (
-    RecordedPoint,
     TimeBeyondEnd,
     latest_live_segment,
     latest_low_latency_media,
@@ -94,7 +93,7 @@ async def live_thumbnail(request: web.Request) -> web.StreamResponse:
     output = live.outputs.hls
     settings = request.app[SETTINGS]
 
-    async def newest_media() -> bytes:
+    async def make() -> Thumbnail:
         if isinstance(output, LowLatencyOutput):
             media = latest_low_latency_media(output.stream)
         else:
@@ -106,10 +105,7 @@ async def live_thumbnail(request: web.Request) -> web.StreamResponse:
                 code="thumbnail_not_ready",
                 headers={"Retry-After": "2"},
             )
-        return media
-
-    async def make() -> Thumbnail:
-        return await _render(request, await newest_media(), extension, width, height, None)
+        return await _render(request, media, extension, width, height, None)
 
     key = ThumbnailKey(stream_id, "live", extension, width, height)
     cache = SIGNED_LIVE_CACHE_CONTROL if signed else LIVE_CACHE_CONTROL
@@ -131,10 +127,10 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
     width, height = _size(request)
     at = _time(request)
 
-    async def point_asked() -> RecordedPoint:
+    async def make() -> Thumbnail:
         playlist = await _recording_playlist(request, recording_id)
         try:
-            return recorded_point(playlist.decode("utf-8", errors="replace"), at)
+            point = recorded_point(playlist.decode("utf-8", errors="replace"), at)
         except TimeBeyondEnd as exc:
             raise ApiError(
                 400,
@@ -142,9 +138,6 @@ async def recording_thumbnail(request: web.Request) -> web.StreamResponse:
                 code="time_out_of_range",
                 details=[FieldError("time", f"at most {exc.duration:.3f}")],
             ) from None
-
-    async def make() -> Thumbnail:
-        point = await point_asked()
         media = b""
         for name in point.segment.files[::-1]:  # the initialization segment first
             data = await _recorded_file(request, recording_id, name)
@@ -257,13 +250,9 @@ def _time(request: web.Request) -> float | None:
 
 
 def _response(request: web.Request, thumbnail: Thumbnail, cache_control: str) -> web.Response:
-    headers = _headers(request, thumbnail.content_type, cache_control)
-    return web.Response(body=thumbnail.data, headers=headers)
-
-
-def _headers(request: web.Request, content_type: str, cache_control: str) -> dict[str, str]:
-    return {
-        "Content-Type": content_type,
+    headers = {
+        "Content-Type": thumbnail.content_type,
         "Cache-Control": cache_control,
         "Access-Control-Allow-Origin": request.app[SETTINGS].cors_allow_origin,
     }
+    return web.Response(body=thumbnail.data, headers=headers)
