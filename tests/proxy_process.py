@@ -83,3 +83,21 @@ async def running(
         yield process
     finally:
         await stop(process)
+
+
+@contextlib.asynccontextmanager
+async def running_nginx(
+    nginx: str, directory: Path, conf: Path, port: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """nginx with ``conf``, prefix and error log in ``directory``, in the foreground until
+    ``port`` accepts (:func:`running`); its error log is what an early exit says."""
+    error_log = directory / "error.log"
+    argv = [nginx, "-p", str(directory), "-e", str(error_log), "-c", str(conf)]
+    async with running(
+        argv,
+        check=["-t"],
+        foreground=["-g", "daemon off;"],
+        ports=[port],
+        exit_detail=error_log.read_text,
+    ) as process:
+        yield process

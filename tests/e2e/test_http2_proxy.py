@@ -22,7 +22,7 @@ from tests.e2e.conftest import (
     wait_for_playlist,
 )
 from tests.llhls_support import check_conformance, parse
-from tests.proxy_process import executable_or_fail, running
+from tests.proxy_process import executable_or_fail, running_nginx
 from tests.tls_support import make_certificate
 
 pytestmark = pytest.mark.e2e
@@ -79,14 +79,7 @@ async def proxy(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[Proxy]
     conf.write_text(
         proxy_config(CONF.read_text(), directory=directory, upstream=upstream, port=port)
     )
-    argv = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
-    async with running(
-        argv,
-        check=["-t"],
-        foreground=["-g", "daemon off;"],
-        ports=[port],
-        exit_detail=(directory / "error.log").read_text,
-    ):
+    async with running_nginx(nginx, directory, conf, port):
         yield Proxy(f"https://127.0.0.1:{port}", directory)
 
 

@@ -17,7 +17,7 @@ from ingest.server import RTMPServer
 from tests.e2e.conftest import free_port
 from tests.fakes import FakeClock, StubAdmission
 from tests.protocol.helpers import publish_bytes
-from tests.proxy_process import executable_or_fail, missing, running
+from tests.proxy_process import executable_or_fail, missing, running_nginx
 from tests.rtmp_client import first_statuses
 
 pytestmark = pytest.mark.e2e
@@ -80,14 +80,7 @@ async def nginx_port(rtmp: tuple[RTMPServer, StubAdmission], tmp_path: Path) -> 
         f"error_log {directory / 'error.log'} warn;\nevents {{ worker_connections 64; }}\n"
         f"include {directory / 'liverelay-rtmp.conf'};\n"
     )
-    argv = [nginx, "-p", str(directory), "-e", str(directory / "error.log"), "-c", str(conf)]
-    async with running(
-        argv,
-        check=["-t"],
-        foreground=["-g", "daemon off;"],
-        ports=[port],
-        exit_detail=(directory / "error.log").read_text,
-    ):
+    async with running_nginx(nginx, directory, conf, port):
         yield port
 
 
